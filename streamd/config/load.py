@@ -1,0 +1,241 @@
+"""Load and validate a TOML config. Every problem is a ConfigError naming the key; nothing is
+started before the whole file has passed."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from streamd.config.schema import (
+    SOURCE_KINDS,
+    Config,
+    DaemonConfig,
+    MetricsConfig,
+    ModelConfig,
+    PublishConfig,
+    SourceConfig,
+)
+from streamd.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+BUILTIN_PREFIX = "builtin:"
+_ENDPOINT = re.compile(r"^(tcp://[^:]+:(\d+|\*)|ipc://.+|inproc://.+)$")
+_BIND = re.compile(r"^(?P<host>[^:]*|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _type_name(kind: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        kind, getattr(kind, "__name__", str(kind)))
+
+
+def _check_type(key: str, value: Any, kind: Any) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float) and isinstance(value, bool):
+        raise ConfigError(key, f"expected {_type_name(kind)}, got {value!r}")
+    if kind in (str, int, float, bool):
+        if not isinstance(value, kind):
+            raise ConfigError(key, f"expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(key, "unsupported value")
+
+
+def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Instantiate dataclass ``cls`` from a TOML table, checking keys and scalar types."""
+    if not isinstance(table, dict):
+        raise ConfigError(prefix, f"expected a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        full_key = f"{prefix}.{key}"
+        if key not in known or key in (overrides or {}):
+            raise ConfigError(full_key, f"unknown key; expected one of {sorted(known - set(overrides or {}))}")
+        values[key] = _check_type(full_key, value, hints[key])
+    values.update(overrides or {})
+    for f in dataclasses.fields(cls):
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}.{f.name}", "required key is missing")
+    return cls(**values)
+
+
+def _resolve(path_text: str, base_dir: Path) -> Path:
+    path = Path(path_text).expanduser()
+    return path if path.is_absolute() else (base_dir / path)
+
+
+def _load_classes(value: Any, base_dir: Path, model_path: Path) -> tuple[str, ...]:
+    key = "model.classes"
+    if value is None:
+        for candidate in (model_path.with_suffix(".names"), model_path.parent / "classes.txt"):
+            if candidate.is_file():
+                value = str(candidate)
+                break
+        else:
+            raise ConfigError(key, "required key is missing (a list of names or a file with one "
+                                   "name a line)")
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(key, "expected a non-empty list of class names")
+        return tuple(value)
+    if isinstance(value, str):
+        classes_path = _resolve(value, base_dir)
+        if not classes_path.is_file():
+            raise ConfigError(key, f"class-name file {classes_path} does not exist")
+        names = tuple(line.strip() for line in classes_path.read_text().splitlines() if line.strip())
+        if not names:
+            raise ConfigError(key, f"class-name file {classes_path} is empty")
+        return names
+    raise ConfigError(key, f"expected a list of names or a file path, got {type(value).__name__}")
+
+
+def _model(table: Any, base_dir: Path) -> ModelConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("model", "expected a table")
+    table = dict(table)
+    path_text = table.pop("path", None)
+    if path_text is None:
+        raise ConfigError("model.path", "required key is missing")
+    _check_type("model.path", path_text, str)
+    classes_value = table.pop("classes", None)
+    input_size = table.pop("input_size", None)
+    size_overrides: dict[str, int] = {}
+    if input_size is not None:
+        if (not isinstance(input_size, list) or len(input_size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_size)):
+            raise ConfigError("model.input_size", f"expected [width, height] positive integers, got {input_size!r}")
+        size_overrides = {"input_width": input_size[0], "input_height": input_size[1]}
+    if path_text.startswith(BUILTIN_PREFIX):
+        from streamd.models import builtin_model  # noqa: PLC0415 - only for builtin models
+
+        builtin = builtin_model(path_text[len(BUILTIN_PREFIX):])  # raises ConfigError
+        model_path, default_classes = builtin.onnx_path, builtin.classes
+    else:
+        model_path, default_classes = _resolve(path_text, base_dir), None
+        if not model_path.is_file():
+            raise ConfigError("model.path", f"model file {model_path} does not exist")
+    classes = (_load_classes(classes_value, base_dir, model_path)
+               if classes_value is not None or default_classes is None else default_classes)
+    model = _build(ModelConfig, table, "model", {"path": str(model_path), "classes": classes, **size_overrides})
+    _validate_model(model)
+    return model
+
+
+def _validate_model(model: ModelConfig) -> None:
+    from streamd.decode.preprocess import CONVENTIONS  # noqa: PLC0415
+    from streamd.decode.yolox import LAYOUTS  # noqa: PLC0415
+
+    for key in ("score_threshold", "nms_threshold"):
+        value = getattr(model, key)
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"model.{key}", f"must be between 0 and 1, got {value}")
+    if model.max_detections < 1:
+        raise ConfigError("model.max_detections", "must be at least 1")
+    if model.preprocessing not in CONVENTIONS:
+        raise ConfigError("model.preprocessing", f"'{model.preprocessing}' is not one of {sorted(CONVENTIONS)}")
+    if model.layout not in ("auto", *LAYOUTS):
+        raise ConfigError("model.layout", f"'{model.layout}' is not one of {['auto', *LAYOUTS]}")
+    if model.backend not in ("auto", "onnxruntime", "tensorrt"):
+        raise ConfigError("model.backend", f"'{model.backend}' is not one of ['auto', 'onnxruntime', 'tensorrt']")
+    if model.precision not in ("fp32", "fp16", "int8"):
+        raise ConfigError("model.precision", f"'{model.precision}' is not one of ['fp32', 'fp16', 'int8']")
+    if model.threads < 0:
+        raise ConfigError("model.threads", "must be 0 (backend default) or more")
+
+
+def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
+    prefix = f"sources[{index}]"
+    if isinstance(table, dict) and "kind" in table and table["kind"] not in SOURCE_KINDS:
+        raise ConfigError(f"{prefix}.kind", f"unknown source kind '{table['kind']}', expected one of {list(SOURCE_KINDS)}")
+    source = _build(SourceConfig, table, prefix)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", source.id):
+        raise ConfigError(f"{prefix}.id", f"'{source.id}' must be letters, digits, '_', '.', '-' (it is a ZeroMQ topic and a metric label)")
+    if source.kind in ("file", "image"):
+        if not source.url:
+            raise ConfigError(f"{prefix}.url", f"required for a {source.kind} source")
+        media_path = _resolve(source.url, base_dir)
+        if not media_path.is_file():
+            raise ConfigError(f"{prefix}.url", f"file {media_path} does not exist")
+        source = dataclasses.replace(source, url=str(media_path))
+    if source.kind == "rtsp":
+        if not source.url.startswith(("rtsp://", "rtsps://")):
+            raise ConfigError(f"{prefix}.url", f"expected an rtsp:// URL, got '{source.url}'")
+        if source.transport not in ("tcp", "udp"):
+            raise ConfigError(f"{prefix}.transport", f"'{source.transport}' is not one of ['tcp', 'udp']")
+    if source.pace not in ("native", "fast"):
+        raise ConfigError(f"{prefix}.pace", f"'{source.pace}' is not one of ['native', 'fast']")
+    for key in ("fps", "open_timeout_seconds", "read_timeout_seconds", "stall_timeout_seconds",
+                "backoff_initial_seconds", "backoff_max_seconds"):
+        if getattr(source, key) < 0:
+            raise ConfigError(f"{prefix}.{key}", "must not be negative")
+    for key in ("width", "height"):
+        if getattr(source, key) < 32:
+            raise ConfigError(f"{prefix}.{key}", "must be at least 32")
+    return source
+
+
+def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: str = "") -> Config:
+    """Validate an already-parsed TOML document; relative paths resolve against ``base_dir``."""
+    base_dir = Path(base_dir)
+    known = {"sources", "model", "publish", "metrics", "daemon"}
+    for key in document:
+        if key not in known:
+            raise ConfigError(key, f"unknown section; expected one of {sorted(known)}")
+    if "sources" not in document:
+        raise ConfigError("sources", "required: at least one [[sources]] table")
+    raw_sources = document["sources"]
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise ConfigError("sources", "expected at least one [[sources]] table")
+    sources = tuple(_source(table, i, base_dir) for i, table in enumerate(raw_sources))
+    seen: set[str] = set()
+    for i, source in enumerate(sources):
+        if source.id in seen:
+            raise ConfigError(f"sources[{i}].id", f"duplicate source id '{source.id}'")
+        seen.add(source.id)
+    if "model" not in document:
+        raise ConfigError("model", "required section [model] is missing")
+    model = _model(document["model"], base_dir)
+    publish = _build(PublishConfig, document.get("publish", {}), "publish")
+    if not _ENDPOINT.match(publish.endpoint):
+        raise ConfigError("publish.endpoint", f"'{publish.endpoint}' is not a ZeroMQ endpoint like tcp://127.0.0.1:5555")
+    if publish.send_hwm < 1:
+        raise ConfigError("publish.send_hwm", "must be at least 1")
+    metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
+    if not _BIND.match(metrics.bind):
+        raise ConfigError("metrics.bind", f"'{metrics.bind}' is not HOST:PORT")
+    daemon = _build(DaemonConfig, document.get("daemon", {}), "daemon")
+    if daemon.log_level not in _LOG_LEVELS:
+        raise ConfigError("daemon.log_level", f"'{daemon.log_level}' is not one of {list(_LOG_LEVELS)}")
+    return Config(sources, model, publish, metrics, daemon, path)
+
+
+def load_config(path: str | Path) -> Config:
+    config_path = Path(path)
+    try:
+        text = config_path.read_text()
+    except OSError as error:
+        raise ConfigError("(file)", f"cannot read {config_path}: {error.strerror}") from error
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("(file)", f"{config_path} is not valid TOML: {error}") from error
+    return parse_config(document, config_path.resolve().parent, str(config_path))
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    match = _BIND.match(bind)
+    if not match:
+        raise ConfigError("metrics.bind", f"'{bind}' is not HOST:PORT")
+    return match.group("host").strip("[]") or "127.0.0.1", int(match.group("port"))
+
+

@@ -1,0 +1,83 @@
+"""The configuration's shape: dataclasses with named defaults. Validation lives in load.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PUBLISH_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_METRICS_BIND = "127.0.0.1:9400"
+# A few hundred messages cover a burst from several cameras; past that a slow subscriber loses
+# messages (counted) rather than growing memory or blocking the pipeline.
+DEFAULT_SEND_HWM = 200
+
+SOURCE_KINDS = ("file", "image", "rtsp", "synthetic")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    id: str
+    kind: str
+    url: str = ""
+    # file: "native" paces at the file's fps (a live-camera stand-in), "fast" reads flat out and
+    # never drops a frame (benchmarks); image: repeats at `fps`.
+    pace: str = "native"
+    loop: bool = False
+    fps: float = 0.0  # 0: the source's own rate (file) or 10 (image, synthetic)
+    # rtsp
+    transport: str = "tcp"
+    open_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 3.0
+    stall_timeout_seconds: float = 5.0
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 10.0
+    # synthetic
+    width: int = 640
+    height: int = 480
+    seed: int = 0
+    max_frames: int = 0  # 0: unbounded
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str
+    classes: tuple[str, ...]
+    input_width: int = 0  # 0: taken from the model
+    input_height: int = 0
+    score_threshold: float = 0.3
+    nms_threshold: float = 0.45
+    max_detections: int = 100
+    preprocessing: str = "yolox"
+    layout: str = "auto"
+    backend: str = "onnxruntime"
+    threads: int = 0
+    precision: str = "fp32"
+    model_id: str = ""  # published in messages; default: the model file's stem
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    endpoint: str = DEFAULT_PUBLISH_ENDPOINT
+    send_hwm: int = DEFAULT_SEND_HWM
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    bind: str = DEFAULT_METRICS_BIND
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    log_level: str = "info"
+    # A frame older than this when the pipeline takes it is dropped (counted), never processed.
+    max_frame_age_seconds: float = 0.0  # 0: no limit
+
+
+@dataclass(frozen=True)
+class Config:
+    sources: tuple[SourceConfig, ...]
+    model: ModelConfig
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    path: str = ""  # where it was loaded from, for messages

@@ -1,0 +1,1 @@
+"""Pre- and post-processing around the network: letterbox in, YOLOX decode + NMS out."""

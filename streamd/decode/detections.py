@@ -1,0 +1,22 @@
+"""The result type of decoding: boxes, scores and class ids of one frame, as parallel arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes_xyxy: np.ndarray  # (K, 4) float32
+    scores: np.ndarray  # (K,) float32
+    class_ids: np.ndarray  # (K,) int32
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                          np.zeros((0,), np.int32))
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])

@@ -1,0 +1,136 @@
+"""Letterbox preprocessing, the one implementation every path uses (daemon, bench, quantize).
+
+Two conventions:
+- ``yolox``: what the official YOLOX exports expect: BGR, 0-255, no normalisation, image at the
+  top-left of the canvas, pad value 114, ``int(side * ratio)`` resize (as YOLOX's ``preproc``).
+- ``legacy``: what the seed tutorial did: RGB, /255, ImageNet mean/std, centred, pad 128.
+
+The GPU kernel implements the same maths; ``Convention.channel_gain`` / ``channel_offset`` are the
+per-output-channel affine terms it uses, so both read one definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How pixels become network input: ``out[c] = pixel[src_channel[c]] * gain[c] + offset[c]``."""
+
+    name: str
+    swap_rb: bool
+    pad_value: int
+    centered: bool
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def channel_gain(self) -> np.ndarray:
+        return np.array([self.scale / s for s in self.std], dtype=np.float32)
+
+    @property
+    def channel_offset(self) -> np.ndarray:
+        return np.array([-m / s for m, s in zip(self.mean, self.std)], dtype=np.float32)
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(np.all(self.channel_gain == 1.0) and np.all(self.channel_offset == 0.0))
+
+
+YOLOX = Convention("yolox", swap_rb=False, pad_value=114, centered=False, scale=1.0,
+                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+LEGACY = Convention("legacy", swap_rb=True, pad_value=128, centered=True, scale=1.0 / 255.0,
+                    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (YOLOX, LEGACY)}
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Geometry of one frame's letterbox: maps network-input pixels back to frame pixels."""
+
+    ratio: float
+    pad_x: int
+    pad_y: int
+    resized_width: int
+    resized_height: int
+    frame_width: int
+    frame_height: int
+
+    def to_frame(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Network-input xyxy boxes -> frame xyxy boxes, clipped to the frame. Returns a new array."""
+        offset = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float32)
+        frame_boxes = (boxes_xyxy - offset) / self.ratio
+        np.clip(frame_boxes[:, 0::2], 0, self.frame_width, out=frame_boxes[:, 0::2])
+        np.clip(frame_boxes[:, 1::2], 0, self.frame_height, out=frame_boxes[:, 1::2])
+        return frame_boxes
+
+
+def letterbox_geometry(frame_width: int, frame_height: int, input_width: int, input_height: int,
+                       centered: bool) -> Letterbox:
+    ratio = min(input_width / frame_width, input_height / frame_height)
+    # int() truncation, as YOLOX's own preproc; at least one pixel for degenerate inputs.
+    resized_width = max(1, int(frame_width * ratio))
+    resized_height = max(1, int(frame_height * ratio))
+    pad_x = (input_width - resized_width) // 2 if centered else 0
+    pad_y = (input_height - resized_height) // 2 if centered else 0
+    return Letterbox(ratio, pad_x, pad_y, resized_width, resized_height, frame_width, frame_height)
+
+
+class Preprocessor:
+    """Frame (HxWx3 uint8 BGR) -> network input (1x3xHxW), reusing its buffers between calls.
+
+    Not thread-safe: one per worker. The returned array is overwritten by the next call.
+    """
+
+    def __init__(self, convention: Convention, input_width: int, input_height: int,
+                 dtype: np.dtype | type = np.float32) -> None:
+        self.convention = convention
+        self.input_width = input_width
+        self.input_height = input_height
+        self._canvas = np.full((input_height, input_width, 3), convention.pad_value, np.uint8)
+        self._input = np.empty((1, 3, input_height, input_width), dtype=dtype)
+        self._gain = convention.channel_gain.reshape(3, 1, 1)
+        self._offset = convention.channel_offset.reshape(3, 1, 1)
+        self._last_geometry: Letterbox | None = None
+
+    def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """Resize and pad into the uint8 canvas (HxWx3, network channel order not applied)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 BGR image, got {image.shape} {image.dtype}")
+        frame_height, frame_width = image.shape[:2]
+        geometry = self._last_geometry
+        if geometry is None or (geometry.frame_width, geometry.frame_height) != (frame_width, frame_height):
+            geometry = letterbox_geometry(frame_width, frame_height, self.input_width,
+                                          self.input_height, self.convention.centered)
+            # The frame size changed: repaint the whole canvas so no old pixels survive in the pad.
+            self._canvas[...] = self.convention.pad_value
+            self._last_geometry = geometry
+        resized = cv2.resize(image, (geometry.resized_width, geometry.resized_height),
+                             interpolation=cv2.INTER_LINEAR)
+        self._canvas[geometry.pad_y:geometry.pad_y + geometry.resized_height,
+                     geometry.pad_x:geometry.pad_x + geometry.resized_width] = resized
+        return self._canvas, geometry
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        canvas, geometry = self.letterbox(image)
+        planar = canvas.transpose(2, 0, 1)
+        if self.convention.swap_rb:
+            planar = planar[::-1]
+        network_input = self._input[0]
+        np.copyto(network_input, planar, casting="unsafe")
+        if not self.convention.is_identity:
+            network_input *= self._gain
+            network_input += self._offset
+        return self._input, geometry
+
+
+def preprocess(image: np.ndarray, convention: Convention, input_width: int, input_height: int
+               ) -> tuple[np.ndarray, Letterbox]:
+    """One-off convenience: a fresh (1x3xHxW float32) input for ``image``."""
+    network_input, geometry = Preprocessor(convention, input_width, input_height)(image)
+    return network_input.copy(), geometry

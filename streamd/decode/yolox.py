@@ -1,0 +1,148 @@
+"""YOLOX output decoding, vectorised: no Python loop over grid cells.
+
+Layouts:
+- ``yolox``: the official export, one [B, N, 5+C] tensor; box terms raw (``(xy + grid) * stride``,
+  ``exp(wh) * stride``), objectness and class scores already sigmoid-ed.
+- ``yolox-decoded``: the same tensor exported with ``decode_in_inference``: cx, cy, w, h already in
+  network-input pixels.
+- ``heads``: three [B, 5+C, H, W] maps (strides 8/16/32), every term a raw logit.
+
+Grids are computed once per decoder; inputs are never mutated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamd.decode.detections import Detections
+from streamd.decode.nms import class_aware_nms
+from streamd.errors import ModelLayoutError
+
+STRIDES = (8, 16, 32)
+LAYOUTS = ("yolox", "yolox-decoded", "heads")
+
+
+def grid_cells(input_width: int, input_height: int, strides: Sequence[int] = STRIDES
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) cell coordinates (x, y) and (N, 1) strides, in YOLOX's order (stride, row, column)."""
+    grids, cell_strides = [], []
+    for stride in strides:
+        rows, cols = input_height // stride, input_width // stride
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        grids.append(np.stack((xs, ys), axis=-1).reshape(-1, 2))
+        cell_strides.append(np.full((rows * cols, 1), stride))
+    return (np.concatenate(grids).astype(np.float32), np.concatenate(cell_strides).astype(np.float32))
+
+
+def _logit(probability: float) -> float:
+    probability = min(max(probability, 1e-7), 1 - 1e-7)
+    return float(np.log(probability / (1 - probability)))
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What the layout detector needs to know of one model output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+
+
+def detect_layout(outputs: Sequence[OutputInfo], input_width: int, input_height: int,
+                  num_classes: int, strides: Sequence[int] = STRIDES) -> str:
+    """``yolox`` or ``heads`` from output shapes; raises ModelLayoutError naming what it saw.
+
+    A single [B, N, 5+C] output is reported as ``yolox``; whether its boxes are already decoded is
+    told by :func:`boxes_look_decoded` on a real output, since the shapes are the same.
+    """
+    cell_count = sum((input_height // s) * (input_width // s) for s in strides)
+    channels = 5 + num_classes
+    seen = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
+    if len(outputs) == 1 and len(outputs[0].shape) == 3:
+        _, cells, width = outputs[0].shape
+        if width == channels and cells in (cell_count, None):
+            return "yolox"
+    if len(outputs) == 3 and all(len(o.shape) == 4 for o in outputs):
+        expected = sorted(((input_height // s), (input_width // s)) for s in strides)
+        got = sorted((o.shape[2], o.shape[3]) for o in outputs)
+        if all(o.shape[1] == channels for o in outputs) and got == expected:
+            return "heads"
+    raise ModelLayoutError(
+        f"model outputs {seen} fit no YOLOX layout for a {input_width}x{input_height} input and "
+        f"{num_classes} classes: expected one [B, {cell_count}, {channels}] tensor or three "
+        f"[B, {channels}, H, W] maps at strides {tuple(strides)}; check model.classes and "
+        "model.input_size, or set model.layout")
+
+
+def boxes_look_decoded(output: np.ndarray) -> bool:
+    """True when a [B, N, 5+C] output holds pixel boxes, not raw offsets.
+
+    Raw x/y terms are offsets within a cell (|x| of order 1); decoded centres spread over the whole
+    input, so their mean is hundreds of pixels. Any real input tells the two apart.
+    """
+    return float(np.mean(np.abs(output[0, :, 0]))) > 8.0
+
+
+class YoloxDecoder:
+    """Decode one frame's raw outputs into NMS-ed detections in network-input pixels."""
+
+    def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
+                 score_threshold: float, nms_threshold: float, max_detections: int = 300,
+                 strides: Sequence[int] = STRIDES) -> None:
+        if layout not in LAYOUTS:
+            raise ModelLayoutError(f"unknown layout '{layout}', expected one of {LAYOUTS}")
+        self.layout = layout
+        self.num_classes = num_classes
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.max_detections = max_detections
+        self.strides = tuple(strides)
+        self._grid, self._cell_stride = grid_cells(input_width, input_height, strides)
+        self._objectness_logit_threshold = _logit(self.score_threshold)
+
+    def flatten(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Outputs of one batch item -> (N, 5+C) rows in the grid order (heads: still logits)."""
+        if self.layout != "heads":
+            return outputs[0][0]
+        # Largest map (stride 8) first, as the grid order; [5+C, H, W] -> [H*W, 5+C].
+        maps = sorted((o[0] for o in outputs), key=lambda m: -m.shape[1])
+        return np.concatenate([m.reshape(m.shape[0], -1).T for m in maps])
+
+    def decode(self, outputs: Sequence[np.ndarray]) -> Detections:
+        """Candidates above the score threshold, boxes decoded, class-aware NMS applied."""
+        rows = self.flatten(outputs)
+        if self.layout == "heads":
+            # score = obj * cls <= obj, so cells whose objectness is below the threshold can go
+            # before any sigmoid is computed.
+            candidate = np.flatnonzero(rows[:, 4] > self._objectness_logit_threshold)
+            rows = rows[candidate]
+            objectness = _sigmoid(rows[:, 4])
+            class_probabilities = _sigmoid(rows[:, 5:])
+        else:
+            candidate = np.flatnonzero(rows[:, 4] > self.score_threshold)
+            rows = rows[candidate]
+            objectness = rows[:, 4]
+            class_probabilities = rows[:, 5:]
+        if rows.shape[0] == 0:
+            return Detections.empty()
+        class_ids = np.argmax(class_probabilities, axis=1)
+        scores = objectness * class_probabilities[np.arange(rows.shape[0]), class_ids]
+        keep = scores > self.score_threshold
+        if not np.any(keep):
+            return Detections.empty()
+        rows, scores, class_ids, candidate = rows[keep], scores[keep], class_ids[keep], candidate[keep]
+        if self.layout == "yolox-decoded":
+            centers, sizes = rows[:, 0:2], rows[:, 2:4]
+        else:
+            cell_stride = self._cell_stride[candidate]
+            centers = (rows[:, 0:2] + self._grid[candidate]) * cell_stride
+            sizes = np.exp(rows[:, 2:4]) * cell_stride
+        boxes = np.concatenate((centers - sizes / 2, centers + sizes / 2), axis=1).astype(np.float32)
+        return class_aware_nms(boxes, scores.astype(np.float32), class_ids, self.nms_threshold,
+                               self.max_detections)

@@ -1,0 +1,1 @@
+"""Inference backends behind one narrow interface (open, infer, close); see base.py."""

@@ -1,0 +1,60 @@
+"""The interface every inference backend implements.
+
+A backend turns named input arrays into named output arrays and does nothing else: no
+preprocessing, no decoding. Its I/O is described by name, shape and dtype, so callers never rely on
+binding order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine input or output. ``None`` in ``shape`` marks a dynamic dimension."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d is None for d in self.shape)
+
+
+class InferenceBackend(ABC):
+    """Open in ``__init__``; ``infer`` many times from one thread; ``close`` once (idempotent)."""
+
+    name: str = "abstract"
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorSpec]: ...
+
+    @abstractmethod
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once. Returned arrays may be reused by the next call: copy what must outlive it."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def describe(self) -> str:
+        """One line for logs and ``streamd check``."""
+        def fmt(specs: list[TensorSpec]) -> str:
+            return ", ".join(f"{s.name}{list(s.shape)}:{np.dtype(s.dtype).name}" for s in specs)
+        return f"{self.name}: inputs {fmt(self.inputs)} -> outputs {fmt(self.outputs)}"
+
+    def __enter__(self) -> InferenceBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

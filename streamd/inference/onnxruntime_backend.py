@@ -1,0 +1,75 @@
+"""ONNX Runtime on the CPU: the default backend, and the one everything else is checked against."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from streamd.errors import BackendError
+from streamd.inference.base import InferenceBackend, TensorSpec
+from streamd.inference.registry import BackendOptions
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
+
+
+def _spec(node) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+    return TensorSpec(node.name, shape, np.dtype(_ORT_DTYPES.get(node.type, np.float32)))
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort  # noqa: PLC0415 - keep `import streamd` light
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise BackendError(f"model file {path} does not exist")
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 0:
+            session_options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=session_options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # ORT raises its own Fail/InvalidGraph types
+            raise BackendError(f"ONNX Runtime cannot load {path}: {error}") from error
+        self._inputs = [_spec(n) for n in self._session.get_inputs()]
+        self._outputs = [_spec(n) for n in self._session.get_outputs()]
+        self._output_names = [s.name for s in self._outputs]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    @property
+    def session(self):
+        """The underlying ``onnxruntime.InferenceSession`` (bench measures it raw)."""
+        if self._session is None:
+            raise BackendError("backend is closed")
+        return self._session
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.session.run(self._output_names, dict(feeds))
+        return dict(zip(self._output_names, results))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def open_backend(options: BackendOptions) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(options.model_path, options.threads)

@@ -1,0 +1,1 @@
+"""Frame sources: one capture thread per source, feeding a latest-frame slot."""

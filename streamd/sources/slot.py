@@ -1,0 +1,62 @@
+"""The latest-frame slot between a capture thread and the pipeline.
+
+When the pipeline is slower than the source, the frame waiting in the slot is replaced, never
+queued, so latency stays bounded; every replaced frame is counted. In ``lossless`` mode (file
+sources read as fast as possible, for benchmarks) the producer waits for the slot to empty instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from streamd.sources.frame import Frame
+
+
+class LatestFrameSlot:
+    def __init__(self, lossless: bool = False, on_drop: Callable[[Frame], None] | None = None) -> None:
+        self.lossless = lossless
+        self._on_drop = on_drop
+        self._frame: Frame | None = None
+        self._condition = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
+        """Offer a frame. Returns False when the slot is closed (the producer should stop)."""
+        with self._condition:
+            if self.lossless:
+                while self._frame is not None and not self._closed and not (stop and stop.is_set()):
+                    self._condition.wait(0.1)
+            if self._closed:
+                return False
+            replaced = self._frame
+            self._frame = frame
+            self._condition.notify_all()
+        if replaced is not None:
+            self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop(replaced)
+        return True
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame, or None after ``timeout`` seconds (or when closed and empty)."""
+        with self._condition:
+            if self._frame is None and not self._closed:
+                self._condition.wait(timeout)
+            frame, self._frame = self._frame, None
+            self._condition.notify_all()
+            return frame
+
+    def peek_ready(self) -> bool:
+        with self._condition:
+            return self._frame is not None
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
