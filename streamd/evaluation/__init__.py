@@ -1,0 +1,1 @@
+"""Detection accuracy: COCO-style mean average precision, written by the project."""
