@@ -1,0 +1,1 @@
+"""Prometheus metrics (definitions.py, the only module that defines them) and the HTTP endpoint."""
