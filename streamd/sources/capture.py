@@ -1,0 +1,154 @@
+"""One capture thread per source: pull frames from a reader, pace them, hand the newest to the
+pipeline through a latest-frame slot, and reopen the source (with backoff) when it fails."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from streamd.config.schema import SourceConfig
+from streamd.errors import SourceError
+from streamd.metrics.definitions import StreamdMetrics
+from streamd.sources.frame import Frame
+from streamd.sources.readers import FrameReader, make_reader, redact
+from streamd.sources.slot import LatestFrameSlot
+
+log = logging.getLogger(__name__)
+
+# Sources whose frames are all worth processing when read flat out (benchmarks): the slot then
+# makes the reader wait instead of dropping.
+_LOSSLESS_KINDS = ("file", "image", "synthetic")
+
+
+class CaptureSource:
+    """Owns one source's thread, reader and slot. ``start()`` once, ``stop()`` once."""
+
+    def __init__(self, config: SourceConfig, metrics: StreamdMetrics | None = None,
+                 reader_factory: Callable[[SourceConfig], FrameReader] = make_reader,
+                 frame_ready: threading.Event | None = None) -> None:
+        self.config = config
+        self.source_id = config.id
+        self._metrics = metrics
+        self._reader_factory = reader_factory
+        self._frame_ready = frame_ready
+        lossless = config.pace == "fast" and config.kind in _LOSSLESS_KINDS
+        self.slot = LatestFrameSlot(lossless=lossless, on_drop=self._count_drop)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{config.id}", daemon=True)
+        self.state = "connecting"
+        self.finished = threading.Event()  # the source ended for good (file without loop)
+        self.frames_delivered = 0
+        self.last_frame_monotonic = 0.0
+        self._log = logging.LoggerAdapter(log, {"source": config.id})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._metrics is not None:
+            self._metrics.declare_source(self.source_id)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self.slot.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._set_state("stopped")
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- capture loop --------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff_seconds = self.config.backoff_initial_seconds
+        while not self._stop.is_set():
+            self._set_state("connecting")
+            reader = self._reader_factory(self.config)
+            try:
+                reader.open()
+            except SourceError as error:
+                self._record_error("open", error)
+                reader.close()
+                backoff_seconds = self._back_off(backoff_seconds)
+                continue
+            self._log.info("source %s opened (%s)", self.source_id, redact(self.config.url) or self.config.kind)
+            try:
+                ended = self._stream(reader)
+            finally:
+                reader.close()
+            if ended:
+                self._log.info("source %s finished after %d frames", self.source_id, self.frames_delivered)
+                self._set_state("finished")
+                self.finished.set()
+                break
+            backoff_seconds = self.config.backoff_initial_seconds if self.frames_delivered else backoff_seconds
+            if not self._stop.is_set():
+                self._record_error("read", SourceError(f"source {self.source_id} stopped delivering frames"))
+                backoff_seconds = self._back_off(backoff_seconds)
+                if self._metrics is not None:
+                    self._metrics.source_reconnects.labels(self.source_id).inc()
+        self.slot.close()
+
+    def _stream(self, reader: FrameReader) -> bool:
+        """Read until stop (False), failure (False) or the end of a non-looping source (True)."""
+        paced = self.config.pace == "native"
+        fps = self.config.fps or reader.native_fps
+        interval_seconds = 1.0 / fps if paced and fps > 0 else 0.0
+        next_due = time.monotonic()
+        self._set_state("streaming")
+        while not self._stop.is_set():
+            item = reader.read()
+            if item is None:
+                if self.config.kind == "rtsp":
+                    return False
+                if not self.config.loop:
+                    return True
+                if not reader.rewind():
+                    return False
+                continue
+            image, ground_truth = item
+            if interval_seconds:
+                # Deliver on the source's clock, as a camera would; never try to catch up a backlog.
+                next_due += interval_seconds
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    if self._stop.wait(delay):
+                        return False
+                elif delay < -interval_seconds:
+                    next_due = time.monotonic()
+            now_monotonic = time.monotonic()
+            frame = Frame(self.source_id, self.frames_delivered, time.time(), now_monotonic, image, ground_truth)
+            self.frames_delivered += 1
+            self.last_frame_monotonic = now_monotonic
+            if self._metrics is not None:
+                self._metrics.frames_captured.labels(self.source_id).inc()
+            if not self.slot.put(frame, self._stop):
+                return False
+            if self._frame_ready is not None:
+                self._frame_ready.set()
+        return False
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _back_off(self, backoff_seconds: float) -> float:
+        """Wait ``backoff_seconds`` (with jitter) unless stopped; return the next, doubled, capped."""
+        self._set_state("backing_off")
+        jittered = backoff_seconds * random.uniform(0.8, 1.2)
+        self._stop.wait(jittered)
+        return min(backoff_seconds * 2, self.config.backoff_max_seconds)
+
+    def _record_error(self, kind: str, error: Exception) -> None:
+        self._log.warning("source %s: %s; retrying", self.source_id, error)
+        if self._metrics is not None:
+            self._metrics.source_errors.labels(self.source_id, kind).inc()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self._metrics is not None:
+            self._metrics.set_source_state(self.source_id, state)
+
+    def _count_drop(self, frame: Frame) -> None:
+        if self._metrics is not None:
+            self._metrics.frames_dropped.labels(self.source_id, "superseded").inc()

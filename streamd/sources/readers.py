@@ -1,0 +1,192 @@
+"""Frame readers: the thing a capture thread pulls frames from, one class per kind of source.
+
+A reader is used by one thread at a time: ``open()`` (raises SourceError), ``read()`` until it
+returns None (end of stream or a failed read), ``close()`` (idempotent).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from abc import ABC, abstractmethod
+
+import cv2
+import numpy as np
+
+from streamd.config.schema import SourceConfig
+from streamd.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STILL_FPS = 10.0
+
+
+class FrameReader(ABC):
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray, object | None] | None:
+        """(HxWx3 uint8 BGR image, ground truth or None), or None at end of stream / on failure."""
+
+    @property
+    @abstractmethod
+    def native_fps(self) -> float:
+        """The source's own frame rate; 0 when unknown (live sources set their own pace)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    def rewindable(self) -> bool:
+        return False
+
+    def rewind(self) -> bool:
+        """Restart from the first frame (looping files); False when that failed."""
+        return False
+
+
+class VideoFileReader(FrameReader):
+    """A video file through OpenCV (FFmpeg backend)."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._path = config.url
+        self._capture: cv2.VideoCapture | None = None
+        self._fps = 0.0
+
+    def open(self) -> None:
+        capture = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open video file {self._path} (not a video OpenCV/FFmpeg can read?)")
+        self._capture = capture
+        self._fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def read(self) -> tuple[np.ndarray, object | None] | None:
+        if self._capture is None:
+            return None
+        ok, image = self._capture.read()
+        return (image, None) if ok and image is not None else None
+
+    @property
+    def native_fps(self) -> float:
+        return self._fps
+
+    @property
+    def rewindable(self) -> bool:
+        return True
+
+    def rewind(self) -> bool:
+        # Reopening is more reliable than seeking to 0 across codecs/containers.
+        self.close()
+        try:
+            self.open()
+        except SourceError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class StillImageReader(FrameReader):
+    """One image file, delivered once (or repeated at ``fps`` when ``loop``)."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._path = config.url
+        self._fps = config.fps or DEFAULT_STILL_FPS
+        self._image: np.ndarray | None = None
+        self._delivered = False
+
+    def open(self) -> None:
+        image = cv2.imread(self._path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"cannot read image {self._path} (missing or not an image OpenCV can decode)")
+        self._image = image
+        self._delivered = False
+
+    def read(self) -> tuple[np.ndarray, object | None] | None:
+        if self._image is None or self._delivered:
+            return None
+        self._delivered = True
+        return self._image, None
+
+    @property
+    def native_fps(self) -> float:
+        return self._fps
+
+    @property
+    def rewindable(self) -> bool:
+        return True
+
+    def rewind(self) -> bool:
+        self._delivered = False
+        return self._image is not None
+
+    def close(self) -> None:
+        self._image = None
+
+
+# OpenCV's FFmpeg options are a process-wide environment variable read at open; opens that need
+# different options must not interleave.
+_FFMPEG_OPTIONS_LOCK = threading.Lock()
+
+
+class RtspReader(FrameReader):
+    """An RTSP camera through OpenCV's FFmpeg backend with bounded open and read timeouts."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._config = config
+        self._capture: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        import os  # noqa: PLC0415
+
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._config.open_timeout_seconds * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._config.read_timeout_seconds * 1000)]
+        with _FFMPEG_OPTIONS_LOCK:
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self._config.transport}"
+            capture = cv2.VideoCapture(self._config.url, cv2.CAP_FFMPEG, params)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open RTSP stream {redact(self._config.url)}")
+        self._capture = capture
+
+    def read(self) -> tuple[np.ndarray, object | None] | None:
+        if self._capture is None:
+            return None
+        ok, image = self._capture.read()
+        return (image, None) if ok and image is not None else None
+
+    @property
+    def native_fps(self) -> float:
+        return 0.0  # a live camera paces itself
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+def redact(url: str) -> str:
+    """The URL without credentials, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+READERS: dict[str, str] = {
+    "file": "streamd.sources.readers:VideoFileReader",
+    "image": "streamd.sources.readers:StillImageReader",
+    "rtsp": "streamd.sources.readers:RtspReader",
+    "synthetic": "streamd.sources.synthetic:SyntheticReader",
+}
+
+
+def make_reader(config: SourceConfig) -> FrameReader:
+    module_name, class_name = READERS[config.kind].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(config)
