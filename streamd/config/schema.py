@@ -22,6 +22,7 @@ class SourceConfig:
     # never drops a frame (benchmarks); image: repeats at `fps`.
     pace: str = "native"
     loop: bool = False
+    max_frames: int = 0  # end the source after this many frames; 0: unbounded
     fps: float = 0.0  # 0: the source's own rate (file) or 10 (image, synthetic)
     # rtsp
     transport: str = "tcp"
@@ -34,7 +35,6 @@ class SourceConfig:
     width: int = 640
     height: int = 480
     seed: int = 0
-    max_frames: int = 0  # 0: unbounded
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ class CaptureSource:
         next_due = time.monotonic()
         self._set_state("streaming")
         while not self._stop.is_set():
+            if self.config.max_frames and self.frames_delivered >= self.config.max_frames:
+                return True
             item = reader.read()
             if item is None:
                 if self.config.kind == "rtsp":

@@ -1,0 +1,1 @@
+"""``streamd bench``: the raw backend and the full pipeline, side by side in one run."""

@@ -1,0 +1,22 @@
+"""Command-line arguments of ``streamd bench`` (kept apart so ``--help`` imports nothing heavy)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# The data beside the repository (../shared), when streamd runs from a checkout.
+_SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(_SHARED / "models" / "yolox_nano.onnx"), help="ONNX model")
+    parser.add_argument("--classes", default="", help="class-name file (default: coco_classes.txt beside the model)")
+    parser.add_argument("--source", default=str(_SHARED / "media" / "vtest.avi"), help="video file")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "auto"])
+    parser.add_argument("--threads", type=int, default=0, help="backend threads (0: its default)")
+    parser.add_argument("--frames", type=int, default=300, help="frames per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="raw/pipeline rounds, alternated")
+    parser.add_argument("--paced-seconds", type=float, default=20.0,
+                        help="length of the real-time (native fps) run for frame-age percentiles; 0 skips it")
+    parser.add_argument("--json", dest="json_path", default="", help="write the results here as JSON")

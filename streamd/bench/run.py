@@ -1,0 +1,179 @@
+"""Measure, in one run and on the same video: the raw backend in a tight loop (the limit), the
+full pipeline reading the file flat out (every frame processed and published), and frame age at
+publish with the file paced at its native rate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamd.config.load import parse_config
+from streamd.config.schema import Config
+from streamd.daemon.service import Service
+from streamd.decode.preprocess import CONVENTIONS, Preprocessor
+from streamd.inference.detector import DetectionResult
+from streamd.inference.factory import build_detector
+from streamd.inference.host_detector import HostDetector
+from streamd.publish.subscriber import Subscriber
+
+
+def _config(args: argparse.Namespace, pace: str, max_frames: int) -> Config:
+    model_path = Path(args.model)
+    classes = args.classes or str(model_path.parent / "coco_classes.txt")
+    document = {
+        "sources": [{"id": "bench", "kind": "file", "url": args.source, "pace": pace, "max_frames": max_frames}],
+        "model": {"path": str(model_path), "classes": classes, "backend": args.backend, "threads": args.threads},
+        "publish": {"endpoint": "tcp://127.0.0.1:*", "send_hwm": 100000},
+        "metrics": {"enabled": False},
+    }
+    return parse_config(document, Path.cwd(), "(bench)")
+
+
+def _read_frames(path: str, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while len(frames) < count:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    if not frames:
+        raise SystemExit(f"streamd bench: cannot read frames from {path}")
+    return frames
+
+
+def measure_raw_fps(detector: HostDetector, inputs: list[np.ndarray]) -> float:
+    """``backend.infer`` (ONNX Runtime: ``session.run``) over pre-letterboxed inputs, nothing else."""
+    name = detector.backend.inputs[0].name
+    detector.backend.infer({name: inputs[0]})
+    started = time.perf_counter()
+    for network_input in inputs:
+        detector.backend.infer({name: network_input})
+    return len(inputs) / (time.perf_counter() - started)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.frame_ages: list[float] = []
+        self.inference_seconds: list[float] = []
+        self.last_publish = 0.0
+
+    def __call__(self, result: DetectionResult, frame_age_seconds: float) -> None:
+        with self.lock:
+            self.frame_ages.append(frame_age_seconds)
+            self.inference_seconds.append(result.timings.inference_seconds)
+            self.last_publish = time.perf_counter()
+
+
+def run_pipeline(config: Config, expected_frames: int, timeout_seconds: float) -> tuple[float, _Recorder, int]:
+    """(frames per second, per-frame record, messages a real subscriber received)."""
+    recorder = _Recorder()
+    service = Service(config, on_result=recorder)
+    service.start_detector()
+    subscriber = Subscriber(service.publisher_endpoint())
+    received = 0
+    try:
+        # XPUB sees the subscription arrive: start the sources only once it has.
+        deadline = time.monotonic() + 5
+        while service.publisher.subscriptions == 0 and time.monotonic() < deadline:
+            service.publisher.poll_subscriptions(0.05)
+        started = time.perf_counter()
+        service.start_sources()
+        pipeline = service.pipeline
+        pipeline.finished.wait(timeout_seconds)
+        elapsed = (recorder.last_publish or time.perf_counter()) - started
+        while subscriber.receive(0.5 if received < expected_frames else 0.05) is not None:
+            received += 1
+            if received >= expected_frames:
+                break
+    finally:
+        subscriber.close()
+        service.stop()
+    return len(recorder.frame_ages) / elapsed, recorder, received
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    fast_config = _config(args, "fast", args.frames)
+    frames = _read_frames(args.source, args.frames)
+    detector = build_detector(fast_config.model)
+    if not isinstance(detector, HostDetector):
+        raise SystemExit("streamd bench: the raw measurement needs a host backend")
+    preprocessor = Preprocessor(CONVENTIONS[fast_config.model.preprocessing], *detector.input_size)
+    inputs = [preprocessor(frame)[0].copy() for frame in frames]
+
+    raw_rounds, pipeline_rounds, received_rounds = [], [], []
+    for round_index in range(args.rounds):
+        raw_rounds.append(measure_raw_fps(detector, inputs))
+        fps, _, received = run_pipeline(fast_config, len(frames), timeout_seconds=600)
+        pipeline_rounds.append(fps)
+        received_rounds.append(received)
+        print(f"round {round_index + 1}/{args.rounds}: raw {raw_rounds[-1]:.1f} fps, pipeline {fps:.1f} fps, "
+              f"{received}/{len(frames)} messages received", file=sys.stderr, flush=True)
+    detector.close()
+    raw_fps = statistics.median(raw_rounds)
+    pipeline_fps = statistics.median(pipeline_rounds)
+    results: dict[str, object] = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": _cpu_count(), "python": platform.python_version()},
+        "model": args.model, "source": args.source, "backend": args.backend, "frames": len(frames),
+        "rounds": args.rounds, "raw_fps_rounds": raw_rounds, "pipeline_fps_rounds": pipeline_rounds,
+        "messages_received_rounds": received_rounds,
+        "raw_fps": raw_fps, "pipeline_fps": pipeline_fps, "ratio": pipeline_fps / raw_fps,
+    }
+    if args.paced_seconds > 0:
+        native_fps = cv2.VideoCapture(args.source).get(cv2.CAP_PROP_FPS) or 10.0
+        paced_frames = max(10, int(args.paced_seconds * native_fps))
+        _, recorder, _ = run_pipeline(_config(args, "native", paced_frames), paced_frames,
+                                      timeout_seconds=args.paced_seconds * 3 + 30)
+        inference_mean = statistics.fmean(recorder.inference_seconds)
+        ages = recorder.frame_ages
+        results.update({
+            "paced_fps": native_fps, "paced_frames": len(ages),
+            "inference_mean_seconds": inference_mean,
+            "frame_age_p50_seconds": _percentile(ages, 50), "frame_age_p90_seconds": _percentile(ages, 90),
+            "frame_age_p99_seconds": _percentile(ages, 99), "frame_age_max_seconds": max(ages),
+            "frame_age_p50_over_inference": _percentile(ages, 50) / inference_mean,
+            "frame_age_p99_over_inference": _percentile(ages, 99) / inference_mean,
+        })
+    _print_table(results)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _cpu_count() -> int:
+    import os  # noqa: PLC0415
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+
+
+def _print_table(results: dict[str, object]) -> None:
+    rows = [("raw backend fps (median)", f"{results['raw_fps']:.1f}"),
+            ("pipeline fps (median)", f"{results['pipeline_fps']:.1f}"),
+            ("ratio pipeline / raw", f"{results['ratio']:.3f}")]
+    if "frame_age_p50_seconds" in results:
+        rows += [("paced run", f"{results['paced_frames']} frames at {results['paced_fps']:g} fps"),
+                 ("inference mean", f"{results['inference_mean_seconds'] * 1000:.2f} ms"),
+                 ("frame age p50", f"{results['frame_age_p50_seconds'] * 1000:.2f} ms "
+                                   f"({results['frame_age_p50_over_inference']:.2f} x inference)"),
+                 ("frame age p90", f"{results['frame_age_p90_seconds'] * 1000:.2f} ms"),
+                 ("frame age p99", f"{results['frame_age_p99_seconds'] * 1000:.2f} ms "
+                                   f"({results['frame_age_p99_over_inference']:.2f} x inference)")]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")

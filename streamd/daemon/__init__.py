@@ -1,0 +1,1 @@
+"""The daemon's lifecycle: wiring (service.py), the pipeline thread, HTTP endpoints, sd_notify."""

@@ -1,0 +1,128 @@
+"""Wire the parts, run until told to stop (or every source has ended), tear down in reverse."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from streamd import __version__
+from streamd.config.load import split_bind
+from streamd.config.schema import Config
+from streamd.daemon.pipeline import Pipeline
+from streamd.daemon.sdnotify import SystemdNotifier
+from streamd.inference.detector import DetectionResult, Detector
+from streamd.inference.factory import build_detector
+from streamd.metrics.definitions import StreamdMetrics
+from streamd.metrics.http import MetricsServer
+from streamd.publish.publisher import Publisher
+from streamd.sources.capture import CaptureSource
+
+log = logging.getLogger(__name__)
+
+# The pipeline must have looked for a frame this recently to count as alive (/healthz, watchdog).
+HEARTBEAT_LIMIT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Service:
+    """A running daemon's parts, in start order (torn down in reverse)."""
+
+    config: Config
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    on_result: Callable[[DetectionResult, float], None] | None = None
+    detector: Detector | None = None
+    publisher: Publisher | None = None
+    http: MetricsServer | None = None
+    sources: list[CaptureSource] = field(default_factory=list)
+    pipeline: Pipeline | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.start_detector()
+        self.start_sources()
+
+    def start_detector(self) -> None:
+        """Everything but the sources: model, publisher, HTTP endpoints, the pipeline thread."""
+        metrics = StreamdMetrics(self.registry)
+        self.detector = build_detector(self.config.model)
+        metrics.build_info.info({"version": __version__, "model": self.detector.model_id,
+                                 "backend": getattr(getattr(self.detector, "backend", None), "name", "gpu")})
+        self.publisher = Publisher(self.config.publish.endpoint, self.config.publish.send_hwm, metrics)
+        if self.config.metrics.enabled:
+            host, port = split_bind(self.config.metrics.bind)
+            self.http = MetricsServer(host, port, self.registry, self.health, self.readiness)
+            self.http.start()
+        frame_ready = threading.Event()
+        self.sources = [CaptureSource(s, metrics, frame_ready=frame_ready) for s in self.config.sources]
+        self.pipeline = Pipeline(self.sources, self.detector, self.publisher, metrics, frame_ready,
+                                 self.config.daemon.max_frame_age_seconds, self.on_result)
+        self.pipeline.start()
+
+    def start_sources(self) -> None:
+        for source in self.sources:
+            source.start()
+        self.ready.set()
+        log.info("streamd %s publishing on %s, %d source(s)", __version__, self.publisher.bound_endpoint,
+                 len(self.sources))
+
+    def publisher_endpoint(self) -> str:
+        if self.publisher is None:
+            raise RuntimeError("publisher not started")
+        return self.publisher.bound_endpoint
+
+    def health(self) -> tuple[bool, dict]:
+        pipeline = self.pipeline
+        alive = bool(pipeline and pipeline.alive and pipeline.error is None
+                     and time.monotonic() - pipeline.heartbeat_monotonic < HEARTBEAT_LIMIT_SECONDS)
+        return alive, {"pipeline": "alive" if alive else "dead"}
+
+    def readiness(self) -> tuple[bool, dict]:
+        alive, _ = self.health()
+        states = {s.source_id: s.state for s in self.sources}
+        ready = self.ready.is_set() and alive and any(state == "streaming" for state in states.values())
+        return ready, {"sources": states}
+
+    def stop(self) -> None:
+        for source in self.sources:
+            source.stop(STOP_TIMEOUT_SECONDS)
+        if self.pipeline is not None:
+            self.pipeline.stop(STOP_TIMEOUT_SECONDS)
+        for part in (self.publisher, self.http, self.detector):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # keep tearing down the rest
+                    log.exception("closing %s failed", type(part).__name__)
+
+
+def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None) -> int:
+    """Run until ``stop`` is set or every source has ended. Exit status: 0 ok, 1 pipeline failure."""
+    notifier = notifier or SystemdNotifier()
+    service = Service(config)
+    try:
+        service.start()
+        notifier.ready(f"{len(service.sources)} source(s)")
+        pipeline = service.pipeline
+        if pipeline is None:
+            raise RuntimeError("service started without a pipeline")
+        tick_seconds = min(1.0, notifier.watchdog_seconds / 2) if notifier.watchdog_seconds else 1.0
+        while not stop.wait(tick_seconds):
+            if pipeline.finished.is_set():
+                break
+            if service.health()[0]:
+                # Only a pipeline that is still looking for frames keeps the watchdog quiet.
+                notifier.watchdog()
+        if pipeline.error is not None:
+            log.error("stopping: the pipeline failed: %s", pipeline.error)
+            return 1
+        return 0
+    finally:
+        notifier.stopping()
+        service.stop()
+        log.info("streamd stopped")

@@ -1,0 +1,78 @@
+"""Build the detector a model config asks for: backend, input size, layout, pre/post-processing."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from streamd.config.schema import ModelConfig
+from streamd.decode.preprocess import CONVENTIONS
+from streamd.decode.yolox import OutputInfo, YoloxDecoder, boxes_look_decoded, detect_layout
+from streamd.errors import BackendError, ModelLayoutError
+from streamd.inference.base import InferenceBackend
+from streamd.inference.detector import Detector
+from streamd.inference.host_detector import HostDetector
+from streamd.inference.registry import BackendOptions, open_backend, resolve_backend_name
+
+log = logging.getLogger(__name__)
+
+
+def input_size(backend: InferenceBackend, model: ModelConfig) -> tuple[int, int]:
+    """(width, height): the model's static size, checked against the config's, or the config's."""
+    if len(backend.inputs) != 1:
+        raise BackendError(f"expected a model with one image input, got {[s.name for s in backend.inputs]}")
+    shape = backend.inputs[0].shape
+    if len(shape) != 4 or shape[1] not in (3, None):
+        raise BackendError(f"expected an NCHW 3-channel image input, got {backend.inputs[0].name}{list(shape)}")
+    model_height, model_width = shape[2], shape[3]
+    if model_width is None or model_height is None:
+        if not (model.input_width and model.input_height):
+            raise BackendError("the model's input size is dynamic: set model.input_size = [width, height]")
+        return model.input_width, model.input_height
+    if model.input_width and (model.input_width, model.input_height) != (model_width, model_height):
+        raise BackendError(f"model.input_size {model.input_width}x{model.input_height} disagrees with the "
+                           f"model's static input {model_width}x{model_height}")
+    return model_width, model_height
+
+
+def resolve_layout(detector: HostDetector | None, backend: InferenceBackend, model: ModelConfig,
+                   width: int, height: int, probe_image: np.ndarray | None = None) -> str:
+    if model.layout != "auto":
+        return model.layout
+    outputs = [OutputInfo(s.name, s.shape) for s in backend.outputs]
+    layout = detect_layout(outputs, width, height, len(model.classes))
+    if layout == "yolox" and detector is not None:
+        # Same shape with or without in-graph decode: one probe inference tells them apart.
+        image = probe_image if probe_image is not None else np.full((height, width, 3), 114, np.uint8)
+        if boxes_look_decoded(detector.run_outputs(image)[0]):
+            layout = "yolox-decoded"
+    return layout
+
+
+def build_detector(model: ModelConfig) -> Detector:
+    """Open the backend and wire the detector; raises BackendError / ModelLayoutError."""
+    backend_name = resolve_backend_name(model.backend)
+    model_id = model.model_id or Path(model.path).stem
+    if backend_name == "tensorrt":
+        from streamd.gpu.detector import build_gpu_detector  # noqa: PLC0415 - optional GPU path
+
+        return build_gpu_detector(model, model_id)
+    backend = open_backend(backend_name, BackendOptions(model.path, threads=model.threads,
+                                                        precision=model.precision))
+    try:
+        width, height = input_size(backend, model)
+        convention = CONVENTIONS[model.preprocessing]
+        probe_decoder = YoloxDecoder("yolox", width, height, len(model.classes), model.score_threshold,
+                                     model.nms_threshold)
+        detector = HostDetector(backend, convention, probe_decoder, width, height, model_id, model.classes)
+        layout = resolve_layout(detector, backend, model, width, height)
+        detector.decoder = YoloxDecoder(layout, width, height, len(model.classes), model.score_threshold,
+                                        model.nms_threshold, model.max_detections)
+        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s", model_id, backend.describe(),
+                 width, height, layout, model.preprocessing)
+        return detector
+    except (BackendError, ModelLayoutError):
+        backend.close()
+        raise

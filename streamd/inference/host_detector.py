@@ -1,0 +1,55 @@
+"""Detector with host-side pre/post-processing around any backend (the CPU path)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from streamd.decode.preprocess import Convention, Preprocessor
+from streamd.decode.yolox import YoloxDecoder
+from streamd.inference.base import InferenceBackend
+from streamd.inference.detector import DetectionResult, Detector, StageTimings
+from streamd.sources.frame import Frame
+
+
+class HostDetector(Detector):
+    """Letterbox on the CPU, run the backend, decode on the CPU: one frame at a time."""
+
+    def __init__(self, backend: InferenceBackend, convention: Convention, decoder: YoloxDecoder,
+                 input_width: int, input_height: int, model_id: str, class_names: tuple[str, ...]) -> None:
+        self.backend = backend
+        self.decoder = decoder
+        self.model_id = model_id
+        self.class_names = class_names
+        self._input_name = backend.inputs[0].name
+        self._output_names = [spec.name for spec in backend.outputs]
+        self._preprocessor = Preprocessor(convention, input_width, input_height,
+                                          dtype=backend.inputs[0].dtype)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the network input."""
+        return self._preprocessor.input_width, self._preprocessor.input_height
+
+    def run_outputs(self, image: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs for one image (layout probing, tests)."""
+        network_input, _ = self._preprocessor(image)
+        outputs = self.backend.infer({self._input_name: network_input})
+        return [outputs[name] for name in self._output_names]
+
+    def submit(self, frame: Frame) -> list[DetectionResult]:
+        started = time.perf_counter()
+        network_input, geometry = self._preprocessor(frame.image)
+        preprocessed = time.perf_counter()
+        outputs = self.backend.infer({self._input_name: network_input})
+        inferred = time.perf_counter()
+        detections = self.decoder.decode([outputs[name] for name in self._output_names])
+        detections = type(detections)(geometry.to_frame(detections.boxes_xyxy), detections.scores,
+                                      detections.class_ids)
+        decoded = time.perf_counter()
+        timings = StageTimings(preprocessed - started, inferred - preprocessed, decoded - inferred)
+        return [DetectionResult(frame, detections, timings)]
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,1 @@
+"""Detections out over ZeroMQ: message schema (message.py), publisher, subscriber helper."""

@@ -1,0 +1,51 @@
+"""The versioned message schema (documented in README, "Message schema").
+
+Each message is two ZeroMQ frames: the topic (the source id, UTF-8) and a JSON object.
+Bump SCHEMA when a field changes meaning or disappears; adding a field keeps the version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from streamd.decode.detections import Detections
+
+SCHEMA = "streamd.detections/1"
+
+
+def encode(source_id: str, frame_index: int, sequence: int, capture_time: float, publish_time: float,
+           frame_width: int, frame_height: int, model_id: str, detections: Detections,
+           class_names: Sequence[str]) -> list[bytes]:
+    """Multipart message ``[topic, payload]``."""
+    boxes = detections.boxes_xyxy.round(1).tolist()
+    scores = detections.scores.round(4).tolist()
+    class_ids = detections.class_ids.tolist()
+    payload = {
+        "schema": SCHEMA,
+        "source": source_id,
+        "frame_index": frame_index,
+        "sequence": sequence,
+        "capture_time": capture_time,
+        "publish_time": publish_time,
+        "frame_size": [frame_width, frame_height],
+        "model": model_id,
+        "detections": [
+            {"class_id": c, "label": class_names[c] if c < len(class_names) else str(c), "score": s, "box": b}
+            for c, s, b in zip(class_ids, scores, boxes)
+        ],
+    }
+    return [source_id.encode(), json.dumps(payload, separators=(",", ":")).encode()]
+
+
+def decode(parts: Sequence[bytes]) -> dict[str, Any]:
+    """Parse ``[topic, payload]``; raises ValueError on anything that is not a v1 message."""
+    if len(parts) != 2:
+        raise ValueError(f"expected 2 message frames (topic, payload), got {len(parts)}")
+    message = json.loads(parts[1])
+    if message.get("schema") != SCHEMA:
+        raise ValueError(f"unsupported schema {message.get('schema')!r}, expected {SCHEMA!r}")
+    if message.get("source") != parts[0].decode():
+        raise ValueError("topic and source field disagree")
+    return message

@@ -1,0 +1,59 @@
+"""A subscriber for humans (``streamd subscribe``) and for tests: connect, receive, decode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+
+from streamd.publish.message import decode
+from streamd.publish.publisher import shared_context
+
+
+class Subscriber:
+    def __init__(self, endpoint: str, topics: tuple[str, ...] = ("",)) -> None:
+        self._socket = shared_context().socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._socket.connect(endpoint)
+
+    def receive(self, timeout_seconds: float) -> dict[str, Any] | None:
+        """The next message, or None after ``timeout_seconds``."""
+        if not self._socket.poll(int(timeout_seconds * 1000), zmq.POLLIN):
+            return None
+        return decode(self._socket.recv_multipart())
+
+    def messages(self, idle_timeout_seconds: float) -> Iterator[dict[str, Any]]:
+        """Messages until none arrives for ``idle_timeout_seconds``."""
+        while (message := self.receive(idle_timeout_seconds)) is not None:
+            yield message
+
+    def collect(self, duration_seconds: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + duration_seconds
+        received = []
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self.receive(remaining)
+            if message is not None:
+                received.append(message)
+        return received
+
+    def close(self) -> None:
+        if not self._socket.closed:
+            self._socket.close(0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def format_message(message: dict[str, Any]) -> str:
+    """One line for humans."""
+    age_ms = (message["publish_time"] - message["capture_time"]) * 1000
+    found = ", ".join(f"{d['label']} {d['score']:.2f} [{', '.join(f'{v:.0f}' for v in d['box'])}]"
+                      for d in message["detections"]) or "-"
+    return f"{message['source']} #{message['frame_index']} ({age_ms:.0f} ms): {found}"
