@@ -7,7 +7,11 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from functools import partial
+
+import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
@@ -15,12 +19,17 @@ from streamd.metrics.definitions import StreamdMetrics
 from streamd.sources.frame import Frame
 from streamd.sources.readers import FrameReader, make_reader, redact
 from streamd.sources.slot import LatestFrameSlot
+from streamd.sources.supervisor import LiveSupervisor
 
 log = logging.getLogger(__name__)
 
 # Sources whose frames are all worth processing when read flat out (benchmarks): the slot then
 # makes the reader wait instead of dropping.
 _LOSSLESS_KINDS = ("file", "image", "synthetic")
+# Live sources whose reads can block without bound: run by a LiveSupervisor (disposable reader
+# threads, stall watchdog) instead of the plain loop below.
+_SUPERVISED_KINDS = ("rtsp",)
+STATE_HISTORY_LENGTH = 64
 
 
 class CaptureSource:
@@ -39,6 +48,10 @@ class CaptureSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{config.id}", daemon=True)
         self.state = "connecting"
+        # (time.monotonic(), state) of recent transitions: for tests and post-mortems.
+        self.state_history: deque[tuple[float, str]] = deque(maxlen=STATE_HISTORY_LENGTH)
+        self._deliver_lock = threading.Lock()
+        self._started_monotonic = time.monotonic()
         self.finished = threading.Event()  # the source ended for good (file without loop)
         self.frames_delivered = 0
         self.last_frame_monotonic = 0.0
@@ -46,6 +59,7 @@ class CaptureSource:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        self._started_monotonic = time.monotonic()
         if self._metrics is not None:
             self._metrics.declare_source(self.source_id)
         self._thread.start()
@@ -54,6 +68,10 @@ class CaptureSource:
         self._stop.set()
         self.slot.close()
         if self._thread.is_alive():
+            if self.config.kind in _SUPERVISED_KINDS:
+                # Its reader may be blocked in FFmpeg until the read timeout; leaving before it
+                # returns would let the interpreter exit under it (which aborts the process).
+                timeout = max(timeout, self.config.read_timeout_seconds + 1.5)
             self._thread.join(timeout)
         self._set_state("stopped")
 
@@ -63,6 +81,12 @@ class CaptureSource:
 
     # -- capture loop --------------------------------------------------------------------------
     def _run(self) -> None:
+        if self.config.kind in _SUPERVISED_KINDS:
+            try:
+                LiveSupervisor(self.config, partial(self._reader_factory, self.config), self._stop, self).run()
+            finally:
+                self.slot.close()
+            return
         backoff_seconds = self.config.backoff_initial_seconds
         while not self._stop.is_set():
             self._set_state("connecting")
@@ -121,17 +145,48 @@ class CaptureSource:
                         return False
                 elif delay < -interval_seconds:
                     next_due = time.monotonic()
+            if not self.deliver(image, ground_truth):
+                return False
+        return False
+
+    # -- what readers and the supervisor report ------------------------------------------------
+    def deliver(self, image: np.ndarray, ground_truth: object | None = None) -> bool:
+        """Stamp a captured image and put it in the slot; False when the source is stopping."""
+        with self._deliver_lock:  # a supervised source's abandoned reader may race its successor
             now_monotonic = time.monotonic()
             frame = Frame(self.source_id, self.frames_delivered, time.time(), now_monotonic, image, ground_truth)
             self.frames_delivered += 1
             self.last_frame_monotonic = now_monotonic
-            if self._metrics is not None:
-                self._metrics.frames_captured.labels(self.source_id).inc()
-            if not self.slot.put(frame, self._stop):
-                return False
-            if self._frame_ready is not None:
-                self._frame_ready.set()
-        return False
+        if self._metrics is not None:
+            self._metrics.frames_captured.labels(self.source_id).inc()
+        if not self.slot.put(frame, self._stop):
+            return False
+        if self._frame_ready is not None:
+            self._frame_ready.set()
+        return True
+
+    def set_state(self, state: str) -> None:
+        if state != self.state or not self.state_history:
+            self.state_history.append((time.monotonic(), state))
+        self.state = state
+        if self._metrics is not None:
+            self._metrics.set_source_state(self.source_id, state)
+
+    def record_error(self, kind: str, message: str, level: int = logging.WARNING) -> None:
+        """Count an ``open``/``read``/``stall`` error and log it on this source's logger."""
+        self._log.log(level, "source %s: %s", self.source_id, message)
+        if self._metrics is not None:
+            self._metrics.source_errors.labels(self.source_id, kind).inc()
+
+    def count_reconnect(self) -> None:
+        if self._metrics is not None:
+            self._metrics.source_reconnects.labels(self.source_id).inc()
+
+    def update_frame_age(self, last_frame_monotonic: float | None) -> None:
+        """Export seconds since the last live frame (since start while none has arrived yet)."""
+        if self._metrics is not None:
+            since = last_frame_monotonic if last_frame_monotonic is not None else self._started_monotonic
+            self._metrics.source_last_frame_age.labels(self.source_id).set(time.monotonic() - since)
 
     # -- helpers -----------------------------------------------------------------------------
     def _back_off(self, backoff_seconds: float) -> float:
@@ -142,14 +197,10 @@ class CaptureSource:
         return min(backoff_seconds * 2, self.config.backoff_max_seconds)
 
     def _record_error(self, kind: str, error: Exception) -> None:
-        self._log.warning("source %s: %s; retrying", self.source_id, error)
-        if self._metrics is not None:
-            self._metrics.source_errors.labels(self.source_id, kind).inc()
+        self.record_error(kind, f"{error}; retrying")
 
     def _set_state(self, state: str) -> None:
-        self.state = state
-        if self._metrics is not None:
-            self._metrics.set_source_state(self.source_id, state)
+        self.set_state(state)
 
     def _count_drop(self, frame: Frame) -> None:
         if self._metrics is not None:

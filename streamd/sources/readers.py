@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from abc import ABC, abstractmethod
 
 import cv2
@@ -130,47 +129,6 @@ class StillImageReader(FrameReader):
         self._image = None
 
 
-# OpenCV's FFmpeg options are a process-wide environment variable read at open; opens that need
-# different options must not interleave.
-_FFMPEG_OPTIONS_LOCK = threading.Lock()
-
-
-class RtspReader(FrameReader):
-    """An RTSP camera through OpenCV's FFmpeg backend with bounded open and read timeouts."""
-
-    def __init__(self, config: SourceConfig) -> None:
-        self._config = config
-        self._capture: cv2.VideoCapture | None = None
-
-    def open(self) -> None:
-        import os  # noqa: PLC0415
-
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._config.open_timeout_seconds * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._config.read_timeout_seconds * 1000)]
-        with _FFMPEG_OPTIONS_LOCK:
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self._config.transport}"
-            capture = cv2.VideoCapture(self._config.url, cv2.CAP_FFMPEG, params)
-        if not capture.isOpened():
-            capture.release()
-            raise SourceError(f"cannot open RTSP stream {redact(self._config.url)}")
-        self._capture = capture
-
-    def read(self) -> tuple[np.ndarray, object | None] | None:
-        if self._capture is None:
-            return None
-        ok, image = self._capture.read()
-        return (image, None) if ok and image is not None else None
-
-    @property
-    def native_fps(self) -> float:
-        return 0.0  # a live camera paces itself
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
-
-
 def redact(url: str) -> str:
     """The URL without credentials, for logs."""
     if "@" in url and "://" in url:
@@ -182,7 +140,7 @@ def redact(url: str) -> str:
 READERS: dict[str, str] = {
     "file": "streamd.sources.readers:VideoFileReader",
     "image": "streamd.sources.readers:StillImageReader",
-    "rtsp": "streamd.sources.readers:RtspReader",
+    "rtsp": "streamd.sources.rtsp:RtspReader",
     "synthetic": "streamd.sources.synthetic:SyntheticReader",
 }
 

@@ -1,0 +1,141 @@
+"""RTSP through OpenCV's FFmpeg backend: transport choice, bounded open/read timeouts, and a
+diagnosis of failed opens for the log.
+
+The reader itself blocks (open up to ``open_timeout_seconds``, read up to ``read_timeout_seconds``,
+sometimes longer); the supervisor runs it in a disposable thread and watches frame arrival.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+
+from streamd.config.schema import SourceConfig
+from streamd.errors import SourceError
+from streamd.sources.readers import FrameReader, redact
+
+OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# FFmpeg's default analysis (5 s) made each open take ~2.9 s on a 10 fps test stream: that delay
+# lands on every reconnect, and the frames read meanwhile come out as a stale burst. Half a second
+# is enough for H.264 whose SPS/PPS are in the SDP or in band (open then takes ~0.1-0.6 s).
+ANALYZE_DURATION_US = 500_000
+DEFAULT_RTSP_PORT = 554
+
+
+def _parse_options(text: str) -> dict[str, str]:
+    """OpenCV's format: ``key;value|key;value``."""
+    pairs = (item.split(";", 1) for item in text.split("|") if ";" in item)
+    return {key: value for key, value in pairs}
+
+
+def capture_options(transport: str, user_options: str | None = None) -> str:
+    """The options string for one open: the user's own env options, ours on top."""
+    options = _parse_options(user_options or "")
+    options["rtsp_transport"] = transport
+    options.setdefault("analyzeduration", str(ANALYZE_DURATION_US))
+    return "|".join(f"{key};{value}" for key, value in options.items())
+
+
+class _OptionsGate:
+    """Serialises the process-wide ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` between concurrent opens.
+
+    OpenCV reads the variable inside the VideoCapture constructor, so it must not change while an
+    open is in flight. Opens that need the same value (the usual case: every camera on TCP) run
+    concurrently; one that needs another value waits until those in flight have returned, which
+    their open timeout bounds.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._value: str | None = None
+        self._in_flight = 0
+        self._user_options = os.environ.get(OPTIONS_ENV)
+
+    @contextmanager
+    def options_for(self, transport: str) -> Iterator[None]:
+        value = capture_options(transport, self._user_options)
+        with self._condition:
+            while self._in_flight and self._value != value:
+                self._condition.wait()
+            if self._value != value:
+                os.environ[OPTIONS_ENV] = value
+                self._value = value
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._in_flight -= 1
+                self._condition.notify_all()
+
+
+_GATE = _OptionsGate()
+
+
+def diagnose_open_failure(url: str, elapsed_seconds: float, open_timeout_seconds: float) -> str:
+    """Why an open probably failed, in words for the log (OpenCV only says 'not opened')."""
+    if elapsed_seconds >= 0.9 * open_timeout_seconds:
+        return f"no answer within {open_timeout_seconds:g} s"
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_RTSP_PORT
+    except ValueError:
+        return "invalid port in URL"
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=min(1.0, open_timeout_seconds)):
+            pass
+    except ConnectionRefusedError:
+        return f"connection refused by {parts.hostname}:{port}"
+    except OSError as error:
+        return f"cannot reach {parts.hostname}:{port} ({error.strerror or error})"
+    return "the server rejected the request (wrong path or credentials?) or sent no usable video"
+
+
+class RtspReader(FrameReader):
+    """One RTSP connection. ``open()`` and ``read()`` block, bounded by the configured timeouts."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._config = config
+        self._capture: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        config = self._config
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_seconds * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_seconds * 1000)]
+        started = time.monotonic()
+        try:
+            with _GATE.options_for(config.transport):
+                capture = cv2.VideoCapture(config.url, cv2.CAP_FFMPEG, params)
+        except cv2.error as error:
+            raise SourceError(f"cannot open RTSP stream {redact(config.url)}: {error}") from error
+        if not capture.isOpened():
+            capture.release()
+            reason = diagnose_open_failure(config.url, time.monotonic() - started, config.open_timeout_seconds)
+            raise SourceError(f"cannot open RTSP stream {redact(config.url)} ({config.transport}): {reason}")
+        self._capture = capture
+
+    def read(self) -> tuple[np.ndarray, object | None] | None:
+        if self._capture is None:
+            return None
+        try:
+            ok, image = self._capture.read()
+        except cv2.error:
+            return None
+        return (image, None) if ok and image is not None else None
+
+    @property
+    def native_fps(self) -> float:
+        return 0.0  # a live camera paces itself
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
