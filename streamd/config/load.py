@@ -156,10 +156,12 @@ def _validate_model(model: ModelConfig) -> None:
 def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
     prefix = f"sources[{index}]"
     if isinstance(table, dict) and "kind" in table and table["kind"] not in SOURCE_KINDS:
-        raise ConfigError(f"{prefix}.kind", f"unknown source kind '{table['kind']}', expected one of {list(SOURCE_KINDS)}")
+        raise ConfigError(f"{prefix}.kind",
+                          f"unknown source kind '{table['kind']}', expected one of {list(SOURCE_KINDS)}")
     source = _build(SourceConfig, table, prefix)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", source.id):
-        raise ConfigError(f"{prefix}.id", f"'{source.id}' must be letters, digits, '_', '.', '-' (it is a ZeroMQ topic and a metric label)")
+        raise ConfigError(f"{prefix}.id", f"'{source.id}' must be letters, digits, '_', '.', '-' "
+                                          "(it is a ZeroMQ topic and a metric label)")
     if source.kind in ("file", "image"):
         if not source.url:
             raise ConfigError(f"{prefix}.url", f"required for a {source.kind} source")

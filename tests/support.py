@@ -1,0 +1,114 @@
+"""Test helpers: the data in ../shared, free ports, a tiny YOLOX-layout model, daemon processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STREAMD_SHARED", REPO.parent / "shared"))
+YOLOX_NANO = SHARED / "models" / "yolox_nano.onnx"
+COCO_CLASSES = SHARED / "models" / "coco_classes.txt"
+VTEST = SHARED / "media" / "vtest.avi"
+DOG = SHARED / "media" / "dog.jpg"
+
+
+def require_shared(*paths: Path) -> None:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        pytest.skip(f"needs the shared test data beside the repository (missing: {', '.join(missing)}); "
+                    "set STREAMD_SHARED to its folder")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_tiny_yolox_model(path: Path, input_size: int = 64, num_classes: int = 3,
+                           planted: dict[int, tuple[float, float, float, float, float, int]] | None = None) -> Path:
+    """An ONNX model in the official YOLOX layout whose output is a constant table (plus 0 x input,
+    so the input stays live): cells in ``planted`` get (x, y, log w, log h, score, class); all
+    others score 0. Runs in microseconds, so tests can push thousands of frames."""
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    cells = sum((input_size // s) ** 2 for s in (8, 16, 32))
+    table = np.zeros((1, cells, 5 + num_classes), np.float32)
+    for cell, (x, y, log_w, log_h, score, class_id) in (planted or {}).items():
+        table[0, cell, :4] = (x, y, log_w, log_h)
+        table[0, cell, 4] = 1.0
+        table[0, cell, 5 + class_id] = score
+    nodes = [
+        helper.make_node("ReduceSum", ["images"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["table", "nothing"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_yolox",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, input_size, input_size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cells, 5 + num_classes])],
+        initializer=[numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.float32(0), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+class DaemonProcess:
+    """``python -m streamd run`` as a subprocess, its output captured to a file."""
+
+    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([sys.executable, "-m", "streamd", "run", "--config", str(config_path)],
+                                        stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+                                        env={**os.environ, **(env or {})})
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
+        """SIGTERM; (exit status, seconds it took to exit)."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(timeout)
+        return status, time.monotonic() - started
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_for_http(url: str, deadline_seconds: float = 30.0) -> tuple[int, str]:
+    deadline = time.monotonic() + deadline_seconds
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return http_get(url, timeout=2.0)
+        except OSError as error:
+            last_error = error
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {deadline_seconds} s: {last_error}")
