@@ -10,6 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from streamd.decode.detections import Detections
 
 SCHEMA = "streamd.detections/1"
@@ -19,8 +21,9 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
            frame_width: int, frame_height: int, model_id: str, detections: Detections,
            class_names: Sequence[str]) -> list[bytes]:
     """Multipart message ``[topic, payload]``."""
-    boxes = detections.boxes_xyxy.round(1).tolist()
-    scores = detections.scores.round(4).tolist()
+    # float64 before rounding, so JSON carries 0.9123 rather than float32 noise (0.91229999).
+    boxes = detections.boxes_xyxy.astype(np.float64).round(1).tolist()
+    scores = detections.scores.astype(np.float64).round(4).tolist()
     class_ids = detections.class_ids.tolist()
     payload = {
         "schema": SCHEMA,

@@ -1,0 +1,27 @@
+"""``streamd bench`` runs end to end and writes the JSON it documents (numbers are not asserted:
+speed is measured in benchmarks, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import REPO, VTEST, YOLOX_NANO, require_shared
+
+
+def test_bench_writes_json(tmp_path: Path) -> None:
+    require_shared(YOLOX_NANO, VTEST)
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--model", str(YOLOX_NANO), "--source",
+                             str(VTEST), "--frames", "20", "--rounds", "1", "--paced-seconds", "2",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    for key in ("raw_fps", "pipeline_fps", "ratio", "frame_age_p50_seconds", "frame_age_p99_seconds",
+                "inference_mean_seconds"):
+        assert results[key] > 0, key
+    assert results["messages_received_rounds"] == [20]  # a real subscriber got every frame
+    assert results["ratio"] == results["pipeline_fps"] / results["raw_fps"]
+    assert "ratio pipeline / raw" in result.stdout
