@@ -1,5 +1,5 @@
 """RTSP through OpenCV's FFmpeg backend: transport choice, bounded open/read timeouts, and a
-diagnosis of failed opens for the log.
+quick RTSP probe before each open that keeps dead cameras out of OpenCV's global open lock.
 
 The reader itself blocks (open up to ``open_timeout_seconds``, read up to ``read_timeout_seconds``,
 sometimes longer); the supervisor runs it in a disposable thread and watches frame arrival.
@@ -80,23 +80,37 @@ class _OptionsGate:
 _GATE = _OptionsGate()
 
 
-def diagnose_open_failure(url: str, elapsed_seconds: float, open_timeout_seconds: float) -> str:
-    """Why an open probably failed, in words for the log (OpenCV only says 'not opened')."""
-    if elapsed_seconds >= 0.9 * open_timeout_seconds:
-        return f"no answer within {open_timeout_seconds:g} s"
+def probe_server(url: str, timeout_seconds: float) -> None:
+    """Ask the server for OPTIONS before OpenCV opens the stream; raise SourceError if it won't answer.
+
+    OpenCV's FFmpeg backend holds one process-wide lock for the whole of every open, so a camera that
+    accepts the connection and then says nothing would hold up every other camera's (re)connect for
+    its full open timeout, on every retry. This probe fails such a camera here, outside that lock,
+    and names the reason (refused, unreachable, silent) that OpenCV does not report.
+    """
     parts = urlsplit(url)
+    if parts.scheme != "rtsp":
+        return  # rtsps: TLS is FFmpeg's business; no probe
     try:
         port = parts.port or DEFAULT_RTSP_PORT
-    except ValueError:
-        return "invalid port in URL"
+    except ValueError as error:
+        raise SourceError(f"invalid port in {redact(url)}") from error
+    host = parts.hostname or ""
+    target = f"rtsp://{host}:{port}{parts.path or '/'}"
+    request = f"OPTIONS {target} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: streamd\r\n\r\n".encode()
     try:
-        with socket.create_connection((parts.hostname or "", port), timeout=min(1.0, open_timeout_seconds)):
-            pass
-    except ConnectionRefusedError:
-        return f"connection refused by {parts.hostname}:{port}"
+        with socket.create_connection((host, port), timeout=timeout_seconds) as connection:
+            connection.settimeout(timeout_seconds)
+            connection.sendall(request)
+            answer = connection.recv(64)
+    except ConnectionRefusedError as error:
+        raise SourceError(f"connection refused by {host}:{port}") from error
+    except TimeoutError as error:
+        raise SourceError(f"no answer from {host}:{port} within {timeout_seconds:g} s") from error
     except OSError as error:
-        return f"cannot reach {parts.hostname}:{port} ({error.strerror or error})"
-    return "the server rejected the request (wrong path or credentials?) or sent no usable video"
+        raise SourceError(f"cannot reach {host}:{port} ({error.strerror or error})") from error
+    if not answer.startswith(b"RTSP/"):
+        raise SourceError(f"{host}:{port} does not speak RTSP (answered {answer[:16]!r})")
 
 
 class RtspReader(FrameReader):
@@ -110,6 +124,10 @@ class RtspReader(FrameReader):
         config = self._config
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_seconds * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_seconds * 1000)]
+        try:
+            probe_server(config.url, config.open_timeout_seconds)
+        except SourceError as error:
+            raise SourceError(f"cannot open RTSP stream {redact(config.url)} ({config.transport}): {error}") from None
         started = time.monotonic()
         try:
             with _GATE.options_for(config.transport):
@@ -118,7 +136,10 @@ class RtspReader(FrameReader):
             raise SourceError(f"cannot open RTSP stream {redact(config.url)}: {error}") from error
         if not capture.isOpened():
             capture.release()
-            reason = diagnose_open_failure(config.url, time.monotonic() - started, config.open_timeout_seconds)
+            if time.monotonic() - started >= 0.9 * config.open_timeout_seconds:
+                reason = f"the server answers but the stream did not open within {config.open_timeout_seconds:g} s"
+            else:
+                reason = "the server refused the stream (wrong path or credentials?) or sent no usable video"
             raise SourceError(f"cannot open RTSP stream {redact(config.url)} ({config.transport}): {reason}")
         self._capture = capture
 

@@ -3,7 +3,8 @@
 One cycle: state ``connecting``, a fresh ReaderThread opens the stream; ``streaming`` from its
 first frame; the watchdog gives up on it when the open outlives the open timeout or no live frame
 arrives for ``stall_timeout_seconds`` (``stalled``), or the thread reports a failed open/read;
-then ``backing_off`` for an exponentially growing, jittered, capped delay, and the next cycle.
+then ``backing_off`` (``stalled`` still, after a stall) for an exponentially growing, jittered,
+capped delay, and the next cycle.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ class LiveSupervisor:
         self._host.record_error(kind, message, logging.DEBUG if quiet else logging.WARNING)
 
     def _back_off(self, failure: str) -> None:
-        self._host.set_state("backing_off")
+        # After a stall the state stays "stalled" through this wait, so a scrape can see it.
+        self._host.set_state("stalled" if failure == "stall" else "backing_off")
         delay = self._backoff.next_delay()
         self._log.debug("source %s: %s failure, next attempt in %.2f s", self._config.id, failure, delay)
         self._stop.wait(delay)

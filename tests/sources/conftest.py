@@ -1,0 +1,51 @@
+"""Fixtures for the source tests: a real GStreamer RTSP server (tools/rtsp_server.py under the
+system Python) that tests start, SIGKILL, restart and SIGSTOP, and capture sources to point at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sources.rtsp_support import RtspServer, Sources, gi_missing_reason, write_coded_video
+from tests.support import VTEST
+
+
+@pytest.fixture(scope="session")
+def rtsp_available() -> None:
+    reason = gi_missing_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def rtsp_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vtest.avi from the shared data when it is there (the real footage), else a generated clip."""
+    if VTEST.is_file():
+        return VTEST
+    return write_coded_video(tmp_path_factory.mktemp("video") / "coded.avi", frames=800, fps=10)
+
+
+@pytest.fixture
+def rtsp_server(rtsp_available: None, rtsp_video: Path, tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
+    """``rtsp_server(mounts=[...], fps=0, video=None, ...)`` starts a server; all are killed at the end."""
+    servers: list[RtspServer] = []
+
+    def start(mounts: list[str] | None = None, video: Path | None = None, **options: int) -> RtspServer:
+        server = RtspServer(video or rtsp_video, mounts or ["cam0"], tmp_path / f"rtsp-server-{len(servers)}.log",
+                            **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def sources() -> Iterator[Sources]:
+    started = Sources()
+    yield started
+    started.stop_all()

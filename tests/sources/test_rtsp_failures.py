@@ -1,0 +1,76 @@
+"""Cameras that never work: a server that never answers, a wrong path, a refused port. Each gets a
+clear log line and state, retries with growing waits, and a good camera beside them is unaffected."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from tests.sources.rtsp_support import FAST_RTSP, RateSampler, delivered_after, wait_for
+
+RUN_SECONDS = 8.0
+STREAM_FPS = 10
+RESUME_LIMIT_SECONDS = 5.0
+
+
+def _attempt_times(source) -> list[float]:
+    return [t for t, state in source.state_history if state == "connecting"]
+
+
+def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="streamd.sources")
+    server = rtsp_server(mounts=["cam0"])
+    silent = socket.socket()  # accepts connections (the kernel does) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    closed = socket.socket()  # a port nobody listens on: connection refused
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        good = sources.start("good", server.url())
+        bad = {
+            "silent": sources.start("silent", f"rtsp://127.0.0.1:{silent.getsockname()[1]}/stream"),
+            "wrongpath": sources.start("wrongpath", server.url("no-such-path")),
+            "refused": sources.start("refused", f"rtsp://admin:secret@127.0.0.1:{refused_port}/stream"),
+        }
+        assert wait_for(lambda: good.state == "streaming", timeout=10)
+        with RateSampler([good]) as sampler:
+            time.sleep(RUN_SECONDS)
+        # A silent camera must not hold up the good one's reconnect (OpenCV's opens share one lock).
+        server.kill()
+        assert wait_for(lambda: good.state != "streaming", timeout=5)
+        back = server.start()
+        count = good.frames_delivered
+        resumed = wait_for(delivered_after(good, count), timeout=10)
+        assert resumed is not None
+        print(f"good source resumed {resumed - back:.2f} s after its server restarted")
+        assert resumed - back < RESUME_LIMIT_SECONDS
+    finally:
+        silent.close()
+
+    rates = sampler.window_rates(0, window=2.0)
+    print(f"good source beside them: min {min(rates):.1f} fps over 2 s windows")
+    assert min(rates) > 0.8 * STREAM_FPS
+    assert sources.sample("streamd_source_errors_total", "good", kind="open") == 0
+
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    expected = {"silent": f"within {FAST_RTSP['open_timeout_seconds']:g} s",
+                "wrongpath": "wrong path", "refused": "connection refused"}
+    for source_id, source in bad.items():
+        lines = [m for m in messages if m.startswith(f"source {source_id}:")]
+        print(f"{source_id}: {lines[0] if lines else '(no warning)'}")
+        assert any(expected[source_id] in line for line in lines), lines
+        assert all("secret" not in line for line in lines)  # credentials stay out of the log
+        assert source.state in ("connecting", "backing_off")
+        assert sources.sample("streamd_source_up", source_id) == 0
+        attempts = _attempt_times(source)
+        assert sources.sample("streamd_source_errors_total", source_id, kind="open") >= len(attempts) - 1 >= 1
+        gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+        print(f"{source_id}: {len(attempts)} attempts, gaps {', '.join(f'{g:.2f}' for g in gaps)} s")
+        if source_id != "silent":  # fast failures: the waits grow from 0.1-0.2 s towards the 1 s cap
+            assert len(attempts) >= 4
+            assert max(gaps[-2:]) > 2.5 * min(gaps[:1])
+            assert max(gaps) <= FAST_RTSP["backoff_max_seconds"] + 0.6  # capped (plus the failed open)
+    assert all(s.alive for s in [good, *bad.values()])
