@@ -149,6 +149,8 @@ def _validate_model(model: ModelConfig) -> None:
         raise ConfigError("model.backend", f"'{model.backend}' is not one of ['auto', 'onnxruntime', 'tensorrt']")
     if model.precision not in ("fp32", "fp16", "int8"):
         raise ConfigError("model.precision", f"'{model.precision}' is not one of ['fp32', 'fp16', 'int8']")
+    if model.workers < 0:
+        raise ConfigError("model.workers", "must be 0 (auto) or more")
     if model.threads < 0:
         raise ConfigError("model.threads", "must be 0 (backend default) or more")
 

@@ -49,6 +49,10 @@ class ModelConfig:
     preprocessing: str = "yolox"
     layout: str = "auto"
     backend: str = "onnxruntime"
+    # CPU backends: frames run side by side on `workers` threads with `threads` cores each.
+    # 0 = auto: 2 workers (1 on a single core) sharing the cores; workers = 1 and threads = 0
+    # gives the lowest latency per frame instead of the highest throughput.
+    workers: int = 0
     threads: int = 0
     precision: str = "fp32"
     model_id: str = ""  # published in messages; default: the model file's stem

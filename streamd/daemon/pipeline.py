@@ -1,5 +1,10 @@
-"""The pipeline thread: newest frame of each source in turn -> detector -> publish, timing every
-stage into the metrics."""
+"""The pipeline: worker threads take the newest frame of each source in turn, run a detector and
+publish, timing every stage into the metrics.
+
+Several workers (each with its own detector over a shared backend) let a CPU backend run frames
+side by side: on small models that beats splitting one frame over the cores. Results are published
+in the order frames were taken, whichever worker finishes first.
+"""
 
 from __future__ import annotations
 
@@ -14,66 +19,105 @@ from streamd.publish.message import encode
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame import Frame
+from streamd.sources.slot import FrameSignal
 
 log = logging.getLogger(__name__)
 
-# How long the pipeline waits for any source before checking whether it should stop.
+# How long a worker waits for any source before checking whether it should stop.
 _IDLE_WAIT_SECONDS = 0.1
 
 
 class Pipeline:
-    def __init__(self, sources: Sequence[CaptureSource], detector: Detector, publisher: Publisher,
-                 metrics: StreamdMetrics, frame_ready: threading.Event, max_frame_age_seconds: float = 0.0,
+    def __init__(self, sources: Sequence[CaptureSource], detectors: Sequence[Detector], publisher: Publisher,
+                 metrics: StreamdMetrics, frame_signal: FrameSignal, max_frame_age_seconds: float = 0.0,
                  on_result: Callable[[DetectionResult, float], None] | None = None) -> None:
         self._sources = list(sources)
-        self._detector = detector
+        self._detectors = list(detectors)
         self._publisher = publisher
         self._metrics = metrics
-        self._frame_ready = frame_ready
+        self._frame_signal = frame_signal
         self._max_frame_age_seconds = max_frame_age_seconds
         self._on_result = on_result
         self._cursor = 0
-        self._sequence = 0
-        self._taken_at: dict[tuple[str, int], float] = {}  # frame -> when the pipeline took it
         self._stop = threading.Event()
         self.finished = threading.Event()  # every source ended and everything was published
-        self.heartbeat_monotonic = time.monotonic()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        # Tickets give the order frames were taken in; results are published in that order.
+        self._publish_lock = threading.Lock()
+        self._next_ticket = 0
+        self._next_ticket_to_publish = 0
+        self._completed: dict[int, list[DetectionResult]] = {}
+        self._taken_at: dict[tuple[str, int], float] = {}
+        self._sequence = 0
+        self._active_workers = len(self._detectors)
+        self._heartbeats = [time.monotonic()] * len(self._detectors)
+        self._threads = [threading.Thread(target=self._work, args=(i,), name=f"pipeline-{i}", daemon=True)
+                         for i in range(len(self._detectors))]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        with self._frame_signal.condition:
+            self._frame_signal.condition.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
 
-    def _run(self) -> None:
+    @property
+    def heartbeat_monotonic(self) -> float:
+        """When the slowest worker last looked for a frame."""
+        return min(self._heartbeats)
+
+    # -- workers -------------------------------------------------------------------------------
+    def _work(self, worker: int) -> None:
+        detector = self._detectors[worker]
         try:
             while not self._stop.is_set():
-                self.heartbeat_monotonic = time.monotonic()
-                frame = self._next_frame()
-                if frame is None:
-                    if all(s.finished.is_set() and not s.slot.peek_ready() for s in self._sources):
-                        self._publish_all(self._detector.drain())
-                        self.finished.set()
-                        return
+                self._heartbeats[worker] = time.monotonic()
+                taken = self._next_frame()
+                if taken is None:
+                    if self._all_sources_done():
+                        break
                     continue
-                self._process(frame)
-            self._publish_all(self._detector.drain())
+                ticket, frame = taken
+                self._complete(ticket, self._process(detector, frame))
+            self._complete(None, detector.drain())
         except BaseException as error:  # reported by the service, which stops the daemon
-            log.exception("pipeline failed")
+            log.exception("pipeline worker %d failed", worker)
             self.error = error
             self.finished.set()
+        finally:
+            with self._publish_lock:
+                self._active_workers -= 1
+                if self._active_workers == 0 and self._all_sources_done():
+                    self.finished.set()
 
-    def _next_frame(self) -> Frame | None:
-        """The next source's newest frame, round robin so a busy source cannot starve the others."""
-        self._frame_ready.clear()  # cleared before the scan, so a frame put during it is not missed
+    def _all_sources_done(self) -> bool:
+        return all(s.finished.is_set() and not s.slot.peek_ready() for s in self._sources)
+
+    def _next_frame(self) -> tuple[int, Frame] | None:
+        """(ticket, the next source's newest frame), round robin so no source starves the others."""
+        with self._frame_signal.condition:
+            frame = self._scan()
+            if frame is None:
+                self._frame_signal.condition.wait(_IDLE_WAIT_SECONDS)
+                frame = self._scan()
+            if frame is None:
+                return None
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._taken_at[(frame.source_id, frame.index)] = time.monotonic()
+            return ticket, frame
+
+    def _scan(self) -> Frame | None:
         count = len(self._sources)
         for offset in range(count):
             index = (self._cursor + offset) % count
@@ -81,30 +125,42 @@ class Pipeline:
             if frame is not None:
                 self._cursor = index + 1
                 return frame
-        self._frame_ready.wait(_IDLE_WAIT_SECONDS)
         return None
 
-    def _process(self, frame: Frame) -> None:
-        taken_monotonic = time.monotonic()
-        waited_seconds = taken_monotonic - frame.capture_monotonic
+    def _process(self, detector: Detector, frame: Frame) -> list[DetectionResult]:
+        waited_seconds = time.monotonic() - frame.capture_monotonic
         if self._max_frame_age_seconds and waited_seconds > self._max_frame_age_seconds:
             self._metrics.frames_dropped.labels(frame.source_id, "too_old").inc()
-            return
-        self._taken_at[(frame.source_id, frame.index)] = taken_monotonic
-        self._publish_all(self._detector.submit(frame))
+            return []
+        return detector.submit(frame)
 
-    def _publish_all(self, results: list[DetectionResult]) -> None:
-        for result in results:
-            self._publish(result)
+    # -- publishing ----------------------------------------------------------------------------
+    def _complete(self, ticket: int | None, results: list[DetectionResult]) -> None:
+        """Queue a ticket's results, then publish every ticket that is next in line.
+
+        ``ticket=None``: results drained at shutdown, published after everything ticketed.
+        """
+        with self._publish_lock:
+            if ticket is None:
+                for result in results:
+                    self._publish(result)
+                return
+            self._completed[ticket] = results
+            while self._next_ticket_to_publish in self._completed:
+                for result in self._completed.pop(self._next_ticket_to_publish):
+                    self._publish(result)
+                self._next_ticket_to_publish += 1
 
     def _publish(self, result: DetectionResult) -> None:
+        """Send one message and record its timings. Called with the publish lock held."""
         frame = result.frame
-        taken_monotonic = self._taken_at.pop((frame.source_id, frame.index), frame.capture_monotonic)
+        with self._frame_signal.condition:
+            taken_monotonic = self._taken_at.pop((frame.source_id, frame.index), frame.capture_monotonic)
         started = time.perf_counter()
         self._sequence += 1
         parts = encode(frame.source_id, frame.index, self._sequence, frame.capture_time, time.time(),
-                       frame.width, frame.height, self._detector.model_id, result.detections,
-                       self._detector.class_names)
+                       frame.width, frame.height, self._detectors[0].model_id, result.detections,
+                       self._detectors[0].class_names)
         self._publisher.send(parts)
         publish_seconds = time.perf_counter() - started
         frame_age_seconds = time.monotonic() - frame.capture_monotonic

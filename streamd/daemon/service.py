@@ -16,11 +16,12 @@ from streamd.config.schema import Config
 from streamd.daemon.pipeline import Pipeline
 from streamd.daemon.sdnotify import SystemdNotifier
 from streamd.inference.detector import DetectionResult, Detector
-from streamd.inference.factory import build_detector
+from streamd.inference.factory import build_detectors
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.metrics.http import MetricsServer
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
+from streamd.sources.slot import FrameSignal
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Service:
     config: Config
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     on_result: Callable[[DetectionResult, float], None] | None = None
-    detector: Detector | None = None
+    detectors: list[Detector] = field(default_factory=list)
     publisher: Publisher | None = None
     http: MetricsServer | None = None
     sources: list[CaptureSource] = field(default_factory=list)
@@ -50,17 +51,19 @@ class Service:
     def start_detector(self) -> None:
         """Everything but the sources: model, publisher, HTTP endpoints, the pipeline thread."""
         metrics = StreamdMetrics(self.registry)
-        self.detector = build_detector(self.config.model)
-        metrics.build_info.info({"version": __version__, "model": self.detector.model_id,
-                                 "backend": getattr(getattr(self.detector, "backend", None), "name", "gpu")})
+        self.detectors = build_detectors(self.config.model)
+        first = self.detectors[0]
+        metrics.build_info.info({"version": __version__, "model": first.model_id,
+                                 "backend": getattr(getattr(first, "backend", None), "name", "gpu"),
+                                 "workers": str(len(self.detectors))})
         self.publisher = Publisher(self.config.publish.endpoint, self.config.publish.send_hwm, metrics)
         if self.config.metrics.enabled:
             host, port = split_bind(self.config.metrics.bind)
             self.http = MetricsServer(host, port, self.registry, self.health, self.readiness)
             self.http.start()
-        frame_ready = threading.Event()
-        self.sources = [CaptureSource(s, metrics, frame_ready=frame_ready) for s in self.config.sources]
-        self.pipeline = Pipeline(self.sources, self.detector, self.publisher, metrics, frame_ready,
+        frame_signal = FrameSignal()
+        self.sources = [CaptureSource(s, metrics, frame_ready=frame_signal) for s in self.config.sources]
+        self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
                                  self.config.daemon.max_frame_age_seconds, self.on_result)
         self.pipeline.start()
 
@@ -93,7 +96,7 @@ class Service:
             source.stop(STOP_TIMEOUT_SECONDS)
         if self.pipeline is not None:
             self.pipeline.stop(STOP_TIMEOUT_SECONDS)
-        for part in (self.publisher, self.http, self.detector):
+        for part in (self.publisher, self.http, *self.detectors):
             if part is not None:
                 try:
                     part.close()

@@ -118,11 +118,13 @@ class Preprocessor:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         canvas, geometry = self.letterbox(image)
-        planar = canvas.transpose(2, 0, 1)
-        if self.convention.swap_rb:
-            planar = planar[::-1]
         network_input = self._input[0]
-        np.copyto(network_input, planar, casting="unsafe")
+        # HWC -> CHW through cv2.split: about twice as fast as a strided numpy copy.
+        channels = cv2.split(canvas)
+        if self.convention.swap_rb:
+            channels = channels[::-1]
+        for plane, channel in zip(network_input, channels):
+            plane[...] = channel
         if not self.convention.is_identity:
             network_input *= self._gain
             network_input += self._offset

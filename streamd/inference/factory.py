@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +52,34 @@ def resolve_layout(detector: HostDetector | None, backend: InferenceBackend, mod
     return layout
 
 
+def cpu_parallelism(model: ModelConfig) -> tuple[int, int]:
+    """(workers, threads per worker) for a host backend; see ModelConfig.workers."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = model.workers or (2 if cpus >= 2 else 1)
+    threads = model.threads or (max(1, cpus // workers) if workers > 1 else 0)
+    return workers, threads
+
+
 def build_detector(model: ModelConfig) -> Detector:
-    """Open the backend and wire the detector; raises BackendError / ModelLayoutError."""
+    """One detector with the backend's default threading (check, bench's raw loop, tests)."""
+    return build_detectors(model, workers=1, threads=model.threads)[0]
+
+
+def build_detectors(model: ModelConfig, workers: int = 0, threads: int = 0) -> list[Detector]:
+    """Open the backend once and wire one detector per pipeline worker (they share the backend).
+
+    ``workers=0``: as many as ``cpu_parallelism`` says. Raises BackendError / ModelLayoutError.
+    """
     backend_name = resolve_backend_name(model.backend)
     model_id = model.model_id or Path(model.path).stem
     if backend_name == "tensorrt":
         from streamd.gpu.detector import build_gpu_detector  # noqa: PLC0415 - optional GPU path
 
-        return build_gpu_detector(model, model_id)
-    backend = open_backend(backend_name, BackendOptions(model.path, threads=model.threads,
-                                                        precision=model.precision))
+        # The GPU detector overlaps frames itself (double buffering): one worker drives it.
+        return [build_gpu_detector(model, model_id)]
+    if workers == 0:
+        workers, threads = cpu_parallelism(model)
+    backend = open_backend(backend_name, BackendOptions(model.path, threads=threads, precision=model.precision))
     try:
         width, height = input_size(backend, model)
         convention = CONVENTIONS[model.preprocessing]
@@ -70,9 +89,14 @@ def build_detector(model: ModelConfig) -> Detector:
         layout = resolve_layout(detector, backend, model, width, height)
         detector.decoder = YoloxDecoder(layout, width, height, len(model.classes), model.score_threshold,
                                         model.nms_threshold, model.max_detections)
-        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s", model_id, backend.describe(),
-                 width, height, layout, model.preprocessing)
-        return detector
+        detectors: list[Detector] = [detector]
+        for _ in range(workers - 1):
+            detectors.append(HostDetector(backend, convention, detector.decoder, width, height, model_id,
+                                          model.classes, owns_backend=False))
+        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s, %d worker(s) x %s thread(s)",
+                 model_id, backend.describe(), width, height, layout, model.preprocessing, workers,
+                 threads or "default")
+        return detectors
     except (BackendError, ModelLayoutError):
         backend.close()
         raise

@@ -14,11 +14,17 @@ from streamd.sources.frame import Frame
 
 
 class HostDetector(Detector):
-    """Letterbox on the CPU, run the backend, decode on the CPU: one frame at a time."""
+    """Letterbox on the CPU, run the backend, decode on the CPU: one frame at a time.
+
+    Several detectors may share one backend (one per pipeline worker); only the owner closes it.
+    The decoder is stateless after construction, so sharing it is safe too.
+    """
 
     def __init__(self, backend: InferenceBackend, convention: Convention, decoder: YoloxDecoder,
-                 input_width: int, input_height: int, model_id: str, class_names: tuple[str, ...]) -> None:
+                 input_width: int, input_height: int, model_id: str, class_names: tuple[str, ...],
+                 owns_backend: bool = True) -> None:
         self.backend = backend
+        self._owns_backend = owns_backend
         self.decoder = decoder
         self.model_id = model_id
         self.class_names = class_names
@@ -52,4 +58,5 @@ class HostDetector(Detector):
         return [DetectionResult(frame, detections, timings)]
 
     def close(self) -> None:
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()

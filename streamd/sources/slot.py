@@ -60,3 +60,19 @@ class LatestFrameSlot:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+class FrameSignal:
+    """Wakes pipeline workers when any source has a new frame.
+
+    A condition, not an Event: workers scan the slots and wait under its lock, and producers
+    notify under it, so a frame put between a scan and the wait cannot be missed.
+    """
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+
+    def set(self) -> None:
+        """Called by a capture thread after it put a frame (the name keeps Event's interface)."""
+        with self.condition:
+            self.condition.notify()
