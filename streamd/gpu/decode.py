@@ -1,0 +1,126 @@
+"""GPU YOLOX decode: score filter and compaction on the device, NMS on the few candidates on the host.
+
+Per slot the device holds a candidate area of ``8 + 8 * cells`` floats (a header whose first int32 is
+the count, then one 8-float record per surviving cell). Only the header and the first
+``host_capacity`` records are copied back each frame; the rare frame with more candidates fetches the
+rest with one extra synchronous copy (logged), so no detection is ever lost.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+import numpy as np
+
+from streamd.cuda import memory, nvrtc
+from streamd.decode.detections import Detections
+from streamd.decode.nms import class_aware_nms
+from streamd.decode.yolox import STRIDES, grid_cells
+from streamd.errors import ModelLayoutError
+from streamd.gpu.kernels import DECODE_SOURCE
+
+log = logging.getLogger(__name__)
+
+RECORD_FLOATS = 8
+RECORD_BYTES = RECORD_FLOATS * 4
+HEADER_BYTES = RECORD_BYTES  # count (int32) + padding, so records stay 32-byte aligned
+DEFAULT_HOST_CAPACITY = 256
+_BLOCK = 256
+_ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
+              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
+GPU_LAYOUTS = ("yolox", "yolox-decoded")
+
+
+class GpuYoloxDecoder:
+    """Enqueue decode of one [1, N, 5+C] float32 output; finish (sort + NMS) on the host."""
+
+    def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
+                 score_threshold: float, nms_threshold: float, max_detections: int = 300,
+                 host_capacity: int = DEFAULT_HOST_CAPACITY, device: int = 0) -> None:
+        if layout not in GPU_LAYOUTS:
+            raise ModelLayoutError(f"the GPU decoder handles layouts {GPU_LAYOUTS}, not '{layout}'; "
+                                   "use an export with a single [B, N, 5+C] output")
+        self.layout = layout
+        self.num_classes = num_classes
+        self.channels = 5 + num_classes
+        self.score_threshold = np.float32(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.max_detections = max_detections
+        self.host_capacity = host_capacity
+        grid, strides = grid_cells(input_width, input_height, STRIDES)
+        self.cells = int(grid.shape[0])
+        table = np.ascontiguousarray(np.concatenate((grid, strides), axis=1), dtype=np.float32)
+        self._grid = memory.DeviceBuffer.for_array(table.shape, np.float32)
+        staging = memory.PinnedBuffer(table.shape, np.float32)
+        try:
+            staging.array[...] = table
+            from streamd.cuda import runtime  # noqa: PLC0415 - a one-off synchronous upload at start-up
+            cudart, _, _ = runtime.bindings()
+            runtime.check(cudart.cudaMemcpy(self._grid.ptr, staging.ptr, table.nbytes,
+                                            cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy(grid)")
+        finally:
+            staging.free()
+        module = nvrtc.load_module(DECODE_SOURCE, "yolox_decode", ("--fmad=false", "-std=c++17"), device)
+        self._kernel = nvrtc.Kernel(module, "yolox_decode_f32", _ARG_TYPES)
+        self._overflow: memory.PinnedBuffer | None = None
+
+    @property
+    def raw_output_nbytes(self) -> int:
+        return self.cells * self.channels * 4
+
+    @property
+    def device_area_nbytes(self) -> int:
+        return HEADER_BYTES + self.cells * RECORD_BYTES
+
+    @property
+    def copy_back_nbytes(self) -> int:
+        """Bytes copied device -> host per frame (header + host_capacity records)."""
+        return HEADER_BYTES + self.host_capacity * RECORD_BYTES
+
+    def launch(self, output_ptr: int, area_ptr: int, stream_ptr: int) -> None:
+        """Enqueue decode; the area's counter must already be zero (the letterbox kernel zeroes it)."""
+        grid = ((self.cells + _BLOCK - 1) // _BLOCK, 1, 1)
+        self._kernel.launch(grid, (_BLOCK, 1, 1), stream_ptr, (
+            output_ptr, self.cells, self.channels, self._grid.ptr, int(self.layout == "yolox-decoded"),
+            float(self.score_threshold), area_ptr, area_ptr + HEADER_BYTES, self.cells))
+
+    def copy_back(self, area_ptr: int, host_area: memory.PinnedBuffer, stream_ptr: int) -> None:
+        memory.copy_dtoh_async(host_area.ptr, area_ptr, self.copy_back_nbytes, stream_ptr)
+
+    def new_host_area(self) -> memory.PinnedBuffer:
+        return memory.PinnedBuffer((self.copy_back_nbytes // 4,), np.float32)
+
+    def records(self, host_area: np.ndarray, area_ptr: int) -> np.ndarray:
+        """(K, 8) candidate records of a completed frame, in cell order (the CPU decoder's order)."""
+        count = int(host_area[:1].view(np.int32)[0])
+        body = host_area[HEADER_BYTES // 4:]
+        if count <= self.host_capacity:
+            rows = body[:count * RECORD_FLOATS].reshape(count, RECORD_FLOATS)
+        else:
+            rows = self._fetch_overflow(area_ptr, count)
+        return rows[np.argsort(rows[:, 6], kind="stable")]
+
+    def _fetch_overflow(self, area_ptr: int, count: int) -> np.ndarray:
+        log.debug("%d candidates exceed the %d copied back; fetching the rest", count, self.host_capacity)
+        if self._overflow is None:
+            self._overflow = memory.PinnedBuffer((self.cells * RECORD_FLOATS,), np.float32)
+        from streamd.cuda import runtime  # noqa: PLC0415 - rare path
+        cudart, _, _ = runtime.bindings()
+        nbytes = count * RECORD_BYTES
+        runtime.check(cudart.cudaMemcpy(self._overflow.ptr, area_ptr + HEADER_BYTES, nbytes,
+                                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy(overflow)")
+        return self._overflow.array[:count * RECORD_FLOATS].reshape(count, RECORD_FLOATS)
+
+    def finish(self, records: np.ndarray) -> Detections:
+        """Class-aware NMS over the candidate records (network-input pixels)."""
+        if records.shape[0] == 0:
+            return Detections.empty()
+        boxes = np.ascontiguousarray(records[:, :4])
+        return class_aware_nms(boxes, records[:, 4].copy(), records[:, 5].astype(np.int32), self.nms_threshold,
+                               self.max_detections)
+
+    def close(self) -> None:
+        self._grid.free()
+        if self._overflow is not None:
+            self._overflow.free()

@@ -1,0 +1,137 @@
+"""CUDA C sources of the GPU pre/post-processing kernels (compiled by ``streamd.cuda.nvrtc``).
+
+Kept apart from the Python that launches them so each file stays short. No headers are included:
+NVRTC needs none, and fp16 stores use one PTX ``cvt`` instead of ``cuda_fp16.h``.
+"""
+
+# Letterbox: uint8 BGR HWC frame of any size -> NCHW network input (float32 or fp16).
+#
+# The resize reproduces OpenCV's INTER_LINEAR for 8-bit images bit for bit (checked against
+# cv2.resize 5.0 on random images): source coordinate ((d + 0.5) * scale - 0.5) computed in double
+# then rounded to float; 11-bit fixed-point weights rounded half-to-even; x clamped by zeroing the
+# weight at the borders, y by clamping the row; OpenCV's SIMD vertical pass
+# ((b0 * (S0 >> 4)) >> 16) + ((b1 * (S1 >> 4)) >> 16) + 2) >> 2. The uint8 result then goes through
+# the convention's per-channel affine (gain, offset), exactly as the CPU Preprocessor does.
+#
+# Thread 0 also zeroes the slot's candidate counter for the decode kernel that follows on the same
+# stream: it saves one cudaMemsetAsync call (~10 us of host time) per frame.
+LETTERBOX_SOURCE = r"""
+#define RESIZE_COEF_SCALE 2048.0f
+
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(unsigned short* p, float v) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    *p = h;
+}
+
+template <typename OUT>
+__device__ void letterbox(const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
+                          OUT* __restrict__ dst, int dst_w, int dst_h,
+                          int resized_w, int resized_h, int pad_x, int pad_y,
+                          double scale_x, double scale_y,
+                          float g0, float g1, float g2, float o0, float o1, float o2,
+                          int pad_value, int swap_rb, int* __restrict__ counter) {
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (counter != 0 && x == 0 && y == 0) *counter = 0;
+    if (x >= dst_w || y >= dst_h) return;
+    const int rx = x - pad_x, ry = y - pad_y;
+    int b = pad_value, g = pad_value, r = pad_value;
+    if (rx >= 0 && ry >= 0 && rx < resized_w && ry < resized_h) {
+        float fx = (float)((rx + 0.5) * scale_x - 0.5);
+        int sx = (int)floorf(fx);
+        fx -= sx;
+        if (sx < 0) { fx = 0.f; sx = 0; }
+        if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
+        const int sx1 = min(sx + 1, src_w - 1);
+        const int a0 = __float2int_rn((1.f - fx) * RESIZE_COEF_SCALE);
+        const int a1 = __float2int_rn(fx * RESIZE_COEF_SCALE);
+        float fy = (float)((ry + 0.5) * scale_y - 0.5);
+        const int sy = (int)floorf(fy);
+        fy -= sy;
+        const int b0 = __float2int_rn((1.f - fy) * RESIZE_COEF_SCALE);
+        const int b1 = __float2int_rn(fy * RESIZE_COEF_SCALE);
+        const unsigned char* row0 = src + (size_t)min(max(sy, 0), src_h - 1) * src_pitch;
+        const unsigned char* row1 = src + (size_t)min(max(sy + 1, 0), src_h - 1) * src_pitch;
+        int v[3];
+        #pragma unroll
+        for (int c = 0; c < 3; ++c) {
+            const int s0 = row0[sx * 3 + c] * a0 + row0[sx1 * 3 + c] * a1;
+            const int s1 = row1[sx * 3 + c] * a0 + row1[sx1 * 3 + c] * a1;
+            const int t = (((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2;
+            v[c] = min(max(t, 0), 255);
+        }
+        b = v[0]; g = v[1]; r = v[2];
+    }
+    const size_t plane = (size_t)dst_w * dst_h;
+    const size_t at = (size_t)y * dst_w + x;
+    const int c0 = swap_rb ? r : b, c2 = swap_rb ? b : r;
+    store(dst + at, (float)c0 * g0 + o0);
+    store(dst + plane + at, (float)g * g1 + o1);
+    store(dst + 2 * plane + at, (float)c2 * g2 + o2);
+}
+
+#define LETTERBOX_ARGS const unsigned char* src, int src_w, int src_h, int src_pitch, \
+    void* dst, int dst_w, int dst_h, int resized_w, int resized_h, int pad_x, int pad_y, \
+    double scale_x, double scale_y, float g0, float g1, float g2, float o0, float o1, float o2, \
+    int pad_value, int swap_rb, int* counter
+extern "C" __global__ void letterbox_f32(LETTERBOX_ARGS) {
+    letterbox<float>(src, src_w, src_h, src_pitch, (float*)dst, dst_w, dst_h, resized_w, resized_h, pad_x, pad_y,
+                     scale_x, scale_y, g0, g1, g2, o0, o1, o2, pad_value, swap_rb, counter);
+}
+extern "C" __global__ void letterbox_f16(LETTERBOX_ARGS) {
+    letterbox<unsigned short>(src, src_w, src_h, src_pitch, (unsigned short*)dst, dst_w, dst_h, resized_w,
+                              resized_h, pad_x, pad_y, scale_x, scale_y, g0, g1, g2, o0, o1, o2, pad_value,
+                              swap_rb, counter);
+}
+"""
+
+# YOLOX decode + score filter + compaction, one thread per grid cell, for the [B, N, 5+C] layouts
+# (``yolox``: raw box terms; ``yolox-decoded``: pixel boxes). The arithmetic is the CPU decoder's, in
+# the same float32 order, so scores are bit-identical; exp is taken in double and rounded, the most
+# accurate float32 result. A surviving cell appends one 8-float record
+# (x1, y1, x2, y2, score, class, cell, 0) at an atomic counter; the host sorts records by cell to
+# restore the CPU decoder's order before NMS.
+DECODE_SOURCE = r"""
+extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int cells, int channels,
+                                            const float* __restrict__ grid, int boxes_decoded,
+                                            float threshold, int* __restrict__ counter,
+                                            float* __restrict__ records, int capacity) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= cells) return;
+    const float* row = rows + (size_t)i * channels;
+    const float objectness = row[4];
+    if (!(objectness > threshold)) return;
+    float best = row[5];
+    int best_class = 0;
+    for (int c = 1; c < channels - 5; ++c) {
+        const float p = row[5 + c];
+        if (p > best) { best = p; best_class = c; }
+    }
+    const float score = __fmul_rn(objectness, best);
+    if (!(score > threshold)) return;
+    float cx, cy, w, h;
+    if (boxes_decoded) {
+        cx = row[0]; cy = row[1]; w = row[2]; h = row[3];
+    } else {
+        const float gx = grid[3 * i], gy = grid[3 * i + 1], stride = grid[3 * i + 2];
+        cx = __fmul_rn(__fadd_rn(row[0], gx), stride);
+        cy = __fmul_rn(__fadd_rn(row[1], gy), stride);
+        w = __fmul_rn((float)exp((double)row[2]), stride);
+        h = __fmul_rn((float)exp((double)row[3]), stride);
+    }
+    const int k = atomicAdd(counter, 1);
+    if (k >= capacity) return;
+    float* out = records + (size_t)k * 8;
+    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
+    out[0] = __fsub_rn(cx, hw);
+    out[1] = __fsub_rn(cy, hh);
+    out[2] = __fadd_rn(cx, hw);
+    out[3] = __fadd_rn(cy, hh);
+    out[4] = score;
+    out[5] = (float)best_class;
+    out[6] = (float)i;
+    out[7] = 0.f;
+}
+"""

@@ -1,0 +1,227 @@
+"""STAND-IN ENGINE (not TensorRT): the real YOLOX computation of an ONNX model, run by torch on the GPU.
+
+TensorRT cannot be installed on the machines streamd is developed on, so the GPU pipeline is measured
+with this engine instead. It honours the same contract as TensorRT's ``execute_async_v3``: it reads
+the input and writes the output at device addresses the caller owns, enqueues on the caller's stream
+and returns without synchronising. To keep host time per call small (as TensorRT's), the model is
+captured once per address set into a CUDA graph and each ``enqueue`` is one graph replay.
+
+The ONNX graph is interpreted by a small module covering the operators YOLOX exports use; constant
+operands (slice bounds, shapes, scales) are resolved at load time, which is what makes the forward
+capturable (onnx2torch's Slice copies them to the host on every call). Needs torch and onnx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from streamd.errors import BackendError
+from streamd.inference.base import TensorSpec
+
+_ONNX_DTYPES = {1: np.float32, 10: np.float16}
+
+
+class _DeviceArray:
+    """Zero-copy view of caller-owned device memory for torch.as_tensor."""
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": np.dtype(dtype).str, "data": (ptr, False),
+                                         "version": 3, "strides": None}
+
+
+def _interpreter_class():
+    import torch  # noqa: PLC0415 - optional, GPU machines only
+    import torch.nn.functional as F  # noqa: N812, PLC0415
+
+    class OnnxInterpreter(torch.nn.Module):
+        """Runs the ONNX node list with torch ops; every constant operand is a Python value."""
+
+        def __init__(self, path: str | Path) -> None:
+            super().__init__()
+            import onnx  # noqa: PLC0415
+            from onnx import numpy_helper  # noqa: PLC0415
+
+            model = onnx.load(str(path))
+            graph = model.graph
+            constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+            for node in graph.node:
+                if node.op_type == "Constant":
+                    constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            self.input_name = graph.input[0].name
+            self.output_names = [o.name for o in graph.output]
+            self._tensors = torch.nn.ParameterDict()
+            self._names: dict[str, str] = {}
+            self.steps: list[tuple] = []
+            for node in graph.node:
+                if node.op_type == "Constant":
+                    continue
+                attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                self.steps.append(self._step(node, attributes, constants))
+
+        def _tensor(self, name: str, value: np.ndarray) -> str:
+            if name not in self._names:
+                key = f"c{len(self._names)}"
+                self._tensors[key] = torch.nn.Parameter(torch.from_numpy(np.array(value)), requires_grad=False)
+                self._names[name] = key
+            return self._names[name]
+
+        def _operand(self, name: str, constants: dict) -> tuple[str, str]:
+            return ("const", self._tensor(name, constants[name])) if name in constants else ("value", name)
+
+        def _step(self, node, attributes: dict, constants: dict) -> tuple:
+            op, inputs, output = node.op_type, list(node.input), node.output[0]
+            if op == "Conv":
+                pads = attributes.get("pads", [0, 0, 0, 0])
+                if pads[:2] != pads[2:]:
+                    raise BackendError(f"asymmetric Conv pads {pads} in {node.name} are not supported")
+                params = dict(stride=tuple(attributes.get("strides", (1, 1))), padding=tuple(pads[:2]),
+                              dilation=tuple(attributes.get("dilations", (1, 1))), groups=attributes.get("group", 1))
+                bias = self._tensor(inputs[2], constants[inputs[2]]) if len(inputs) > 2 else None
+                return ("Conv", inputs[0], self._tensor(inputs[1], constants[inputs[1]]), bias, params, output)
+            if op in ("Mul", "Add"):
+                return (op, self._operand(inputs[0], constants), self._operand(inputs[1], constants), output)
+            if op == "Sigmoid":
+                return (op, inputs[0], output)
+            if op == "Concat":
+                return (op, inputs, attributes["axis"], output)
+            if op == "Slice":
+                starts, ends = constants[inputs[1]], constants[inputs[2]]
+                axes = constants[inputs[3]] if len(inputs) > 3 and inputs[3] else np.arange(len(starts))
+                steps = constants[inputs[4]] if len(inputs) > 4 and inputs[4] else np.ones(len(starts), np.int64)
+                index = [slice(None)] * 4
+                for start, end, axis, step in zip(starts, ends, axes, steps):
+                    index[int(axis)] = slice(int(start), int(min(end, 2 ** 31)), int(step))
+                return (op, inputs[0], tuple(index), output)
+            if op == "MaxPool":
+                pads = attributes.get("pads", [0, 0, 0, 0])
+                return (op, inputs[0], dict(kernel_size=tuple(attributes["kernel_shape"]),
+                                            stride=tuple(attributes.get("strides", (1, 1))),
+                                            padding=tuple(pads[:2]), ceil_mode=bool(attributes.get("ceil_mode", 0))),
+                        output)
+            if op == "Resize":
+                if attributes.get("mode", b"nearest") != b"nearest":
+                    raise BackendError(f"Resize mode {attributes.get('mode')} in {node.name} is not supported")
+                scales = constants[inputs[2]]
+                return (op, inputs[0], (float(scales[2]), float(scales[3])), output)
+            if op == "Reshape":
+                return (op, inputs[0], [int(v) for v in constants[inputs[1]]], output)
+            if op == "Transpose":
+                return (op, inputs[0], list(attributes["perm"]), output)
+            raise BackendError(f"ONNX operator {op} ({node.name}) is not supported by the stand-in interpreter")
+
+        def forward(self, images):  # noqa: C901 - one branch per operator, flat on purpose
+            values = {self.input_name: images}
+            tensors = self._tensors
+
+            def operand(spec):
+                return tensors[spec[1]] if spec[0] == "const" else values[spec[1]]
+
+            for step in self.steps:
+                op = step[0]
+                if op == "Conv":
+                    _, x, weight, bias, params, out = step
+                    values[out] = F.conv2d(values[x], tensors[weight], tensors[bias] if bias else None, **params)
+                elif op == "Mul":
+                    values[step[3]] = operand(step[1]) * operand(step[2])
+                elif op == "Add":
+                    values[step[3]] = operand(step[1]) + operand(step[2])
+                elif op == "Sigmoid":
+                    values[step[2]] = torch.sigmoid(values[step[1]])
+                elif op == "Concat":
+                    values[step[3]] = torch.cat([values[n] for n in step[1]], dim=step[2])
+                elif op == "Slice":
+                    values[step[3]] = values[step[1]][step[2]]
+                elif op == "MaxPool":
+                    values[step[3]] = F.max_pool2d(values[step[1]], **step[2])
+                elif op == "Resize":
+                    values[step[3]] = F.interpolate(values[step[1]], scale_factor=step[2], mode="nearest")
+                elif op == "Reshape":
+                    x = values[step[1]]
+                    shape = [x.shape[i] if d == 0 else d for i, d in enumerate(step[2])]
+                    values[step[3]] = x.reshape(shape)
+                elif op == "Transpose":
+                    values[step[3]] = values[step[1]].permute(step[2])
+            return values[self.output_names[0]]
+
+    return OnnxInterpreter
+
+
+class TorchGraphEngine:
+    """STAND-IN for a TensorRT execution context: ``enqueue(addresses, stream_ptr)`` = one graph replay."""
+
+    def __init__(self, onnx_path: str | Path, device: int = 0) -> None:
+        import onnx  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        self._torch = torch
+        # Exact float32 convolutions and fixed algorithms: results must not drift between runs.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        self._device = torch.device("cuda", device)
+        self.module = _interpreter_class()(onnx_path).to(self._device).eval()
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        tensor_type = graph.input[0].type.tensor_type
+        shape = tuple(int(d.dim_value) for d in tensor_type.shape.dim)
+        self._inputs = [TensorSpec(graph.input[0].name, shape, np.dtype(_ONNX_DTYPES[tensor_type.elem_type]))]
+        with torch.no_grad():
+            probe = self.module(torch.zeros(shape, device=self._device))
+        torch.cuda.synchronize(self._device)
+        self._outputs = [TensorSpec(self.module.output_names[0], tuple(probe.shape), np.dtype(np.float32))]
+        self._graphs: dict[tuple[int, int], object] = {}
+        self._streams: dict[int, object] = {}
+        self._pool = None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _view(self, ptr: int, spec: TensorSpec):
+        return self._torch.as_tensor(_DeviceArray(ptr, spec.shape, spec.dtype), device=self._device)
+
+    def _capture(self, input_ptr: int, output_ptr: int):
+        torch = self._torch
+        images = self._view(input_ptr, self._inputs[0])
+        destination = self._view(output_ptr, self._outputs[0])
+        side = torch.cuda.Stream(self._device)
+        side.wait_stream(torch.cuda.current_stream(self._device))
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside capture: cuDNN handles and workspaces
+                self.module(images)
+        torch.cuda.current_stream(self._device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
+            destination.copy_(self.module(images))
+        self._pool = graph.pool()
+        return graph
+
+    def enqueue(self, addresses: Mapping[str, int], stream_ptr: int) -> None:
+        key = (addresses[self._inputs[0].name], addresses[self._outputs[0].name])
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._capture(*key)
+        stream = self._streams.get(stream_ptr)
+        if stream is None:
+            stream = self._streams[stream_ptr] = self._torch.cuda.ExternalStream(stream_ptr, device=self._device)
+        with self._torch.cuda.stream(stream):
+            graph.replay()
+
+    def run_eager(self, input_ptr: int, output_ptr: int) -> None:
+        """Uncaptured reference run (synchronises): the graph must reproduce it exactly."""
+        torch = self._torch
+        with torch.no_grad():
+            self._view(output_ptr, self._outputs[0]).copy_(self.module(self._view(input_ptr, self._inputs[0])))
+        torch.cuda.synchronize(self._device)
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self._streams.clear()
+        self._pool = None

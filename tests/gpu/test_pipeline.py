@@ -1,0 +1,110 @@
+"""The double-buffered GpuDetector with a fixed-output engine (no torch needed), and with the torch
+stand-in engine where torch and the YOLOX-nano model are present."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamd.decode.preprocess import YOLOX, letterbox_geometry
+from streamd.decode.yolox import YoloxDecoder
+from streamd.inference.base import TensorSpec
+from streamd.sources.frame import Frame
+from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
+
+
+class FixedOutputEngine:
+    """Engine test double: writes one fixed raw output (device-to-device copy) on the given stream."""
+
+    def __init__(self, raw: np.ndarray) -> None:
+        from streamd.cuda import memory, runtime
+
+        self._memory = memory
+        self.raw = raw
+        self._source = memory.DeviceBuffer(raw.nbytes)
+        staging = memory.PinnedBuffer(raw.shape, np.float32)
+        staging.array[...] = raw
+        cudart, _, _ = runtime.bindings()
+        runtime.check(cudart.cudaMemcpy(self._source.ptr, staging.ptr, raw.nbytes,
+                                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+        staging.free()
+        self.calls = 0
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("images", (1, 3, HEIGHT, WIDTH), np.dtype(np.float32))]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("output", (1, CELLS, 85), np.dtype(np.float32))]
+
+    def enqueue(self, addresses, stream_ptr: int) -> None:
+        self.calls += 1
+        self._memory.copy_dtod_async(addresses["output"], self._source.ptr, self.raw.nbytes, stream_ptr)
+
+    def close(self) -> None:
+        self._source.free()
+
+
+def frames(count: int) -> list[Frame]:
+    rng = np.random.default_rng(0)
+    sizes = [(480, 640), (576, 768), (1080, 1920), (200, 300)]
+    return [Frame("s", i, 0.0, time.monotonic(), rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8))
+            for i in range(count)]
+
+
+def run(detector, items: list[Frame]) -> list:
+    results = []
+    for frame in items:
+        results.extend(detector.submit(frame))
+    results.extend(detector.drain())
+    detector.close()
+    detector.close()
+    return results
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_results_in_order_and_equal_to_cpu_decode(slots: int) -> None:
+    from streamd.gpu.detector import GpuDetector
+
+    raw = synthetic_output(7, 60)
+    detector = GpuDetector(FixedOutputEngine(raw), YOLOX, 80, 0.3, 0.45, slots=slots, max_detections=300,
+                           max_frame_bytes=640 * 480 * 3)  # smaller than some frames: slots grow
+    items = frames(12)
+    results = run(detector, items)
+    assert [r.frame.index for r in results] == list(range(12))
+    network = YoloxDecoder("yolox", WIDTH, HEIGHT, 80, 0.3, 0.45, 300).decode([raw])
+    for result in results:
+        geometry = letterbox_geometry(result.frame.width, result.frame.height, WIDTH, HEIGHT, False)
+        np.testing.assert_array_equal(result.detections.scores, network.scores)
+        np.testing.assert_allclose(result.detections.boxes_xyxy, geometry.to_frame(network.boxes_xyxy), atol=1e-2)
+        assert result.timings.inference_seconds >= 0.0
+
+
+def _model_path() -> Path | None:
+    for candidate in (os.environ.get("STREAMD_TEST_MODEL", ""), ".devdata/yolox_nano.onnx",
+                      "../shared/models/yolox_nano.onnx", "/work/shared/models/yolox_nano.onnx"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def test_standin_engine_double_buffered_equals_synchronous() -> None:
+    pytest.importorskip("torch")
+    model = _model_path()
+    if model is None:
+        pytest.skip("yolox_nano.onnx not found (set STREAMD_TEST_MODEL)")
+    from streamd.gpu.detector import GpuDetector
+    from streamd.gpu.standin_engine import TorchGraphEngine
+
+    items = frames(16)
+    single = run(GpuDetector(TorchGraphEngine(model), YOLOX, 80, 0.05, 0.45, slots=1), items)
+    double = run(GpuDetector(TorchGraphEngine(model), YOLOX, 80, 0.05, 0.45, slots=2), items)
+    assert [r.frame.index for r in double] == list(range(16))
+    for a, b in zip(single, double):
+        np.testing.assert_array_equal(a.detections.boxes_xyxy, b.detections.boxes_xyxy)
+        np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
