@@ -1,0 +1,103 @@
+"""``tools/quantize.py`` / ``streamd quantize``: arguments, error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamd.decode.preprocess import CONVENTIONS
+from streamd.quantize.errors import EXIT_BAD_INPUT, QuantizeError
+from streamd.quantize.qdq import METHODS
+
+logger = logging.getLogger("streamd.quantize")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got '{text}'") from error
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got '{text}'")
+    return width, height
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantize",
+        description="Quantize a YOLOX ONNX model to INT8 Q/DQ (with an accuracy guard) or convert it for "
+                    "FP16/FP32, report its fidelity against the float model, optionally build a TensorRT engine.",
+        epilog="exit codes: 0 ok; 1 fidelity or INT8-share target missed; 2 bad input; "
+               "3 TensorRT missing for --engine (the ONNX is written); 4 TensorRT build failed")
+    parser.add_argument("--onnx", required=True, type=Path, help="float ONNX model (opset < 13 is upgraded)")
+    parser.add_argument("--calib", required=True, help="calibration image folder (sorted by name) or list file")
+    parser.add_argument("--output", required=True, type=Path, help="output ONNX (Q/DQ for int8)")
+    parser.add_argument("--engine", type=Path, help="also build a TensorRT engine here (needs tensorrt)")
+    parser.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
+    parser.add_argument("--method", choices=METHODS, default="percentile",
+                        help="activation range calibration (default: percentile, the best measured on YOLOX)")
+    parser.add_argument("--percentile", type=float, default=99.999, help="percentile for --method percentile")
+    parser.add_argument("--report", type=Path, help="write the report JSON here (it is always printed)")
+    parser.add_argument("--min-fidelity", type=_fraction, default=0.9,
+                        help="target mAP@0.5:0.95 against the float model; exit 1 when missed (default 0.9)")
+    parser.add_argument("--min-int8-share", type=_fraction, default=0.0,
+                        help="fail (exit 1) when less than this share of conv MACs ends up in INT8")
+    parser.add_argument("--margin", type=_fraction, default=0.02,
+                        help="the search aims at min-fidelity + margin on the calibration images (default 0.02)")
+    parser.add_argument("--calib-count", type=int, default=50, help="calibration images: the first N (default 50)")
+    parser.add_argument("--eval", dest="eval_source",
+                        help="held-out evaluation images (folder or list); default: the images after the "
+                             "calibration ones in --calib")
+    parser.add_argument("--eval-count", type=int, default=50, help="evaluation images (default 50)")
+    parser.add_argument("--search-count", type=int, default=16,
+                        help="calibration images used to rank layer sensitivity (default 16)")
+    parser.add_argument("--exclude", nargs="*", default=None, metavar="NODE",
+                        help="Conv nodes to keep in float; skips the sensitivity search")
+    parser.add_argument("--no-guard", action="store_true", help="plain quantization: no sensitivity search")
+    parser.add_argument("--input-size", type=_size, help="WIDTHxHEIGHT, required for dynamic input shapes")
+    parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="yolox",
+                        help="preprocessing convention, as in the daemon's config (default yolox)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="calibration cache folder (default: OUTPUT's folder/.calib-cache)")
+    parser.add_argument("--legacy-calibrator", action="store_true",
+                        help="TensorRT <= 10 only (DLA/JetPack 6): build the INT8 engine from the float ONNX with "
+                             "IInt8EntropyCalibrator2 and a calibration cache")
+    parser.add_argument("--dla-core", type=int, help="build the engine for this DLA core (GPU fallback on)")
+    parser.add_argument("--workspace-mib", type=int, default=1024, help="TensorRT workspace (MiB)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime threads for calibration and scoring (default 1: shared machines)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the tool; returns the process exit code (see ``--help``)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name, value in (("--calib-count", args.calib_count), ("--eval-count", args.eval_count),
+                        ("--search-count", args.search_count), ("--threads", args.threads)):
+        if value <= 0:
+            print(f"quantize: error: {name} must be positive, got {value}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    from streamd.quantize.pipeline import run
+
+    try:
+        return run(args)
+    except QuantizeError as error:
+        print(f"quantize: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Q/DQ quantization through ``onnxruntime.quantization``, with a calibration cache.
+
+Settings are the ones TensorRT's explicit-quantization path accepts: int8 symmetric activations
+(zero point 0), per-channel symmetric int8 weights, Q/DQ only around Conv, biases left in float
+(TensorRT fuses the float bias into the int8 convolution; an int32 bias DequantizeLinear is not
+something its ONNX parser takes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from streamd.quantize.calibration import ArrayDataReader
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("entropy", "percentile", "minmax")
+CACHE_FORMAT_VERSION = 1
+
+
+def _ort_method(method: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+            "minmax": CalibrationMethod.MinMax}[method]
+
+
+def calibration_cache_key(model: onnx.ModelProto, image_paths: Sequence[Path], method: str,
+                          convention_name: str, percentile: float) -> str:
+    """Hash of everything the activation ranges depend on: model bytes, each image's path, size and
+    mtime, the method and the preprocessing. A change to any of them means a fresh calibration."""
+    digest = hashlib.sha256()
+    digest.update(model.SerializeToString())
+    for path in image_paths:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    digest.update(json.dumps([CACHE_FORMAT_VERSION, method, convention_name, percentile]).encode())
+    return digest.hexdigest()[:20]
+
+
+@dataclass
+class QdqQuantizer:
+    """Quantizes one float model repeatedly with different exclusion lists, calibrating once.
+
+    The first :meth:`quantize` runs the calibration pass and writes ONNX Runtime's range cache at
+    ``cache_path``; later calls (and later runs with the same inputs) read it back.
+    """
+
+    float_model: onnx.ModelProto
+    input_name: str
+    method: str
+    cache_path: Path
+    percentile: float = 99.999
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown calibration method '{self.method}', expected one of {METHODS}")
+        self._workdir = tempfile.TemporaryDirectory(prefix="streamd-quantize-")
+        self._float_path = Path(self._workdir.name) / "float.onnx"
+        onnx.save(self.float_model, str(self._float_path))
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.cache_path.is_file()
+
+    def quantize(self, output_path: Path, exclude: Sequence[str] = (), calibration_inputs=None) -> None:
+        """Write the Q/DQ model to ``output_path`` with the Conv nodes in ``exclude`` left in float.
+
+        ``calibration_inputs`` (N x 3 x H x W) is needed only while the cache does not exist yet.
+        """
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        reader = None
+        if not self.cache_hit:
+            if calibration_inputs is None:
+                raise ValueError("no calibration cache yet and no calibration inputs given")
+            reader = ArrayDataReader(self.input_name, calibration_inputs, f"calibrating ({self.method})")
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        extra_options = {
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+            "CalibPercentile": self.percentile,
+        }
+        # ORT logs a pre-processing hint on every call; the tool calls it dozens of times.
+        quant_logger = logging.getLogger()
+        previous_level = quant_logger.level
+        quant_logger.setLevel(max(previous_level, logging.ERROR))
+        # ...and prints calibration chatter to stdout, which is the report's stream here.
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(
+                    str(self._float_path), str(output_path), reader,
+                    quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(exclude), calibrate_method=_ort_method(self.method),
+                    calibration_providers=["CPUExecutionProvider"], extra_options=extra_options,
+                    calibration_cache_path=str(self.cache_path))
+        finally:
+            quant_logger.setLevel(previous_level)
+
+    def close(self) -> None:
+        self._workdir.cleanup()
+
+
+def count_qdq_nodes(model: onnx.ModelProto) -> dict[str, int]:
+    """QuantizeLinear / DequantizeLinear counts, and the Conv nodes fed by a DequantizeLinear."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    int8_convs = sum(
+        1 for node in model.graph.node if node.op_type == "Conv"
+        and all(producers.get(name) is not None and producers[name].op_type == "DequantizeLinear"
+                for name in node.input[:2]))
+    return {
+        "QuantizeLinear": sum(node.op_type == "QuantizeLinear" for node in model.graph.node),
+        "DequantizeLinear": sum(node.op_type == "DequantizeLinear" for node in model.graph.node),
+        "int8_conv": int8_convs,
+    }

@@ -1,0 +1,127 @@
+"""Accuracy guard: find the Conv nodes whose INT8 hurts most and keep the fewest MACs in float.
+
+1. Sensitivity: quantize one Conv at a time (everything else float) and score the model on a few
+   calibration images: the loss of fidelity (1 - mAP@0.5:0.95 against the float model), with the
+   normalised output error as a tie-breaker where mAP does not move.
+2. Rank by harm per MAC kept in float: a cheap depthwise conv that wrecks the output goes first, a
+   big pointwise conv that costs little accuracy goes last.
+3. Exclude the first k of that ranking, with the smallest k whose fidelity on the calibration set
+   reaches the target plus a margin (binary search: fidelity grows with k, roughly monotonically).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streamd.quantize.fidelity import FidelityMeter, ModelRunner
+from streamd.quantize.progress import progress
+from streamd.quantize.qdq import QdqQuantizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    name: str
+    macs: int
+    fidelity_loss: float  # 1 - mAP@0.5:0.95 with only this Conv in INT8
+    output_nmse: float
+
+    def priority(self) -> tuple[float, float]:
+        """Sort key, larger = exclude first: harm per MAC, then output error per MAC."""
+        macs = max(self.macs, 1)
+        return (self.fidelity_loss / macs, self.output_nmse / macs)
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    excluded_count: int
+    int8_mac_share: float
+    map50_95: float
+    map50: float
+
+
+@dataclass
+class SearchResult:
+    excluded: list[str]
+    ranking: list[LayerSensitivity]
+    steps: list[SearchStep] = field(default_factory=list)
+    met_target: bool = False
+
+    def to_dict(self) -> dict:
+        return {"excluded": self.excluded, "met_target": self.met_target,
+                "steps": [asdict(s) for s in self.steps],
+                "ranking": [asdict(s) for s in self.ranking]}
+
+
+def int8_mac_share(conv_macs: dict[str, int], excluded: Sequence[str]) -> float:
+    total = sum(conv_macs.values())
+    return 1.0 - sum(conv_macs[name] for name in excluded) / total if total else 0.0
+
+
+class SensitivitySearch:
+    """Runs steps 1-3 above; candidate models are written to ``workdir`` and scored in ONNX Runtime."""
+
+    def __init__(self, quantizer: QdqQuantizer, conv_macs: dict[str, int], workdir: Path,
+                 threads: int = 1) -> None:
+        self.quantizer = quantizer
+        self.conv_macs = conv_macs
+        self.workdir = workdir
+        self.threads = threads
+        self._candidate_path = workdir / "candidate.onnx"
+
+    def _score(self, exclude: Sequence[str], inputs: np.ndarray, meter: FidelityMeter) -> dict[str, float]:
+        self.quantizer.quantize(self._candidate_path, exclude)
+        outputs = ModelRunner(self._candidate_path, self.threads).run(inputs)
+        return meter.score(outputs)
+
+    def rank_layers(self, inputs: np.ndarray, meter: FidelityMeter) -> list[LayerSensitivity]:
+        """Step 1 and 2: one candidate per Conv, each with only that Conv quantized."""
+        names = list(self.conv_macs)
+        sensitivities = []
+        for name in progress(names, len(names), "sensitivity"):
+            score = self._score([other for other in names if other != name], inputs, meter)
+            sensitivities.append(LayerSensitivity(name, self.conv_macs[name], 1.0 - score["map50_95"],
+                                                  score["output_nmse"]))
+        return sorted(sensitivities, key=LayerSensitivity.priority, reverse=True)
+
+    def search(self, ranking: Sequence[LayerSensitivity], inputs: np.ndarray, meter: FidelityMeter,
+               goal: float, on_step: Callable[[SearchStep], None] | None = None) -> SearchResult:
+        """Step 3: the smallest prefix of ``ranking`` to keep in float so fidelity >= ``goal``."""
+        order = [s.name for s in ranking]
+        result = SearchResult(excluded=[], ranking=list(ranking))
+        cache: dict[int, float] = {}
+
+        def fidelity_with(count: int) -> float:
+            if count not in cache:
+                score = self._score(order[:count], inputs, meter)
+                step = SearchStep(count, int8_mac_share(self.conv_macs, order[:count]),
+                                  score["map50_95"], score["map50"])
+                result.steps.append(step)
+                if on_step is not None:
+                    on_step(step)
+                cache[count] = score["map50_95"]
+            return cache[count]
+
+        if fidelity_with(0) >= goal:
+            result.met_target = True
+            return result
+        low, high = 0, len(order)  # fidelity_with(low) < goal; high: everything in float
+        if fidelity_with(high) < goal:
+            logger.warning("even with every Conv in float the fidelity stays below %.3f", goal)
+            result.excluded = order
+            return result
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fidelity_with(middle) >= goal:
+                high = middle
+            else:
+                low = middle
+        result.excluded = order[:high]
+        result.met_target = True
+        return result
