@@ -18,7 +18,7 @@ from streamd.errors import SourceError
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.sources.frame import Frame
 from streamd.sources.readers import FrameReader, make_reader, redact
-from streamd.sources.slot import LatestFrameSlot
+from streamd.sources.slot import FrameSignal, LatestFrameSlot
 from streamd.sources.supervisor import LiveSupervisor
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class CaptureSource:
 
     def __init__(self, config: SourceConfig, metrics: StreamdMetrics | None = None,
                  reader_factory: Callable[[SourceConfig], FrameReader] = make_reader,
-                 frame_ready: threading.Event | None = None) -> None:
+                 frame_ready: FrameSignal | threading.Event | None = None) -> None:
         self.config = config
         self.source_id = config.id
         self._metrics = metrics
