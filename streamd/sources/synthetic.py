@@ -42,7 +42,7 @@ DEFAULT_FPS = 10.0
 # belongs to exactly one shape and the masks are the image.
 _SHIFT = 4
 _ONE = 1 << _SHIFT
-_NOISE_LEVEL = 6  # +- grey levels of per-frame sensor noise
+NOISE_LEVEL = 6  # +- grey levels of per-frame sensor noise
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,17 @@ class GroundTruth:
     boxes_xyxy: np.ndarray  # (K, 4) float32, pixel-edge coordinates, inside the frame
     class_ids: np.ndarray  # (K,) int64, indices into CLASSES
     visibility: np.ndarray  # (K,) float32, visible fraction of the object's area
+
+
+@dataclass(frozen=True)
+class SceneLayers:
+    """A frame and what it was made of (``visible_masks``/``colours`` align with ``truth``)."""
+
+    image: np.ndarray
+    truth: GroundTruth
+    visible_masks: tuple[np.ndarray, ...]  # HxW bool: the labelled object's visible pixels
+    colours: tuple[tuple[int, int, int], ...]  # BGR, before sensor noise
+    any_object: np.ndarray  # HxW bool: pixels of every shape, labelled or not
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,11 @@ class SyntheticScene:
 
     def render(self, index: int) -> tuple[np.ndarray, GroundTruth]:
         """Frame ``index`` (HxWx3 uint8 BGR) and its ground truth."""
+        layers = self.layers(index)
+        return layers.image, layers.truth
+
+    def layers(self, index: int) -> SceneLayers:
+        """Frame ``index`` with what it was made of: for tests that check truth against pixels."""
         if index < 0:
             raise ValueError(f"frame index must be >= 0, got {index}")
         image = _background(self.seed, self.width, self.height).copy()
@@ -195,7 +211,7 @@ class SyntheticScene:
         # Later shapes are drawn on top: paint bottom-up, measure visibility top-down.
         for (shape, *_), mask in zip(placed, masks):
             image[mask] = shape.color_bgr
-        boxes, class_ids, visibilities = [], [], []
+        boxes, class_ids, visibilities, visible_masks, colours = [], [], [], [], []
         covered = np.zeros((self.height, self.width), bool)
         for (shape, _, side_px, _), mask in reversed(list(zip(placed, masks))):
             visible = mask & ~covered
@@ -211,12 +227,14 @@ class SyntheticScene:
             boxes.append(box)
             class_ids.append(shape.class_id)
             visibilities.append(min(visibility, 1.0))
+            visible_masks.append(visible)
+            colours.append(shape.color_bgr)
         noise_rng = np.random.default_rng([self.seed, 3, index])
-        noise = noise_rng.integers(-_NOISE_LEVEL, _NOISE_LEVEL + 1, size=(self.height, self.width, 1), dtype=np.int16)
+        noise = noise_rng.integers(-NOISE_LEVEL, NOISE_LEVEL + 1, size=(self.height, self.width, 1), dtype=np.int16)
         image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         truth = GroundTruth(np.array(boxes, np.float32).reshape(-1, 4), np.array(class_ids, np.int64),
                             np.array(visibilities, np.float32))
-        return image, truth
+        return SceneLayers(image, truth, tuple(visible_masks), tuple(colours), covered)
 
 
 def render(seed: int, index: int, width: int = 640, height: int = 480) -> tuple[np.ndarray, GroundTruth]:
