@@ -13,8 +13,12 @@ single-slot run; GPU decode against the CPU decoder on the same raw outputs; the
 from __future__ import annotations
 
 import argparse
+import cProfile
+import ctypes
+import io
 import json
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -54,17 +58,37 @@ def download(device_ptr: int, shape: tuple[int, ...], dtype, stream: Stream) -> 
     return out
 
 
+SPIN_SOURCE = r"""
+extern "C" __global__ void spin(long long cycles) {
+    const long long start = clock64();
+    while (clock64() - start < cycles) { }
+}
+"""
+
+
 def time_kernel(launch, stream: Stream, iterations: int) -> float:
-    """Median-free but event-timed: mean seconds per launch over ``iterations`` back-to-back launches."""
+    """Event-timed mean seconds per launch over ``iterations`` back-to-back launches.
+
+    A spin kernel holds the stream first while the host queues every launch, so the events time the
+    device work alone, not the host's launch rate (a Python launch costs more than this kernel runs).
+    """
+    from streamd.cuda import nvrtc
+
+    spin = nvrtc.Kernel(nvrtc.load_module(SPIN_SOURCE, "spin"), "spin", (ctypes.c_longlong,))
     for _ in range(10):
         launch(0)
     start, end = Event(), Event()
+    spin.launch((1, 1, 1), (1, 1, 1), stream.ptr, (int(5e7),))  # ~25 ms at ~2 GHz
     start.record(stream)
+    queued = time.perf_counter()
     for i in range(iterations):
         launch(i)
+    queued = time.perf_counter() - queued
     end.record(stream)
     end.synchronize()
     seconds = elapsed_seconds(start, end) / iterations
+    if start.query() and queued > 0.02:
+        print(f"warning: queueing took {queued * 1e3:.1f} ms, longer than the spin: timing includes host gaps")
     start.close()
     end.close()
     return seconds
@@ -92,8 +116,14 @@ def bench_letterbox(images: dict[str, np.ndarray], stream: Stream) -> dict:
             kernel.launch(frames[i % 4][0].ptr, image.shape[1], image.shape[0], output.ptr, stream.ptr)
 
         seconds = time_kernel(launch, stream, 500)
+        host_started = time.perf_counter()
+        for i in range(200):
+            launch(i)
+        host_launch = (time.perf_counter() - host_started) / 200
+        stream.synchronize()
         key = f"{size}->{width}x{height} {convention_name} {np.dtype(dtype).name}"
-        results[key] = {"us_per_frame": seconds * 1e6, "mean_abs_diff_0_255": float(difference.mean()),
+        results[key] = {"us_per_frame": seconds * 1e6, "host_us_per_launch": host_launch * 1e6,
+                        "mean_abs_diff_0_255": float(difference.mean()),
                         "max_abs_diff_0_255": float(difference.max()),
                         "fraction_exact": float(np.mean(difference == 0))}
         for device_buffer, pinned in frames:
@@ -304,12 +334,37 @@ def main() -> int:
     triple = make_detector(args.model, slots=3)
     _, pipeline["triple_buffered_pinned_frames"] = run_pipeline(triple, frames, use_pinned_frames=True)
     triple.close()
+    # Frames a capture allocated in pinned memory (a pinned frame pool): uploaded with no host copy.
+    pool = [memory.PinnedBuffer(f.image.shape, np.uint8) for f in frames]
+    pooled_frames = []
+    for buffer, frame in zip(pool, frames):
+        buffer.array[...] = frame.image
+        pooled_frames.append(Frame(frame.source_id, frame.index, frame.capture_time, frame.capture_monotonic,
+                                   buffer.array))
+    pooled = make_detector(args.model, slots=2)
+    pooled_results, pipeline["double_buffered_pinned_pool_frames"] = run_pipeline(pooled, pooled_frames, False)
+    pooled.close()
+    pipeline["results_equal_sync_vs_double_pinned_pool"] = same(sync_results, pooled_results)
+    for buffer in pool:
+        buffer.free()
+    untimed = make_detector(args.model, slots=2, collect_timings=False)
+    _, pipeline["double_buffered_pinned_frames_no_stage_timings"] = run_pipeline(untimed, frames, True)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_pipeline(untimed, frames, True)
+    profiler.disable()
+    untimed.close()
+    profile_text = io.StringIO()
+    pstats.Stats(profiler, stream=profile_text).sort_stats("tottime").print_stats(25)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).with_name("pipeline_profile.txt").write_text(profile_text.getvalue())
     double_1080 = make_detector(args.model, slots=2)
     _, pipeline["double_buffered_1080p_pinned_frames"] = run_pipeline(double_1080, frames_1080, True)
     double_1080.close()
     engine_fps = report["standin_engine"]["tight_loop_fps"]
     for entry in pipeline.values():
-        entry["fps_over_engine_tight_loop"] = entry["fps"] / engine_fps
+        if isinstance(entry, dict) and "fps" in entry:
+            entry["fps_over_engine_tight_loop"] = entry["fps"] / engine_fps
     pipeline["results_equal_sync_vs_double"] = same(sync_results, async_results)
     pipeline["results_equal_sync_vs_double_pinned"] = same(sync_results, pinned_results)
     pipeline["pinned_memory_check"] = pinned_check

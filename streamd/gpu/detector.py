@@ -163,7 +163,9 @@ class GpuDetector(Detector):
         nbytes = image.nbytes
         if nbytes > slot.host_frame.nbytes:
             slot.grow_frame(nbytes)
-        if slot.host_frame.contains(image) and image.flags.c_contiguous:
+        if image.flags.c_contiguous and (slot.host_frame.contains(image) or memory.is_pinned(image)):
+            # Already page-locked (host_frame_buffer, or a capture that allocates pinned frames): DMA from
+            # it directly. The slot keeps the Frame, so the memory outlives the copy.
             source_ptr = image.__array_interface__["data"][0]
         else:
             # One host memcpy into pinned memory; the DMA below then runs at full PCIe speed.

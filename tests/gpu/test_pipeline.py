@@ -85,6 +85,25 @@ def test_results_in_order_and_equal_to_cpu_decode(slots: int) -> None:
         assert result.timings.inference_seconds >= 0.0
 
 
+def test_pinned_frames_upload_without_copy() -> None:
+    from streamd.cuda import memory
+    from streamd.gpu.detector import GpuDetector
+
+    raw = synthetic_output(8, 30)
+    items = frames(6)
+    pool = [memory.PinnedBuffer(f.image.shape, np.uint8) for f in items]
+    pinned_items = []
+    for buffer, frame in zip(pool, items):
+        buffer.array[...] = frame.image
+        pinned_items.append(Frame(frame.source_id, frame.index, 0.0, 0.0, buffer.array))
+    expected = run(GpuDetector(FixedOutputEngine(raw), YOLOX, 80, 0.3, 0.45), items)
+    got = run(GpuDetector(FixedOutputEngine(raw), YOLOX, 80, 0.3, 0.45), pinned_items)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a.detections.boxes_xyxy, b.detections.boxes_xyxy)
+    for buffer in pool:
+        buffer.free()
+
+
 def _model_path() -> Path | None:
     for candidate in (os.environ.get("STREAMD_TEST_MODEL", ""), ".devdata/yolox_nano.onnx",
                       "../shared/models/yolox_nano.onnx", "/work/shared/models/yolox_nano.onnx"):
