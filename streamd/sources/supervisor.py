@@ -164,7 +164,16 @@ class LiveSupervisor:
         self._host.set_state("stalled" if failure == "stall" else "backing_off")
         delay = self._backoff.next_delay()
         self._log.debug("source %s: %s failure, next attempt in %.2f s", self._config.id, failure, delay)
-        self._stop.wait(delay)
+        self._sleep(delay)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait (True if stopped meanwhile), keeping the seconds-since-last-frame gauge current."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(left, WATCH_INTERVAL_SECONDS)):
+                return True
+            self._host.update_frame_age(self._last_frame_monotonic)
+        return self._stop.is_set()
 
     def _wait_for_reader_budget(self) -> bool:
         """Reap finished abandoned readers; if too many are still blocked, wait for one (or stop)."""
@@ -178,5 +187,5 @@ class LiveSupervisor:
                                   "return before reconnecting", self._config.id, len(self._abandoned))
                 warned = True
             self._host.set_state("backing_off")
-            if self._stop.wait(WATCH_INTERVAL_SECONDS):
+            if self._sleep(WATCH_INTERVAL_SECONDS):
                 return False
