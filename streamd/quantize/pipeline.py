@@ -62,7 +62,8 @@ def _meter(spec: DetectionModelSpec, outputs: list[np.ndarray], what: str) -> Fi
 def _load_ranking(path: Path) -> list[LayerSensitivity] | None:
     if not path.is_file():
         return None
-    return [LayerSensitivity(**entry) for entry in json.loads(path.read_text(encoding="utf-8"))]
+    ranking = [LayerSensitivity(**entry) for entry in json.loads(path.read_text(encoding="utf-8"))]
+    return sorted(ranking, key=LayerSensitivity.priority, reverse=True)
 
 
 def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, calibration: ImageSet,
@@ -75,7 +76,8 @@ def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, c
     count = min(args.search_count, len(calibration))
     search_meter = _meter(spec, [o[:count] for o in reference], "sensitivity")
     search = SensitivitySearch(quantizer, info.conv_macs, workdir, args.threads)
-    ranking_path = quantizer.cache_path.parent / f"sensitivity-{cache_key}-{count}.json"
+    ranking_path = (quantizer.cache_path.parent
+                    / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}.json")
     ranking = _load_ranking(ranking_path)
     if ranking is None:
         ranking = search.rank_layers(calibration.inputs[:count], search_meter)
@@ -84,7 +86,8 @@ def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, c
     goal = min(1.0, args.min_fidelity + args.margin)
 
     def log_step(step: SearchStep) -> None:
-        print(f"search: {step.excluded_count:3d} Conv in float, INT8 MAC share {step.int8_mac_share:.3f}, "
+        what = f"{step.requantized} back in INT8: " if step.requantized else ""
+        print(f"search: {what}{step.excluded_count:3d} Conv in float, INT8 MAC share {step.int8_mac_share:.3f}, "
               f"fidelity {step.map50_95:.4f} on {len(calibration)} calibration images", file=sys.stderr)
 
     result = search.search(ranking, calibration.inputs, calibration_meter, goal, log_step)

@@ -62,6 +62,7 @@ class QdqQuantizer:
     cache_path: Path
     percentile: float = 99.999
     threads: int = 1
+    quantize_conv_outputs: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,6 +70,12 @@ class QdqQuantizer:
         self._workdir = tempfile.TemporaryDirectory(prefix="streamd-quantize-")
         self._float_path = Path(self._workdir.name) / "float.onnx"
         onnx.save(self.float_model, str(self._float_path))
+
+    def settings_key(self) -> str:
+        """Fingerprint of the Q/DQ settings; results derived from quantized models (the sensitivity
+        ranking) are cached under it, the activation ranges are not (they do not depend on it)."""
+        settings = [CACHE_FORMAT_VERSION, self.method, self.percentile, self.quantize_conv_outputs]
+        return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12]
 
     @property
     def cache_hit(self) -> bool:
@@ -93,6 +100,12 @@ class QdqQuantizer:
             "QuantizeBias": False,
             "CalibPercentile": self.percentile,
         }
+        if not self.quantize_conv_outputs:
+            # By default ORT also puts Q/DQ on every Conv *output*: the pre-activation tensor before
+            # SiLU, the objectness/class logits before Sigmoid and the raw box terms before the output
+            # Concat. That is the main reason plain quantize_static wrecks YOLOX (docs/quantize.md);
+            # TensorRT wants Q/DQ on Conv inputs only and fuses Conv+SiLU in int8 itself.
+            extra_options["OpTypesToExcludeOutputQuantization"] = ["Conv"]
         # ORT logs a pre-processing hint on every call; the tool calls it dozens of times.
         quant_logger = logging.getLogger()
         previous_level = quant_logger.level
