@@ -176,6 +176,12 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
             raise ConfigError(f"{prefix}.url", f"expected an rtsp:// URL, got '{source.url}'")
         if source.transport not in ("tcp", "udp"):
             raise ConfigError(f"{prefix}.transport", f"'{source.transport}' is not one of ['tcp', 'udp']")
+        for key in ("open_timeout_seconds", "read_timeout_seconds", "stall_timeout_seconds"):
+            if getattr(source, key) <= 0:  # 0 would mean FFmpeg's 30 s default or a watchdog that fires at once
+                raise ConfigError(f"{prefix}.{key}", "must be more than 0 for an rtsp source")
+        if source.backoff_max_seconds < source.backoff_initial_seconds:
+            raise ConfigError(f"{prefix}.backoff_max_seconds", f"must be at least backoff_initial_seconds "
+                                                               f"({source.backoff_initial_seconds:g})")
     if source.pace not in ("native", "fast"):
         raise ConfigError(f"{prefix}.pace", f"'{source.pace}' is not one of ['native', 'fast']")
     for key in ("fps", "open_timeout_seconds", "read_timeout_seconds", "stall_timeout_seconds",
