@@ -215,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
             started = time.monotonic()
             report["engine"], engine_exit = build_engine_for_report(args, float_path, calibration, info.input_name)
             timer.lap("engine", started)
+            if engine_exit:
+                print(f"quantize: error: {report['engine']['error']}", file=sys.stderr)
             exit_code = engine_exit or exit_code
     report["seconds"] = timer.total()
     write_report(report, args.report)

@@ -21,7 +21,7 @@ def print_summary(report: dict[str, Any], out: TextIO) -> None:
         + (f", {report['method']} calibration" if report["precision"] == "int8" else "") + ")",
     ]
     calibration = report.get("calibration")
-    if calibration:
+    if calibration and "cache_path" in calibration:
         lines.append(f"calibration  {calibration['images']} images from {calibration['source']}, "
                      f"{calibration['skipped_unreadable']} unreadable skipped, cache "
                      f"{'hit' if calibration['cache_hit'] else 'written'}: {calibration['cache_path']}")

@@ -36,7 +36,7 @@ def import_tensorrt():
         import tensorrt as trt
     except ImportError as error:  # also raised when libnvinfer is missing behind the bindings
         raise TensorRTUnavailableError(
-            f"TensorRT does not import here ({error}); the Q/DQ ONNX was written: build the engine on "
+            f"TensorRT does not import here ({error}); the ONNX model is written all the same: build the engine on "
             "the target (JetPack or `pip install tensorrt`) with `tools/quantize.py ... --engine` or "
             "`trtexec --onnx=OUT.onnx --stronglyTyped --saveEngine=OUT.engine`") from error
     return trt
@@ -216,6 +216,5 @@ def build_engine_for_report(args, float_onnx: Path, calibration, input_name: str
         built = build_engine(options, args.engine, args.output if args.precision == "int8" else None,
                              float_onnx, calibration.inputs, input_name, cache_path)
     except QuantizeError as error:
-        logger.error("%s", error)
         return {"path": str(args.engine), "status": "not built", "error": str(error)}, error.exit_code
     return {**built, "status": "built"}, 0

@@ -1,0 +1,116 @@
+"""The tool end to end on the tiny Conv model: report, Q/DQ model, cache, errors and exit codes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from streamd.quantize.cli import main
+from streamd.quantize.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FIDELITY_MISSED,
+    EXIT_OK,
+    EXIT_TENSORRT_UNAVAILABLE,
+)
+from tests.support import REPO
+
+SMALL = ["--calib-count", "12", "--eval-count", "12", "--search-count", "6"]
+
+
+def _run(model: Path, images: Path, out: Path, *extra: str) -> tuple[int, dict]:
+    code = main(["--onnx", str(model), "--calib", str(images), "--output", str(out / "model.onnx"),
+                 "--report", str(out / "report.json"), *SMALL, *extra])
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+    return code, report
+
+
+def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Path, capsys) -> None:
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5")
+    assert code == EXIT_OK and report["verdict"]["passed"]
+    assert report["precision"] == "int8" and report["method"] == "percentile"
+    assert report["calibration"]["images"] == 12 and report["calibration"]["cache_hit"] is False
+    assert report["evaluation"]["held_out"] and report["evaluation"]["images"] == 12
+    assert report["fidelity"]["map50_95"] >= 0.5 and report["fidelity"]["reference_detections"] > 0
+    assert 0.0 < report["int8_conv_mac_share"] <= 1.0
+    assert report["qdq_nodes"]["QuantizeLinear"] > 0 and report["qdq_nodes"]["int8_conv"] > 0
+    assert "fidelity" in capsys.readouterr().out  # the summary is printed too
+
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    onnx.checker.check_model(model)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    # TensorRT's explicit quantization wants symmetric int8: every zero point is 0.
+    zero_points = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("zero_point")]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    output = session.run(None, {"images": np.full((1, 3, 64, 64), 114, np.float32)})[0]
+    assert output.shape == (1, 84, 7) and np.isfinite(output).all()
+
+    # Same inputs again: the calibration pass is skipped.
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5")
+    assert code == EXIT_OK and report["calibration"]["cache_hit"] is True
+
+
+def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.995", "--margin", "0.005")
+    search = report["search"]
+    assert search["steps"] and len(search["ranking"]) == 14
+    assert report["int8_conv_mac_share"] < 1.0 and report["excluded_nodes"]
+    assert code == (EXIT_OK if report["verdict"]["passed"] else EXIT_FIDELITY_MISSED)
+
+
+def test_excluded_nodes_and_int8_share_target(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--exclude", "stage0", "--min-fidelity", "0",
+                        "--min-int8-share", "1.0")
+    assert code == EXIT_FIDELITY_MISSED and not report["verdict"]["passed"]
+    assert [e["name"] for e in report["excluded_nodes"]] == ["stage0"]
+    assert "INT8 MAC share" in report["verdict"]["reasons"][0]
+    code, _ = _run(tiny_conv_model, image_folder, tmp_path, "--exclude", "no_such_conv")
+    assert code == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_float_precisions_write_a_float_model(tiny_conv_model: Path, image_folder: Path, tmp_path: Path,
+                                              precision: str) -> None:
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--precision", precision, "--min-fidelity", "0.5")
+    assert code == EXIT_OK and report["method"] is None and "int8_conv_mac_share" not in report
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.graph.node}
+    if precision == "fp32":
+        assert report["fidelity"]["map50_95"] == 1.0
+
+
+def test_bad_inputs_give_clear_errors(tiny_conv_model: Path, image_folder: Path, tmp_path: Path, capsys) -> None:
+    code, _ = _run(tmp_path / "missing.onnx", image_folder, tmp_path)
+    assert code == EXIT_BAD_INPUT and "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    code, _ = _run(tiny_conv_model, tmp_path / "empty", tmp_path)
+    assert code == EXIT_BAD_INPUT and "holds no images" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: unknown method
+        main(["--onnx", "m", "--calib", "c", "--output", "o", "--method", "kl"])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_still_writes_the_qdq_onnx(tiny_conv_model: Path, image_folder: Path,
+                                                           tmp_path: Path, capsys) -> None:
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5",
+                        "--engine", str(tmp_path / "model.engine"))
+    assert code == EXIT_TENSORRT_UNAVAILABLE
+    assert (tmp_path / "model.onnx").is_file() and not (tmp_path / "model.engine").exists()
+    assert report["engine"]["status"] == "not built" and "TensorRT does not import" in report["engine"]["error"]
+    assert "TensorRT does not import" in capsys.readouterr().err
+
+
+def test_tools_wrapper_runs_the_cli() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "quantize.py"), "--help"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "--min-fidelity" in result.stdout
