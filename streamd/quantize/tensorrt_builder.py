@@ -55,8 +55,12 @@ class EngineOptions:
 
 
 def _parse(trt, builder, trt_logger, onnx_path: Path, strongly_typed: bool):
+    major = tensorrt_major(trt)
     flags = 0
-    if strongly_typed:
+    if major < 10:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # implicit batch was the default
+    # TRT 11 networks are always strongly typed; the flag is deprecated there and ignored.
+    if strongly_typed and major == 10:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     if network is None:
@@ -181,7 +185,7 @@ def build_engine(options: EngineOptions, engine_path: Path, qdq_onnx: Path | Non
             source, strongly_typed = float_onnx, False
             config.set_flag(trt.BuilderFlag.FP16)
         else:
-            source, strongly_typed = float_onnx, hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+            source, strongly_typed = float_onnx, major >= 10
         if options.dla_core is not None:
             if strongly_typed and major >= 11:
                 logger.warning("DLA on TensorRT %s: check the DLA support of strongly typed networks",
