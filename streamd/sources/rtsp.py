@@ -98,9 +98,10 @@ def probe_server(url: str, timeout_seconds: float) -> None:
     host = parts.hostname or ""
     target = f"rtsp://{host}:{port}{parts.path or '/'}"
     request = f"OPTIONS {target} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: streamd\r\n\r\n".encode()
+    deadline = time.monotonic() + timeout_seconds  # connect and answer share the one budget
     try:
         with socket.create_connection((host, port), timeout=timeout_seconds) as connection:
-            connection.settimeout(timeout_seconds)
+            connection.settimeout(max(0.01, deadline - time.monotonic()))
             connection.sendall(request)
             answer = connection.recv(64)
     except ConnectionRefusedError as error:

@@ -1,7 +1,7 @@
 """Keeps one live source (RTSP) connected: connect, watch frame arrival, abandon and reconnect.
 
 One cycle: state ``connecting``, a fresh ReaderThread opens the stream; ``streaming`` from its
-first frame; the watchdog gives up on it when the open outlives the open timeout or no live frame
+first frame; the watchdog gives up on it when the open outlives its timeouts or no live frame
 arrives for ``stall_timeout_seconds`` (``stalled``), or the thread reports a failed open/read;
 then ``backing_off`` (``stalled`` still, after a stall) for an exponentially growing, jittered,
 capped delay, and the next cycle.
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # How often the watchdog looks; a stall is reported at most this much after the timeout.
 WATCH_INTERVAL_SECONDS = 0.1
-# An open may overrun its timeout a little (FFmpeg checks it between network calls).
+# An open may overrun its timeouts a little (FFmpeg checks them between network calls).
 OPEN_GRACE_SECONDS = 1.0
 # Abandoned readers still blocked in FFmpeg; past this many, wait for one to end before opening
 # another, so a camera that hangs every read cannot make threads and sockets pile up.
@@ -111,7 +111,8 @@ class LiveSupervisor:
     def _watch(self, reader: ReaderThread) -> str | None:
         """Block until the reader fails or stalls (returns the error kind) or stop (returns None)."""
         config = self._config
-        open_deadline = reader.started_monotonic + config.open_timeout_seconds + OPEN_GRACE_SECONDS
+        # The probe and OpenCV's open may each take up to the open timeout.
+        open_deadline = reader.started_monotonic + 2 * config.open_timeout_seconds + OPEN_GRACE_SECONDS
         streaming = False
         while not self._stop.wait(WATCH_INTERVAL_SECONDS):
             now = time.monotonic()
