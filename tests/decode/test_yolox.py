@@ -120,7 +120,8 @@ def test_nothing_above_threshold_gives_empty_detections() -> None:
 
 def test_layout_detection() -> None:
     cells, channels = cell_count(), 5 + NUM_CLASSES
-    assert detect_layout([OutputInfo("output", (1, cells, channels))], INPUT_WIDTH, INPUT_HEIGHT, NUM_CLASSES) == "yolox"
+    single = [OutputInfo("output", (1, cells, channels))]
+    assert detect_layout(single, INPUT_WIDTH, INPUT_HEIGHT, NUM_CLASSES) == "yolox"
     heads = [OutputInfo(f"o{s}", (1, channels, INPUT_HEIGHT // s, INPUT_WIDTH // s)) for s in (32, 8, 16)]
     assert detect_layout(heads, INPUT_WIDTH, INPUT_HEIGHT, NUM_CLASSES) == "heads"
 
