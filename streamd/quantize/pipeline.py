@@ -106,7 +106,8 @@ def _quantize_int8(args: argparse.Namespace, info: ModelInfo, calibration: Image
                              cache_dir / f"ranges-{args.method}-{cache_key}.json", args.percentile, args.threads)
     try:
         cache_hit = quantizer.cache_hit
-        quantizer.quantize(workdir / "calibrated.onnx", (), calibration.inputs)  # fills the cache
+        if not cache_hit:
+            quantizer.calibrate(calibration.inputs)
         timer.lap("calibration", started)
         report["calibration"].update(cache_hit=cache_hit, cache_path=str(quantizer.cache_path))
         if args.exclude is not None:

@@ -25,7 +25,7 @@ from streamd.quantize.calibration import ArrayDataReader
 logger = logging.getLogger(__name__)
 
 METHODS = ("entropy", "percentile", "minmax")
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: calibrated here, entropy with 2048 bins
 
 
 def _ort_method(method: str):
@@ -52,8 +52,8 @@ def calibration_cache_key(model: onnx.ModelProto, image_paths: Sequence[Path], m
 class QdqQuantizer:
     """Quantizes one float model repeatedly with different exclusion lists, calibrating once.
 
-    The first :meth:`quantize` runs the calibration pass and writes ONNX Runtime's range cache at
-    ``cache_path``; later calls (and later runs with the same inputs) read it back.
+    :meth:`calibrate` writes ONNX Runtime's range cache at ``cache_path``; every :meth:`quantize`
+    (and later runs with the same inputs) reads it back.
     """
 
     float_model: onnx.ModelProto
@@ -81,24 +81,45 @@ class QdqQuantizer:
     def cache_hit(self) -> bool:
         return self.cache_path.is_file()
 
-    def quantize(self, output_path: Path, exclude: Sequence[str] = (), calibration_inputs=None) -> None:
+    def calibrate(self, calibration_inputs) -> None:
+        """Collect activation ranges over ``calibration_inputs`` (N x 3 x H x W) into the cache.
+
+        Done here rather than inside ``quantize_static`` because quantize_static cannot set the
+        histogram size, and its entropy default (128 bins, 128 quantized bins) leaves the KL search a
+        single candidate: the full min/max range, i.e. "entropy" silently equals min-max. TensorRT's
+        entropy calibrator uses 2048 bins and 128 quantized bins; so does this one.
+        """
+        from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+        options = {"symmetric": True}
+        if self.method == "entropy":
+            options.update(num_bins=2048, num_quantized_bins=128)
+        elif self.method == "percentile":
+            options.update(num_bins=2048, percentile=self.percentile)
+        reader = ArrayDataReader(self.input_name, calibration_inputs, f"calibrating ({self.method})")
+        with contextlib.redirect_stdout(sys.stderr):  # ORT prints its progress to stdout
+            calibrator = create_calibrator(
+                self._float_path, ["Conv"], augmented_model_path=Path(self._workdir.name) / "augmented.onnx",
+                calibrate_method=_ort_method(self.method), providers=["CPUExecutionProvider"],
+                extra_options=options)
+            calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors_data(ranges, self.cache_path)
+
+    def quantize(self, output_path: Path, exclude: Sequence[str] = ()) -> None:
         """Write the Q/DQ model to ``output_path`` with the Conv nodes in ``exclude`` left in float.
 
-        ``calibration_inputs`` (N x 3 x H x W) is needed only while the cache does not exist yet.
+        Reads the activation ranges from the cache: call :meth:`calibrate` first when it is missing.
         """
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-        reader = None
         if not self.cache_hit:
-            if calibration_inputs is None:
-                raise ValueError("no calibration cache yet and no calibration inputs given")
-            reader = ArrayDataReader(self.input_name, calibration_inputs, f"calibrating ({self.method})")
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            raise ValueError(f"no calibration cache at {self.cache_path}: call calibrate() first")
         extra_options = {
             "ActivationSymmetric": True,
             "WeightSymmetric": True,
             "QuantizeBias": False,
-            "CalibPercentile": self.percentile,
         }
         if not self.quantize_conv_outputs:
             # By default ORT also puts Q/DQ on every Conv *output*: the pre-activation tensor before
@@ -114,7 +135,7 @@ class QdqQuantizer:
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 quantize_static(
-                    str(self._float_path), str(output_path), reader,
+                    str(self._float_path), str(output_path), None,
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     nodes_to_exclude=list(exclude), calibrate_method=_ort_method(self.method),
