@@ -20,3 +20,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paced-seconds", type=float, default=20.0,
                         help="length of the real-time (native fps) run for frame-age percentiles; 0 skips it")
     parser.add_argument("--json", dest="json_path", default="", help="write the results here as JSON")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="instead: mAP of the built-in model on held-out synthetic scenes, through a running "
+                             "daemon and a ZeroMQ subscriber (needs nothing outside the package)")
+    parser.add_argument("--accuracy-frames", type=int, default=60, help="frames per held-out scene for --accuracy")

@@ -116,7 +116,21 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+def run_accuracy(args: argparse.Namespace) -> int:
+    from streamd.evaluation.synthetic_accuracy import daemon_accuracy  # noqa: PLC0415
+
+    results = daemon_accuracy(frames_per_seed=args.accuracy_frames)
+    print(f"mAP@0.5       {results['map50']:.3f}")
+    print(f"mAP@0.5:0.95  {results['map50_95']:.3f}")
+    print(f"frames        {results['frames_received']}/{results['frames_sent']} received in {results['seconds']} s")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
+    if args.accuracy:
+        return run_accuracy(args)
     fast_config = _config(args, "fast", args.frames)
     frames = _read_frames(args.source, args.frames)
     # The limit as users know it: one session with the backend's default threading, one loop.

@@ -25,3 +25,14 @@ def test_bench_writes_json(tmp_path: Path) -> None:
     assert results["messages_received_rounds"] == [20]  # a real subscriber got every frame
     assert results["ratio"] == results["pipeline_fps"] / results["raw_fps"]
     assert "ratio pipeline / raw" in result.stdout
+
+
+def test_bench_accuracy_scores_the_builtin_model_through_the_daemon(tmp_path: Path) -> None:
+    out = tmp_path / "accuracy.json"
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--accuracy", "--accuracy-frames", "15",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    assert results["frames_received"] >= 0.9 * results["frames_sent"]
+    assert results["map50"] >= 0.9 and results["map50_95"] >= 0.6
+    assert "mAP@0.5:0.95" in result.stdout
