@@ -334,6 +334,13 @@ def main() -> int:
     triple = make_detector(args.model, slots=3)
     _, pipeline["triple_buffered_pinned_frames"] = run_pipeline(triple, frames, use_pinned_frames=True)
     triple.close()
+    # Same run again, and with the idle rule off: the spread between identical runs, and the rule's cost.
+    again = make_detector(args.model, slots=2)
+    _, pipeline["double_buffered_pinned_frames_repeat"] = run_pipeline(again, frames, use_pinned_frames=True)
+    again.close()
+    no_idle = make_detector(args.model, slots=2, idle_factor=0.0)
+    _, pipeline["double_buffered_pinned_frames_idle_rule_off"] = run_pipeline(no_idle, frames, True)
+    no_idle.close()
     # Frames a capture allocated in pinned memory (a pinned frame pool): uploaded with no host copy.
     pool = [memory.PinnedBuffer(f.image.shape, np.uint8) for f in frames]
     pooled_frames = []

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from streamd.cuda import memory, nvrtc
+from streamd.cuda import memory, nvrtc, runtime
 from streamd.decode.detections import Detections
 from streamd.decode.nms import class_aware_nms
 from streamd.decode.yolox import STRIDES, grid_cells
@@ -55,8 +55,7 @@ class GpuYoloxDecoder:
         staging = memory.PinnedBuffer(table.shape, np.float32)
         try:
             staging.array[...] = table
-            from streamd.cuda import runtime  # noqa: PLC0415 - a one-off synchronous upload at start-up
-            cudart, _, _ = runtime.bindings()
+            cudart, _, _ = runtime.bindings()  # a one-off synchronous upload at start-up
             runtime.check(cudart.cudaMemcpy(self._grid.ptr, staging.ptr, table.nbytes,
                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy(grid)")
         finally:
@@ -105,8 +104,7 @@ class GpuYoloxDecoder:
         log.debug("%d candidates exceed the %d copied back; fetching the rest", count, self.host_capacity)
         if self._overflow is None:
             self._overflow = memory.PinnedBuffer((self.cells * RECORD_FLOATS,), np.float32)
-        from streamd.cuda import runtime  # noqa: PLC0415 - rare path
-        cudart, _, _ = runtime.bindings()
+        cudart, _, _ = runtime.bindings()  # rare path: a synchronous copy is fine
         nbytes = count * RECORD_BYTES
         runtime.check(cudart.cudaMemcpy(self._overflow.ptr, area_ptr + HEADER_BYTES, nbytes,
                                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy(overflow)")

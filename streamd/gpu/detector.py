@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SLOTS = 2
 DEFAULT_MAX_FRAME_BYTES = 1920 * 1080 * 3
+# When frames arrive more than this many frame-latencies apart, the device is idle between them and
+# pipelining only delays results: submit then waits for its own frame (live low-fps streams).
+DEFAULT_IDLE_FACTOR = 4.0
 
 
 def _batch_one(spec: TensorSpec) -> TensorSpec:
@@ -51,7 +54,8 @@ class GpuDetector(Detector):
                  max_detections: int = 100, model_id: str = "model", class_names: Sequence[str] = (),
                  slots: int = DEFAULT_SLOTS, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  host_capacity: int = 256, device: int = 0, collect_timings: bool = True,
-                 owns_engine: bool = True, on_close: Callable[[], None] | None = None) -> None:
+                 owns_engine: bool = True, on_close: Callable[[], None] | None = None,
+                 idle_factor: float = DEFAULT_IDLE_FACTOR) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         if len(engine.inputs) != 1 or len(engine.outputs) != 1:
@@ -92,6 +96,9 @@ class GpuDetector(Detector):
         # Host time spent blocked on the device (harvest waits): benchmarks subtract it from submit time
         # to get the host's own cost per frame.
         self.wait_seconds = 0.0
+        self.idle_factor = idle_factor
+        self._latency_ema = 0.0  # seconds from enqueue to completion, smoothed
+        self._last_submit = float("-inf")
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -110,6 +117,8 @@ class GpuDetector(Detector):
     def submit(self, frame: Frame) -> list[DetectionResult]:
         self._check_open()
         runtime.use_device(self.device)
+        now = time.perf_counter()
+        arrival_gap, self._last_submit = now - self._last_submit, now
         slot = self._slots[self._next]
         if slot.busy:  # only with slots == 1, or after host_frame_buffer's wait
             self._in_flight.remove(slot)
@@ -121,6 +130,10 @@ class GpuDetector(Detector):
         # Harvest finished frames in order; block on the oldest only when every slot is in flight.
         while self._in_flight and (len(self._in_flight) == len(self._slots) or self._in_flight[0].done.query()):
             results.append(self._harvest(self._in_flight.popleft()))
+        if self.idle_factor > 0 and arrival_gap > self.idle_factor * self._latency_ema:
+            # Frames come slower than the device finishes them: return this frame's result now.
+            while self._in_flight:
+                results.append(self._harvest(self._in_flight.popleft()))
         return results
 
     def drain(self) -> list[DetectionResult]:
@@ -189,12 +202,15 @@ class GpuDetector(Detector):
         self.decoder.copy_back(slot.device_area.ptr, slot.host_area, compute.ptr)
         slot.done.record(compute)
         slot.frame = frame
+        slot.enqueued_at = time.perf_counter()
 
     def _harvest(self, slot: Slot) -> DetectionResult:
         waited = time.perf_counter()
         slot.done.synchronize()
         started = time.perf_counter()
         self.wait_seconds += started - waited
+        latency = started - slot.enqueued_at
+        self._latency_ema = latency if self._latency_ema == 0.0 else 0.9 * self._latency_ema + 0.1 * latency
         records = self.decoder.records(slot.host_area.array, slot.device_area.ptr)
         detections = self.decoder.finish(records)
         geometry, frame = slot.geometry, slot.frame

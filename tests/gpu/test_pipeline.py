@@ -104,6 +104,17 @@ def test_pinned_frames_upload_without_copy() -> None:
         buffer.free()
 
 
+def test_slow_arrivals_get_their_own_result_at_once() -> None:
+    from streamd.gpu.detector import GpuDetector
+
+    detector = GpuDetector(FixedOutputEngine(synthetic_output(9, 20)), YOLOX, 80, 0.3, 0.45, slots=2)
+    for frame in frames(4):
+        time.sleep(0.05)  # a 20 fps live source: the device idles between frames
+        assert [r.frame.index for r in detector.submit(frame)] == [frame.index]
+    assert detector.drain() == []
+    detector.close()
+
+
 def _model_path() -> Path | None:
     for candidate in (os.environ.get("STREAMD_TEST_MODEL", ""), ".devdata/yolox_nano.onnx",
                       "../shared/models/yolox_nano.onnx", "/work/shared/models/yolox_nano.onnx"):
