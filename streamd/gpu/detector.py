@@ -84,11 +84,21 @@ class GpuDetector(Detector):
             raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "
                                f"[1, {self.decoder.cells}, {self.decoder.channels}] for a {input_width}x"
                                f"{input_height} input and {num_classes} classes")
+        self._slots: list[Slot] = []
         self._copy_stream = Stream()
         self._compute_stream = Stream()
-        self._slots = [Slot.allocate(i, max_frame_bytes, [input_spec, output_spec],
-                                     self.decoder.device_area_nbytes, self.decoder.new_host_area())
-                       for i in range(slots)]
+        try:
+            for index in range(slots):
+                self._slots.append(Slot.allocate(index, max_frame_bytes, [input_spec, output_spec],
+                                                 self.decoder.device_area_nbytes, self.decoder.new_host_area()))
+        except Exception:
+            # Out of (pinned) memory part-way: give back what was taken before re-raising.
+            for slot in reversed(self._slots):
+                slot.free()
+            self._compute_stream.close()
+            self._copy_stream.close()
+            self.decoder.close()
+            raise
         self._in_flight: deque[Slot] = deque()
         self._ready: list[DetectionResult] = []
         self._next = 0

@@ -130,6 +130,8 @@ class TensorRTEngine:
 
     def enqueue(self, addresses: Mapping[str, int], stream_ptr: int) -> None:
         """Bind every I/O tensor and enqueue on ``stream_ptr``; shapes must have been set (batch 1 by default)."""
+        if self._context is None:
+            raise BackendError("TensorRT engine is closed")
         if len(self._shapes) != len(self._inputs):
             self.set_input_shapes(self.static_shapes())
         self.bind(addresses)

@@ -97,6 +97,10 @@ def build_engine(trt: ModuleType, onnx_path: Path, precision: str, profile: Prof
     builder = trt.Builder(logger)
     weak_fp16 = getattr(trt.BuilderFlag, "FP16", None)
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if precision == "int8" and not onnx_has_quantization(onnx_path):
+        raise BackendError(f"precision 'int8' needs a model with QuantizeLinear/DequantizeLinear nodes; "
+                           f"{onnx_path.name} has none (implicit calibration is deprecated in TensorRT 10 and "
+                           "removed in 11): quantize it first, or use fp32/fp16")
     if precision == "int8":
         # Implicit calibration is deprecated in 10 and gone in 11: only Q/DQ models, strongly typed.
         flags = 1 << int(strongly_typed) if strongly_typed is not None else 0
@@ -138,6 +142,13 @@ def build_engine(trt: ModuleType, onnx_path: Path, precision: str, profile: Prof
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
     return bytes(serialized)
+
+
+def onnx_has_quantization(onnx_path: Path) -> bool:
+    import onnx  # noqa: PLC0415 - only needed when building
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node)
 
 
 def _network_has_half_inputs_or_weights(trt: ModuleType, network: object) -> bool:

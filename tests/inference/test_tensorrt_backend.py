@@ -132,6 +132,15 @@ def test_precision_per_major_version(tmp_path: Path) -> None:
     build_engine(eleven, write_onnx(tmp_path / "h.onnx", dtype=TensorProto.FLOAT16), "fp16", profile)
     with pytest.raises(BackendError, match="precision"):
         build_engine(ten, model, "int4", profile)
+    with pytest.raises(BackendError, match="QuantizeLinear"):
+        build_engine(ten, model, "int8", profile)
+
+
+def test_closed_engine_refuses_enqueue(trt) -> None:
+    engine = TensorRTEngine(trt, standin.serialize_engine(IO))
+    engine.close()
+    with pytest.raises(BackendError, match="closed"):
+        engine.enqueue({"images": 0x1000, "output": 0x2000}, stream_ptr=1)
 
 
 def test_open_backend_from_onnx(tmp_path: Path, trt) -> None:
