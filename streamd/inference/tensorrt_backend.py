@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -30,7 +31,8 @@ from streamd.inference.tensorrt_build import EngineCache, Profile, ensure_engine
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "streamd" / "engines"
+# systemd's CacheDirectory= sets STREAMD_CACHE_DIR in the shipped units (DynamicUser has no home).
+DEFAULT_CACHE_DIR = Path(os.environ.get("STREAMD_CACHE_DIR") or Path.home() / ".cache" / "streamd") / "engines"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
