@@ -188,6 +188,8 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
                 "backoff_initial_seconds", "backoff_max_seconds"):
         if getattr(source, key) < 0:
             raise ConfigError(f"{prefix}.{key}", "must not be negative")
+    if source.decode_threads < 0:
+        raise ConfigError(f"{prefix}.decode_threads", "must be 0 (FFmpeg's choice) or more")
     for key in ("width", "height"):
         if getattr(source, key) < 32:
             raise ConfigError(f"{prefix}.{key}", "must be at least 32")

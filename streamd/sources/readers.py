@@ -51,11 +51,13 @@ class VideoFileReader(FrameReader):
 
     def __init__(self, config: SourceConfig) -> None:
         self._path = config.url
+        self._decode_threads = config.decode_threads
         self._capture: cv2.VideoCapture | None = None
         self._fps = 0.0
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
+        params = [cv2.CAP_PROP_N_THREADS, self._decode_threads] if self._decode_threads else []
+        capture = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"cannot open video file {self._path} (not a video OpenCV/FFmpeg can read?)")
