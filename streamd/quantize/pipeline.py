@@ -79,6 +79,7 @@ def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, c
     ranking_path = (quantizer.cache_path.parent
                     / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}.json")
     ranking = _load_ranking(ranking_path)
+    ranking_cached = ranking is not None
     if ranking is None:
         ranking = search.rank_layers(calibration.inputs[:count], search_meter)
         ranking_path.write_text(json.dumps([asdict(s) for s in ranking]), encoding="utf-8")
@@ -93,7 +94,7 @@ def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, c
     result = search.search(ranking, calibration.inputs, calibration_meter, goal, log_step)
     timer.lap("search", started)
     report["search"] = {"goal_on_calibration_images": goal, "ranking_images": count,
-                        "ranking_cached": ranking_path.is_file(), **result.to_dict()}
+                        "ranking_cached": ranking_cached, **result.to_dict()}
     return result.excluded
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from streamd.quantize.calibration import ArrayDataReader
@@ -81,7 +82,7 @@ class QdqQuantizer:
     def cache_hit(self) -> bool:
         return self.cache_path.is_file()
 
-    def calibrate(self, calibration_inputs) -> None:
+    def calibrate(self, calibration_inputs: np.ndarray) -> None:
         """Collect activation ranges over ``calibration_inputs`` (N x 3 x H x W) into the cache.
 
         Done here rather than inside ``quantize_static`` because quantize_static cannot set the

@@ -15,6 +15,7 @@ Paths, by TensorRT version:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from streamd.quantize.calibration import ImageSet
 from streamd.quantize.errors import EngineBuildError, QuantizeError, TensorRTUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -209,7 +211,8 @@ def build_engine(options: EngineOptions, engine_path: Path, qdq_onnx: Path | Non
             "source_onnx": str(float_onnx if options.precision == "fp16" else source)}
 
 
-def build_engine_for_report(args, float_onnx: Path, calibration, input_name: str) -> tuple[dict, int]:
+def build_engine_for_report(args: argparse.Namespace, float_onnx: Path, calibration: ImageSet,
+                            input_name: str) -> tuple[dict, int]:
     """The CLI's engine step: build, or say why not. Returns (report entry, exit code or 0).
 
     The ONNX output is already written when this runs, so a missing TensorRT costs only the engine.
