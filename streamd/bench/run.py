@@ -5,6 +5,7 @@ publish with the file paced at its native rate."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -133,11 +134,13 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_accuracy(args)
     fast_config = _config(args, "fast", args.frames)
     frames = _read_frames(args.source, args.frames)
+    # The model exactly as given (no preprocessing folded into its graph), fed float inputs.
+    plain_model = dataclasses.replace(fast_config.model, fold_preprocessing=False)
     # The limit as users know it: one session with the backend's default threading, one loop.
-    detector = build_detector(fast_config.model)
+    detector = build_detector(plain_model)
     # The same session layout the pipeline uses (workers x threads), all loops at once.
     workers, threads = cpu_parallelism(fast_config.model)
-    parallel_detector = build_detectors(fast_config.model, workers, threads)[0]
+    parallel_detector = build_detectors(plain_model, workers, threads)[0]
     if not isinstance(detector, HostDetector) or not isinstance(parallel_detector, HostDetector):
         raise SystemExit("streamd bench: the raw measurement needs a host backend")
     preprocessor = Preprocessor(CONVENTIONS[fast_config.model.preprocessing], *detector.input_size)

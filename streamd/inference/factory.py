@@ -24,10 +24,14 @@ def input_size(backend: InferenceBackend, model: ModelConfig) -> tuple[int, int]
     """(width, height): the model's static size, checked against the config's, or the config's."""
     if len(backend.inputs) != 1:
         raise BackendError(f"expected a model with one image input, got {[s.name for s in backend.inputs]}")
-    shape = backend.inputs[0].shape
-    if len(shape) != 4 or shape[1] not in (3, None):
-        raise BackendError(f"expected an NCHW 3-channel image input, got {backend.inputs[0].name}{list(shape)}")
-    model_height, model_width = shape[2], shape[3]
+    spec = backend.inputs[0]
+    shape = spec.shape
+    if spec.dtype == np.uint8 and len(shape) == 4 and shape[3] == 3:  # preprocessing folded in: NHWC
+        model_height, model_width = shape[1], shape[2]
+    elif len(shape) == 4 and shape[1] in (3, None):
+        model_height, model_width = shape[2], shape[3]
+    else:
+        raise BackendError(f"expected an NCHW 3-channel image input, got {spec.name}{list(shape)}")
     if model_width is None or model_height is None:
         if not (model.input_width and model.input_height):
             raise BackendError("the model's input size is dynamic: set model.input_size = [width, height]")
@@ -79,10 +83,12 @@ def build_detectors(model: ModelConfig, workers: int = 0, threads: int = 0) -> l
         return [build_gpu_detector(model, model_id)]
     if workers == 0:
         workers, threads = cpu_parallelism(model)
-    backend = open_backend(backend_name, BackendOptions(model.path, threads=threads, precision=model.precision))
+    convention = CONVENTIONS[model.preprocessing]
+    extra: dict[str, object] = {"fold_preprocessing": convention} if model.fold_preprocessing else {}
+    backend = open_backend(backend_name, BackendOptions(model.path, threads=threads, precision=model.precision,
+                                                        extra=extra))
     try:
         width, height = input_size(backend, model)
-        convention = CONVENTIONS[model.preprocessing]
         probe_decoder = YoloxDecoder("yolox", width, height, len(model.classes), model.score_threshold,
                                      model.nms_threshold)
         detector = HostDetector(backend, convention, probe_decoder, width, height, model_id, model.classes)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from streamd.decode.preprocess import Convention, Preprocessor
+from streamd.decode.preprocess import Convention, Letterbox, Preprocessor
 from streamd.decode.yolox import YoloxDecoder
 from streamd.inference.base import InferenceBackend
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
@@ -30,23 +30,32 @@ class HostDetector(Detector):
         self.class_names = class_names
         self._input_name = backend.inputs[0].name
         self._output_names = [spec.name for spec in backend.outputs]
+        input_spec = backend.inputs[0]
+        # A backend with preprocessing folded into its graph takes the uint8 canvas as it is.
+        self._feeds_canvas = input_spec.dtype == np.uint8 and len(input_spec.shape) == 4 and input_spec.shape[3] == 3
         self._preprocessor = Preprocessor(convention, input_width, input_height,
-                                          dtype=backend.inputs[0].dtype)
+                                          dtype=np.float32 if self._feeds_canvas else input_spec.dtype)
 
     @property
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the network input."""
         return self._preprocessor.input_width, self._preprocessor.input_height
 
+    def _network_input(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        if self._feeds_canvas:
+            canvas, geometry = self._preprocessor.letterbox(image)
+            return canvas[None], geometry
+        return self._preprocessor(image)
+
     def run_outputs(self, image: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for one image (layout probing, tests)."""
-        network_input, _ = self._preprocessor(image)
+        network_input, _ = self._network_input(image)
         outputs = self.backend.infer({self._input_name: network_input})
         return [outputs[name] for name in self._output_names]
 
     def submit(self, frame: Frame) -> list[DetectionResult]:
         started = time.perf_counter()
-        network_input, geometry = self._preprocessor(frame.image)
+        network_input, geometry = self._network_input(frame.image)
         preprocessed = time.perf_counter()
         outputs = self.backend.infer({self._input_name: network_input})
         inferred = time.perf_counter()

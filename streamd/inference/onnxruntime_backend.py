@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
 from streamd.inference.base import InferenceBackend, TensorSpec
+from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.registry import BackendOptions
 
 _ORT_DTYPES = {
@@ -29,7 +31,8 @@ def _spec(node) -> TensorSpec:
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, threads: int = 0) -> None:
+    def __init__(self, model_path: str | Path, threads: int = 0, model_bytes: bytes | None = None) -> None:
+        """``model_bytes``: a rewritten version of the model at ``model_path`` to load instead."""
         import onnxruntime as ort  # noqa: PLC0415 - keep `import streamd` light
 
         path = Path(model_path)
@@ -40,7 +43,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         if threads > 0:
             session_options.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=session_options,
+            self._session = ort.InferenceSession(model_bytes or str(path), sess_options=session_options,
                                                  providers=["CPUExecutionProvider"])
         except Exception as error:  # ORT raises its own Fail/InvalidGraph types
             raise BackendError(f"ONNX Runtime cannot load {path}: {error}") from error
@@ -72,4 +75,10 @@ class OnnxRuntimeBackend(InferenceBackend):
 
 
 def open_backend(options: BackendOptions) -> OnnxRuntimeBackend:
-    return OnnxRuntimeBackend(options.model_path, options.threads)
+    """``options.extra["fold_preprocessing"]``: a preprocessing Convention to fold into the graph
+    (the backend then takes uint8 N x H x W x 3 canvases); skipped when the model does not allow it."""
+    model_bytes = None
+    convention = options.extra.get("fold_preprocessing")
+    if isinstance(convention, Convention):
+        model_bytes = fold_preprocessing(options.model_path, convention)
+    return OnnxRuntimeBackend(options.model_path, options.threads, model_bytes)
