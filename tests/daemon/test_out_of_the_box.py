@@ -4,7 +4,6 @@ used beyond the package itself (in CI, the installed one)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import subprocess
 import sys
@@ -16,10 +15,10 @@ from tests.support import REPO, wait_for_http
 
 def test_run_without_config_then_subscribe(tmp_path: Path) -> None:
     env = dict(os.environ)
-    try:
-        importlib.metadata.distribution("streamd")  # pip-installed (CI): use that copy, package data and all
-    except importlib.metadata.PackageNotFoundError:
-        env["PYTHONPATH"] = str(REPO)  # a checkout that is not installed
+    importable = subprocess.run([sys.executable, "-c", "import streamd"], cwd=tmp_path, env=env,
+                                capture_output=True).returncode == 0
+    if not importable:  # a checkout that is not pip-installed; in CI the installed copy is used
+        env["PYTHONPATH"] = str(REPO)
     log_path = tmp_path / "daemon.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "streamd", "run"], cwd=tmp_path, env=env,
