@@ -4,7 +4,6 @@ pipeline through a latest-frame slot, and reopen the source (with backoff) when 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -16,6 +15,7 @@ import numpy as np
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
 from streamd.metrics.definitions import StreamdMetrics
+from streamd.sources.backoff import Backoff
 from streamd.sources.frame import Frame
 from streamd.sources.readers import FrameReader, make_reader, redact
 from streamd.sources.slot import FrameSignal, LatestFrameSlot
@@ -73,7 +73,7 @@ class CaptureSource:
                 # returns would let the interpreter exit under it (which aborts the process).
                 timeout = max(timeout, self.config.read_timeout_seconds + 1.5)
             self._thread.join(timeout)
-        self._set_state("stopped")
+        self.set_state("stopped")
 
     @property
     def alive(self) -> bool:
@@ -87,16 +87,16 @@ class CaptureSource:
             finally:
                 self.slot.close()
             return
-        backoff_seconds = self.config.backoff_initial_seconds
+        backoff = Backoff(self.config.backoff_initial_seconds, self.config.backoff_max_seconds)
         while not self._stop.is_set():
-            self._set_state("connecting")
+            self.set_state("connecting")
             reader = self._reader_factory(self.config)
             try:
                 reader.open()
             except SourceError as error:
-                self._record_error("open", error)
+                self.record_error("open", f"{error}; retrying")
                 reader.close()
-                backoff_seconds = self._back_off(backoff_seconds)
+                self._back_off(backoff)
                 continue
             self._log.info("source %s opened (%s)", self.source_id, redact(self.config.url) or self.config.kind)
             try:
@@ -105,15 +105,15 @@ class CaptureSource:
                 reader.close()
             if ended:
                 self._log.info("source %s finished after %d frames", self.source_id, self.frames_delivered)
-                self._set_state("finished")
+                self.set_state("finished")
                 self.finished.set()
                 break
-            backoff_seconds = self.config.backoff_initial_seconds if self.frames_delivered else backoff_seconds
+            if self.frames_delivered:
+                backoff.reset()
             if not self._stop.is_set():
-                self._record_error("read", SourceError(f"source {self.source_id} stopped delivering frames"))
-                backoff_seconds = self._back_off(backoff_seconds)
-                if self._metrics is not None:
-                    self._metrics.source_reconnects.labels(self.source_id).inc()
+                self.record_error("read", f"source {self.source_id} stopped delivering frames; retrying")
+                self._back_off(backoff)
+                self.count_reconnect()
         self.slot.close()
 
     def _stream(self, reader: FrameReader) -> bool:
@@ -122,14 +122,12 @@ class CaptureSource:
         fps = self.config.fps or reader.native_fps
         interval_seconds = 1.0 / fps if paced and fps > 0 else 0.0
         next_due = time.monotonic()
-        self._set_state("streaming")
+        self.set_state("streaming")
         while not self._stop.is_set():
             if self.config.max_frames and self.frames_delivered >= self.config.max_frames:
                 return True
             item = reader.read()
             if item is None:
-                if self.config.kind == "rtsp":
-                    return False
                 if not self.config.loop:
                     return True
                 if not reader.rewind():
@@ -189,18 +187,10 @@ class CaptureSource:
             self._metrics.source_last_frame_age.labels(self.source_id).set(time.monotonic() - since)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _back_off(self, backoff_seconds: float) -> float:
-        """Wait ``backoff_seconds`` (with jitter) unless stopped; return the next, doubled, capped."""
-        self._set_state("backing_off")
-        jittered = backoff_seconds * random.uniform(0.8, 1.2)
-        self._stop.wait(jittered)
-        return min(backoff_seconds * 2, self.config.backoff_max_seconds)
-
-    def _record_error(self, kind: str, error: Exception) -> None:
-        self.record_error(kind, f"{error}; retrying")
-
-    def _set_state(self, state: str) -> None:
-        self.set_state(state)
+    def _back_off(self, backoff: Backoff) -> None:
+        """Wait the next backoff delay, unless stopped first."""
+        self.set_state("backing_off")
+        self._stop.wait(backoff.next_delay())
 
     def _count_drop(self, frame: Frame) -> None:
         if self._metrics is not None:
