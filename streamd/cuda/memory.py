@@ -12,6 +12,7 @@ from math import prod
 
 import numpy as np
 
+from streamd.cuda import driver
 from streamd.cuda.runtime import CudaError, bindings, check
 
 
@@ -93,16 +94,17 @@ class DeviceBuffer:
         check(cudart.cudaFree(self.ptr), "cudaFree")
 
 
+# The two per-frame copies go through the driver directly (see streamd.cuda.driver for why).
 def copy_htod_async(dst_ptr: int, src_ptr: int, nbytes: int, stream_ptr: int) -> None:
-    cudart, _, _ = bindings()
-    check(cudart.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                                 stream_ptr), f"cudaMemcpyAsync(host->device, {nbytes} bytes)")
+    code = driver.function("cuMemcpyHtoDAsync_v2")(dst_ptr, src_ptr, nbytes, stream_ptr)
+    if code:
+        driver.fail(code, f"cuMemcpyHtoDAsync({nbytes} bytes)")
 
 
 def copy_dtoh_async(dst_ptr: int, src_ptr: int, nbytes: int, stream_ptr: int) -> None:
-    cudart, _, _ = bindings()
-    check(cudart.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                                 stream_ptr), f"cudaMemcpyAsync(device->host, {nbytes} bytes)")
+    code = driver.function("cuMemcpyDtoHAsync_v2")(dst_ptr, src_ptr, nbytes, stream_ptr)
+    if code:
+        driver.fail(code, f"cuMemcpyDtoHAsync({nbytes} bytes)")
 
 
 def copy_dtod_async(dst_ptr: int, src_ptr: int, nbytes: int, stream_ptr: int) -> None:
@@ -117,10 +119,11 @@ def memset_async(ptr: int, value: int, nbytes: int, stream_ptr: int) -> None:
 
 
 def is_pinned(host: np.ndarray | int) -> bool:
-    """True when an array (or a host address) is page-locked memory known to CUDA."""
-    cudart, _, _ = bindings()
+    """True when an array (or a host address) is page-locked memory known to CUDA.
+
+    Asked once per frame for frames not in a slot buffer, so it is one driver call, not
+    cudaPointerGetAttributes (which builds a Python attributes object each time).
+    """
     ptr = host if isinstance(host, int) else host.__array_interface__["data"][0]
-    attributes = check(cudart.cudaPointerGetAttributes(ptr), "cudaPointerGetAttributes")
-    return attributes.type in (cudart.cudaMemoryType.cudaMemoryTypeHost,
-                               cudart.cudaMemoryType.cudaMemoryTypeDevice,
-                               cudart.cudaMemoryType.cudaMemoryTypeManaged)
+    return driver.memory_type(ptr) in (driver.CU_MEMORYTYPE_HOST, driver.CU_MEMORYTYPE_DEVICE,
+                                       driver.CU_MEMORYTYPE_UNIFIED)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from streamd.cuda import driver
 from streamd.cuda.runtime import CudaError, bindings, check, compute_capability, use_device
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ def load_module(source: str, name: str, options: Sequence[str] = (), device: int
                 temporary.replace(cache_path)
             except OSError as error:  # a read-only home only costs the next start a compile
                 log.warning("cannot cache kernel at %s: %s", cache_path, error)
-        _, driver, _ = bindings()
-        module = check(driver.cuModuleLoadData(cubin), f"cuModuleLoadData({name})")
+        _, cuda_driver, _ = bindings()
+        module = check(cuda_driver.cuModuleLoadData(cubin), f"cuModuleLoadData({name})")
         _modules[key] = module
         return module
 
@@ -92,14 +93,18 @@ class Kernel:
     """One ``extern "C"`` kernel with a fixed argument list; arguments are packed once, updated in place.
 
     ``arg_types`` are ctypes types in the kernel's parameter order (``ctypes.c_void_p`` for pointers).
-    Packing into preallocated ctypes storage keeps a launch to one cuLaunchKernel call.
+    Packing into preallocated ctypes storage keeps a launch to one cuLaunchKernel call. A caller that
+    launches with the same few argument sets over and over (one per pipeline slot) keeps a
+    :meth:`bind` result per set, and a launch is then the driver call alone.
     """
 
     def __init__(self, module: object, function_name: str, arg_types: Sequence[type]) -> None:
-        _, driver, _ = bindings()
+        _, cuda_driver, _ = bindings()
         self.name = function_name
-        self._function = check(driver.cuModuleGetFunction(module, function_name.encode()),
+        self._function = check(cuda_driver.cuModuleGetFunction(module, function_name.encode()),
                                f"cuModuleGetFunction({function_name})")
+        self._function_ptr = int(self._function)
+        self._arg_types = tuple(arg_types)
         self._values = [t() for t in arg_types]
         self._pointers = (ctypes.c_void_p * len(arg_types))(*(ctypes.addressof(v) for v in self._values))
         self._pointers_address = ctypes.addressof(self._pointers)
@@ -110,7 +115,38 @@ class Kernel:
             raise ValueError(f"kernel {self.name} takes {len(self._values)} arguments, got {len(args)}")
         for slot, value in zip(self._values, args):
             slot.value = value
-        _, driver, _ = bindings()
-        check(driver.cuLaunchKernel(self._function, grid[0], grid[1], grid[2], block[0], block[1], block[2],
-                                    shared_bytes, stream_ptr, self._pointers_address, 0),
-              f"cuLaunchKernel({self.name})")
+        _launch(self._function_ptr, grid, block, shared_bytes, stream_ptr, self._pointers_address, self.name)
+
+    def bind(self, grid: tuple[int, int, int], block: tuple[int, int, int], args: Sequence[int | float],
+             shared_bytes: int = 0) -> BoundLaunch:
+        """Launch geometry and arguments packed once, into storage of their own."""
+        if len(args) != len(self._arg_types):
+            raise ValueError(f"kernel {self.name} takes {len(self._arg_types)} arguments, got {len(args)}")
+        return BoundLaunch(self, grid, block, args, shared_bytes)
+
+
+class BoundLaunch:
+    """A kernel with its arguments fixed: ``launch(stream_ptr)`` is one cuLaunchKernel."""
+
+    def __init__(self, kernel: Kernel, grid: tuple[int, int, int], block: tuple[int, int, int],
+                 args: Sequence[int | float], shared_bytes: int) -> None:
+        self.name = kernel.name
+        self._values = [t(v) for t, v in zip(kernel._arg_types, args)]
+        self._pointers = (ctypes.c_void_p * len(args))(*(ctypes.addressof(v) for v in self._values))
+        grid, block = tuple(int(v) for v in grid), tuple(int(v) for v in block)
+        self._call = (driver.function("cuLaunchKernel"), kernel._function_ptr, *grid, *block, shared_bytes,
+                      ctypes.addressof(self._pointers))
+
+    def launch(self, stream_ptr: int) -> None:
+        launch_kernel, function, gx, gy, gz, bx, by, bz, shared, params = self._call
+        code = launch_kernel(function, gx, gy, gz, bx, by, bz, shared, stream_ptr, params, None)
+        if code:
+            driver.fail(code, f"cuLaunchKernel({self.name})")
+
+
+def _launch(function_ptr: int, grid: tuple[int, int, int], block: tuple[int, int, int], shared_bytes: int,
+            stream_ptr: int, params_address: int, name: str) -> None:
+    code = driver.function("cuLaunchKernel")(function_ptr, grid[0], grid[1], grid[2], block[0], block[1],
+                                             block[2], shared_bytes, stream_ptr, params_address, None)
+    if code:
+        driver.fail(code, f"cuLaunchKernel({name})")

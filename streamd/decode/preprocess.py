@@ -12,6 +12,7 @@ per-output-channel affine terms it uses, so both read one definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -61,12 +62,19 @@ class Letterbox:
     frame_width: int
     frame_height: int
 
+    # Built once per geometry (the GPU path caches one geometry per frame size and maps every frame).
+    @cached_property
+    def _offset(self) -> np.ndarray:
+        return np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float32)
+
+    @cached_property
+    def _upper(self) -> np.ndarray:
+        return np.array([self.frame_width, self.frame_height, self.frame_width, self.frame_height], np.float32)
+
     def to_frame(self, boxes_xyxy: np.ndarray) -> np.ndarray:
         """Network-input xyxy boxes -> frame xyxy boxes, clipped to the frame. Returns a new array."""
-        offset = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float32)
-        frame_boxes = (boxes_xyxy - offset) / self.ratio
-        np.clip(frame_boxes[:, 0::2], 0, self.frame_width, out=frame_boxes[:, 0::2])
-        np.clip(frame_boxes[:, 1::2], 0, self.frame_height, out=frame_boxes[:, 1::2])
+        frame_boxes = (boxes_xyxy - self._offset) / self.ratio
+        frame_boxes.clip(0, self._upper, out=frame_boxes)
         return frame_boxes
 
 

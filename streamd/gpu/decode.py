@@ -15,7 +15,7 @@ import numpy as np
 
 from streamd.cuda import memory, nvrtc, runtime
 from streamd.decode.detections import Detections
-from streamd.decode.nms import class_aware_nms
+from streamd.decode.nms import class_aware_nms_indices
 from streamd.decode.yolox import STRIDES, grid_cells
 from streamd.errors import ModelLayoutError
 from streamd.gpu.kernels import DECODE_SOURCE
@@ -27,6 +27,7 @@ RECORD_BYTES = RECORD_FLOATS * 4
 HEADER_BYTES = RECORD_BYTES  # count (int32) + padding, so records stay 32-byte aligned
 DEFAULT_HOST_CAPACITY = 256
 _BLOCK = 256
+_MAX_BOUND_LAUNCHES = 64
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 GPU_LAYOUTS = ("yolox", "yolox-decoded")
@@ -63,6 +64,8 @@ class GpuYoloxDecoder:
         module = nvrtc.load_module(DECODE_SOURCE, "yolox_decode", ("--fmad=false", "-std=c++17"), device)
         self._kernel = nvrtc.Kernel(module, "yolox_decode_f32", _ARG_TYPES)
         self._overflow: memory.PinnedBuffer | None = None
+        # One packed launch per (output, area) pair, i.e. per pipeline slot.
+        self._launches: dict[tuple[int, int], nvrtc.BoundLaunch] = {}
 
     @property
     def raw_output_nbytes(self) -> int:
@@ -79,10 +82,15 @@ class GpuYoloxDecoder:
 
     def launch(self, output_ptr: int, area_ptr: int, stream_ptr: int) -> None:
         """Enqueue decode; the area's counter must already be zero (the letterbox kernel zeroes it)."""
-        grid = ((self.cells + _BLOCK - 1) // _BLOCK, 1, 1)
-        self._kernel.launch(grid, (_BLOCK, 1, 1), stream_ptr, (
-            output_ptr, self.cells, self.channels, self._grid.ptr, int(self.layout == "yolox-decoded"),
-            float(self.score_threshold), area_ptr, area_ptr + HEADER_BYTES, self.cells))
+        bound = self._launches.get((output_ptr, area_ptr))
+        if bound is None:
+            if len(self._launches) >= _MAX_BOUND_LAUNCHES:
+                self._launches.clear()
+            grid = ((self.cells + _BLOCK - 1) // _BLOCK, 1, 1)
+            bound = self._launches[(output_ptr, area_ptr)] = self._kernel.bind(grid, (_BLOCK, 1, 1), (
+                output_ptr, self.cells, self.channels, self._grid.ptr, int(self.layout == "yolox-decoded"),
+                float(self.score_threshold), area_ptr, area_ptr + HEADER_BYTES, self.cells))
+        bound.launch(stream_ptr)
 
     def copy_back(self, area_ptr: int, host_area: memory.PinnedBuffer, stream_ptr: int) -> None:
         memory.copy_dtoh_async(host_area.ptr, area_ptr, self.copy_back_nbytes, stream_ptr)
@@ -93,12 +101,13 @@ class GpuYoloxDecoder:
     def records(self, host_area: np.ndarray, area_ptr: int) -> np.ndarray:
         """(K, 8) candidate records of a completed frame, in cell order (the CPU decoder's order)."""
         count = int(host_area[:1].view(np.int32)[0])
-        body = host_area[HEADER_BYTES // 4:]
         if count <= self.host_capacity:
-            rows = body[:count * RECORD_FLOATS].reshape(count, RECORD_FLOATS)
+            rows = host_area[HEADER_BYTES // 4:HEADER_BYTES // 4 + count * RECORD_FLOATS].reshape(count, RECORD_FLOATS)
         else:
             rows = self._fetch_overflow(area_ptr, count)
-        return rows[np.argsort(rows[:, 6], kind="stable")]
+        if count <= 1:  # nothing to order; still a copy, since the pinned area is reused
+            return rows.copy()
+        return rows[rows[:, 6].argsort(kind="stable")]  # the method: no numpy dispatch wrapper
 
     def _fetch_overflow(self, area_ptr: int, count: int) -> np.ndarray:
         log.debug("%d candidates exceed the %d copied back; fetching the rest", count, self.host_capacity)
@@ -111,12 +120,22 @@ class GpuYoloxDecoder:
         return self._overflow.array[:count * RECORD_FLOATS].reshape(count, RECORD_FLOATS)
 
     def finish(self, records: np.ndarray) -> Detections:
-        """Class-aware NMS over the candidate records (network-input pixels)."""
-        if records.shape[0] == 0:
+        """Class-aware NMS over the candidate records (network-input pixels).
+
+        Same result as ``class_aware_nms`` on the record columns, with one gather of the kept records
+        instead of separate copies of every column before and after the NMS.
+        """
+        count = records.shape[0]
+        if count == 0:
             return Detections.empty()
-        boxes = np.ascontiguousarray(records[:, :4])
-        return class_aware_nms(boxes, records[:, 4].copy(), records[:, 5].astype(np.int32), self.nms_threshold,
-                               self.max_detections)
+        if count == 1 and self.max_detections >= 1 and records[0, 4] > 0.0:
+            # One candidate survives NMS as is (OpenCV keeps scores above the 0 threshold it is given):
+            # skip the batched NMS and its conversions.
+            return Detections(records[:, :4].copy(), records[:, 4].copy(), records[:, 5].astype(np.int32))
+        keep = class_aware_nms_indices(records[:, :4], records[:, 4], records[:, 5], self.nms_threshold,
+                                       self.max_detections)
+        kept = records[keep]
+        return Detections(np.ascontiguousarray(kept[:, :4]), kept[:, 4].copy(), kept[:, 5].astype(np.int32))
 
     def close(self) -> None:
         self._grid.free()

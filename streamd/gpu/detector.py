@@ -122,7 +122,7 @@ class GpuDetector(Detector):
         nbytes = width * height * 3
         if nbytes > slot.host_frame.nbytes:
             slot.grow_frame(nbytes)
-        return slot.host_frame.view((height, width, 3), np.uint8)
+        return slot.frame_view(width, height)
 
     def submit(self, frame: Frame) -> list[DetectionResult]:
         self._check_open()
@@ -137,9 +137,12 @@ class GpuDetector(Detector):
         self._next = (self._next + 1) % len(self._slots)
         self._in_flight.append(slot)
         results, self._ready = self._ready, []
-        # Harvest finished frames in order; block on the oldest only when every slot is in flight.
-        while self._in_flight and (len(self._in_flight) == len(self._slots) or self._in_flight[0].done.query()):
-            results.append(self._harvest(self._in_flight.popleft()))
+        # Harvest finished frames in order; block on the oldest only when every slot is in flight. The
+        # frame enqueued just now cannot have finished (it has a whole network to run): no query for it.
+        in_flight = self._in_flight
+        while in_flight and (len(in_flight) == len(self._slots)
+                             or (in_flight[0] is not slot and in_flight[0].done.query())):
+            results.append(self._harvest(in_flight.popleft()))
         if self.idle_factor > 0 and arrival_gap > self.idle_factor * self._latency_ema:
             # Frames come slower than the device finishes them: return this frame's result now.
             while self._in_flight:
@@ -186,13 +189,16 @@ class GpuDetector(Detector):
         nbytes = image.nbytes
         if nbytes > slot.host_frame.nbytes:
             slot.grow_frame(nbytes)
-        if image.flags.c_contiguous and (slot.host_frame.contains(image) or memory.is_pinned(image)):
-            # Already page-locked (host_frame_buffer, or a capture that allocates pinned frames): DMA from
-            # it directly. The slot keeps the Frame, so the memory outlives the copy.
+        view = slot.frame_view(width, height)
+        if image is view:  # decoded into host_frame_buffer(): nothing to copy or to check
+            source_ptr = slot.host_frame.ptr
+        elif image.flags.c_contiguous and (slot.host_frame.contains(image) or memory.is_pinned(image)):
+            # Already page-locked (a capture that allocates pinned frames): DMA from it directly. The slot
+            # keeps the Frame, so the memory outlives the copy.
             source_ptr = image.__array_interface__["data"][0]
         else:
             # One host memcpy into pinned memory; the DMA below then runs at full PCIe speed.
-            np.copyto(slot.host_frame.view((height, width, 3), np.uint8), image)
+            np.copyto(view, image)
             source_ptr = slot.host_frame.ptr
         compute, copy = self._compute_stream, self._copy_stream
         memory.copy_htod_async(slot.device_frame.ptr, source_ptr, nbytes, copy.ptr)

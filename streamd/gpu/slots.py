@@ -43,6 +43,9 @@ class Slot:
     frame: Frame | None = None
     geometry: Letterbox | None = None
     enqueued_at: float = 0.0
+    # The host frame viewed as the last frame size: built once, not per frame (five numpy calls).
+    _view_size: tuple[int, int] | None = field(default=None, repr=False)
+    _view: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def busy(self) -> bool:
@@ -65,8 +68,16 @@ class Slot:
         slot.addresses = {name: buffer.ptr for name, buffer in device_tensors.items()}
         return slot
 
+    def frame_view(self, width: int, height: int) -> np.ndarray:
+        """The pinned host frame as an HxWx3 uint8 array (it must hold that many bytes)."""
+        if self._view_size != (width, height):
+            self._view = self.host_frame.view((height, width, 3), np.uint8)
+            self._view_size = (width, height)
+        return self._view
+
     def grow_frame(self, nbytes: int) -> None:
         """Reallocate the frame buffers for a larger frame (the slot must be idle)."""
+        self._view_size, self._view = None, None
         self.host_frame.free()
         self.device_frame.free()
         self.host_frame = memory.PinnedBuffer((nbytes,), np.uint8)
