@@ -95,9 +95,7 @@ def run_pipeline(config: Config, expected_frames: int, timeout_seconds: float) -
     received = 0
     try:
         # XPUB sees the subscription arrive: start the sources only once it has.
-        deadline = time.monotonic() + 5
-        while service.publisher.subscriptions == 0 and time.monotonic() < deadline:
-            service.publisher.poll_subscriptions(0.05)
+        service.wait_for_subscriber(5.0)
         started = time.perf_counter()
         service.start_sources()
         pipeline = service.pipeline

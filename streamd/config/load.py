@@ -222,6 +222,8 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
         raise ConfigError("publish.endpoint", f"'{publish.endpoint}' is not a ZeroMQ endpoint like tcp://127.0.0.1:5555")
     if publish.send_hwm < 1:
         raise ConfigError("publish.send_hwm", "must be at least 1")
+    if publish.wait_for_subscriber_seconds < 0:
+        raise ConfigError("publish.wait_for_subscriber_seconds", "must not be negative")
     metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
     if not _BIND.match(metrics.bind):
         raise ConfigError("metrics.bind", f"'{metrics.bind}' is not HOST:PORT")

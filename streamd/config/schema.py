@@ -69,6 +69,9 @@ class ModelConfig:
 class PublishConfig:
     endpoint: str = DEFAULT_PUBLISH_ENDPOINT
     send_hwm: int = DEFAULT_SEND_HWM
+    # Batch jobs over files: hold the sources until a subscriber is there (at most this long), so
+    # the first frames are not published to nobody. 0: start at once (live cameras).
+    wait_for_subscriber_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

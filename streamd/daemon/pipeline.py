@@ -131,6 +131,7 @@ class Pipeline:
         waited_seconds = time.monotonic() - frame.capture_monotonic
         if self._max_frame_age_seconds and waited_seconds > self._max_frame_age_seconds:
             self._metrics.frames_dropped.labels(frame.source_id, "too_old").inc()
+            frame.release()
             return []
         return detector.submit(frame)
 
@@ -176,3 +177,4 @@ class Pipeline:
         self._metrics.detections.labels(source).inc(len(result.detections))
         if self._on_result is not None:
             self._on_result(result, frame_age_seconds)
+        frame.release()  # the detector is done with the image once it has returned the result

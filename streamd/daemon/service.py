@@ -21,6 +21,7 @@ from streamd.metrics.definitions import StreamdMetrics
 from streamd.metrics.http import MetricsServer
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
+from streamd.sources.frame_pool import FramePool
 from streamd.sources.slot import FrameSignal
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,16 @@ class Service:
     publisher: Publisher | None = None
     http: MetricsServer | None = None
     sources: list[CaptureSource] = field(default_factory=list)
+    frame_pools: list[FramePool] = field(default_factory=list)
     pipeline: Pipeline | None = None
     ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self.start_detector()
+        wait_seconds = self.config.publish.wait_for_subscriber_seconds
+        if wait_seconds > 0 and not self.wait_for_subscriber(wait_seconds):
+            log.warning("no subscriber after %.1f s (publish.wait_for_subscriber_seconds): starting anyway",
+                        wait_seconds)
         self.start_sources()
 
     def start_detector(self) -> None:
@@ -57,15 +63,31 @@ class Service:
                                  "backend": getattr(getattr(first, "backend", None), "name", "gpu"),
                                  "workers": str(len(self.detectors))})
         self.publisher = Publisher(self.config.publish.endpoint, self.config.publish.send_hwm, metrics)
+        frame_signal = FrameSignal()
+        allocator = first.frame_allocator()
+        for source_config in self.config.sources:
+            pool = FramePool(allocator) if allocator is not None else None
+            if pool is not None:
+                self.frame_pools.append(pool)
+            self.sources.append(CaptureSource(source_config, metrics, frame_ready=frame_signal, frame_pool=pool))
+        self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
+                                 self.config.daemon.max_frame_age_seconds, self.on_result)
+        self.pipeline.start()
+        # Served once the pipeline runs, so the first /healthz already reflects it.
         if self.config.metrics.enabled:
             host, port = split_bind(self.config.metrics.bind)
             self.http = MetricsServer(host, port, self.registry, self.health, self.readiness)
             self.http.start()
-        frame_signal = FrameSignal()
-        self.sources = [CaptureSource(s, metrics, frame_ready=frame_signal) for s in self.config.sources]
-        self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
-                                 self.config.daemon.max_frame_age_seconds, self.on_result)
-        self.pipeline.start()
+
+    def wait_for_subscriber(self, timeout_seconds: float) -> bool:
+        """Hold until a subscriber has subscribed (True) or ``timeout_seconds`` passed (False)."""
+        if self.publisher is None:
+            raise RuntimeError("publisher not started")
+        deadline = time.monotonic() + timeout_seconds
+        while self.publisher.poll_subscriptions(0.02) == 0:
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     def start_sources(self) -> None:
         for source in self.sources:
@@ -96,7 +118,8 @@ class Service:
             source.stop(STOP_TIMEOUT_SECONDS)
         if self.pipeline is not None:
             self.pipeline.stop(STOP_TIMEOUT_SECONDS)
-        for part in (self.publisher, self.http, *self.detectors):
+        # Frame pools last: their memory may be read by the detector until it is closed.
+        for part in (self.publisher, self.http, *self.detectors, *self.frame_pools):
             if part is not None:
                 try:
                     part.close()

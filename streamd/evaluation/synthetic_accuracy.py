@@ -90,7 +90,9 @@ def accuracy_config(endpoint: str, seeds: Sequence[int], frames_per_seed: int, w
     hwm = max(1000, 2 * frames_per_seed * len(seeds))
     return (f"{sources}[model]\npath = {json.dumps(model_path)}\nscore_threshold = {score_threshold}\n"
             f'nms_threshold = {ACCURACY_NMS_THRESHOLD}\nbackend = "onnxruntime"\n\n'
-            f"[publish]\nendpoint = {json.dumps(endpoint)}\nsend_hwm = {hwm}\n\n"
+            f"[publish]\nendpoint = {json.dumps(endpoint)}\nsend_hwm = {hwm}\n"
+            # The subscriber connects before the daemon binds; hold the sources until it has subscribed.
+            "wait_for_subscriber_seconds = 10.0\n\n"
             "[metrics]\nenabled = false\n")
 
 

@@ -43,6 +43,7 @@ def build_from_config(model: ModelConfig, model_id: str) -> GpuDetector:
                                model.nms_threshold, layout=layout, max_detections=model.max_detections,
                                model_id=model_id, class_names=model.classes, owns_engine=False,
                                on_close=backend.close)
+        detector.warm_up()
     except (BackendError, ModelLayoutError):
         backend.close()
         raise

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from streamd.decode.detections import Detections
 from streamd.sources.frame import Frame
+from streamd.sources.frame_pool import Allocator
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Detector(ABC):
 
     def drain(self) -> list[DetectionResult]:
         return []
+
+    def frame_allocator(self) -> Allocator | None:
+        """Memory this detector prefers frames in (the GPU: pinned), for the capture's frame pool."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...

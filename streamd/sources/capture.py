@@ -17,6 +17,7 @@ from streamd.errors import SourceError
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.sources.backoff import Backoff
 from streamd.sources.frame import Frame
+from streamd.sources.frame_pool import FramePool
 from streamd.sources.readers import FrameReader, make_reader, redact
 from streamd.sources.slot import FrameSignal, LatestFrameSlot
 from streamd.sources.supervisor import LiveSupervisor
@@ -37,12 +38,14 @@ class CaptureSource:
 
     def __init__(self, config: SourceConfig, metrics: StreamdMetrics | None = None,
                  reader_factory: Callable[[SourceConfig], FrameReader] = make_reader,
-                 frame_ready: FrameSignal | threading.Event | None = None) -> None:
+                 frame_ready: FrameSignal | threading.Event | None = None,
+                 frame_pool: FramePool | None = None) -> None:
         self.config = config
         self.source_id = config.id
         self._metrics = metrics
         self._reader_factory = reader_factory
         self._frame_ready = frame_ready
+        self._frame_pool = frame_pool
         lossless = config.pace == "fast" and config.kind in _LOSSLESS_KINDS
         self.slot = LatestFrameSlot(lossless=lossless, on_drop=self._count_drop)
         self._stop = threading.Event()
@@ -150,14 +153,20 @@ class CaptureSource:
     # -- what readers and the supervisor report ------------------------------------------------
     def deliver(self, image: np.ndarray, ground_truth: object | None = None) -> bool:
         """Stamp a captured image and put it in the slot; False when the source is stopping."""
+        release_image = None
+        if self._frame_pool is not None:
+            # On this thread, beside inference: the detector then finds the frame in the memory it wants.
+            image, release_image = self._frame_pool.lease_copy(image)
         with self._deliver_lock:  # a supervised source's abandoned reader may race its successor
             now_monotonic = time.monotonic()
-            frame = Frame(self.source_id, self.frames_delivered, time.time(), now_monotonic, image, ground_truth)
+            frame = Frame(self.source_id, self.frames_delivered, time.time(), now_monotonic, image, ground_truth,
+                          release_image)
             self.frames_delivered += 1
             self.last_frame_monotonic = now_monotonic
         if self._metrics is not None:
             self._metrics.frames_captured.labels(self.source_id).inc()
         if not self.slot.put(frame, self._stop):
+            frame.release()
             return False
         if self._frame_ready is not None:
             self._frame_ready.set()
@@ -193,5 +202,6 @@ class CaptureSource:
         self._stop.wait(backoff.next_delay())
 
     def _count_drop(self, frame: Frame) -> None:
+        frame.release()
         if self._metrics is not None:
             self._metrics.frames_dropped.labels(self.source_id, "superseded").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,13 @@ class Frame:
     capture_monotonic: float  # time.monotonic() at capture, for ages and latencies
     image: np.ndarray  # HxWx3 uint8 BGR, owned by this frame (the capture thread never reuses it)
     ground_truth: object | None = None  # synthetic sources attach their true boxes here
+    # Gives a pooled image buffer back (streamd.sources.frame_pool); idempotent. None: nothing to do.
+    release_image: Callable[[], None] | None = None
+
+    def release(self) -> None:
+        """Call when nothing will read ``image`` again (dropped, or its result published)."""
+        if self.release_image is not None:
+            self.release_image()
 
     @property
     def width(self) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +44,7 @@ def test_subscriber_that_never_reads_costs_counted_drops_not_progress(tiny_model
     stuck.setsockopt(zmq.LINGER, 0)
     stuck.connect(service.publisher_endpoint())
     try:
-        assert service.publisher is not None
-        deadline = time.monotonic() + 5
-        while service.publisher.poll_subscriptions(0.05) == 0 and time.monotonic() < deadline:
-            pass
+        assert service.wait_for_subscriber(5.0)
         run_until_finished(service)
         processed = service.registry.get_sample_value("streamd_frames_processed_total", {"source": "still"})
         dropped = service.registry.get_sample_value("streamd_messages_dropped_total")
@@ -68,9 +64,7 @@ def test_reading_subscriber_gets_every_message_in_order(tiny_model: Path, tiny_i
     subscriber = Subscriber(service.publisher_endpoint())
     reader = threading.Thread(target=lambda: received.extend(subscriber.messages(idle_timeout_seconds=3.0)))
     try:
-        assert service.publisher is not None
-        while service.publisher.poll_subscriptions(0.05) == 0:
-            pass
+        assert service.wait_for_subscriber(5.0)
         reader.start()
         run_until_finished(service)
         reader.join(30)
