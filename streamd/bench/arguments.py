@@ -14,7 +14,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", default="", help="class-name file (default: coco_classes.txt beside the model)")
     parser.add_argument("--source", default=str(_SHARED / "media" / "vtest.avi"), help="video file")
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "auto"])
-    parser.add_argument("--threads", type=int, default=0, help="backend threads (0: its default)")
+    parser.add_argument("--workers", type=int, default=0, help="pipeline workers (0: auto, as model.workers)")
+    parser.add_argument("--threads", type=int, default=0, help="backend threads per worker (0: auto, as model.threads)")
     parser.add_argument("--frames", type=int, default=300, help="frames per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="raw/pipeline rounds, alternated")
     parser.add_argument("--paced-seconds", type=float, default=20.0,

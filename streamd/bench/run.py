@@ -32,7 +32,8 @@ def _config(args: argparse.Namespace, pace: str, max_frames: int) -> Config:
     classes = args.classes or str(model_path.parent / "coco_classes.txt")
     document = {
         "sources": [{"id": "bench", "kind": "file", "url": args.source, "pace": pace, "max_frames": max_frames}],
-        "model": {"path": str(model_path), "classes": classes, "backend": args.backend, "threads": args.threads},
+        "model": {"path": str(model_path), "classes": classes, "backend": args.backend, "threads": args.threads,
+                  "workers": args.workers},
         "publish": {"endpoint": "tcp://127.0.0.1:*", "send_hwm": 100000},
         "metrics": {"enabled": False},
     }
