@@ -37,9 +37,6 @@ class FrameReader(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    @property
-    def rewindable(self) -> bool:
-        return False
 
     def rewind(self) -> bool:
         """Restart from the first frame (looping files); False when that failed."""
@@ -74,9 +71,6 @@ class VideoFileReader(FrameReader):
     def native_fps(self) -> float:
         return self._fps
 
-    @property
-    def rewindable(self) -> bool:
-        return True
 
     def rewind(self) -> bool:
         # Reopening is more reliable than seeking to 0 across codecs/containers.
@@ -119,9 +113,6 @@ class StillImageReader(FrameReader):
     def native_fps(self) -> float:
         return self._fps
 
-    @property
-    def rewindable(self) -> bool:
-        return True
 
     def rewind(self) -> bool:
         self._delivered = False

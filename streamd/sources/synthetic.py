@@ -280,9 +280,6 @@ class SyntheticReader(FrameReader):
     def native_fps(self) -> float:
         return self._config.fps or DEFAULT_FPS
 
-    @property
-    def rewindable(self) -> bool:
-        return True
 
     def rewind(self) -> bool:
         self._next_index = 0

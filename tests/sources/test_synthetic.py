@@ -129,7 +129,7 @@ def test_reader_delivers_frames_in_order_and_ends_at_max_frames() -> None:
         expected_image, expected_truth = render(4, index, 160, 120)
         assert np.array_equal(image, expected_image)
         assert np.array_equal(truth.boxes_xyxy, expected_truth.boxes_xyxy)
-    assert reader.rewindable and reader.rewind()
+    assert reader.rewind()
     assert np.array_equal(reader.read()[0], delivered[0][0])
     reader.close()
     reader.close()  # idempotent
