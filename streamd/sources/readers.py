@@ -37,7 +37,6 @@ class FrameReader(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-
     def rewind(self) -> bool:
         """Restart from the first frame (looping files); False when that failed."""
         return False
@@ -70,7 +69,6 @@ class VideoFileReader(FrameReader):
     @property
     def native_fps(self) -> float:
         return self._fps
-
 
     def rewind(self) -> bool:
         # Reopening is more reliable than seeking to 0 across codecs/containers.
@@ -112,7 +110,6 @@ class StillImageReader(FrameReader):
     @property
     def native_fps(self) -> float:
         return self._fps
-
 
     def rewind(self) -> bool:
         self._delivered = False

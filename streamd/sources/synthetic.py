@@ -280,7 +280,6 @@ class SyntheticReader(FrameReader):
     def native_fps(self) -> float:
         return self._config.fps or DEFAULT_FPS
 
-
     def rewind(self) -> bool:
         self._next_index = 0
         return self._scene is not None
