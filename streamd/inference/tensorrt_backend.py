@@ -27,7 +27,7 @@ import numpy as np
 from streamd.errors import BackendError
 from streamd.inference.base import InferenceBackend, TensorSpec
 from streamd.inference.registry import BackendOptions
-from streamd.inference.tensorrt_build import EngineCache, Profile, ensure_engine
+from streamd.inference.tensorrt_build import EngineCache, Profile, ensure_engine, onnx_input_profile
 
 log = logging.getLogger(__name__)
 
@@ -226,26 +226,7 @@ class TensorRTBackend(InferenceBackend):
 
 def input_profile(trt: ModuleType, onnx_path: Path, max_batch: int) -> Profile:
     """Batch 1..max_batch (opt 1) for every input of the ONNX model, other dimensions as exported."""
-    import onnx  # noqa: PLC0415 - only needed when building from ONNX
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    profile = {}
-    for tensor in graph.input:
-        if tensor.name in initializers:
-            continue
-        dims = [d.dim_value if d.dim_value > 0 else None for d in tensor.type.tensor_type.shape.dim]
-        if any(d is None for d in dims[1:]):
-            raise BackendError(f"ONNX input '{tensor.name}' {dims} has dynamic non-batch dimensions; export it "
-                               "with a fixed input size")
-        rest = tuple(dims[1:])
-        if dims[0] is not None and dims[0] != 1:
-            profile[tensor.name] = ((dims[0], *rest),) * 3
-        else:
-            # A static batch of 1 stays 1 (TensorRT rejects a profile wider than a static dimension).
-            top = max_batch if dims[0] is None else 1
-            profile[tensor.name] = ((1, *rest), (1, *rest), (top, *rest))
-    return profile
+    return onnx_input_profile(onnx_path, max_batch)
 
 
 def load_engine_bytes(options: BackendOptions, trt: ModuleType, cuda: SimpleNamespace) -> bytes:

@@ -1,13 +1,23 @@
 """Build TensorRT engines from ONNX, and cache them keyed by everything that makes an engine invalid.
 
+This is the one ONNX -> network + builder config -> serialized engine path of the project: the
+daemon's TensorRT backend and ``streamd quantize --engine`` (``streamd/quantize/tensorrt_builder.py``)
+both build through :func:`serialize_network`.
+
 The cache key holds the TensorRT version, the GPU's name and compute capability, the precision, the
 input profile and the ONNX file's SHA-256. A cached engine whose recorded key differs in any field is
 rebuilt (the log says which fields changed), with the builder's progress reported as it goes.
 
-TensorRT 10 and 11 differ in how precision is chosen: 10 still has weak typing
-(``BuilderFlag.FP16``); 11 removed those flags and builds every network strongly typed, so fp16
-there means an ONNX already converted to fp16 (e.g. ModelOpt AutoCast) and int8 means Q/DQ nodes.
-The builder decides by what the installed module offers, not by parsing version strings alone.
+Precision by TensorRT version (:func:`plan_network`):
+- int8: only a model with QuantizeLinear/DequantizeLinear nodes, parsed into a strongly typed network
+  (implicit calibration is deprecated in 10 and removed in 11);
+- fp16: on 10 the float ONNX, weakly typed with ``BuilderFlag.FP16``; 11 removed that flag and
+  builds every network strongly typed, so the float ONNX is converted to float16 first with its
+  inputs and outputs kept float32 (an ONNX that already holds float16 tensors is parsed as it is);
+- fp32: the float ONNX, strongly typed.
+Network flags: ``EXPLICIT_BATCH`` below 10 only (ignored from 10 on), ``STRONGLY_TYPED`` on 10 only
+(11 networks are always strongly typed and ignore the deprecated flag). The ONNX is parsed with
+``parse_from_file`` so external weight files next to it resolve.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +40,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_BYTES = 1 << 30
 # name -> (min, opt, max) shape; every dimension explicit.
 Profile = Mapping[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+_ONNX_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+_PROTOBUF_LIMIT = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,15 @@ class EngineKey:
         return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]
 
 
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What TensorRT parses and how: the ONNX file, strong typing, weak-typing builder flags by name."""
+
+    onnx_path: Path
+    strongly_typed: bool
+    builder_flags: tuple[str, ...] = ()
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -59,7 +81,109 @@ def profile_text(profile: Profile) -> str:
 
 
 def major_version(trt: ModuleType) -> int:
-    return int(str(trt.__version__).split(".")[0])
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except ValueError as error:
+        raise BackendError(f"cannot read the TensorRT major version from {trt.__version__!r}") from error
+
+
+def onnx_input_profile(onnx_path: Path, max_batch: int) -> Profile:
+    """Batch 1..max_batch (opt 1) for every input of the ONNX model, other dimensions as exported."""
+    import onnx  # noqa: PLC0415 - only needed when building from ONNX
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    profile = {}
+    for tensor in graph.input:
+        if tensor.name in initializers:
+            continue
+        dims = [d.dim_value if d.dim_value > 0 else None for d in tensor.type.tensor_type.shape.dim]
+        if any(d is None for d in dims[1:]):
+            raise BackendError(f"ONNX input '{tensor.name}' {dims} has dynamic non-batch dimensions; export it "
+                               "with a fixed input size")
+        rest = tuple(dims[1:])
+        if dims[0] is not None and dims[0] != 1:
+            profile[tensor.name] = ((dims[0], *rest),) * 3
+        else:
+            # A static batch of 1 stays 1 (TensorRT rejects a profile wider than a static dimension).
+            top = max_batch if dims[0] is None else 1
+            profile[tensor.name] = ((1, *rest), (1, *rest), (top, *rest))
+    return profile
+
+
+def network_flags(trt: ModuleType, strongly_typed: bool) -> int:
+    """``create_network`` flags for this TensorRT version."""
+    major = major_version(trt)
+    creation = trt.NetworkDefinitionCreationFlag
+    flags = 0
+    if major < 10:
+        flags |= 1 << int(creation.EXPLICIT_BATCH)  # implicit batch was the default before 10
+    if strongly_typed and major == 10:
+        flags |= 1 << int(creation.STRONGLY_TYPED)
+    # 11: every network is strongly typed; STRONGLY_TYPED is deprecated and ignored, so it is not passed.
+    return flags
+
+
+def onnx_has_quantization(onnx_path: Path) -> bool:
+    import onnx  # noqa: PLC0415 - only needed when building
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node)
+
+
+def onnx_has_float16(onnx_path: Path) -> bool:
+    """Whether the model already holds float16 inputs, outputs or weights (e.g. ModelOpt AutoCast output)."""
+    import onnx  # noqa: PLC0415 - only needed when building
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    io = [*graph.input, *graph.output]
+    return (any(t.type.tensor_type.elem_type == _ONNX_FLOAT16 for t in io)
+            or any(t.data_type == _ONNX_FLOAT16 for t in graph.initializer))
+
+
+def to_float16_onnx(float_onnx: Path, workdir: Path) -> Path:
+    """``float_onnx`` converted to float16 in ``workdir``, inputs and outputs kept float32 (what the
+    daemon's GPU preprocessing and decoder exchange with the engine)."""
+    import onnx  # noqa: PLC0415 - only needed when building
+
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16  # noqa: PLC0415
+    except ImportError as error:
+        raise BackendError(f"fp16 on TensorRT 11 converts the ONNX to float16 with onnxruntime, which does not "
+                           f"import: {error}") from error
+    try:
+        model = convert_float_to_float16(onnx.load(str(float_onnx)), keep_io_types=True)
+        path = Path(workdir) / f"{float_onnx.stem}-float16.onnx"
+        large = sum(len(t.raw_data) for t in model.graph.initializer) > _PROTOBUF_LIMIT - (64 << 20)
+        # Above protobuf's 2 GiB the weights go to a file next to it; parse_from_file resolves them.
+        onnx.save(model, str(path), save_as_external_data=large, location=f"{path.name}.data")
+    except Exception as error:  # onnx/onnxruntime raise many types; say which step failed
+        raise BackendError(f"converting {float_onnx} to float16 for TensorRT failed: {error}") from error
+    return path
+
+
+def plan_network(trt: ModuleType, onnx_path: Path, precision: str, workdir: Path) -> NetworkPlan:
+    """Which ONNX to parse and how, for ``precision`` on this TensorRT (conversions are written to ``workdir``)."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"precision '{precision}' is not one of {PRECISIONS}")
+    onnx_path = Path(onnx_path)
+    if precision == "int8":
+        if not onnx_has_quantization(onnx_path):
+            raise BackendError(f"precision 'int8' needs a model with QuantizeLinear/DequantizeLinear nodes; "
+                               f"{onnx_path.name} has none (implicit calibration is deprecated in TensorRT 10 "
+                               "and removed in 11): quantize it first (streamd quantize), or use fp32/fp16")
+        return NetworkPlan(onnx_path, strongly_typed=True)
+    if precision == "fp16":
+        if hasattr(trt.BuilderFlag, "FP16"):
+            # TensorRT 10: weak typing, the FP16 flag lets the builder pick fp16 kernels.
+            return NetworkPlan(onnx_path, strongly_typed=False, builder_flags=("FP16",))
+        if onnx_has_float16(onnx_path):
+            log.info("%s already holds float16 tensors: built as it is", onnx_path)
+            return NetworkPlan(onnx_path, strongly_typed=True)
+        log.info("TensorRT %s builds strongly typed networks only: converting %s to float16 (I/O kept float32)",
+                 trt.__version__, onnx_path.name)
+        return NetworkPlan(to_float16_onnx(onnx_path, workdir), strongly_typed=True)
+    return NetworkPlan(onnx_path, strongly_typed=True)
 
 
 def _progress_monitor_class(trt: ModuleType) -> type | None:
@@ -88,42 +212,40 @@ def _progress_monitor_class(trt: ModuleType) -> type | None:
     return LogProgress
 
 
-def build_engine(trt: ModuleType, onnx_path: Path, precision: str, profile: Profile,
-                 workspace_bytes: int = DEFAULT_WORKSPACE_BYTES) -> bytes:
-    """Parse the ONNX file and build a serialized engine; every TensorRT failure raises BackendError."""
-    if precision not in PRECISIONS:
-        raise BackendError(f"precision '{precision}' is not one of {PRECISIONS}")
+def _builder_flag(trt: ModuleType, name: str) -> object:
+    flag = getattr(trt.BuilderFlag, name, None)
+    if flag is None:
+        raise BackendError(f"TensorRT {trt.__version__} has no BuilderFlag.{name} (removed in TensorRT 11: "
+                           "strongly typed networks only)")
+    return flag
+
+
+def serialize_network(trt: ModuleType, plan: NetworkPlan, profile: Profile,
+                      workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+                      configure: Callable[[object], None] | None = None, label: str = "") -> bytes:
+    """Parse ``plan.onnx_path`` and build a serialized engine; every failure raises BackendError naming it.
+
+    ``configure(config)`` runs last on the builder config (the quantize tool's DLA and calibrator).
+    """
+    onnx_path = Path(plan.onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    weak_fp16 = getattr(trt.BuilderFlag, "FP16", None)
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if precision == "int8" and not onnx_has_quantization(onnx_path):
-        raise BackendError(f"precision 'int8' needs a model with QuantizeLinear/DequantizeLinear nodes; "
-                           f"{onnx_path.name} has none (implicit calibration is deprecated in TensorRT 10 and "
-                           "removed in 11): quantize it first, or use fp32/fp16")
-    if precision == "int8":
-        # Implicit calibration is deprecated in 10 and gone in 11: only Q/DQ models, strongly typed.
-        flags = 1 << int(strongly_typed) if strongly_typed is not None else 0
-    elif precision == "fp16" and weak_fp16 is not None:
-        flags = 0  # TensorRT 10: weak typing, the FP16 flag lets the builder pick fp16 kernels
-    else:
-        # fp32 anywhere, or fp16 on TensorRT 11: the network's own types decide.
-        flags = 1 << int(strongly_typed) if (strongly_typed is not None and major_version(trt) >= 11) else 0
-    network = builder.create_network(flags)
+    if builder is None:
+        raise BackendError("TensorRT Builder could not be created (no CUDA device, or a driver mismatch?)")
+    network = builder.create_network(network_flags(trt, plan.strongly_typed))
     if network is None:
         raise BackendError("TensorRT Builder.create_network returned None")
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    # parse_from_file resolves external weight files next to the model, parse(bytes) does not.
+    if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise BackendError(f"TensorRT cannot parse {onnx_path}: {errors or 'no parser error recorded'}")
     config = builder.create_builder_config()
+    if config is None:
+        raise BackendError("TensorRT Builder.create_builder_config returned None")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    if precision == "fp16":
-        if weak_fp16 is not None:
-            config.set_flag(weak_fp16)
-        elif not _network_has_half_inputs_or_weights(trt, network):
-            raise BackendError(f"TensorRT {trt.__version__} builds strongly typed networks only: fp16 needs an "
-                               f"fp16 ONNX (convert {onnx_path.name} with ModelOpt AutoCast), or use fp32")
+    for name in plan.builder_flags:
+        config.set_flag(_builder_flag(trt, name))
     optimization_profile = builder.create_optimization_profile()
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
@@ -136,24 +258,24 @@ def build_engine(trt: ModuleType, onnx_path: Path, precision: str, profile: Prof
     monitor_class = _progress_monitor_class(trt)
     if monitor_class is not None:
         config.progress_monitor = monitor_class()
-    log.info("building TensorRT %s engine from %s (%s); this can take minutes", trt.__version__, onnx_path,
-             precision)
+    if configure is not None:
+        configure(config)
+    what = label or ("strongly typed" if plan.strongly_typed else "weakly typed " + "+".join(plan.builder_flags))
+    log.info("building TensorRT %s engine from %s (%s); this can take minutes", trt.__version__, onnx_path, what)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BackendError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
+        raise BackendError(f"TensorRT {trt.__version__} failed to build the {what} engine from {onnx_path} "
+                           "(see the TensorRT log above)")
     return bytes(serialized)
 
 
-def onnx_has_quantization(onnx_path: Path) -> bool:
-    import onnx  # noqa: PLC0415 - only needed when building
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node)
-
-
-def _network_has_half_inputs_or_weights(trt: ModuleType, network: object) -> bool:
-    half = trt.DataType.HALF
-    return any(network.get_input(i).dtype == half for i in range(network.num_inputs))
+def build_engine(trt: ModuleType, onnx_path: Path, precision: str, profile: Profile,
+                 workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+                 configure: Callable[[object], None] | None = None) -> bytes:
+    """Build a serialized ``precision`` engine from ``onnx_path``; every failure raises BackendError."""
+    with tempfile.TemporaryDirectory(prefix="streamd-trt-") as workdir:
+        plan = plan_network(trt, Path(onnx_path), precision, Path(workdir))
+        return serialize_network(trt, plan, profile, workspace_bytes, configure, label=precision)
 
 
 class EngineCache:

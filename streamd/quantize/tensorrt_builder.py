@@ -1,16 +1,15 @@
 """TensorRT engine building from the ONNX this tool writes. ``tensorrt`` is imported lazily: the
 rest of the tool (and its tests) runs without it.
 
-Paths, by TensorRT version:
-- INT8, TRT >= 10: the Q/DQ ONNX parsed into a *strongly typed* network: the Q/DQ nodes say which
-  tensors are int8, the rest stays in the ONNX's float type. This is the only INT8 path on TRT 11
-  (implicit calibration and ``BuilderFlag.INT8/FP16`` were removed there).
-- FP16: TRT 11 is always strongly typed, so the ONNX itself is converted to float16 first (I/O kept
-  float32); on TRT <= 10 the float ONNX is built weakly typed with ``BuilderFlag.FP16``.
-- FP32: the float ONNX, strongly typed where the flag exists.
+The network, builder config, optimization profile, progress monitor and serialization are the
+daemon's (``streamd.inference.tensorrt_build``, one path for TensorRT 10 and 11): int8 from the Q/DQ
+ONNX strongly typed, fp16 converted to float16 (I/O float32) on TRT 11 and ``BuilderFlag.FP16`` on
+TRT 10, fp32 strongly typed. Its BackendError becomes :class:`EngineBuildError` (exit code 4) here.
+What stays here is the tool's own:
 - Legacy INT8 (``--legacy-calibrator``, TRT <= 10 only, for DLA on JetPack 6): the *float* ONNX with
-  ``BuilderFlag.INT8`` and an ``IInt8EntropyCalibrator2`` fed with the same preprocessed images,
-  its calibration cache read and written at ``calibration_cache_path``.
+  ``BuilderFlag.INT8`` (+ FP16) and an ``IInt8EntropyCalibrator2`` fed with the same preprocessed
+  images, its calibration cache read and written at ``calibration_cache_path``;
+- DLA (``--dla-core``, GPU fallback on), the report entry and the exit codes.
 """
 
 from __future__ import annotations
@@ -22,8 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 
+from streamd.errors import BackendError
+from streamd.inference.tensorrt_build import (
+    PRECISIONS,
+    NetworkPlan,
+    onnx_input_profile,
+    plan_network,
+    serialize_network,
+)
 from streamd.quantize.calibration import ImageSet
 from streamd.quantize.errors import EngineBuildError, QuantizeError, TensorRTUnavailableError
 
@@ -54,35 +60,6 @@ class EngineOptions:
     workspace_bytes: int = WORKSPACE_BYTES_DEFAULT
     legacy_calibrator: bool = False
     dla_core: int | None = None
-
-
-def _parse(trt, builder, trt_logger, onnx_path: Path, strongly_typed: bool):
-    major = tensorrt_major(trt)
-    flags = 0
-    if major < 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # implicit batch was the default
-    # TRT 11 networks are always strongly typed; the flag is deprecated there and ignored.
-    if strongly_typed and major == 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    if network is None:
-        raise EngineBuildError("TensorRT builder.create_network returned None")
-    parser = trt.OnnxParser(network, trt_logger)
-    # parse_from_file resolves external weight files next to the model, parse(bytes) does not.
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineBuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    return network, parser
-
-
-
-def _to_float16_onnx(float_onnx: Path, workdir: Path) -> Path:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(float_onnx)), keep_io_types=True)
-    path = workdir / "float16.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 class _CudaGateway:
@@ -160,54 +137,53 @@ def build_engine(options: EngineOptions, engine_path: Path, qdq_onnx: Path | Non
     :class:`TensorRTUnavailableError` / :class:`EngineBuildError` / :class:`QuantizeError`."""
     trt = import_tensorrt()
     major = tensorrt_major(trt)
-    trt_logger = trt.Logger(trt.Logger.WARNING)
+    if options.precision not in PRECISIONS:
+        raise QuantizeError(f"precision '{options.precision}' is not one of {PRECISIONS}")
     if options.legacy_calibrator and major >= 11:
         raise QuantizeError(f"--legacy-calibrator needs TensorRT <= 10 (IInt8EntropyCalibrator2 was removed in "
                             f"11), this is {trt.__version__}: use the default Q/DQ path")
-    builder = trt.Builder(trt_logger)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
+    legacy = options.precision == "int8" and options.legacy_calibrator
+    if options.precision == "int8" and not legacy and qdq_onnx is None:
+        raise QuantizeError("the strongly typed INT8 engine needs the Q/DQ ONNX")
+    if legacy and (calibration_inputs is None or calibration_cache_path is None):
+        raise QuantizeError("the legacy INT8 calibrator needs calibration images and a cache path")
     calibrator = None
-    with tempfile.TemporaryDirectory(prefix="streamd-trt-") as workdir:
-        if options.precision == "int8" and not options.legacy_calibrator:
-            if qdq_onnx is None:
-                raise QuantizeError("the strongly typed INT8 engine needs the Q/DQ ONNX")
-            source, strongly_typed = qdq_onnx, True
-        elif options.precision == "int8":
-            if calibration_inputs is None or calibration_cache_path is None:
-                raise QuantizeError("the legacy INT8 calibrator needs calibration images and a cache path")
-            source, strongly_typed = float_onnx, False
-            config.set_flag(trt.BuilderFlag.INT8)
-            config.set_flag(trt.BuilderFlag.FP16)  # layers without an int8 kernel fall back to fp16
+
+    def configure(config) -> None:
+        nonlocal calibrator
+        if legacy:
             calibrator = _make_entropy_calibrator(trt, calibration_inputs, input_name, calibration_cache_path)
             config.int8_calibrator = calibrator
-        elif options.precision == "fp16" and major >= 11:
-            source, strongly_typed = _to_float16_onnx(float_onnx, Path(workdir)), True
-        elif options.precision == "fp16":
-            source, strongly_typed = float_onnx, False
-            config.set_flag(trt.BuilderFlag.FP16)
-        else:
-            source, strongly_typed = float_onnx, major >= 10
         if options.dla_core is not None:
-            if strongly_typed and major >= 11:
+            if plan.strongly_typed and major >= 11:
                 logger.warning("DLA on TensorRT %s: check the DLA support of strongly typed networks",
                                trt.__version__)
             config.default_device_type = trt.DeviceType.DLA
             config.DLA_core = options.dla_core
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-        network, _parser = _parse(trt, builder, trt_logger, source, strongly_typed)
+
+    with tempfile.TemporaryDirectory(prefix="streamd-trt-") as workdir:
         try:
-            serialized = builder.build_serialized_network(network, config)
-        finally:
-            if calibrator is not None:
-                calibrator.free()
-        if serialized is None:
-            raise EngineBuildError(f"TensorRT {trt.__version__} failed to build the {options.precision} engine "
-                                   f"from {source} (see the TensorRT log above)")
+            if legacy:
+                # Layers without an int8 kernel fall back to fp16.
+                plan = NetworkPlan(float_onnx, strongly_typed=False, builder_flags=("INT8", "FP16"))
+            else:
+                plan = plan_network(trt, qdq_onnx if options.precision == "int8" else float_onnx,
+                                    options.precision, Path(workdir))
+            profile = onnx_input_profile(plan.onnx_path, max_batch=1)
+            label = "legacy-calibrated int8" if legacy else options.precision
+            try:
+                serialized = serialize_network(trt, plan, profile, options.workspace_bytes, configure, label)
+            finally:
+                if calibrator is not None:
+                    calibrator.free()
+        except BackendError as error:
+            raise EngineBuildError(str(error)) from error
         engine_path.parent.mkdir(parents=True, exist_ok=True)
-        engine_path.write_bytes(bytes(serialized))
+        engine_path.write_bytes(serialized)
+    source = plan.onnx_path
     return {"path": str(engine_path), "tensorrt": str(trt.__version__), "precision": options.precision,
-            "strongly_typed": strongly_typed, "legacy_calibrator": options.legacy_calibrator,
+            "strongly_typed": plan.strongly_typed, "legacy_calibrator": options.legacy_calibrator,
             "source_onnx": str(float_onnx if options.precision == "fp16" else source)}
 
 

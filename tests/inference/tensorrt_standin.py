@@ -7,6 +7,10 @@ It enforces the parts of the real API contract the backend relies on, strictly:
   ``set_input_shape`` and every I/O tensor has an address from ``set_tensor_address``;
 - shapes outside the optimization profile are refused (False);
 - ``BuilderFlag.FP16`` exists only for major version 10; version 11 networks are strongly typed.
+- the builder refuses (returns None) a strongly typed network (``STRONGLY_TYPED`` on 10, every
+  network on 11) with a precision flag (FP16/INT8), and ``create_network`` returns None for flag
+  bits the version does not define (11 has no ``EXPLICIT_BATCH``); the parser records the ONNX's tensor types (inputs,
+  outputs, weights) so tests see what TensorRT would type the network as.
 
 "Device" memory is host memory here (see ``HostCuda``): the engine computes
 ``output[b, i] = 2 * input[b].flat[i] + 1`` for the first ``N`` input values, so data flow through
@@ -194,6 +198,7 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
             self.flags = flags
             self.inputs: list[SimpleNamespace] = []
             self.outputs: list[SimpleNamespace] = []
+            self.weight_dtypes: dict[str, DataType] = {}
 
         @property
         def num_inputs(self) -> int:
@@ -210,18 +215,39 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
         def parse(self, model: bytes) -> bool:
             import onnx  # noqa: PLC0415
 
+            _require(model, (bytes, bytearray, memoryview), "parse model")
             try:
-                graph = onnx.load_from_string(model).graph
+                graph = onnx.load_from_string(bytes(model)).graph
             except Exception as error:  # the real parser reports, never raises
                 self.errors.append(str(error))
                 return False
+            return self._populate(graph)
+
+        def parse_from_file(self, model: str) -> bool:
+            import onnx  # noqa: PLC0415
+
+            _require(model, str, "parse_from_file model")
+            module.parsed_paths.append(model)
+            try:
+                graph = onnx.load(model).graph  # external data next to the file resolves, as in TensorRT
+            except Exception as error:  # the real parser reports, never raises
+                self.errors.append(str(error))
+                return False
+            return self._populate(graph)
+
+        def _populate(self, graph: object) -> bool:
+            def dtype(elem_type: int) -> DataType:
+                return DataType.HALF if elem_type == 10 else DataType.FLOAT
+
             for tensor in graph.input:
                 dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tensor.type.tensor_type.shape.dim)
-                dtype = DataType.HALF if tensor.type.tensor_type.elem_type == 10 else DataType.FLOAT
-                self.network.inputs.append(SimpleNamespace(name=tensor.name, shape=dims, dtype=dtype))
+                self.network.inputs.append(SimpleNamespace(name=tensor.name, shape=dims,
+                                                           dtype=dtype(tensor.type.tensor_type.elem_type)))
             for tensor in graph.output:
                 dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tensor.type.tensor_type.shape.dim)
-                self.network.outputs.append(SimpleNamespace(name=tensor.name, shape=dims))
+                self.network.outputs.append(SimpleNamespace(name=tensor.name, shape=dims,
+                                                            dtype=dtype(tensor.type.tensor_type.elem_type)))
+            self.network.weight_dtypes = {t.name: dtype(t.data_type) for t in graph.initializer}
             return True
 
         @property
@@ -261,9 +287,12 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
             _require(logger, Logger, "Builder logger")
             module.builds = getattr(module, "builds", 0)
 
-        def create_network(self, flags: int = 0) -> Network:
+        def create_network(self, flags: int = 0) -> Network | None:
             _require(flags, int, "create_network flags")
             module.last_network_flags = flags
+            known = sum(1 << int(bit) for bit in vars(module.NetworkDefinitionCreationFlag).values())
+            if flags & ~known:
+                return None  # flag bits this version does not define: TensorRT logs an error
             return Network(flags)
 
         def create_builder_config(self) -> BuilderConfig:
@@ -275,6 +304,11 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
         def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes | None:
             module.builds += 1
             module.last_config = config
+            module.last_network = network
+            strongly_typed = major >= 11 or bool(network.flags & (1 << creation_flags["STRONGLY_TYPED"]))
+            precision_flags = {builder_flags[name] for name in ("FP16", "INT8") if name in builder_flags}
+            if strongly_typed and config.flags & precision_flags:
+                return None  # TensorRT logs: precision flags are not allowed on a strongly typed network
             monitor = config.progress_monitor
             if monitor is not None:
                 monitor.phase_start("Building engine", None, 2)
@@ -287,7 +321,7 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
             io = {t.name: {"mode": "input", "shape": list(t.shape), "dtype": t.dtype.name,
                            "profile": [list(s) for s in profile[t.name]]} for t in network.inputs}
             for t in network.outputs:
-                io[t.name] = {"mode": "output", "shape": list(t.shape), "dtype": "FLOAT"}
+                io[t.name] = {"mode": "output", "shape": list(t.shape), "dtype": t.dtype.name}
             return serialize_engine(io)
 
     module = SimpleNamespace(
@@ -297,7 +331,7 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
         BuilderFlag=SimpleNamespace(**builder_flags),
         NetworkDefinitionCreationFlag=SimpleNamespace(**creation_flags),
         MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
-        builds=0)
+        builds=0, parsed_paths=[])
     return module
 
 

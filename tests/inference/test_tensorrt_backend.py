@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from streamd.errors import BackendError
 from streamd.inference.registry import BackendOptions
@@ -119,21 +119,85 @@ def test_static_batch_profile_stays_one(tmp_path: Path, trt) -> None:
     assert input_profile(trt, model, max_batch=8) == {"images": ((1, 3, 4, 4),) * 3}
 
 
+def write_weighted_onnx(path: Path) -> Path:
+    """``output = images * scale`` with a float32 weight, dynamic batch."""
+    scale = numpy_helper.from_array(np.full((1,), 0.5, np.float32), "scale")
+    node = helper.make_node("Mul", ["images", "scale"], ["output"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                          ["batch", 3, 4, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+                              initializer=[scale])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def test_precision_per_major_version(tmp_path: Path) -> None:
     model = write_onnx(tmp_path / "m.onnx")
     profile = {"images": ((1, 3, 4, 4), (1, 3, 4, 4), (1, 3, 4, 4))}
     ten = standin.make_module("10.9.0")
-    build_engine(ten, model, "fp16", profile)
-    assert ten.BuilderFlag.FP16 in ten.last_config.flags
+    build_engine(ten, model, "fp16", profile)  # weakly typed: the FP16 flag, no STRONGLY_TYPED
+    assert ten.BuilderFlag.FP16 in ten.last_config.flags and ten.last_network_flags == 0
+    assert ten.parsed_paths == [str(model)]
+    build_engine(ten, model, "fp32", profile)
+    assert ten.last_network_flags == 1 << ten.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    assert not ten.last_config.flags
     eleven = standin.make_module("11.4.1")
-    with pytest.raises(BackendError, match="strongly typed"):
-        build_engine(eleven, model, "fp16", profile)
-    assert eleven.last_network_flags == 1 << eleven.NetworkDefinitionCreationFlag.STRONGLY_TYPED
-    build_engine(eleven, write_onnx(tmp_path / "h.onnx", dtype=TensorProto.FLOAT16), "fp16", profile)
+    build_engine(eleven, model, "fp32", profile)
+    assert eleven.last_network_flags == 0  # always strongly typed; the deprecated flag is not passed
+    half = write_onnx(tmp_path / "h.onnx", dtype=TensorProto.FLOAT16)
+    build_engine(eleven, half, "fp16", profile)  # already float16: parsed as it is
+    assert eleven.parsed_paths[-1] == str(half)
     with pytest.raises(BackendError, match="precision"):
         build_engine(ten, model, "int4", profile)
     with pytest.raises(BackendError, match="QuantizeLinear"):
         build_engine(ten, model, "int8", profile)
+
+
+def test_fp16_on_trt11_builds_a_float16_network_with_float32_io(tmp_path: Path) -> None:
+    """TensorRT 11 has no FP16 flag: the ONNX is converted to float16, inputs and outputs stay float32."""
+    model = write_weighted_onnx(tmp_path / "m.onnx")
+    eleven = standin.make_module("11.4.1")
+    profile = input_profile(eleven, model, max_batch=2)
+    engine = build_engine(eleven, model, "fp16", profile)
+    assert eleven.last_network_flags == 0 and not eleven.last_config.flags
+    assert eleven.parsed_paths[-1] != str(model)  # the converted copy was parsed
+    network = eleven.last_network
+    assert network.weight_dtypes["scale"] == eleven.DataType.HALF
+    assert [t.dtype for t in network.inputs] == [eleven.DataType.FLOAT]
+    assert [t.dtype for t in network.outputs] == [eleven.DataType.FLOAT]
+    assert not Path(eleven.parsed_paths[-1]).exists()  # the temporary conversion is gone
+    # The daemon's host backend runs it with float32 buffers; the cache key is the original ONNX's.
+    backend = TensorRTBackend(engine, trt=eleven, cuda=standin.host_cuda())
+    assert backend.inputs[0].dtype == np.float32 and backend.outputs[0].dtype == np.float32
+    backend.close()
+    cache = EngineCache(tmp_path / "cache")
+    ensure_engine(eleven, model, "fp16", profile, "GPU", (9, 0), cache)
+    assert cache.paths(model, "fp16")[0].is_file()
+
+
+def test_standin_refuses_precision_flags_on_strongly_typed_networks(tmp_path: Path) -> None:
+    """The stand-in, like TensorRT 10, refuses FP16 on a STRONGLY_TYPED network; the builder never asks."""
+    ten = standin.make_module("10.9.0")
+    builder = ten.Builder(ten.Logger())
+    network = builder.create_network(1 << ten.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    config = builder.create_builder_config()
+    config.set_flag(ten.BuilderFlag.FP16)
+    config.add_optimization_profile(builder.create_optimization_profile())
+    assert builder.build_serialized_network(network, config) is None
+    eleven = standin.make_module("11.4.1")
+    assert eleven.Builder(eleven.Logger()).create_network(1 << 0) is None  # no EXPLICIT_BATCH on 11
+
+
+def test_build_failures_name_what_failed(tmp_path: Path, trt) -> None:
+    model = write_onnx(tmp_path / "m.onnx")
+    profile = {"images": ((1, 3, 4, 4),) * 3}
+    with pytest.raises(BackendError, match="cannot parse .*broken.onnx"):
+        build_engine(trt, (tmp_path / "broken.onnx"), "fp32", profile)
+    with pytest.raises(BackendError, match="no input profile for tensor 'images'"):
+        build_engine(trt, model, "fp32", {"other": ((1,), (1,), (1,))})
+    trt.Builder.build_serialized_network = lambda self, network, config: None
+    with pytest.raises(BackendError, match="failed to build the fp32 engine from .*m.onnx"):
+        build_engine(trt, model, "fp32", profile)
 
 
 def test_closed_engine_refuses_enqueue(trt) -> None:

@@ -1,5 +1,6 @@
 """The engine builder against a minimal stand-in of the ``tensorrt`` module (10.x and 11.x APIs, as
-their bindings document them): which ONNX is parsed, with which network flags and builder flags."""
+their bindings document them): which ONNX is parsed, with which network flags and builder flags,
+through the daemon's shared builder (``streamd.inference.tensorrt_build``)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,31 @@ def _fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True) -
     log: dict = {"flags": set(), "parsed": None}
     flag_names = ["GPU_FALLBACK"] + (["FP16", "INT8"] if major < 11 else [])
 
+    class Network:
+        def __init__(self) -> None:
+            self.inputs: list[types.SimpleNamespace] = []
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self.inputs)
+
+        def get_input(self, index: int) -> types.SimpleNamespace:
+            return self.inputs[index]
+
+    class Profile:
+        def __init__(self) -> None:
+            self.shapes: dict = {}
+
+        def set_shape(self, name: str, minimum, optimum, maximum) -> None:
+            self.shapes[name] = (tuple(minimum), tuple(optimum), tuple(maximum))
+
     class Config:
         def __init__(self) -> None:
             self.int8_calibrator = None
+
+        def add_optimization_profile(self, profile: Profile) -> int:
+            log["profile"] = profile.shapes
+            return 0
 
         def set_memory_pool_limit(self, pool, nbytes: int) -> None:
             log["workspace"] = nbytes
@@ -37,10 +60,13 @@ def _fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True) -
 
         def create_network(self, flags: int):
             log["network_flags"] = flags
-            return object()
+            return Network()
 
         def create_builder_config(self) -> Config:
             return Config()
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
 
         def build_serialized_network(self, network, config):
             calibrator = config.int8_calibrator
@@ -57,11 +83,14 @@ def _fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True) -
         num_errors = 0 if parse_ok else 1
 
         def __init__(self, network, logger) -> None:
-            pass
+            self.network = network
 
         def parse_from_file(self, path: str) -> bool:
             log["parsed"] = path
             log["parsed_model"] = onnx.load(path)
+            initializers = {t.name for t in log["parsed_model"].graph.initializer}
+            self.network.inputs = [types.SimpleNamespace(name=t.name) for t in log["parsed_model"].graph.input
+                                   if t.name not in initializers]
             return parse_ok
 
         def get_error(self, index: int) -> str:
@@ -101,16 +130,39 @@ def _install(monkeypatch, module) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", module)
 
 
+def _write_qdq(float_path: Path, qdq_path: Path) -> None:
+    """The float model with a QuantizeLinear/DequantizeLinear pair on its input (what the tool writes)."""
+    model = onnx.load(str(float_path))
+    graph = model.graph
+    name = graph.input[0].name
+    for node in graph.node:
+        node.input[:] = [f"{name}_dq" if i == name else i for i in node.input]
+    graph.initializer.extend([onnx.numpy_helper.from_array(np.array(1 / 127, np.float32), "qdq_scale"),
+                              onnx.numpy_helper.from_array(np.array(0, np.int8), "qdq_zero")])
+    graph.node.insert(0, onnx.helper.make_node("DequantizeLinear", [f"{name}_q", "qdq_scale", "qdq_zero"],
+                                               [f"{name}_dq"]))
+    graph.node.insert(0, onnx.helper.make_node("QuantizeLinear", [name, "qdq_scale", "qdq_zero"], [f"{name}_q"]))
+    onnx.save(model, str(qdq_path))
+
+
 @pytest.mark.parametrize(("version", "network_flags"), [("11.4.0", 0), ("10.13.0", 1 << 1)])
 def test_int8_is_a_strongly_typed_build_of_the_qdq_onnx(monkeypatch, models, tmp_path, version, network_flags):
     float_path, qdq_path = models
-    onnx.save(onnx.load(str(float_path)), str(qdq_path))
+    _write_qdq(float_path, qdq_path)
     trt = _fake_tensorrt(version)
     _install(monkeypatch, trt)
     built = build_engine(EngineOptions("int8"), tmp_path / "m.engine", qdq_path, float_path)
     assert trt.log["parsed"] == str(qdq_path) and trt.log["network_flags"] == network_flags
     assert trt.log["flags"] == set() and (tmp_path / "m.engine").read_bytes() == b"serialized engine"
     assert built["strongly_typed"] and built["tensorrt"] == version
+    assert trt.log["profile"] == {"images": ((1, 3, 64, 64),) * 3}  # the daemon's profile, static batch 1
+
+
+def test_int8_without_qdq_nodes_is_an_engine_build_error(monkeypatch, models, tmp_path):
+    float_path, _ = models
+    _install(monkeypatch, _fake_tensorrt("11.4.0"))
+    with pytest.raises(EngineBuildError, match="QuantizeLinear"):
+        build_engine(EngineOptions("int8"), tmp_path / "m.engine", float_path, float_path)
 
 
 def test_fp16_on_trt11_parses_a_float16_onnx(monkeypatch, models, tmp_path):
