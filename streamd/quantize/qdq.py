@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from streamd.quantize.calibration import ArrayDataReader
+from streamd.quantize.errors import QuantizeError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,28 @@ def calibration_cache_key(model: onnx.ModelProto, image_paths: Sequence[Path], m
         digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     digest.update(json.dumps([CACHE_FORMAT_VERSION, method, convention_name, percentile]).encode())
     return digest.hexdigest()[:20]
+
+
+def calibration_cache_supported() -> bool:
+    """ONNX Runtime can save activation ranges and quantize from them (``save_tensors_data`` and
+    ``quantize_static(calibration_cache_path=...)``: onnxruntime >= 1.24, which needs Python >= 3.11)."""
+    import inspect  # noqa: PLC0415
+
+    from onnxruntime.quantization import calibrate, quantize_static  # noqa: PLC0415
+
+    return (hasattr(calibrate, "save_tensors_data")
+            and "calibration_cache_path" in inspect.signature(quantize_static).parameters)
+
+
+def require_calibration_cache_support() -> None:
+    if not calibration_cache_supported():
+        import onnxruntime  # noqa: PLC0415
+
+        raise QuantizeError(
+            f"INT8 calibration needs onnxruntime >= 1.24 (this is {onnxruntime.__version__}; on Python 3.10, "
+            "e.g. JetPack 6, none is published): quantize on a machine with Python >= 3.11, then build the "
+            "engine on the target from the Q/DQ ONNX (`streamd run` with backend = \"tensorrt\", or trtexec "
+            "--stronglyTyped)")
 
 
 @dataclass
@@ -90,6 +113,7 @@ class QdqQuantizer:
         single candidate: the full min/max range, i.e. "entropy" silently equals min-max. TensorRT's
         entropy calibrator uses 2048 bins and 128 quantized bins; so does this one.
         """
+        require_calibration_cache_support()
         from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
         options = {"symmetric": True}
@@ -115,6 +139,7 @@ class QdqQuantizer:
         """
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+        require_calibration_cache_support()
         if not self.cache_hit:
             raise ValueError(f"no calibration cache at {self.cache_path}: call calibrate() first")
         extra_options = {

@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from streamd.quantize import qdq
 from streamd.quantize.cli import main
 from streamd.quantize.errors import (
     EXIT_BAD_INPUT,
@@ -23,6 +24,9 @@ from streamd.quantize.errors import (
 from tests.support import REPO
 
 SMALL = ["--calib-count", "12", "--eval-count", "12", "--search-count", "6"]
+requires_int8_calibration = pytest.mark.skipif(
+    not qdq.calibration_cache_supported(),
+    reason="INT8 calibration needs onnxruntime >= 1.24 (none for Python 3.10); the tool then exits 2, tested below")
 
 
 def _run(model: Path, images: Path, out: Path, *extra: str) -> tuple[int, dict]:
@@ -32,6 +36,7 @@ def _run(model: Path, images: Path, out: Path, *extra: str) -> tuple[int, dict]:
     return code, report
 
 
+@requires_int8_calibration
 def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Path, capsys) -> None:
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5")
     assert code == EXIT_OK and report["verdict"]["passed"]
@@ -59,6 +64,7 @@ def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Pa
     assert code == EXIT_OK and report["calibration"]["cache_hit"] is True
 
 
+@requires_int8_calibration
 def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.995", "--margin", "0.005")
     search = report["search"]
@@ -67,6 +73,7 @@ def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder:
     assert code == (EXIT_OK if report["verdict"]["passed"] else EXIT_FIDELITY_MISSED)
 
 
+@requires_int8_calibration
 def test_excluded_nodes_and_int8_share_target(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--exclude", "stage0", "--min-fidelity", "0",
                         "--min-int8-share", "1.0")
@@ -100,6 +107,7 @@ def test_bad_inputs_give_clear_errors(tiny_conv_model: Path, image_folder: Path,
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+@requires_int8_calibration
 def test_engine_without_tensorrt_still_writes_the_qdq_onnx(tiny_conv_model: Path, image_folder: Path,
                                                            tmp_path: Path, capsys) -> None:
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5",
@@ -114,3 +122,11 @@ def test_tools_wrapper_runs_the_cli() -> None:
     result = subprocess.run([sys.executable, str(REPO / "tools" / "quantize.py"), "--help"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and "--min-fidelity" in result.stdout
+
+
+def test_old_onnxruntime_is_a_clear_error(tiny_conv_model: Path, image_folder: Path, tmp_path: Path,
+                                          monkeypatch, capsys) -> None:
+    monkeypatch.setattr(qdq, "calibration_cache_supported", lambda: False)
+    code, _ = _run(tiny_conv_model, image_folder, tmp_path)
+    assert code == EXIT_BAD_INPUT
+    assert "needs onnxruntime >= 1.24" in capsys.readouterr().err
