@@ -118,10 +118,13 @@ class Preprocessor:
             # The frame size changed: repaint the whole canvas so no old pixels survive in the pad.
             self._canvas[...] = self.convention.pad_value
             self._last_geometry = geometry
-        resized = cv2.resize(image, (geometry.resized_width, geometry.resized_height),
+        region = self._canvas[geometry.pad_y:geometry.pad_y + geometry.resized_height,
+                              geometry.pad_x:geometry.pad_x + geometry.resized_width]
+        # Straight into the canvas (OpenCV writes through the strided view): no intermediate copy.
+        resized = cv2.resize(image, (geometry.resized_width, geometry.resized_height), dst=region,
                              interpolation=cv2.INTER_LINEAR)
-        self._canvas[geometry.pad_y:geometry.pad_y + geometry.resized_height,
-                     geometry.pad_x:geometry.pad_x + geometry.resized_width] = resized
+        if not np.may_share_memory(resized, self._canvas):  # an OpenCV that allocated instead
+            region[...] = resized
         return self._canvas, geometry
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
