@@ -75,7 +75,6 @@ def offline_accuracy(onnx_path: str | Path, seeds: Iterable[int], frames_per_see
 # ----------------------------------------------------------------------------------------------
 # through the daemon
 HELD_OUT_SEEDS = (1, 2, 3, 4)  # < TRAINING_SEED_BASE: scenes the shipped model never saw
-DAEMON_START_TIMEOUT_SECONDS = 60.0
 
 
 def accuracy_config(endpoint: str, seeds: Sequence[int], frames_per_seed: int, width: int, height: int,

@@ -45,8 +45,6 @@ class Publisher:
         # The real endpoint (a tcp port of 0 or * becomes the one the OS chose).
         self.bound_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.subscriptions = 0
-        self.sent = 0
-        self.dropped = 0
 
     def send(self, parts: list[bytes]) -> bool:
         """True when ZeroMQ took the message for every subscriber; False when it was dropped."""
@@ -54,11 +52,9 @@ class Publisher:
         try:
             self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            self.dropped += 1
             if self._metrics is not None:
                 self._metrics.messages_dropped.inc()
             return False
-        self.sent += 1
         if self._metrics is not None:
             self._metrics.messages_published.inc()
         return True
