@@ -112,3 +112,21 @@ def wait_for_http(url: str, deadline_seconds: float = 30.0) -> tuple[int, str]:
             last_error = error
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {deadline_seconds} s: {last_error}")
+
+
+def still_image_config(model: Path, image: Path, publish_port: int) -> str:
+    """A daemon config: one looping image source at 20 fps, the given model, metrics off."""
+    return f"""
+[[sources]]
+id = "still"
+kind = "image"
+url = "{image}"
+loop = true
+fps = 20
+[model]
+path = "{model}"
+[publish]
+endpoint = "tcp://127.0.0.1:{publish_port}"
+[metrics]
+enabled = false
+"""

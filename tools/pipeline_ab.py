@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_bench import NMS, SCORE, load_frames, same, time_kernel  # noqa: E402
+from gpu_bench import NMS, SCORE, load_frames, run_pipeline, same, time_kernel  # noqa: E402
 
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Stream  # noqa: E402
@@ -59,32 +59,15 @@ def make(package: str, model: str, slots: int):
 
 
 def measure(detector, frames: list[Frame], mode: str, timer: GcTimer) -> tuple[list, dict]:
-    """gpu_bench.run_pipeline's loop, plus the gc time inside it."""
-    for frame in frames[:8]:
-        detector.submit(frame)
-    detector.drain()
-    detector.wait_seconds = 0.0
-    results, submit_seconds = [], 0.0
-    timer.seconds, timer.collections, timer.active = 0.0, 0, True
-    started = time.perf_counter()
-    for original in frames:
-        frame = original
-        call = time.perf_counter()
-        if mode == "pinned":
-            buffer = detector.host_frame_buffer(frame.width, frame.height)
-            copy_started = time.perf_counter()
-            np.copyto(buffer, frame.image)
-            call += time.perf_counter() - copy_started
-            frame = Frame(frame.source_id, frame.index, frame.capture_time, frame.capture_monotonic, buffer)
-        results.extend(detector.submit(frame))
-        submit_seconds += time.perf_counter() - call
-    call = time.perf_counter()
-    results.extend(detector.drain())
-    submit_seconds += time.perf_counter() - call
-    wall = time.perf_counter() - started
-    timer.active = False
+    """gpu_bench.run_pipeline, plus the gc time inside its timed loop."""
+    timer.seconds, timer.collections = 0.0, 0
+
+    def set_active(active: bool) -> None:
+        timer.active = active
+
+    results, timings = run_pipeline(detector, frames, mode == "pinned", on_timed=set_active)
     count = len(frames)
-    return results, {"fps": count / wall, "host_ms_per_frame": (submit_seconds - detector.wait_seconds) / count * 1e3,
+    return results, {"fps": timings["fps"], "host_ms_per_frame": timings["host_ms_per_frame"],
                      "gc_ms_per_frame": timer.seconds / count * 1e3, "gc_collections": timer.collections}
 
 

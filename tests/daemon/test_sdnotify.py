@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from streamd.daemon.sdnotify import SystemdNotifier
-from tests.support import free_port
+from tests.support import free_port, still_image_config
 
 
 def receive_all(sock: socket.socket, until: str, timeout: float) -> list[str]:
@@ -27,20 +27,8 @@ def test_daemon_notifies_ready_watchdog_and_stopping(tmp_path: Path, daemon_fact
     socket_path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(str(socket_path))
-        daemon = daemon_factory(f"""
-[[sources]]
-id = "still"
-kind = "image"
-url = "{tiny_image}"
-loop = true
-fps = 20
-[model]
-path = "{tiny_model}"
-[publish]
-endpoint = "tcp://127.0.0.1:{free_port()}"
-[metrics]
-enabled = false
-""", env={"NOTIFY_SOCKET": str(socket_path), "WATCHDOG_USEC": "400000"})
+        daemon = daemon_factory(still_image_config(tiny_model, tiny_image, free_port()),
+                                env={"NOTIFY_SOCKET": str(socket_path), "WATCHDOG_USEC": "400000"})
         messages = receive_all(listener, "WATCHDOG=1", timeout=30)
         assert messages and messages[0].startswith("READY=1"), daemon.log()
         assert "WATCHDOG=1" in messages

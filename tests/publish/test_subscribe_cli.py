@@ -6,25 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, still_image_config
 
 
 def test_subscribe_prints_detections(daemon_factory, tiny_model: Path, tiny_image: Path) -> None:
     port = free_port()
-    daemon_factory(f"""
-[[sources]]
-id = "still"
-kind = "image"
-url = "{tiny_image}"
-loop = true
-fps = 20
-[model]
-path = "{tiny_model}"
-[publish]
-endpoint = "tcp://127.0.0.1:{port}"
-[metrics]
-enabled = false
-""")
+    daemon_factory(still_image_config(tiny_model, tiny_image, port))
     result = subprocess.run([sys.executable, "-m", "streamd", "subscribe", f"tcp://127.0.0.1:{port}", "--count", "3"],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
