@@ -77,10 +77,10 @@ class DaemonProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
-        """SIGTERM; (exit status, seconds it took to exit)."""
+    def terminate(self, timeout: float = 10.0, signal_number: int = signal.SIGTERM) -> tuple[int, float]:
+        """SIGTERM (or ``signal_number``); (exit status, seconds it took to exit)."""
         started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal_number)
         status = self.process.wait(timeout)
         return status, time.monotonic() - started
 

@@ -114,8 +114,7 @@ class Service:
         return ready, {"sources": states}
 
     def stop(self) -> None:
-        for source in self.sources:
-            source.stop(STOP_TIMEOUT_SECONDS)
+        self.stop_sources()
         if self.pipeline is not None:
             self.pipeline.stop(STOP_TIMEOUT_SECONDS)
         # Frame pools last: their memory may be read by the detector until it is closed.
@@ -125,6 +124,20 @@ class Service:
                     part.close()
                 except Exception:  # keep tearing down the rest
                     log.exception("closing %s failed", type(part).__name__)
+
+
+    def stop_sources(self) -> None:
+        """Stop every source in parallel against one deadline. Joined one after another, each frozen
+        camera added its read timeout: 3 RTSP cameras on a SIGSTOPped server took 7-9 s to exit
+        (issue 15, 2026-11-30, 2-core VM), near the units' TimeoutStopSec=10."""
+        for source in self.sources:
+            source.request_stop()
+        budget_seconds = max((s.join_timeout(STOP_TIMEOUT_SECONDS) for s in self.sources), default=0.0)
+        deadline = time.monotonic() + budget_seconds
+        for source in self.sources:
+            if not source.join(deadline - time.monotonic()):
+                log.warning("source %s still running %.1f s after stop; abandoned", source.source_id,
+                            budget_seconds)
 
 
 def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None) -> int:

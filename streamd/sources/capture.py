@@ -68,15 +68,32 @@ class CaptureSource:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Signal the thread and wait for it (see ``join_timeout`` for how long)."""
+        self.request_stop()
+        self.join(self.join_timeout(timeout))
+
+    def request_stop(self) -> None:
+        """Tell the capture thread to end; returns at once. Several sources are stopped in parallel
+        by signalling all of them first, then joining each against one shared deadline."""
         self._stop.set()
         self.slot.close()
+
+    def join_timeout(self, timeout: float) -> float:
+        """How long a join after ``request_stop()`` may need: ``timeout``, or for a supervised source
+        long enough for a reader blocked in FFmpeg to reach its read timeout."""
+        if self.config.kind in _SUPERVISED_KINDS:
+            # Leaving before that read returns would let the interpreter exit under it (which
+            # aborts the process).
+            return max(timeout, self.config.read_timeout_seconds + 1.5)
+        return timeout
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread (after ``request_stop()``); True if it ended.
+        A thread still running is a daemon thread: it cannot keep the process alive."""
         if self._thread.is_alive():
-            if self.config.kind in _SUPERVISED_KINDS:
-                # Its reader may be blocked in FFmpeg until the read timeout; leaving before it
-                # returns would let the interpreter exit under it (which aborts the process).
-                timeout = max(timeout, self.config.read_timeout_seconds + 1.5)
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, timeout))
         self.set_state("stopped")
+        return not self._thread.is_alive()
 
     @property
     def alive(self) -> bool:
