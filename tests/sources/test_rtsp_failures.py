@@ -4,7 +4,9 @@ clear log line and state, retries with growing waits, and a good camera beside t
 from __future__ import annotations
 
 import logging
+import re
 import socket
+import statistics
 import time
 
 from tests.sources.rtsp_support import FAST_RTSP, RateSampler, delivered_after, wait_for
@@ -24,8 +26,14 @@ def _backoff_waits(source) -> list[float]:
     return [b[0] - a[0] for a, b in zip(history, history[1:]) if a[1] == "backing_off" and b[1] == "connecting"]
 
 
+def _drawn_delays(caplog, source_id: str) -> list[float]:
+    """The backoff delays the supervisor drew, in order (its DEBUG line per failure)."""
+    pattern = re.compile(rf"source {re.escape(source_id)}: \w+ failure, next attempt in ([0-9.]+) s")
+    return [float(m.group(1)) for r in caplog.records if (m := pattern.match(r.getMessage()))]
+
+
 def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="streamd.sources")
+    caplog.set_level(logging.DEBUG, logger="streamd.sources")
     server = rtsp_server(mounts=["cam0"])
     silent = socket.socket()  # accepts connections (the kernel does) and never says a word
     silent.bind(("127.0.0.1", 0))
@@ -44,6 +52,9 @@ def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) ->
         assert wait_for(lambda: good.state == "streaming", timeout=10)
         with RateSampler([good]) as sampler:
             time.sleep(RUN_SECONDS)
+        # Read before this test kills the good camera's server: a reconnect attempt that lands
+        # while it is down is an open error the test itself caused (issue 9: it failed 1 in 5).
+        good_open_errors = sources.sample("streamd_source_errors_total", "good", kind="open")
         # A silent camera must not hold up the good one's reconnect (OpenCV's opens share one lock).
         server.kill()
         assert wait_for(lambda: good.state != "streaming", timeout=5)
@@ -59,7 +70,7 @@ def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) ->
     rates = sampler.window_rates(0, window=2.0)
     print(f"good source beside them: min {min(rates):.1f} fps over 2 s windows")
     assert min(rates) > 0.8 * STREAM_FPS
-    assert sources.sample("streamd_source_errors_total", "good", kind="open") == 0
+    assert good_open_errors == 0
 
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     expected = {"silent": f"within {FAST_RTSP['open_timeout_seconds']:g} s",
@@ -74,11 +85,21 @@ def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) ->
         attempts = _attempt_times(source)
         assert sources.sample("streamd_source_errors_total", source_id, kind="open") >= len(attempts) - 1 >= 1
         waits = _backoff_waits(source)
-        print(f"{source_id}: {len(attempts)} attempts, waits {', '.join(f'{w:.2f}' for w in waits)} s")
-        # Jittered into [0.5 d, d]: d = 0.2 s first, doubling to the 1 s cap.
-        assert waits[0] <= FAST_RTSP["backoff_initial_seconds"] + 0.1  # + scheduling on a busy machine
-        assert max(waits) <= FAST_RTSP["backoff_max_seconds"] + 0.15
+        drawn = _drawn_delays(caplog, source_id)
+        print(f"{source_id}: {len(attempts)} attempts, waits {', '.join(f'{w:.2f}' for w in waits)} s, "
+              f"drawn {', '.join(f'{d:.2f}' for d in drawn)} s")
+        # The rule, exactly, on the delays drawn: jittered into [0.5 d, d], d = 0.2 s first,
+        # doubling to the 1 s cap. (Measured waits add scheduling delay on a busy 2-core machine:
+        # a fixed +0.1 s bound on them failed there, so they are checked against the drawn ones.)
+        initial, cap = FAST_RTSP["backoff_initial_seconds"], FAST_RTSP["backoff_max_seconds"]
+        assert 0.5 * initial - 0.005 <= drawn[0] <= initial + 0.005
+        assert max(drawn) <= cap + 0.005
+        # The supervisor really waits what it drew: never less, and typically not much more.
+        pairs = list(zip(waits, drawn))
+        assert len(pairs) >= 1
+        assert all(wait >= delay - 0.02 for wait, delay in pairs), pairs
         if source_id != "silent":  # fast failures: enough attempts to reach the cap
             assert len(attempts) >= 5
-            assert min(waits[3:]) >= 0.5 * FAST_RTSP["backoff_max_seconds"] - 0.05
+            assert min(drawn[3:]) >= 0.5 * cap - 0.005
+            assert statistics.median(wait - delay for wait, delay in pairs) < 0.25, pairs
     assert all(s.alive for s in [good, *bad.values()])
