@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,10 +29,32 @@ def require_shared(*paths: Path) -> None:
                     "set STREAMD_SHARED to its folder")
 
 
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on, for a daemon subprocess to bind.
+
+    The daemon binds it later, so it cannot be held open until then (check-then-bind). A port from
+    ``bind(port 0)`` lies in the kernel's ephemeral range, which every outgoing connection and every
+    other test's ``bind(0)`` on this machine draws from meanwhile. So the port is drawn at random
+    from below that range (where the kernel hands out nothing by itself), and checked by binding it
+    without SO_REUSEADDR, retried until one is free."""
+    low, _ = _ephemeral_port_range()
+    candidates = random.Random().sample(range(max(1024, low - 12000), low), 200)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port found below the ephemeral range")
 
 
 def write_tiny_yolox_model(path: Path, input_size: int = 64, num_classes: int = 3,
