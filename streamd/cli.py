@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -12,11 +14,38 @@ from collections.abc import Sequence
 from streamd import __version__
 from streamd.config.load import load_config, parse_config
 from streamd.config.schema import DEFAULT_PUBLISH_ENDPOINT, Config
-from streamd.errors import ConfigError, StreamdError
+from streamd.errors import ConfigError, ConfigFileError, StreamdError
 
 log = logging.getLogger("streamd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# OpenCV's and FFmpeg's own log lines ("[ WARN:3@0.839] global cap.cpp:212 ...", "[rtsp @ 0x...]
+# method DESCRIBE failed") print from C++ in their own format; streamd reports every failure they
+# describe in its own line. Off unless the user sets these variables (to debug a camera).
+NATIVE_LOG_ENVIRONMENT = {"OPENCV_LOG_LEVEL": "OFF", "OPENCV_FFMPEG_LOGLEVEL": "-8"}  # -8: AV_LOG_QUIET
+_HOST_PORT = re.compile(r"^(?P<host>[^/:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
+
+
+def _quiet_native_logs() -> None:
+    """Before cv2 is imported (OpenCV reads OPENCV_LOG_LEVEL once; FFmpeg's level at first open)."""
+    for name, value in NATIVE_LOG_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+def subscribe_endpoint(text: str) -> str:
+    """``host:port`` (or a bare port) means TCP; ZeroMQ endpoints pass through (an argparse type)."""
+    if text.isdigit():
+        text = f"127.0.0.1:{text}"
+    match = _HOST_PORT.match(text)
+    if match:
+        text = f"tcp://{text}"
+    if not re.match(r"^(tcp://[^/]+:\d+|ipc://.+|inproc://.+)$", text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not HOST:PORT or a ZeroMQ endpoint like "
+                                         f"{DEFAULT_PUBLISH_ENDPOINT}")
+    if text.startswith("tcp://") and not 0 < int(text.rsplit(":", 1)[1]) <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range in '{text}' (1-65535)")
+    return text
 
 
 def _setup_logging(level: str) -> None:
@@ -62,10 +91,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from streamd.publish.subscriber import Subscriber, format_message  # noqa: PLC0415
 
+    endpoint = args.endpoint
     stop = threading.Event()
     _install_stop_signals(stop)
-    with Subscriber(args.endpoint, tuple(args.source) or ("",)) as subscriber:
-        print(f"listening on {args.endpoint} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    with Subscriber(endpoint, tuple(args.source) or ("",)) as subscriber:
+        print(f"listening on {endpoint} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         received = 0
         while not stop.is_set() and (args.count == 0 or received < args.count):
             message = subscriber.receive(0.2)
@@ -86,44 +116,64 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from streamd.quantize.cli import main as quantize_main  # noqa: PLC0415
 
-    return quantize_main(list(rest))
+    return quantize_main(list(rest), prog="streamd quantize")
+
+
+def _add_log_level(parser: argparse.ArgumentParser, default_text: str) -> None:
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help=f"log messages at this level and above "
+                                                                f"(default: {default_text})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamd", description="Streaming video analytics daemon.")
+    parser = argparse.ArgumentParser(prog="streamd", description="Streaming video analytics daemon: cameras, "
+                                     "files and images in, YOLOX detections out over ZeroMQ, metrics over HTTP.")
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
-    commands = parser.add_subparsers(dest="command")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
 
-    run = commands.add_parser("run", help="run the daemon (no --config: the built-in demo)")
-    run.add_argument("--config", "-c", help="TOML config file")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run_help = "run the daemon (no --config: the built-in demo)"
+    run = commands.add_parser("run", help=run_help, description=(
+        "Run the daemon until SIGTERM/SIGINT, or until every source has ended. Without --config: a built-in "
+        "synthetic scene and detector. Exit status 0 ok, 1 runtime failure, 2 bad config."))
+    run.add_argument("--config", "-c", help="TOML config file (default: the built-in demo)")
+    _add_log_level(run, "daemon.log_level from the config, info")
     run.set_defaults(handler=cmd_run)
 
-    check = commands.add_parser("check", help="validate a config, open every source and the model once")
-    check.add_argument("--config", "-c", help="TOML config file")
-    check.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    check_help = "validate a config, open every source and the model once, try the ports"
+    check = commands.add_parser("check", help=check_help, description=(
+        "Validate a config, open the model and every source once (one frame each), and try to bind the "
+        "publisher and metrics ports. One line per finding; exit status 0 all good, 1 a problem, 2 bad config."))
+    check.add_argument("--config", "-c", help="TOML config file (default: the built-in demo)")
+    _add_log_level(check, "warning")
     check.set_defaults(handler=cmd_check)
 
-    subscribe = commands.add_parser("subscribe", help="print detections as they arrive")
-    subscribe.add_argument("endpoint", nargs="?", default=DEFAULT_PUBLISH_ENDPOINT)
+    subscribe = commands.add_parser("subscribe", help="print detections as they arrive", formatter_class=defaults,
+                                    description="Connect to a daemon's publisher and print one line per message.")
+    subscribe.add_argument("endpoint", nargs="?", default=DEFAULT_PUBLISH_ENDPOINT, type=subscribe_endpoint,
+                           help="the daemon's publish.endpoint: HOST:PORT or a ZeroMQ endpoint (tcp://, ipc://)")
     subscribe.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
-    subscribe.add_argument("--count", type=int, default=0, help="exit after this many messages")
+    subscribe.add_argument("--count", type=int, default=0, help="exit after this many messages (0: never)")
     subscribe.set_defaults(handler=cmd_subscribe)
 
     from streamd.bench.arguments import add_bench_arguments  # noqa: PLC0415
 
-    bench = commands.add_parser("bench", help="raw backend vs the full pipeline, same frames, one run")
+    bench = commands.add_parser("bench", help="raw backend vs the full pipeline, same frames, one run",
+                                formatter_class=defaults, description=(
+                                    "Measure, in one run on the same video: the raw backend in a tight loop, "
+                                    "the full pipeline reading the file flat out, and frame age at publish "
+                                    "with the file paced at its native rate."))
     add_bench_arguments(bench)
-    bench.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _add_log_level(bench, "warning")
     bench.set_defaults(handler=cmd_bench)
 
-    commands.add_parser("quantize", help="INT8/FP16/FP32 engines (tools/quantize.py); see quantize --help",
-                        add_help=False)
+    commands.add_parser("quantize", help="INT8/FP16/FP32 models and TensorRT engines with an accuracy guard "
+                                         "(streamd quantize --help)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_native_logs()
     if argv[:1] == ["quantize"]:
         return cmd_quantize(argparse.Namespace(), argv[1:])
     parser = build_parser()
@@ -133,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return args.handler(args)
+    except ConfigFileError as error:
+        print(f"streamd: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as error:
         print(f"streamd: invalid configuration: {error}", file=sys.stderr)
         return EXIT_CONFIG

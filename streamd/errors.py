@@ -17,6 +17,15 @@ class ConfigError(StreamdError):
         self.reason = reason
 
 
+class ConfigFileError(ConfigError):
+    """The config file cannot be read or is not TOML: about the file, not one key."""
+
+    def __init__(self, reason: str) -> None:
+        StreamdError.__init__(self, reason)
+        self.key = ""
+        self.reason = reason
+
+
 class SourceError(StreamdError):
     """A frame source could not be opened or read."""
 

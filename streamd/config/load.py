@@ -4,6 +4,8 @@ started before the whole file has passed."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import re
 import sys
 import typing
@@ -20,7 +22,9 @@ from streamd.config.schema import (
     PublishConfig,
     SourceConfig,
 )
-from streamd.errors import ConfigError
+from streamd.errors import ConfigError, ConfigFileError
+
+log = logging.getLogger(__name__)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +35,11 @@ BUILTIN_PREFIX = "builtin:"
 _ENDPOINT = re.compile(r"^(tcp://[^:]+:(\d+|\*)|ipc://.+|inproc://.+)$")
 _BIND = re.compile(r"^(?P<host>[^:]*|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_MAX_PORT = 65535
+# [model] keys a user writes: `input_size` stands for the dataclass's input_width/input_height.
+_MODEL_INTERNAL_KEYS = ("input_width", "input_height")
+_MODEL_USER_KEYS = tuple(sorted({f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_INTERNAL_KEYS)
+                                | {"input_size"}))
 
 
 def _type_name(kind: Any) -> str:
@@ -50,8 +59,12 @@ def _check_type(key: str, value: Any, kind: Any) -> Any:
     raise ConfigError(key, "unsupported value")
 
 
-def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """Instantiate dataclass ``cls`` from a TOML table, checking keys and scalar types."""
+def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | None = None,
+           user_keys: tuple[str, ...] = ()) -> Any:
+    """Instantiate dataclass ``cls`` from a TOML table, checking keys and scalar types.
+
+    ``overrides`` are fields filled by the caller (never from the table); ``user_keys``, when
+    given, is the key list an unknown-key error shows (what a user may write, not the fields)."""
     if not isinstance(table, dict):
         raise ConfigError(prefix, f"expected a table, got {type(table).__name__}")
     hints = typing.get_type_hints(cls)
@@ -60,7 +73,8 @@ def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | No
     for key, value in table.items():
         full_key = f"{prefix}.{key}"
         if key not in known or key in (overrides or {}):
-            raise ConfigError(full_key, f"unknown key; expected one of {sorted(known - set(overrides or {}))}")
+            expected = list(user_keys) or sorted(known - set(overrides or {}))
+            raise ConfigError(full_key, f"unknown key; expected one of {expected}")
         values[key] = _check_type(full_key, value, hints[key])
     values.update(overrides or {})
     for f in dataclasses.fields(cls):
@@ -70,8 +84,9 @@ def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | No
 
 
 def _resolve(path_text: str, base_dir: Path) -> Path:
+    """An absolute, normalised path (``configs/../x`` -> ``x``; symlinks are kept as written)."""
     path = Path(path_text).expanduser()
-    return path if path.is_absolute() else (base_dir / path)
+    return Path(os.path.normpath(path if path.is_absolute() else (base_dir / path).absolute()))
 
 
 def _load_classes(value: Any, base_dir: Path, model_path: Path) -> tuple[str, ...]:
@@ -82,8 +97,7 @@ def _load_classes(value: Any, base_dir: Path, model_path: Path) -> tuple[str, ..
                 value = str(candidate)
                 break
         else:
-            raise ConfigError(key, "required key is missing (a list of names or a file with one "
-                                   "name a line)")
+            return _default_classes(model_path)
     if isinstance(value, list):
         if not value or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(key, "expected a non-empty list of class names")
@@ -99,10 +113,30 @@ def _load_classes(value: Any, base_dir: Path, model_path: Path) -> tuple[str, ..
     raise ConfigError(key, f"expected a list of names or a file path, got {type(value).__name__}")
 
 
+def _default_classes(model_path: Path) -> tuple[str, ...]:
+    """No names given and no names file beside the model: COCO's when the model has 80 classes
+    (every official YOLOX export), else an error asking for them."""
+    from streamd.config.coco import COCO_CLASSES, model_class_count  # noqa: PLC0415
+
+    count = model_class_count(model_path)
+    if count == len(COCO_CLASSES):
+        log.info("model.classes not set and no %s or classes.txt beside %s: the model has 80 classes, "
+                 "using the COCO class names", model_path.with_suffix(".names").name, model_path)
+        return COCO_CLASSES
+    found = f"the model has {count} classes" if count else "the class count cannot be read from the model"
+    raise ConfigError("model.classes", f"required key is missing: {found} and there is no "
+                                       f"{model_path.with_suffix('.names').name} or classes.txt beside it "
+                                       "(give a list of names or a file with one name a line)")
+
+
 def _model(table: Any, base_dir: Path) -> ModelConfig:
     if not isinstance(table, dict):
         raise ConfigError("model", "expected a table")
     table = dict(table)
+    for key in _MODEL_INTERNAL_KEYS:
+        if key in table:
+            raise ConfigError(f"model.{key}", f"unknown key; expected one of {list(_MODEL_USER_KEYS)} "
+                                              "(the input size is input_size = [width, height])")
     path_text = table.pop("path", None)
     if path_text is None:
         raise ConfigError("model.path", "required key is missing")
@@ -126,7 +160,8 @@ def _model(table: Any, base_dir: Path) -> ModelConfig:
             raise ConfigError("model.path", f"model file {model_path} does not exist")
     classes = (_load_classes(classes_value, base_dir, model_path)
                if classes_value is not None or default_classes is None else default_classes)
-    model = _build(ModelConfig, table, "model", {"path": str(model_path), "classes": classes, **size_overrides})
+    model = _build(ModelConfig, table, "model", {"path": str(model_path), "classes": classes, **size_overrides},
+                   user_keys=_MODEL_USER_KEYS)
     _validate_model(model)
     return model
 
@@ -167,10 +202,9 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
     if source.kind in ("file", "image"):
         if not source.url:
             raise ConfigError(f"{prefix}.url", f"required for a {source.kind} source")
-        media_path = _resolve(source.url, base_dir)
-        if not media_path.is_file():
-            raise ConfigError(f"{prefix}.url", f"file {media_path} does not exist")
-        source = dataclasses.replace(source, url=str(media_path))
+        # A missing or unreadable file is not a config error: like a dead camera, the source retries
+        # (the file may be mounted or copied later) and the other sources keep running.
+        source = dataclasses.replace(source, url=str(_resolve(source.url, base_dir)))
     if source.kind == "rtsp":
         if not source.url.startswith(("rtsp://", "rtsps://")):
             raise ConfigError(f"{prefix}.url", f"expected an rtsp:// URL, got '{source.url}'")
@@ -220,16 +254,20 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
     publish = _build(PublishConfig, document.get("publish", {}), "publish")
     if not _ENDPOINT.match(publish.endpoint):
         raise ConfigError("publish.endpoint", f"'{publish.endpoint}' is not a ZeroMQ endpoint like tcp://127.0.0.1:5555")
+    port_text = publish.endpoint.rsplit(":", 1)[-1] if publish.endpoint.startswith("tcp://") else "*"
+    if port_text != "*" and not 0 < int(port_text) <= _MAX_PORT:
+        raise ConfigError("publish.endpoint", f"port {port_text} is out of range (1-{_MAX_PORT})")
     if publish.send_hwm < 1:
         raise ConfigError("publish.send_hwm", "must be at least 1")
     if publish.wait_for_subscriber_seconds < 0:
         raise ConfigError("publish.wait_for_subscriber_seconds", "must not be negative")
     metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
-    if not _BIND.match(metrics.bind):
-        raise ConfigError("metrics.bind", f"'{metrics.bind}' is not HOST:PORT")
+    split_bind(metrics.bind)  # raises ConfigError
     daemon = _build(DaemonConfig, document.get("daemon", {}), "daemon")
     if daemon.log_level not in _LOG_LEVELS:
         raise ConfigError("daemon.log_level", f"'{daemon.log_level}' is not one of {list(_LOG_LEVELS)}")
+    if daemon.status_interval_seconds < 0:
+        raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     return Config(sources, model, publish, metrics, daemon, path)
 
 
@@ -238,11 +276,11 @@ def load_config(path: str | Path) -> Config:
     try:
         text = config_path.read_text()
     except OSError as error:
-        raise ConfigError("(file)", f"cannot read {config_path}: {error.strerror}") from error
+        raise ConfigFileError(f"cannot read config file {config_path}: {error.strerror}") from error
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError("(file)", f"{config_path} is not valid TOML: {error}") from error
+        raise ConfigFileError(f"config file {config_path} is not valid TOML: {error}") from error
     return parse_config(document, config_path.resolve().parent, str(config_path))
 
 
@@ -250,6 +288,9 @@ def split_bind(bind: str) -> tuple[str, int]:
     match = _BIND.match(bind)
     if not match:
         raise ConfigError("metrics.bind", f"'{bind}' is not HOST:PORT")
-    return match.group("host").strip("[]") or "127.0.0.1", int(match.group("port"))
+    port = int(match.group("port"))
+    if port > _MAX_PORT:
+        raise ConfigError("metrics.bind", f"port {port} is out of range (0-{_MAX_PORT}; 0 picks a free one)")
+    return match.group("host").strip("[]") or "127.0.0.1", port
 
 

@@ -6,7 +6,12 @@ in ``_total``. Labels are bounded: source ids come from the config, stages and s
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
 
 # ~1 ms to ~2 s: covers a CPU model at 8 ms, a GPU engine at 1 ms and a stalled source.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.020, 0.025,
@@ -14,6 +19,48 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0
 STAGES = ("capture_wait", "preprocess", "inference", "decode", "publish")
 SOURCE_STATES = ("connecting", "streaming", "stalled", "backing_off", "finished", "stopped")
 DROP_REASONS = ("superseded", "too_old")
+# Frames per detector batch (model.max_batch; 1 unless the detector batches).
+BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+class LastFrameCollector:
+    """When each source last delivered a frame, exported two ways, for every source kind:
+    ``streamd_source_last_frame_timestamp_seconds`` (Unix time; alert on ``time() - it``) and
+    ``streamd_source_seconds_since_last_frame`` (computed at scrape time, so it keeps growing while
+    a source is silent). Before a source's first frame both count from when the source started."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_frame_time: dict[str, float] = {}
+
+    def mark(self, source_id: str, unix_time: float) -> None:
+        with self._lock:
+            self._last_frame_time[source_id] = unix_time
+
+    def last_frame_time(self, source_id: str) -> float | None:
+        with self._lock:
+            return self._last_frame_time.get(source_id)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            items = sorted(self._last_frame_time.items())
+        now = time.time()
+        timestamp = GaugeMetricFamily(
+            "streamd_source_last_frame_timestamp_seconds", "Unix time of the source's last frame (of its start "
+            "before the first frame).", labels=["source"])
+        since = GaugeMetricFamily(
+            "streamd_source_seconds_since_last_frame", "Seconds since the source last delivered a frame (since "
+            "its start before the first frame).", labels=["source"])
+        for source_id, unix_time in items:
+            timestamp.add_metric([source_id], unix_time)
+            since.add_metric([source_id], max(0.0, now - unix_time))
+        yield timestamp
+        yield since
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The names without samples, so the registry can refuse a duplicate at registration."""
+        return [GaugeMetricFamily(name, "", labels=["source"]) for name in (
+            "streamd_source_last_frame_timestamp_seconds", "streamd_source_seconds_since_last_frame")]
 
 
 class StreamdMetrics:
@@ -52,9 +99,14 @@ class StreamdMetrics:
         self.source_errors = Counter(
             "streamd_source_errors_total", "Failed opens, failed reads and stalls of a source.",
             ["source", "kind"], registry=registry)
-        self.source_last_frame_age = Gauge(
-            "streamd_source_seconds_since_last_frame", "Seconds since the source last delivered a frame.",
-            ["source"], registry=registry)
+        self.last_frame = LastFrameCollector()
+        registry.register(self.last_frame)
+        self.batch_size = Histogram(
+            "streamd_batch_size", "Frames per batch handed to the detector (at most model.max_batch).",
+            buckets=BATCH_SIZE_BUCKETS, registry=registry)
+        self.batch_wait_seconds = Histogram(
+            "streamd_batch_wait_seconds", "Time a batch waited for more frames after its first one "
+            "(bounded by model.batch_window_seconds).", buckets=LATENCY_BUCKETS, registry=registry)
         self.build_info = Info("streamd_build", "streamd version, backend and model.", registry=registry)
 
     def declare_source(self, source_id: str) -> None:
@@ -71,6 +123,8 @@ class StreamdMetrics:
             self.source_errors.labels(source_id, kind)
         self.source_up.labels(source_id).set(0)
         self.set_source_state(source_id, "connecting")
+        if self.last_frame.last_frame_time(source_id) is None:
+            self.last_frame.mark(source_id, time.time())
 
     def set_source_state(self, source_id: str, state: str) -> None:
         if state not in SOURCE_STATES:

@@ -9,16 +9,34 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from streamd.errors import StreamdError
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], tuple[bool, dict]]
+
+
+class WithoutCreated:
+    """A registry's metrics without the ``_created`` samples of counters and histograms.
+
+    They would double the page (one per labelled child) and only say when each series was
+    created, which for streamd is the daemon's start. Filtered here rather than with
+    ``prometheus_client.disable_created_metrics()``, which is process-wide (tests share a process)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if metric.type in ("counter", "histogram", "summary", "gaugehistogram"):
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 class MetricsServer:
@@ -46,11 +64,13 @@ class MetricsServer:
 
 
 def _handler_class(registry: CollectorRegistry, health: HealthCheck, readiness: HealthCheck) -> type:
+    exposed = WithoutCreated(registry)
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(exposed))
             elif path in ("/healthz", "/readyz"):
                 ok, detail = (health if path == "/healthz" else readiness)()
                 body = json.dumps({"ok": ok, **detail}).encode()

@@ -32,9 +32,9 @@ def _fraction(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "tools/quantize.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="quantize",
+        prog=prog,
         description="Quantize a YOLOX ONNX model to INT8 Q/DQ (with an accuracy guard) or convert it for "
                     "FP16/FP32, report its fidelity against the float model, optionally build a TensorRT engine.",
         epilog="exit codes: 0 ok; 1 fidelity or INT8-share target missed; 2 bad input; "
@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "tools/quantize.py") -> int:
     """Run the tool; returns the process exit code (see ``--help``)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for name, value in (("--calib-count", args.calib_count), ("--eval-count", args.eval_count),

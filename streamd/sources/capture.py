@@ -20,7 +20,7 @@ from streamd.sources.frame import Frame
 from streamd.sources.frame_pool import FramePool
 from streamd.sources.readers import FrameReader, make_reader, redact
 from streamd.sources.slot import FrameSignal, LatestFrameSlot
-from streamd.sources.supervisor import LiveSupervisor
+from streamd.sources.supervisor import LOG_EVERY_N_FAILURES, LiveSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,12 @@ class CaptureSource:
             try:
                 reader.open()
             except SourceError as error:
-                self.record_error("open", f"{error}; retrying")
+                # A missing or unreadable file, like a dead camera: the first failure and every
+                # tenth logged at WARNING, the others at DEBUG; every one counted.
+                failure = backoff.failures + 1
+                loud = failure == 1 or failure % LOG_EVERY_N_FAILURES == 0
+                self.record_error("open", f"{error}; retrying (failure {failure})",
+                                  logging.WARNING if loud else logging.DEBUG)
                 reader.close()
                 self._back_off(backoff)
                 continue
@@ -124,7 +129,8 @@ class CaptureSource:
             finally:
                 reader.close()
             if ended:
-                self._log.info("source %s finished after %d frames", self.source_id, self.frames_delivered)
+                count = self.frames_delivered
+                self._log.info("source %s finished after %d frame%s", self.source_id, count, "" if count == 1 else "s")
                 self.set_state("finished")
                 self.finished.set()
                 break
@@ -182,6 +188,8 @@ class CaptureSource:
             self.last_frame_monotonic = now_monotonic
         if self._metrics is not None:
             self._metrics.frames_captured.labels(self.source_id).inc()
+            if self.config.kind not in _SUPERVISED_KINDS:  # supervised ones report live frames themselves
+                self._metrics.last_frame.mark(self.source_id, frame.capture_time)
         if not self.slot.put(frame, self._stop):
             frame.release()
             return False
@@ -207,10 +215,10 @@ class CaptureSource:
             self._metrics.source_reconnects.labels(self.source_id).inc()
 
     def update_frame_age(self, last_frame_monotonic: float | None) -> None:
-        """Export seconds since the last live frame (since start while none has arrived yet)."""
+        """Export when the last live frame came (the start while none has arrived yet)."""
         if self._metrics is not None:
             since = last_frame_monotonic if last_frame_monotonic is not None else self._started_monotonic
-            self._metrics.source_last_frame_age.labels(self.source_id).set(time.monotonic() - since)
+            self._metrics.last_frame.mark(self.source_id, time.time() - (time.monotonic() - since))
 
     # -- helpers -----------------------------------------------------------------------------
     def _back_off(self, backoff: Backoff) -> None:

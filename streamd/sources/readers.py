@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from abc import ABC, abstractmethod
 
 import cv2
@@ -42,6 +43,17 @@ class FrameReader(ABC):
         return False
 
 
+def check_media_file(path: str) -> None:
+    """SourceError unless ``path`` is a readable file: a clear reason instead of a decoder's guess
+    (and OpenCV never tries to read a missing name as an image-sequence pattern)."""
+    if not os.path.exists(path):
+        raise SourceError(f"file {path} does not exist")
+    if not os.path.isfile(path):
+        raise SourceError(f"{path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"file {path} is not readable by this user")
+
+
 class VideoFileReader(FrameReader):
     """A video file through OpenCV (FFmpeg backend)."""
 
@@ -52,6 +64,7 @@ class VideoFileReader(FrameReader):
         self._fps = 0.0
 
     def open(self) -> None:
+        check_media_file(self._path)
         params = [cv2.CAP_PROP_N_THREADS, self._decode_threads] if self._decode_threads else []
         capture = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
@@ -95,9 +108,10 @@ class StillImageReader(FrameReader):
         self._delivered = False
 
     def open(self) -> None:
+        check_media_file(self._path)
         image = cv2.imread(self._path, cv2.IMREAD_COLOR)
         if image is None:
-            raise SourceError(f"cannot read image {self._path} (missing or not an image OpenCV can decode)")
+            raise SourceError(f"cannot read image {self._path} (not an image OpenCV can decode)")
         self._image = image
         self._delivered = False
 

@@ -65,7 +65,10 @@ CASES = {
                      "sources[0].kind"),
     "missing_model": ("[[sources]]\nid = 'cam1'\nkind = 'image'\nurl = '{image}'\n"
                       "[model]\npath = '/nope/missing.onnx'\nclasses = ['a']\n", "model.path"),
-    "not_toml": ("[[sources]\nid = ", "(file)"),
+    "metrics_port_out_of_range": ("[[sources]]\nid = 'cam1'\nkind = 'image'\nurl = '{image}'\n"
+                                  "[model]\npath = '{model}'\n[metrics]\nbind = '127.0.0.1:99999'\n", "metrics.bind"),
+    "model_internal_key": ("[[sources]]\nid = 'cam1'\nkind = 'image'\nurl = '{image}'\n"
+                           "[model]\npath = '{model}'\ninput_width = 416\n", "model.input_width"),
 }
 
 
@@ -88,4 +91,14 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "streamd", "run", "--config", str(tmp_path / "none.toml")],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2
-    assert "cannot read" in result.stderr
+    assert f"cannot read config file {tmp_path / 'none.toml'}: No such file or directory" in result.stderr
+    assert "config key" not in result.stderr  # about the file, not a key
+
+
+def test_config_that_is_not_toml_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[[sources]\nid = ")
+    result = subprocess.run([sys.executable, "-m", "streamd", "check", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert f"config file {config} is not valid TOML" in result.stderr and "config key" not in result.stderr

@@ -149,4 +149,4 @@ endpoint = "tcp://127.0.0.1:{publish_port}"
 enabled = false
 """)
     assert daemon.process.wait(30) == 0, daemon.log()
-    assert "finished after 1 frames" in daemon.log()
+    assert "finished after 1 frame\n" in daemon.log()  # singular
