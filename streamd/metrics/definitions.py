@@ -21,8 +21,6 @@ SOURCE_STATES = ("connecting", "streaming", "stalled", "backing_off", "finished"
 DROP_REASONS = ("superseded", "too_old")
 # Frames per detector batch (model.max_batch; 1 unless the detector batches).
 BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
-# Frames per detector batch (model.max_batch; 1 unless the detector batches).
-BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
 class LastFrameCollector:
@@ -103,12 +101,6 @@ class StreamdMetrics:
             ["source", "kind"], registry=registry)
         self.last_frame = LastFrameCollector()
         registry.register(self.last_frame)
-        self.batch_size = Histogram(
-            "streamd_batch_size", "Frames per batch handed to the detector (at most model.max_batch).",
-            buckets=BATCH_SIZE_BUCKETS, registry=registry)
-        self.batch_wait_seconds = Histogram(
-            "streamd_batch_wait_seconds", "Time a batch waited for more frames after its first one "
-            "(bounded by model.batch_window_seconds).", buckets=LATENCY_BUCKETS, registry=registry)
         self.batch_size = Histogram(
             "streamd_batch_size", "Frames per batch handed to the detector (at most model.max_batch).",
             buckets=BATCH_SIZE_BUCKETS, registry=registry)
