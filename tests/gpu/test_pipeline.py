@@ -78,6 +78,7 @@ def test_results_in_order_and_equal_to_cpu_decode(slots: int) -> None:
     results = run(detector, items)
     assert [r.frame.index for r in results] == list(range(12))
     network = YoloxDecoder("yolox", WIDTH, HEIGHT, 80, 0.3, 0.45, 300).decode([raw])
+    assert len(network.scores) > 0  # something to compare
     for result in results:
         geometry = letterbox_geometry(result.frame.width, result.frame.height, WIDTH, HEIGHT, False)
         np.testing.assert_array_equal(result.detections.scores, network.scores)
@@ -98,7 +99,9 @@ def test_pinned_frames_upload_without_copy() -> None:
         pinned_items.append(Frame(frame.source_id, frame.index, 0.0, 0.0, buffer.array))
     expected = run(GpuDetector(FixedOutputEngine(raw), YOLOX, 80, 0.3, 0.45), items)
     got = run(GpuDetector(FixedOutputEngine(raw), YOLOX, 80, 0.3, 0.45), pinned_items)
-    for a, b in zip(expected, got):
+    assert [r.frame.index for r in expected] == [r.frame.index for r in got] == list(range(6))
+    assert all(len(r.detections.scores) > 0 for r in expected)  # zip over empty results proves nothing
+    for a, b in zip(expected, got, strict=True):
         np.testing.assert_array_equal(a.detections.boxes_xyxy, b.detections.boxes_xyxy)
     for buffer in pool:
         buffer.free()
@@ -134,7 +137,7 @@ def test_standin_engine_double_buffered_equals_synchronous() -> None:
     items = frames(16)
     single = run(GpuDetector(TorchGraphEngine(model), YOLOX, 80, 0.05, 0.45, slots=1), items)
     double = run(GpuDetector(TorchGraphEngine(model), YOLOX, 80, 0.05, 0.45, slots=2), items)
-    assert [r.frame.index for r in double] == list(range(16))
-    for a, b in zip(single, double):
+    assert [r.frame.index for r in single] == [r.frame.index for r in double] == list(range(16))
+    for a, b in zip(single, double, strict=True):
         np.testing.assert_array_equal(a.detections.boxes_xyxy, b.detections.boxes_xyxy)
         np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
