@@ -1,27 +1,73 @@
-"""STAND-IN for the ``tensorrt`` Python module (NOT TensorRT), used by CPU tests of the TensorRT backend.
+"""STAND-IN for the ``tensorrt`` Python module (NOT TensorRT), as strict as the real bindings, for CPU tests.
 
-It enforces the parts of the real API contract the backend relies on, strictly:
-- I/O is addressed by tensor name (``str``); an unknown name makes the boolean calls return False,
-  as TensorRT does, and a wrong argument type raises TypeError, as pybind11 does;
-- ``execute_async_v3(stream_handle: int)`` returns False unless every input shape was set with
-  ``set_input_shape`` and every I/O tensor has an address from ``set_tensor_address``;
-- shapes outside the optimization profile are refused (False);
-- ``BuilderFlag.FP16`` exists only for major version 10; version 11 networks are strongly typed.
-- the builder refuses (returns None) a strongly typed network (``STRONGLY_TYPED`` on 10, every
-  network on 11) with a precision flag (FP16/INT8), and ``create_network`` returns None for flag
-  bits the version does not define (11 has no ``EXPLICIT_BATCH``); the parser records the ONNX's tensor types (inputs,
-  outputs, weights) so tests see what TensorRT would type the network as.
+``make_module("10.x")`` or ``make_module("11.x")`` returns a fresh module of that major version. Every
+class has ``__slots__`` (a pybind11 class has no ``__dict__``), so assigning an attribute the
+version does not have raises AttributeError, as TensorRT does; enums are real enum classes, so a
+member the version removed raises AttributeError and an ``int`` where an enum is expected raises
+TypeError. Which behaviour was checked against which source (read 2026-11-30):
 
-"Device" memory is host memory here (see ``HostCuda``): the engine computes
-``output[b, i] = 2 * input[b].flat[i] + 1`` for the first ``N`` input values, so data flow through
-the backend's buffers is checked too. Every call is logged in ``calls`` for order checks.
+- pybind11 argument conversion (TensorRT ``python/src/infer/pyCore.cpp``, ``pyFoundationalTypes.cpp``):
+  a wrong argument type raises TypeError ("incompatible function arguments"); ``Dims`` converts
+  implicitly from any sequence of integers (``implicitly_convertible<std::vector<int32_t>, Dims>``),
+  so a float, a float element, a nested or float array, a str or a bare int is a TypeError, while
+  a tuple, a list or an integer numpy vector is accepted; pybind11 passes ``None`` for a pointer
+  argument as nullptr.
+- ``IOptimizationProfile.set_shape`` (pyCore.cpp ``opt_profile_set_shape``): calls ``setDimensions``
+  for min, opt, max in turn and raises RuntimeError("Shape provided for opt is inconsistent with
+  other shapes.") when one fails: ranks differ, a dimension is negative, or min <= opt <= max fails.
+- ``IBuilderConfig.add_optimization_profile`` (C++ ``addOptimizationProfile``): the profile's index,
+  or -1 when the profile is not valid; ``None`` arrives as nullptr and gets -1. A profile that does
+  not fit the network (a missing input, another rank, a range wider than a static dimension) fails
+  at ``build_serialized_network``, which returns None (TensorRT logs the error).
+- ``IExecutionContext`` (C++ ``setInputShape``/``setTensorAddress``/``enqueueV3``, all returning
+  bool): ``set_input_shape`` returns False for an unknown name, an output, another rank or a shape
+  outside the profile; ``set_tensor_address`` returns False for an unknown name or a null input
+  address (a null *output* address is accepted, for an IOutputAllocator, and then
+  ``execute_async_v3`` fails); ``execute_async_v3(stream_handle: int)`` returns False until every
+  input shape and every I/O address is set, or when the stream handle is not a live stream.
+- ``ICudaEngine``: ``num_io_tensors``; ``get_tensor_name(index)`` (None out of range: a null
+  ``char const*``); ``get_tensor_mode`` (``TensorIOMode.NONE`` for an unknown name);
+  ``get_tensor_dtype`` (``DataType.FLOAT`` for an unknown name, as the C++ doc says);
+  ``get_tensor_shape`` (an unknown name gives nbDims -1, which Python cannot take the length of:
+  ValueError here).
+- Versions (docs.nvidia.com "Removed Python APIs" 10.x -> 11.x and the Builder pages of 10.x and
+  11.0): ``IBuilderConfig.max_workspace_size`` and ``Builder.max_batch_size`` are gone in both (removed
+  in 10.0); ``BuilderFlag.FP16/INT8/BF16/FP8/OBEY_PRECISION_CONSTRAINTS`` and
+  ``IBuilderConfig.int8_calibrator`` (with ``IInt8EntropyCalibrator2``) are 10 only;
+  ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is present but deprecated and ignored on 10, gone on
+  11, where ``STRONGLY_TYPED`` is deprecated, ignored and renumbered 0 (every network is strongly
+  typed). ``create_network`` returns None for flag bits the version does not define and the builder
+  returns None for a precision flag on a strongly typed network (both: TensorRT logs an error; the
+  return values are this stand-in's reading, not checked against a real run).
+
+Not TensorRT's checks, but what a real run would show as a crash, corrupt data or compute-sanitizer
+report; the stand-in raises :class:`MemoryMisuseError` instead (at the call, or at the synchronise
+that would report the CUDA error):
+- "Device" memory is host memory (``host_cuda()``): every buffer is registered, and
+  ``execute_async_v3`` checks that each bound address lies in a live device buffer large enough for
+  the tensor's shape and dtype; copies check both ends the same way (the host end must be pinned:
+  streamd's rule of no pageable copies on the per-frame path);
+- each buffer remembers the dtype of what was last written into it (a copy carries the dtype of
+  the pinned view it came from; the engine writes its outputs' dtypes): an input of another dtype,
+  an input never written, or an output copied into a view of another dtype is refused;
+- work is asynchronous: copies and ``execute_async_v3`` are queued on their stream and run only
+  when that stream is synchronised (or closed, or a buffer is freed: cudaFree synchronises), so a
+  result read before its stream was synchronised is still zeros, and a missing sync fails a test.
+  ``host_cuda().log`` records every enqueue and synchronise as ``(call, stream_ptr, ...)``.
+
+The engine computes ``output[b].flat[i] = 2 * input[b].flat[i] + 1`` (first input, in the tensors'
+dtypes) for the first values, so data flow through the buffers is checked too. TensorRT calls are
+also logged in ``engine.calls`` for order checks.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import itertools
 import json
+import weakref
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,112 +75,321 @@ import numpy as np
 MAGIC = b"STANDIN-TRT-ENGINE\n"
 
 
-class TensorIOMode(enum.Enum):
+class MemoryMisuseError(RuntimeError):
+    """What a real GPU would turn into an illegal access, corrupt data or a sanitizer report."""
+
+
+class _Enum(enum.Enum):
+    """A pybind11 enum: ``int(member)`` works, but an int is not a member."""
+
+    def __int__(self) -> int:
+        return self.value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+class TensorIOMode(_Enum):
     NONE = 0
     INPUT = 1
     OUTPUT = 2
 
 
-class DataType(enum.Enum):
+class DataType(_Enum):
     FLOAT = 0
     HALF = 1
     INT8 = 2
     INT32 = 3
+    BOOL = 4
+    UINT8 = 5
+    INT64 = 8
 
 
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32}
+_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32,
+       DataType.BOOL: np.bool_, DataType.UINT8: np.uint8, DataType.INT64: np.int64}
+# onnx.TensorProto element type -> DataType
+_ONNX = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 9: DataType.BOOL,
+         2: DataType.UINT8, 7: DataType.INT64}
+
+
+def _require(value: object, kind: type | tuple[type, ...], what: str) -> None:
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise TypeError(f"{what}(): incompatible function arguments, got {type(value).__name__}")
 
 
 def nptype(data_type: DataType) -> type:
+    _require(data_type, DataType, "nptype")
     return _NP[data_type]
 
 
-class Logger:
-    class Severity(enum.IntEnum):
+def _dims(value: object, what: str) -> tuple[int, ...]:
+    """pybind11's conversion of a Python object to Dims: a sequence of integers, nothing else."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"{what}(): incompatible function arguments, {type(value).__name__} is not a Dims")
+    items = list(value)
+    for item in items:
+        if isinstance(item, (float, np.floating, bool)) or not isinstance(item, (int, np.integer)):
+            raise TypeError(f"{what}(): incompatible function arguments, dimension {item!r} is not an int")
+    return tuple(int(d) for d in items)
+
+
+class Dims(tuple):
+    """TensorRT returns Dims objects that iterate like tuples."""
+
+    __slots__ = ()
+
+
+class ILogger:
+    class Severity(_Enum):
         INTERNAL_ERROR = 0
         ERROR = 1
         WARNING = 2
         INFO = 3
         VERBOSE = 4
 
-    WARNING = Severity.WARNING
-    ERROR = Severity.ERROR
-    INFO = Severity.INFO
-
-    def __init__(self, severity: Severity = Severity.WARNING) -> None:
-        self.severity = severity
+    __slots__ = ()
 
 
-def _require(value: object, kind: type | tuple[type, ...], what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{what}: incompatible function arguments, got {type(value).__name__}")
+class Logger(ILogger):
+    __slots__ = ("min_severity",)
+    INTERNAL_ERROR = ILogger.Severity.INTERNAL_ERROR
+    ERROR = ILogger.Severity.ERROR
+    WARNING = ILogger.Severity.WARNING
+    INFO = ILogger.Severity.INFO
+    VERBOSE = ILogger.Severity.VERBOSE
+
+    def __init__(self, min_severity: ILogger.Severity = ILogger.Severity.WARNING) -> None:
+        _require(min_severity, ILogger.Severity, "Logger")
+        self.min_severity = min_severity
 
 
-class Dims(tuple):
-    """TensorRT returns Dims objects that iterate like tuples."""
+# ---- "device" memory and streams (host memory, asynchronous by queue) ---------------------------------
+
+_BUFFERS: weakref.WeakSet = weakref.WeakSet()
+_STREAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_STREAM_IDS = itertools.count(0x5EED)
+
+
+class _HostBuffer:
+    """Host memory standing in for pinned (``kind="pinned"``) or device memory; ``ptr`` is a real address."""
+
+    __slots__ = ("__weakref__", "_array", "content", "freed", "kind", "nbytes", "ptr")
+
+    def __init__(self, shape: int | tuple[int, ...], dtype: object = np.uint8, kind: str = "pinned") -> None:
+        self._array = np.zeros(shape, dtype=dtype)
+        self.nbytes = self._array.nbytes
+        self.ptr = self._array.__array_interface__["data"][0]
+        self.kind = kind
+        self.freed = False
+        # dtype of what was last written (a copy carries its source's; the engine writes its outputs').
+        self.content: np.dtype | None = self._array.dtype if kind == "pinned" else None
+        _BUFFERS.add(self)
+
+    @property
+    def array(self) -> np.ndarray:
+        if self.freed:
+            raise MemoryMisuseError("PinnedBuffer.array: use after free")
+        return self._array
+
+    def view(self, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if nbytes > self.nbytes:
+            raise ValueError(f"view {shape} {dtype} needs {nbytes} bytes, buffer holds {self.nbytes}")
+        self.content = dtype
+        return self.array.reshape(-1).view(np.uint8)[:nbytes].view(dtype).reshape(shape)
+
+    def free(self) -> None:
+        if not self.freed:
+            synchronize_all()  # cudaFree / cudaFreeHost synchronise the device
+        self.freed = True
+
+
+def _buffer(address: int, nbytes: int, kind: str, what: str) -> _HostBuffer:
+    for buffer in list(_BUFFERS):
+        if buffer.ptr <= address < buffer.ptr + max(buffer.nbytes, 1):
+            if buffer.freed:
+                raise MemoryMisuseError(f"{what}: {address:#x} is in a freed buffer (use after free)")
+            if buffer.kind != kind:
+                raise MemoryMisuseError(f"{what}: {address:#x} is {buffer.kind} memory, {kind} memory expected")
+            if address + nbytes > buffer.ptr + buffer.nbytes:
+                raise MemoryMisuseError(f"{what}: {nbytes} bytes at {address:#x} overrun the {buffer.nbytes}-byte "
+                                   f"buffer at {buffer.ptr:#x}")
+            return buffer
+    raise MemoryMisuseError(f"{what}: {address:#x} is not in any allocated {kind} buffer")
+
+
+class _HostStream:
+    """A CUDA stream: enqueued work runs, in order, only when the stream is synchronised."""
+
+    __slots__ = ("__weakref__", "closed", "log", "pending", "ptr")
+
+    def __init__(self, log: list | None = None) -> None:
+        self.ptr = next(_STREAM_IDS)
+        self.closed = False
+        self.pending: list[Callable[[], None]] = []
+        self.log = log if log is not None else []
+        _STREAMS[self.ptr] = self
+
+    def enqueue(self, entry: tuple, work: Callable[[], None]) -> None:
+        if self.closed:
+            raise MemoryMisuseError(f"{entry[0]} on destroyed stream {self.ptr:#x}")
+        self.log.append(entry)
+        self.pending.append(work)
+
+    def _run(self) -> None:
+        while self.pending:
+            self.pending.pop(0)()
+
+    def synchronize(self) -> None:
+        self.log.append(("synchronize", self.ptr))
+        self._run()
+
+    def close(self) -> None:
+        # cudaStreamDestroy returns at once; the device still completes the queued work.
+        self._run()
+        self.closed = True
+
+
+def synchronize_all() -> None:
+    """cudaDeviceSynchronize: every stream's queued work runs."""
+    for stream in list(_STREAMS.values()):
+        stream._run()
+
+
+def _stream(stream_ptr: object, what: str) -> _HostStream:
+    _require(stream_ptr, int, what)
+    stream = _STREAMS.get(stream_ptr)
+    if stream is None or stream.closed:
+        raise MemoryMisuseError(f"{what}: {stream_ptr:#x} is not a live stream (cudaErrorInvalidResourceHandle)")
+    return stream
+
+
+def host_cuda() -> SimpleNamespace:
+    """CUDA operations on host memory, with the names the TensorRT backend takes from streamd.cuda.
+
+    ``log`` lists every enqueue and synchronise on this namespace's streams, in call order.
+    """
+    log: list[tuple] = []
+
+    def copy(kind: str, dst_kind: str, src_kind: str) -> Callable[[int, int, int, int], None]:
+        def enqueue(dst: int, src: int, nbytes: int, stream_ptr: int) -> None:
+            stream = _stream(stream_ptr, kind)
+            _require(nbytes, int, kind)
+            target = _buffer(dst, nbytes, dst_kind, f"{kind} destination")
+            source = _buffer(src, nbytes, src_kind, f"{kind} source")
+
+            def work() -> None:
+                if dst_kind == "pinned" and source.content is not None and target.content != source.content:
+                    raise MemoryMisuseError(f"{kind}: {source.content} data copied into a {target.content} view")
+                ctypes.memmove(dst, src, nbytes)
+                target.content = source.content
+
+            stream.enqueue((kind, stream_ptr, nbytes), work)
+        return enqueue
+
+    def device_buffer(nbytes: int) -> _HostBuffer:
+        return _HostBuffer((nbytes,), np.uint8, kind="device")
+
+    return SimpleNamespace(PinnedBuffer=_HostBuffer, DeviceBuffer=device_buffer, Stream=lambda: _HostStream(log),
+                           copy_htod_async=copy("copy_htod", "device", "pinned"),
+                           copy_dtoh_async=copy("copy_dtoh", "pinned", "device"), use_device=lambda device: None,
+                           device_name=lambda device: "Stand-in GPU", compute_capability=lambda device: (9, 0), log=log)
+
+
+# ---- runtime side: engine and execution context ----------------------------------------------------------
+
+def _volume(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
 
 
 class ExecutionContext:
+    __slots__ = ("addresses", "calls", "engine", "shapes")
+
     def __init__(self, engine: CudaEngine) -> None:
         self.engine = engine
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
         self.calls = engine.calls
 
-    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
-        _require(name, str, "set_input_shape name")
-        self.calls.append(("set_input_shape", name, tuple(shape)))
+    def set_input_shape(self, name: str, shape: object) -> bool:
+        _require(name, str, "set_input_shape")
+        shape = _dims(shape, "set_input_shape")
+        self.calls.append(("set_input_shape", name, shape))
         spec = self.engine.io.get(name)
         if spec is None or spec["mode"] != "input":
             return False
         minimum, _, maximum = spec["profile"]
-        shape = tuple(int(d) for d in shape)
         if len(shape) != len(minimum) or any(not lo <= d <= hi for d, lo, hi in zip(shape, minimum, maximum)):
             return False
         self.shapes[name] = shape
         return True
 
     def get_tensor_shape(self, name: str) -> Dims:
-        _require(name, str, "get_tensor_shape name")
-        spec = self.engine.io[name]
+        _require(name, str, "get_tensor_shape")
+        spec = self.engine.io.get(name)
+        if spec is None:
+            raise ValueError(f"get_tensor_shape: no tensor '{name}' (nbDims -1)")
         if spec["mode"] == "input":
             return Dims(self.shapes.get(name, spec["shape"]))
         batch = next(iter(self.shapes.values()), (-1,))[0]
         return Dims((batch, *spec["shape"][1:]))
 
-    def set_tensor_address(self, name: str, address: int) -> bool:
-        _require(name, str, "set_tensor_address name")
-        _require(address, int, "set_tensor_address memory")
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        _require(name, str, "set_tensor_address")
+        _require(memory, int, "set_tensor_address")
         self.calls.append(("set_tensor_address", name))
-        if name not in self.engine.io or address == 0:
+        spec = self.engine.io.get(name)
+        if spec is None or (memory == 0 and spec["mode"] == "input"):
             return False
-        self.addresses[name] = address
+        self.addresses[name] = memory
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
-        _require(stream_handle, int, "execute_async_v3 stream_handle")
+        _require(stream_handle, int, "execute_async_v3")
         self.calls.append(("execute_async_v3", stream_handle))
-        inputs = [n for n, s in self.engine.io.items() if s["mode"] == "input"]
-        if any(n not in self.shapes for n in inputs) or set(self.addresses) != set(self.engine.io):
+        io = self.engine.io
+        inputs = [n for n, s in io.items() if s["mode"] == "input"]
+        if any(n not in self.shapes for n in inputs) or set(self.addresses) != set(io):
             return False
-        source_name = inputs[0]
-        source_shape = self.shapes[source_name]
-        source = _view(self.addresses[source_name], source_shape, np.float32)
-        for name, spec in self.engine.io.items():
-            if spec["mode"] == "output":
-                shape = tuple(self.get_tensor_shape(name))
-                out = _view(self.addresses[name], shape, np.float32)
-                count = int(np.prod(shape[1:]))
-                out.reshape(shape[0], -1)[...] = 2 * source.reshape(shape[0], -1)[:, :count] + 1
+        if any(self.addresses[n] == 0 for n in io):
+            return False  # a null output address needs an IOutputAllocator, which this stand-in has none of
+        stream = _STREAMS.get(stream_handle)
+        if stream is None or stream.closed:
+            return False  # TensorRT logs cudaErrorInvalidResourceHandle
+        tensors = {}
+        for name in io:
+            shape = tuple(self.get_tensor_shape(name))
+            dtype = np.dtype(nptype(DataType[io[name]["dtype"]]))
+            buffer = _buffer(self.addresses[name], _volume(shape) * dtype.itemsize, "device",
+                             f"execute_async_v3 tensor '{name}' {shape} {dtype}")
+            tensors[name] = (shape, dtype, buffer)
+        stream.enqueue(("execute_async_v3", stream_handle), lambda: self._compute(inputs[0], tensors))
         return True
 
+    def _compute(self, source_name: str, tensors: dict) -> None:
+        for name, (_, dtype, buffer) in tensors.items():
+            if self.engine.io[name]["mode"] == "input" and buffer.content != dtype:
+                raise MemoryMisuseError(f"execute_async_v3: input '{name}' is {dtype}, its buffer holds "
+                                   f"{buffer.content or 'nothing written yet'}")
+        shape, dtype, _ = tensors[source_name]
+        source = _view(self.addresses[source_name], shape, dtype).reshape(shape[0], -1)
+        for name, (out_shape, out_dtype, buffer) in tensors.items():
+            if self.engine.io[name]["mode"] == "output":
+                out = _view(self.addresses[name], out_shape, out_dtype).reshape(out_shape[0], -1)
+                count = out.shape[1]
+                out[...] = (2 * source[:, :count].astype(np.float64) + 1).astype(out_dtype)
+                buffer.content = out_dtype
 
-def _view(address: int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+def _view(address: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    nbytes = _volume(shape) * dtype.itemsize
     return np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), dtype=dtype).reshape(shape)
 
 
 class CudaEngine:
+    __slots__ = ("calls", "io")
+
     def __init__(self, description: dict) -> None:
         self.io: dict[str, dict] = description["io"]
         self.calls: list[tuple] = []
@@ -143,32 +398,39 @@ class CudaEngine:
     def num_io_tensors(self) -> int:
         return len(self.io)
 
-    def get_tensor_name(self, index: int) -> str:
-        _require(index, int, "get_tensor_name index")
-        return list(self.io)[index]
+    def get_tensor_name(self, index: int) -> str | None:
+        _require(index, int, "get_tensor_name")
+        names = list(self.io)
+        return names[index] if 0 <= index < len(names) else None
 
     def get_tensor_mode(self, name: str) -> TensorIOMode:
-        _require(name, str, "get_tensor_mode name")
+        _require(name, str, "get_tensor_mode")
         spec = self.io.get(name)
         if spec is None:
             return TensorIOMode.NONE
         return TensorIOMode.INPUT if spec["mode"] == "input" else TensorIOMode.OUTPUT
 
     def get_tensor_shape(self, name: str) -> Dims:
-        _require(name, str, "get_tensor_shape name")
+        _require(name, str, "get_tensor_shape")
+        if name not in self.io:
+            raise ValueError(f"get_tensor_shape: no tensor '{name}' (nbDims -1)")
         return Dims(self.io[name]["shape"])
 
     def get_tensor_dtype(self, name: str) -> DataType:
-        _require(name, str, "get_tensor_dtype name")
-        return DataType[self.io[name]["dtype"]]
+        _require(name, str, "get_tensor_dtype")
+        spec = self.io.get(name)
+        return DataType[spec["dtype"]] if spec is not None else DataType.FLOAT
 
     def create_execution_context(self) -> ExecutionContext:
         return ExecutionContext(self)
 
 
 class Runtime:
-    def __init__(self, logger: Logger) -> None:
-        _require(logger, Logger, "Runtime logger")
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: ILogger) -> None:
+        _require(logger, ILogger, "Runtime")
+        self.logger = logger
 
     def deserialize_cuda_engine(self, serialized: bytes) -> CudaEngine | None:
         _require(serialized, (bytes, bytearray, memoryview), "deserialize_cuda_engine")
@@ -183,71 +445,131 @@ def serialize_engine(io: dict) -> bytes:
     return MAGIC + json.dumps({"io": io}).encode()
 
 
+# ---- builder side, per major version ---------------------------------------------------------------------
+
+def _enum(name: str, members: dict[str, int]) -> type[_Enum]:
+    return _Enum(name, members)
+
+
 def make_module(version: str = "10.9.0") -> SimpleNamespace:
-    """A fresh ``tensorrt`` stand-in of the given version (10.x has weak-typing flags, 11.x does not)."""
+    """A fresh ``tensorrt`` stand-in of the given version (10.x has weak typing and calibrators, 11.x not).
+
+    Test hooks (not TensorRT): ``parser_errors`` (the parser fails with these), ``fail_build`` (the
+    builder returns None); records: ``builds``, ``parsed_paths``, ``last_network``, ``last_config``,
+    ``last_network_flags``, ``calibration`` (what the builder asked a legacy calibrator).
+    """
     major = int(version.split(".", maxsplit=1)[0])
-    builder_flags = {"TF32": 0, "FP16": 1, "INT8": 2} if major < 11 else {"TF32": 0}
-    creation_flags = {"STRONGLY_TYPED": 1} if major >= 11 else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    if major < 10:
+        raise ValueError("the stand-in models TensorRT 10 and 11 only")
+    ten = major == 10
+    builder_flag = _enum("BuilderFlag", {
+        "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 5, "DISABLE_TIMING_CACHE": 6, "TF32": 7, "SPARSE_WEIGHTS": 8,
+        **({"FP16": 0, "INT8": 1, "OBEY_PRECISION_CONSTRAINTS": 10, "PREFER_PRECISION_CONSTRAINTS": 11,
+            "FP8": 16, "BF16": 19} if ten else {})})
+    creation_flag = _enum("NetworkDefinitionCreationFlag", (
+        {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1, "PREFER_AOT_PYTHON_PLUGINS": 2, "PREFER_JIT_PYTHON_PLUGINS": 3}
+        if ten else {"STRONGLY_TYPED": 0, "PREFER_AOT_PYTHON_PLUGINS": 1, "PREFER_JIT_PYTHON_PLUGINS": 2}))
+    memory_pool = _enum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1, "DLA_LOCAL_DRAM": 2,
+                                           "DLA_GLOBAL_DRAM": 3, "TACTIC_DRAM": 4})
+    device_type = _enum("DeviceType", {"GPU": 0, "DLA": 1})
+    precision_flags = {builder_flag[n] for n in ("FP16", "INT8", "FP8", "BF16") if n in builder_flag.__members__}
 
-    class IProgressMonitor:
+    class _Initialised:
+        """A pybind11 trampoline base: a Python subclass must call the base ``__init__``."""
+
+        __slots__ = ("_initialised",)
+
         def __init__(self) -> None:
-            self.initialised = True
+            self._initialised = True
 
-    class Network:
+    def _require_initialised(value: object, base: type, what: str) -> None:
+        _require(value, base, what)
+        if not getattr(value, "_initialised", False):
+            raise TypeError(f"{what}: {base.__name__}.__init__() must be called when overriding __init__")
+
+    class IProgressMonitor(_Initialised):
+        __slots__ = ()
+
+    class IInt8Calibrator(_Initialised):
+        __slots__ = ()
+
+    class IInt8EntropyCalibrator2(IInt8Calibrator):
+        __slots__ = ()
+
+    class ITensor:
+        __slots__ = ("dtype", "name", "shape")
+
+        def __init__(self, name: str, shape: tuple[int, ...], dtype: DataType) -> None:
+            self.name, self.shape, self.dtype = name, Dims(shape), dtype
+
+    class INetworkDefinition:
+        __slots__ = ("flags", "inputs", "outputs", "weight_dtypes")
+
         def __init__(self, flags: int) -> None:
             self.flags = flags
-            self.inputs: list[SimpleNamespace] = []
-            self.outputs: list[SimpleNamespace] = []
+            self.inputs: list[ITensor] = []
+            self.outputs: list[ITensor] = []
             self.weight_dtypes: dict[str, DataType] = {}
 
         @property
         def num_inputs(self) -> int:
             return len(self.inputs)
 
-        def get_input(self, index: int) -> SimpleNamespace:
-            return self.inputs[index]
+        @property
+        def num_outputs(self) -> int:
+            return len(self.outputs)
+
+        def get_input(self, index: int) -> ITensor | None:
+            _require(index, int, "get_input")
+            return self.inputs[index] if 0 <= index < len(self.inputs) else None
+
+        def get_output(self, index: int) -> ITensor | None:
+            _require(index, int, "get_output")
+            return self.outputs[index] if 0 <= index < len(self.outputs) else None
 
     class OnnxParser:
-        def __init__(self, network: Network, logger: Logger) -> None:
+        __slots__ = ("errors", "network")
+
+        def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
+            _require(network, INetworkDefinition, "OnnxParser")
+            _require(logger, ILogger, "OnnxParser")
             self.network = network
             self.errors: list[str] = []
 
         def parse(self, model: bytes) -> bool:
             import onnx  # noqa: PLC0415
 
-            _require(model, (bytes, bytearray, memoryview), "parse model")
-            try:
-                graph = onnx.load_from_string(bytes(model)).graph
-            except Exception as error:  # the real parser reports, never raises
-                self.errors.append(str(error))
-                return False
-            return self._populate(graph)
+            _require(model, (bytes, bytearray, memoryview), "parse")
+            return self._load(lambda: onnx.load_from_string(bytes(model)))
 
         def parse_from_file(self, model: str) -> bool:
             import onnx  # noqa: PLC0415
 
-            _require(model, str, "parse_from_file model")
+            _require(model, str, "parse_from_file")
             module.parsed_paths.append(model)
+            return self._load(lambda: onnx.load(model))  # external data next to the file resolves, as in TensorRT
+
+        def _load(self, load: Callable[[], object]) -> bool:
+            if module.parser_errors:
+                self.errors.extend(module.parser_errors)
+                return False
             try:
-                graph = onnx.load(model).graph  # external data next to the file resolves, as in TensorRT
+                model = load()
             except Exception as error:  # the real parser reports, never raises
                 self.errors.append(str(error))
                 return False
-            return self._populate(graph)
+            module.parsed_models.append(model)
+            graph = model.graph
+            initializers = {t.name for t in graph.initializer}
 
-        def _populate(self, graph: object) -> bool:
-            def dtype(elem_type: int) -> DataType:
-                return DataType.HALF if elem_type == 10 else DataType.FLOAT
+            def tensor(value: object) -> ITensor:
+                kind = value.type.tensor_type
+                dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in kind.shape.dim)
+                return ITensor(value.name, dims, _ONNX.get(kind.elem_type, DataType.FLOAT))
 
-            for tensor in graph.input:
-                dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tensor.type.tensor_type.shape.dim)
-                self.network.inputs.append(SimpleNamespace(name=tensor.name, shape=dims,
-                                                           dtype=dtype(tensor.type.tensor_type.elem_type)))
-            for tensor in graph.output:
-                dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tensor.type.tensor_type.shape.dim)
-                self.network.outputs.append(SimpleNamespace(name=tensor.name, shape=dims,
-                                                            dtype=dtype(tensor.type.tensor_type.elem_type)))
-            self.network.weight_dtypes = {t.name: dtype(t.data_type) for t in graph.initializer}
+            self.network.inputs = [tensor(t) for t in graph.input if t.name not in initializers]
+            self.network.outputs = [tensor(t) for t in graph.output]
+            self.network.weight_dtypes = {t.name: _ONNX.get(t.data_type, DataType.FLOAT) for t in graph.initializer}
             return True
 
         @property
@@ -255,128 +577,198 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
             return len(self.errors)
 
         def get_error(self, index: int) -> str:
+            _require(index, int, "get_error")
             return self.errors[index]
 
-    class Profile:
-        def __init__(self) -> None:
-            self.shapes: dict[str, tuple] = {}
+    class IOptimizationProfile:
+        __slots__ = ("partial", "shapes")
 
-        def set_shape(self, name: str, minimum: tuple, optimum: tuple, maximum: tuple) -> None:
-            _require(name, str, "set_shape name")
-            self.shapes[name] = (tuple(minimum), tuple(optimum), tuple(maximum))
-
-    class BuilderConfig:
         def __init__(self) -> None:
-            self.flags: set[int] = set()
-            self.profiles: list[Profile] = []
-            self.progress_monitor = None
+            self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+            self.partial: set[str] = set()  # inputs whose set_shape failed after min (or opt) was stored
+
+        def set_shape(self, input: str, min: object, opt: object, max: object) -> None:  # noqa: A002 - TensorRT's names
+            _require(input, str, "set_shape")
+            shapes = [_dims(min, "set_shape"), _dims(opt, "set_shape"), _dims(max, "set_shape")]
+            for index, which in enumerate(("min", "opt", "max")):
+                shape = shapes[index]
+                earlier = shapes[:index]
+                if (any(d < 0 for d in shape) or any(len(e) != len(shape) for e in earlier)
+                        or any(any(lo > d for lo, d in zip(e, shape)) for e in earlier)):
+                    if index:
+                        self.partial.add(input)  # setDimensions(kMIN) succeeded: the profile is now invalid
+                    raise RuntimeError(f"Shape provided for {which} is inconsistent with other shapes.")
+            self.shapes[input] = tuple(shapes)
+            self.partial.discard(input)
+
+        def get_shape(self, input: str) -> list[Dims]:  # noqa: A002
+            _require(input, str, "get_shape")
+            return [Dims(s) for s in self.shapes.get(input, ())]
+
+    config_slots = ("DLA_core", "_default_device_type", "_progress_monitor", "flag_set", "pools", "profiles")
+
+    class IBuilderConfig:
+        __slots__ = (*config_slots, "_int8_calibrator") if ten else config_slots
+
+        def __init__(self) -> None:
+            self.flag_set: set = set()
+            self.profiles: list[IOptimizationProfile] = []
             self.pools: dict = {}
+            self._progress_monitor = None
+            self._default_device_type = device_type.GPU
+            self.DLA_core = -1
+            if ten:
+                self._int8_calibrator = None
 
-        def set_flag(self, flag: int) -> None:
-            self.flags.add(flag)
+        @property
+        def flags(self) -> int:
+            return sum(1 << int(flag) for flag in self.flag_set)
 
-        def set_memory_pool_limit(self, pool: object, size: int) -> None:
-            self.pools[pool] = size
+        def set_flag(self, flag: object) -> None:
+            _require(flag, builder_flag, "set_flag")
+            self.flag_set.add(flag)
 
-        def add_optimization_profile(self, profile: Profile) -> int:
+        def get_flag(self, flag: object) -> bool:
+            _require(flag, builder_flag, "get_flag")
+            return flag in self.flag_set
+
+        def set_memory_pool_limit(self, pool: object, pool_size: int) -> None:
+            _require(pool, memory_pool, "set_memory_pool_limit")
+            _require(pool_size, int, "set_memory_pool_limit")
+            if pool_size < 0:
+                raise TypeError("set_memory_pool_limit(): incompatible function arguments, size is negative")
+            self.pools[pool] = pool_size
+
+        def add_optimization_profile(self, profile: IOptimizationProfile | None) -> int:
+            if profile is None:
+                return -1  # nullptr: TensorRT's parameter check fails
+            _require(profile, IOptimizationProfile, "add_optimization_profile")
+            if profile.partial:
+                return -1  # IOptimizationProfile::isValid(): min set without opt/max
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
+        @property
+        def num_optimization_profiles(self) -> int:
+            return len(self.profiles)
+
+        @property
+        def progress_monitor(self) -> IProgressMonitor | None:
+            return self._progress_monitor
+
+        @progress_monitor.setter
+        def progress_monitor(self, monitor: IProgressMonitor | None) -> None:
+            if monitor is not None:
+                _require_initialised(monitor, IProgressMonitor, "progress_monitor")
+            self._progress_monitor = monitor
+
+        @property
+        def default_device_type(self) -> object:
+            return self._default_device_type
+
+        @default_device_type.setter
+        def default_device_type(self, value: object) -> None:
+            _require(value, device_type, "default_device_type")
+            self._default_device_type = value
+
+    if ten:
+        def _get_calibrator(self: IBuilderConfig) -> IInt8Calibrator | None:
+            return self._int8_calibrator
+
+        def _set_calibrator(self: IBuilderConfig, calibrator: IInt8Calibrator | None) -> None:
+            if calibrator is not None:
+                _require_initialised(calibrator, IInt8Calibrator, "int8_calibrator")
+            self._int8_calibrator = calibrator
+
+        IBuilderConfig.int8_calibrator = property(_get_calibrator, _set_calibrator)
+
+    def _fits(network: INetworkDefinition, profile: IOptimizationProfile | None) -> bool:
+        """Whether ``profile`` covers every input: its rank, its static dimensions, a range for dynamic ones."""
+        for tensor in network.inputs:
+            shapes = profile.shapes.get(tensor.name) if profile is not None else None
+            if shapes is None:
+                if any(d < 0 for d in tensor.shape):
+                    return False  # a dynamic input needs a profile
+                continue
+            for shape in shapes:
+                if len(shape) != len(tensor.shape) or any(s != d for s, d in zip(shape, tensor.shape) if d >= 0):
+                    return False
+        return profile is None or set(profile.shapes) <= {t.name for t in network.inputs}
+
+    def _calibrate(calibrator: IInt8Calibrator, network: INetworkDefinition) -> None:
+        """What TensorRT 10 asks an implicit-quantization calibrator, in its order."""
+        record = module.calibration = {"batch_size": calibrator.get_batch_size(),
+                                       "cache_before": calibrator.read_calibration_cache(), "batches": []}
+        _require(record["batch_size"], int, "get_batch_size")
+        names = [t.name for t in network.inputs]
+        while (batch := calibrator.get_batch(names)) is not None:
+            if len(batch) != len(names) or not all(isinstance(p, int) and p for p in batch):
+                raise TypeError(f"get_batch must return one device pointer (int) per input {names}, got {batch!r}")
+            record["batches"].append(list(batch))
+        calibrator.write_calibration_cache(b"TRT-calibration")
+
     class Builder:
-        def __init__(self, logger: Logger) -> None:
-            _require(logger, Logger, "Builder logger")
-            module.builds = getattr(module, "builds", 0)
+        __slots__ = ("logger",)
 
-        def create_network(self, flags: int = 0) -> Network | None:
-            _require(flags, int, "create_network flags")
+        def __init__(self, logger: ILogger) -> None:
+            _require(logger, ILogger, "Builder")
+            self.logger = logger
+
+        def create_network(self, flags: int = 0) -> INetworkDefinition | None:
+            _require(flags, int, "create_network")
+            if flags < 0 or flags >= 1 << 32:
+                raise TypeError("create_network(): incompatible function arguments, flags is not a uint32")
             module.last_network_flags = flags
-            known = sum(1 << int(bit) for bit in vars(module.NetworkDefinitionCreationFlag).values())
-            if flags & ~known:
+            if flags & ~sum(1 << int(member) for member in creation_flag):
                 return None  # flag bits this version does not define: TensorRT logs an error
-            return Network(flags)
+            return INetworkDefinition(flags)
 
-        def create_builder_config(self) -> BuilderConfig:
-            return BuilderConfig()
+        def create_builder_config(self) -> IBuilderConfig:
+            return IBuilderConfig()
 
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
+        def create_optimization_profile(self) -> IOptimizationProfile:
+            return IOptimizationProfile()
 
-        def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes | None:
+        def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> bytes | None:
+            _require(network, INetworkDefinition, "build_serialized_network")
+            _require(config, IBuilderConfig, "build_serialized_network")
             module.builds += 1
             module.last_config = config
             module.last_network = network
-            strongly_typed = major >= 11 or bool(network.flags & (1 << creation_flags["STRONGLY_TYPED"]))
-            precision_flags = {builder_flags[name] for name in ("FP16", "INT8") if name in builder_flags}
-            if strongly_typed and config.flags & precision_flags:
+            strongly_typed = not ten or bool(network.flags & (1 << int(creation_flag.STRONGLY_TYPED)))
+            if module.fail_build or (strongly_typed and config.flag_set & precision_flags):
                 return None  # TensorRT logs: precision flags are not allowed on a strongly typed network
+            profile = config.profiles[0] if config.profiles else None
+            if not _fits(network, profile):
+                return None  # TensorRT logs which input the profile does not fit
+            calibrator = config.int8_calibrator if ten else None
+            if calibrator is not None and builder_flag.INT8 in config.flag_set:
+                _calibrate(calibrator, network)
             monitor = config.progress_monitor
             if monitor is not None:
                 monitor.phase_start("Building engine", None, 2)
                 monitor.step_complete("Building engine", 0)
                 monitor.step_complete("Building engine", 1)
                 monitor.phase_finish("Building engine")
-            if not config.profiles:
-                return None
-            profile = config.profiles[0].shapes
-            io = {t.name: {"mode": "input", "shape": list(t.shape), "dtype": t.dtype.name,
-                           "profile": [list(s) for s in profile[t.name]]} for t in network.inputs}
+            io = {}
+            for t in network.inputs:
+                shapes = profile.shapes[t.name] if profile is not None and t.name in profile.shapes else (t.shape,) * 3
+                io[t.name] = {"mode": "input", "shape": list(t.shape), "dtype": t.dtype.name,
+                              "profile": [list(s) for s in shapes]}
             for t in network.outputs:
                 io[t.name] = {"mode": "output", "shape": list(t.shape), "dtype": t.dtype.name}
             return serialize_engine(io)
 
     module = SimpleNamespace(
-        __name__="tensorrt_standin", __version__=version, Logger=Logger, Runtime=Runtime,
-        TensorIOMode=TensorIOMode, DataType=DataType, nptype=nptype, Builder=Builder, OnnxParser=OnnxParser,
-        IProgressMonitor=IProgressMonitor,
-        BuilderFlag=SimpleNamespace(**builder_flags),
-        NetworkDefinitionCreationFlag=SimpleNamespace(**creation_flags),
-        MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
-        builds=0, parsed_paths=[])
+        __name__="tensorrt_standin", __version__=version, ILogger=ILogger, Logger=Logger, Runtime=Runtime,
+        TensorIOMode=TensorIOMode, DataType=DataType, Dims=Dims, nptype=nptype, Builder=Builder,
+        OnnxParser=OnnxParser, IProgressMonitor=IProgressMonitor, IBuilderConfig=IBuilderConfig,
+        INetworkDefinition=INetworkDefinition, IOptimizationProfile=IOptimizationProfile, ITensor=ITensor,
+        ICudaEngine=CudaEngine, IExecutionContext=ExecutionContext,
+        BuilderFlag=builder_flag, NetworkDefinitionCreationFlag=creation_flag, MemoryPoolType=memory_pool,
+        DeviceType=device_type, builds=0, parsed_paths=[], parsed_models=[], parser_errors=[], fail_build=False,
+        calibration=None, last_network_flags=None, last_network=None, last_config=None)
+    if ten:
+        module.IInt8Calibrator = IInt8Calibrator
+        module.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     return module
-
-
-class _HostBuffer:
-    """Host memory standing in for pinned or device memory; ``ptr`` is a real address."""
-
-    def __init__(self, shape: int | tuple[int, ...], dtype: object = np.uint8) -> None:
-        self._array = np.zeros(shape, dtype=dtype)
-        self.nbytes = self._array.nbytes
-        self.ptr = self._array.__array_interface__["data"][0]
-        self.freed = False
-
-    @property
-    def array(self) -> np.ndarray:
-        return self._array
-
-    def view(self, shape: tuple[int, ...], dtype: object) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        return self._array.reshape(-1).view(np.uint8)[:int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
-
-    def free(self) -> None:
-        self.freed = True
-
-
-class _HostStream:
-    def __init__(self) -> None:
-        self.ptr = 0x5EED
-        self.closed = False
-
-    def synchronize(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def host_cuda() -> SimpleNamespace:
-    """CUDA operations on host memory, with the names the TensorRT backend takes from streamd.cuda."""
-    def copy(dst: int, src: int, nbytes: int, stream_ptr: int) -> None:
-        _require(stream_ptr, int, "stream")
-        ctypes.memmove(dst, src, nbytes)
-
-    def device_buffer(nbytes: int) -> _HostBuffer:
-        return _HostBuffer((nbytes,), np.uint8)
-
-    return SimpleNamespace(PinnedBuffer=_HostBuffer, DeviceBuffer=device_buffer, Stream=_HostStream,
-                           copy_htod_async=copy, copy_dtoh_async=copy, use_device=lambda device: None,
-                           device_name=lambda device: "Stand-in GPU", compute_capability=lambda device: (9, 0))
