@@ -188,6 +188,10 @@ def _validate_model(model: ModelConfig) -> None:
         raise ConfigError("model.workers", "must be 0 (auto) or more")
     if model.threads < 0:
         raise ConfigError("model.threads", "must be 0 (backend default) or more")
+    if model.max_batch < 1:
+        raise ConfigError("model.max_batch", "must be 1 (no batching) or more")
+    if model.batch_window_seconds < 0:
+        raise ConfigError("model.batch_window_seconds", "must not be negative")
 
 
 def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:

@@ -11,6 +11,8 @@ DEFAULT_METRICS_BIND = "127.0.0.1:9400"
 DEFAULT_SEND_HWM = 200
 
 SOURCE_KINDS = ("file", "image", "rtsp", "synthetic")
+# The longest a detector batch waits for more frames after its first one (see ModelConfig.max_batch).
+DEFAULT_BATCH_WINDOW_SECONDS = 0.020
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class ModelConfig:
     # ONNX Runtime: run the cast/transpose/normalise of preprocessing inside the model graph (same
     # numbers, less host time per frame); only the letterbox stays on the host.
     fold_preprocessing: bool = True
+    # Cross-stream batching: up to `max_batch` frames (the newest of several sources) per detector
+    # call; 1 runs one frame at a time. A batch waits for more frames at most the fastest source's
+    # frame period minus the batch's own time, and never more than `batch_window_seconds` (20 ms:
+    # one 50 fps period; at 30 fps cameras the derived window is usually the shorter).
+    max_batch: int = 1
+    batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS
     precision: str = "fp32"
     model_id: str = ""  # published in messages; default: the model file's stem
 

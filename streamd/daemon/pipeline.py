@@ -4,6 +4,11 @@ publish, timing every stage into the metrics.
 Several workers (each with its own detector over a shared backend) let a CPU backend run frames
 side by side: on small models that beats splitting one frame over the cores. Results are published
 in the order frames were taken, whichever worker finishes first.
+
+A detector with ``max_batch > 1`` gets batches instead: the newest frame of several sources at once,
+gathered by a BatchCollector (streamd.daemon.batching) within a bounded window. A batch is taken
+under one ticket, so its frames are published together, in the order taken, and each source's frames
+still in frame order. With ``max_batch = 1`` the collector is the plain round robin it replaced.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from streamd.config.schema import DEFAULT_BATCH_WINDOW_SECONDS
+from streamd.daemon.batching import BatchCollector
 from streamd.inference.detector import DetectionResult, Detector
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.publish.message import encode
@@ -23,22 +30,21 @@ from streamd.sources.slot import FrameSignal
 
 log = logging.getLogger(__name__)
 
-# How long a worker waits for any source before checking whether it should stop.
-_IDLE_WAIT_SECONDS = 0.1
-
 
 class Pipeline:
     def __init__(self, sources: Sequence[CaptureSource], detectors: Sequence[Detector], publisher: Publisher,
                  metrics: StreamdMetrics, frame_signal: FrameSignal, max_frame_age_seconds: float = 0.0,
-                 on_result: Callable[[DetectionResult, float], None] | None = None) -> None:
+                 on_result: Callable[[DetectionResult, float], None] | None = None,
+                 batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS) -> None:
         self._sources = list(sources)
         self._detectors = list(detectors)
         self._publisher = publisher
         self._metrics = metrics
         self._frame_signal = frame_signal
-        self._max_frame_age_seconds = max_frame_age_seconds
         self._on_result = on_result
-        self._cursor = 0
+        self.max_batch = min(detector.max_batch for detector in self._detectors)
+        self._collector = BatchCollector(self._sources, frame_signal.condition, self.max_batch,
+                                         batch_window_seconds, max_frame_age_seconds, metrics)
         self._stop = threading.Event()
         self.finished = threading.Event()  # every source ended and everything was published
         self.error: BaseException | None = None
@@ -47,6 +53,8 @@ class Pipeline:
         self._next_ticket = 0
         self._next_ticket_to_publish = 0
         self._completed: dict[int, list[DetectionResult]] = {}
+        self._collect_lock = threading.Lock()  # held while collecting a batch and giving it its ticket
+        self._taken_lock = threading.Lock()
         self._taken_at: dict[tuple[str, int], float] = {}
         self._sequence = 0
         self._active_workers = len(self._detectors)
@@ -60,8 +68,7 @@ class Pipeline:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        with self._frame_signal.condition:
-            self._frame_signal.condition.notify_all()
+        self._collector.wake()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread.is_alive():
@@ -82,13 +89,13 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 self._heartbeats[worker] = time.monotonic()
-                taken = self._next_frame()
+                taken = self._next_batch()
                 if taken is None:
                     if self._all_sources_done():
                         break
                     continue
-                ticket, frame = taken
-                self._complete(ticket, self._process(detector, frame))
+                ticket, frames = taken
+                self._complete(ticket, self._process(detector, frames))
             self._complete(None, detector.drain())
         except BaseException as error:  # reported by the service, which stops the daemon
             log.exception("pipeline worker %d failed", worker)
@@ -103,37 +110,28 @@ class Pipeline:
     def _all_sources_done(self) -> bool:
         return all(s.finished.is_set() and not s.slot.peek_ready() for s in self._sources)
 
-    def _next_frame(self) -> tuple[int, Frame] | None:
-        """(ticket, the next source's newest frame), round robin so no source starves the others."""
-        with self._frame_signal.condition:
-            frame = self._scan()
-            if frame is None:
-                self._frame_signal.condition.wait(_IDLE_WAIT_SECONDS)
-                frame = self._scan()
-            if frame is None:
+    def _next_batch(self) -> tuple[int, list[Frame]] | None:
+        """(ticket, the next batch): the newest frame of ready sources, round robin so no source
+        starves the others. One worker collects at a time, so tickets follow the order taken."""
+        with self._collect_lock:
+            frames = self._collector.next_batch()
+            if not frames:
                 return None
             ticket = self._next_ticket
             self._next_ticket += 1
-            self._taken_at[(frame.source_id, frame.index)] = time.monotonic()
-            return ticket, frame
+        taken_monotonic = time.monotonic()
+        with self._taken_lock:
+            for frame in frames:
+                self._taken_at[(frame.source_id, frame.index)] = taken_monotonic
+        return ticket, frames
 
-    def _scan(self) -> Frame | None:
-        count = len(self._sources)
-        for offset in range(count):
-            index = (self._cursor + offset) % count
-            frame = self._sources[index].slot.take(timeout=0)
-            if frame is not None:
-                self._cursor = index + 1
-                return frame
-        return None
-
-    def _process(self, detector: Detector, frame: Frame) -> list[DetectionResult]:
-        waited_seconds = time.monotonic() - frame.capture_monotonic
-        if self._max_frame_age_seconds and waited_seconds > self._max_frame_age_seconds:
-            self._metrics.frames_dropped.labels(frame.source_id, "too_old").inc()
-            frame.release()
-            return []
-        return detector.submit(frame)
+    def _process(self, detector: Detector, frames: list[Frame]) -> list[DetectionResult]:
+        if self.max_batch == 1:
+            return detector.submit(frames[0])
+        started = time.perf_counter()
+        results = detector.submit_batch(frames)
+        self._collector.observe_batch_seconds(time.perf_counter() - started)
+        return results
 
     # -- publishing ----------------------------------------------------------------------------
     def _complete(self, ticket: int | None, results: list[DetectionResult]) -> None:
@@ -155,7 +153,7 @@ class Pipeline:
     def _publish(self, result: DetectionResult) -> None:
         """Send one message and record its timings. Called with the publish lock held."""
         frame = result.frame
-        with self._frame_signal.condition:
+        with self._taken_lock:
             taken_monotonic = self._taken_at.pop((frame.source_id, frame.index), frame.capture_monotonic)
         started = time.perf_counter()
         self._sequence += 1

@@ -71,7 +71,8 @@ class Service:
                 self.frame_pools.append(pool)
             self.sources.append(CaptureSource(source_config, metrics, frame_ready=frame_signal, frame_pool=pool))
         self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
-                                 self.config.daemon.max_frame_age_seconds, self.on_result)
+                                 self.config.daemon.max_frame_age_seconds, self.on_result,
+                                 self.config.model.batch_window_seconds)
         self.pipeline.start()
         # Served once the pipeline runs, so the first /healthz already reflects it.
         if self.config.metrics.enabled:
