@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 
 import numpy as np
 
+from streamd.config.load import split_bind
 from streamd.config.schema import Config
 from streamd.errors import StreamdError
 from streamd.inference.factory import build_detector
@@ -29,14 +32,14 @@ def check_config(config: Config, say: Callable[[str], None]) -> bool:
             f"{len(config.model.classes)} classes)")
     for source in config.sources:
         reader = make_reader(source)
-        where = redact(source.url) or source.kind
+        where = f"{source.kind} {redact(source.url)}" if source.url else source.kind
         try:
             reader.open()
             item = reader.read()
             if item is None:
                 raise StreamdError("opened, but delivered no frame")
             image = item[0]
-            line = f"source {source.id} ({source.kind} {where}): ok, {image.shape[1]}x{image.shape[0]}"
+            line = f"source {source.id} ({where}): ok, {image.shape[1]}x{image.shape[0]}"
             if reader.native_fps:
                 line += f" at {reader.native_fps:g} fps"
             if detector is not None:
@@ -45,11 +48,48 @@ def check_config(config: Config, say: Callable[[str], None]) -> bool:
                 line += f", {sum(len(r.detections) for r in results)} detection(s) on the first frame"
             say(line)
         except StreamdError as error:
-            say(f"source {source.id} ({source.kind} {where}): FAILED: {error}")
+            say(f"source {source.id} ({where}): FAILED: {error}")
             ok = False
         finally:
             reader.close()
     if detector is not None:
         detector.close()
+    ok = _check_ports(config, say) and ok
     say("all good" if ok else "problems found")
     return ok
+
+
+def _check_ports(config: Config, say: Callable[[str], None]) -> bool:
+    """Bind the publisher's and the metrics server's ports once and release them: a port another
+    process holds fails ``run`` at start-up, so ``check`` reports it."""
+    ok = True
+    endpoint = config.publish.endpoint
+    if endpoint.startswith("tcp://") and not endpoint.endswith(":*"):
+        host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+        ok = _try_bind("publisher", endpoint, "publish.endpoint", "" if host == "*" else host, int(port), say) and ok
+    if config.metrics.enabled:
+        host, port = split_bind(config.metrics.bind)
+        if port:
+            ok = _try_bind("metrics", f"http://{config.metrics.bind}", "metrics.bind", host, port, say) and ok
+    return ok
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """None when ``host:port`` can be bound for listening now (then released), else why not."""
+    host = host.strip("[]")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):  # SO_REUSEADDR, as ZeroMQ and http.server
+            return None
+    except OSError as error:
+        return os.strerror(error.errno) if error.errno else str(error)
+
+
+def _try_bind(what: str, where: str, key: str, host: str, port: int, say: Callable[[str], None]) -> bool:
+    problem = bind_problem(host, port)
+    if problem is None:
+        say(f"{what} {where}: ok, port {port} is free")
+        return True
+    say(f"{what} {where}: FAILED: cannot bind {host or '*'}:{port}: {problem} (another streamd running? "
+        f"change {key})")
+    return False

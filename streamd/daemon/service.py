@@ -15,6 +15,7 @@ from streamd.config.load import split_bind
 from streamd.config.schema import Config
 from streamd.daemon.pipeline import Pipeline
 from streamd.daemon.sdnotify import SystemdNotifier
+from streamd.daemon.status import StatusReporter
 from streamd.inference.detector import DetectionResult, Detector
 from streamd.inference.factory import build_detectors
 from streamd.metrics.definitions import StreamdMetrics
@@ -145,12 +146,16 @@ def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier
     """Run until ``stop`` is set or every source has ended. Exit status: 0 ok, 1 pipeline failure."""
     notifier = notifier or SystemdNotifier()
     service = Service(config)
+    started = False
     try:
         service.start()
+        started = True
         notifier.ready(f"{len(service.sources)} source(s)")
         pipeline = service.pipeline
         if pipeline is None:
             raise RuntimeError("service started without a pipeline")
+        status = StatusReporter(service.registry, lambda: {s.source_id: s.state for s in service.sources},
+                                config.daemon.status_interval_seconds)
         tick_seconds = min(1.0, notifier.watchdog_seconds / 2) if notifier.watchdog_seconds else 1.0
         while not stop.wait(tick_seconds):
             if pipeline.finished.is_set():
@@ -158,6 +163,7 @@ def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier
             if service.health()[0]:
                 # Only a pipeline that is still looking for frames keeps the watchdog quiet.
                 notifier.watchdog()
+            status.tick()
         if pipeline.error is not None:
             log.error("stopping: the pipeline failed: %s", pipeline.error)
             return 1
@@ -165,4 +171,5 @@ def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier
     finally:
         notifier.stopping()
         service.stop()
-        log.info("streamd stopped")
+        if started:  # a daemon that failed to start says why instead (the caller prints the error)
+            log.info("streamd stopped")
