@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamd.bench.arguments import add_bench_arguments  # noqa: PLC0415
 
     bench = commands.add_parser("bench", help="raw backend vs the full pipeline, same frames, one run",
-                                formatter_class=defaults, description=(
+                                description=(
                                     "Measure, in one run on the same video: the raw backend in a tight loop, "
                                     "the full pipeline reading the file flat out, and frame age at publish "
                                     "with the file paced at its native rate."))

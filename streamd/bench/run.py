@@ -21,23 +21,50 @@ from streamd.config.load import parse_config
 from streamd.config.schema import Config
 from streamd.daemon.service import Service
 from streamd.decode.preprocess import CONVENTIONS, Preprocessor
+from streamd.errors import ConfigError
 from streamd.inference.detector import DetectionResult
 from streamd.inference.factory import build_detector, build_detectors, cpu_parallelism
 from streamd.inference.host_detector import HostDetector
 from streamd.publish.subscriber import Subscriber
 
+EXIT_BAD_ARGUMENTS = 2
+# The config keys bench fills from its flags: an error names the flag the user typed.
+_FLAG_OF_KEY = {"sources[0].url": "--source", "model.path": "--model", "model.classes": "--classes",
+                "model.backend": "--backend", "model.workers": "--workers", "model.threads": "--threads"}
+
+
+class BenchArgumentError(Exception):
+    """A flag's value cannot be used; the message names the flag."""
+
 
 def _config(args: argparse.Namespace, pace: str, max_frames: int) -> Config:
     model_path = Path(args.model)
-    classes = args.classes or str(model_path.parent / "coco_classes.txt")
+    model = {"path": str(model_path), "backend": args.backend, "threads": args.threads, "workers": args.workers}
+    beside = model_path.parent / "coco_classes.txt"
+    if args.classes or beside.is_file():
+        model["classes"] = args.classes or str(beside)
     document = {
         "sources": [{"id": "bench", "kind": "file", "url": args.source, "pace": pace, "max_frames": max_frames}],
-        "model": {"path": str(model_path), "classes": classes, "backend": args.backend, "threads": args.threads,
-                  "workers": args.workers},
+        "model": model,
         "publish": {"endpoint": "tcp://127.0.0.1:*", "send_hwm": 100000},
         "metrics": {"enabled": False},
     }
-    return parse_config(document, Path.cwd(), "(bench)")
+    try:
+        return parse_config(document, Path.cwd(), "(bench)")
+    except ConfigError as error:
+        raise BenchArgumentError(f"{_FLAG_OF_KEY.get(error.key, error.key)}: {error.reason}") from error
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    from streamd.bench.arguments import SHARED_ENVIRONMENT  # noqa: PLC0415
+
+    for flag, value in (("--model", args.model), ("--source", args.source)):
+        if not value:
+            raise BenchArgumentError(f"{flag} is required: there is no default without ${SHARED_ENVIRONMENT} "
+                                     "(the folder holding models/yolox_nano.onnx and media/vtest.avi)")
+    for flag, value in (("--model", args.model), ("--source", args.source), ("--classes", args.classes)):
+        if value and not Path(value).is_file():
+            raise BenchArgumentError(f"{flag}: file {Path(value).absolute()} does not exist")
 
 
 def _read_frames(path: str, count: int) -> list[np.ndarray]:
@@ -131,7 +158,12 @@ def run_accuracy(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     if args.accuracy:
         return run_accuracy(args)
-    fast_config = _config(args, "fast", args.frames)
+    try:
+        _check_arguments(args)
+        fast_config = _config(args, "fast", args.frames)
+    except BenchArgumentError as error:
+        print(f"streamd bench: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
     frames = _read_frames(args.source, args.frames)
     # The model exactly as given (no preprocessing folded into its graph), fed float inputs.
     plain_model = dataclasses.replace(fast_config.model, fold_preprocessing=False)

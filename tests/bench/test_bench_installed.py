@@ -1,0 +1,62 @@
+"""``streamd bench`` from an installed package (issue 9): its defaults come from $STREAMD_SHARED,
+never from the package's location; without it, --model and --source are required and the error
+names the flags. The package is copied to a site-packages-like folder, away from the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, SHARED, VTEST, YOLOX_NANO, require_shared
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> dict[str, str]:
+    """The environment of a process that imports streamd from a copy under lib/python3.X/site-packages."""
+    site = tmp_path / "venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    shutil.copytree(REPO / "streamd", site / "streamd", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "STREAMD_SHARED"}
+    env["PYTHONPATH"] = str(site)
+    where = subprocess.run([sys.executable, "-c", "import streamd; print(streamd.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
+    assert where.stdout.strip().startswith(str(site)), where.stdout  # the copy, not the checkout
+    return env
+
+
+def bench(env: dict[str, str], cwd: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamd", "bench", *flags], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_without_streamd_shared_the_flags_are_required(installed: dict[str, str], tmp_path: Path) -> None:
+    result = bench(installed, tmp_path, "--frames", "5", "--rounds", "1", "--paced-seconds", "0")
+    assert result.returncode == 2, result.stderr
+    assert "streamd bench: --model is required" in result.stderr and "$STREAMD_SHARED" in result.stderr
+    assert "config key" not in result.stderr and "Traceback" not in result.stderr
+    help_text = bench({**installed, "COLUMNS": "1000"}, tmp_path, "--help").stdout
+    assert "required unless $STREAMD_SHARED is set" in help_text
+
+
+def test_a_missing_file_names_the_flag(installed: dict[str, str], tmp_path: Path) -> None:
+    result = bench(installed, tmp_path, "--model", "nowhere.onnx", "--source", "nowhere.avi", "--frames", "5")
+    assert result.returncode == 2
+    assert f"streamd bench: --model: file {tmp_path / 'nowhere.onnx'} does not exist" in result.stderr
+
+
+def test_with_streamd_shared_the_defaults_run(installed: dict[str, str], tmp_path: Path) -> None:
+    require_shared(YOLOX_NANO, VTEST)
+    env = {**installed, "STREAMD_SHARED": str(SHARED)}
+    help_text = bench({**env, "COLUMNS": "1000"}, tmp_path, "--help").stdout  # one line per flag
+    assert f"here {SHARED / 'models' / 'yolox_nano.onnx'}" in help_text
+    out = tmp_path / "bench.json"
+    result = bench(env, tmp_path, "--frames", "10", "--rounds", "1", "--paced-seconds", "0", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    assert results["model"] == str(YOLOX_NANO) and results["source"] == str(VTEST)
+    assert results["messages_received_rounds"] == [10]
