@@ -252,7 +252,12 @@ def serialize_network(trt: ModuleType, plan: NetworkPlan, profile: Profile,
         if tensor.name not in profile:
             raise BackendError(f"no input profile for tensor '{tensor.name}'; profile has {sorted(profile)}")
         minimum, optimum, maximum = profile[tensor.name]
-        optimization_profile.set_shape(tensor.name, minimum, optimum, maximum)
+        try:
+            optimization_profile.set_shape(tensor.name, minimum, optimum, maximum)
+        except (RuntimeError, TypeError) as error:  # the bindings raise, naming neither tensor nor shapes
+            raise BackendError(f"TensorRT IOptimizationProfile.set_shape('{tensor.name}', min={minimum}, "
+                               f"opt={optimum}, max={maximum}) failed: {error} (every dimension must be an int "
+                               "and min <= opt <= max)") from error
     if config.add_optimization_profile(optimization_profile) < 0:
         raise BackendError(f"TensorRT rejected the optimization profile {profile_text(profile)}")
     monitor_class = _progress_monitor_class(trt)

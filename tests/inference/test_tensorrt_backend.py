@@ -201,6 +201,12 @@ def test_build_failures_name_what_failed(tmp_path: Path, trt) -> None:
         build_engine(trt, (tmp_path / "broken.onnx"), "fp32", profile)
     with pytest.raises(BackendError, match="no input profile for tensor 'images'"):
         build_engine(trt, model, "fp32", {"other": ((1,), (1,), (1,))})
+    # TensorRT's set_shape raises RuntimeError (min > opt) or TypeError (a float) naming nothing: the
+    # builder names the tensor and the shapes (the permissive stand-in used to build these).
+    with pytest.raises(BackendError, match="set_shape\\('images', min=\\(4, 3, 4, 4\\).*inconsistent"):
+        build_engine(trt, model, "fp32", {"images": ((4, 3, 4, 4), (1, 3, 4, 4), (1, 3, 4, 4))})
+    with pytest.raises(BackendError, match="set_shape\\('images'.*incompatible function arguments"):
+        build_engine(trt, model, "fp32", {"images": ((1.0, 3, 4, 4),) * 3})
     trt.Builder.build_serialized_network = lambda self, network, config: None
     with pytest.raises(BackendError, match="failed to build the fp32 engine from .*m.onnx"):
         build_engine(trt, model, "fp32", profile)
