@@ -243,6 +243,8 @@ def serialize_network(trt: ModuleType, plan: NetworkPlan, profile: Profile,
     config = builder.create_builder_config()
     if config is None:
         raise BackendError("TensorRT Builder.create_builder_config returned None")
+    if not isinstance(workspace_bytes, int) or workspace_bytes < 0:  # a size_t: the bindings raise TypeError
+        raise BackendError(f"TensorRT workspace must be a whole number of bytes >= 0, got {workspace_bytes!r}")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     for name in plan.builder_flags:
         config.set_flag(_builder_flag(trt, name))

@@ -142,3 +142,12 @@ def test_parser_and_builder_failures_name_what_failed(monkeypatch, models, tmp_p
     with pytest.raises(EngineBuildError, match=message):
         build_engine(EngineOptions("fp32"), tmp_path / "m.engine", None, float_path)
     assert not (tmp_path / "m.engine").exists()
+
+
+def test_negative_workspace_is_an_engine_build_error(monkeypatch, models, tmp_path):
+    """TensorRT's set_memory_pool_limit takes a size_t (pybind11 raises TypeError for -1 << 20): the
+    builder says what is wrong instead (``--workspace-mib -1`` used to end in a TypeError traceback)."""
+    float_path, _ = models
+    _install(monkeypatch, standin.make_module("10.13.0"))
+    with pytest.raises(EngineBuildError, match="workspace"):
+        build_engine(EngineOptions("fp32", workspace_bytes=-1 << 20), tmp_path / "m.engine", None, float_path)
