@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import onnx
 
 from streamd.quantize.calibration import ArrayDataReader
 from streamd.quantize.errors import QuantizeError
+from streamd.quantize.progress import LogWriter
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,9 @@ class QdqQuantizer:
         elif self.method == "percentile":
             options.update(num_bins=2048, percentile=self.percentile)
         reader = ArrayDataReader(self.input_name, calibration_inputs, f"calibrating ({self.method})")
-        with contextlib.redirect_stdout(sys.stderr):  # ORT prints its progress to stdout
+        # ONNX Runtime prints its own chatter ("Collecting tensor data and making histogram ...") to
+        # stdout, which carries the report: into the debug log instead, out of the user's way.
+        with contextlib.redirect_stdout(LogWriter(logger)):
             calibrator = create_calibrator(
                 self._float_path, ["Conv"], augmented_model_path=Path(self._workdir.name) / "augmented.onnx",
                 calibrate_method=_ort_method(self.method), providers=["CPUExecutionProvider"],
@@ -159,7 +161,7 @@ class QdqQuantizer:
         quant_logger.setLevel(max(previous_level, logging.ERROR))
         # ...and prints calibration chatter to stdout, which is the report's stream here.
         try:
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(LogWriter(logger)):
                 quantize_static(
                     str(self._float_path), str(output_path), None,
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
