@@ -20,25 +20,28 @@ TypeError. Which behaviour was checked against which source (read 2026-11-30):
   not fit the network (a missing input, another rank, a range wider than a static dimension) fails
   at ``build_serialized_network``, which returns None (TensorRT logs the error).
 - ``IExecutionContext`` (C++ ``setInputShape``/``setTensorAddress``/``enqueueV3``, all returning
-  bool): ``set_input_shape`` returns False for an unknown name, an output, another rank or a shape
-  outside the profile; ``set_tensor_address`` returns False for an unknown name or a null input
-  address (a null *output* address is accepted, for an IOutputAllocator, and then
-  ``execute_async_v3`` fails); ``execute_async_v3(stream_handle: int)`` returns False until every
-  input shape and every I/O address is set, or when the stream handle is not a live stream.
-- ``ICudaEngine``: ``num_io_tensors``; ``get_tensor_name(index)`` (None out of range: a null
-  ``char const*``); ``get_tensor_mode`` (``TensorIOMode.NONE`` for an unknown name);
-  ``get_tensor_dtype`` (``DataType.FLOAT`` for an unknown name, as the C++ doc says);
-  ``get_tensor_shape`` (an unknown name gives nbDims -1, which Python cannot take the length of:
-  ValueError here).
-- Versions (docs.nvidia.com "Removed Python APIs" 10.x -> 11.x and the Builder pages of 10.x and
-  11.0): ``IBuilderConfig.max_workspace_size`` and ``Builder.max_batch_size`` are gone in both (removed
-  in 10.0); ``BuilderFlag.FP16/INT8/BF16/FP8/OBEY_PRECISION_CONSTRAINTS`` and
-  ``IBuilderConfig.int8_calibrator`` (with ``IInt8EntropyCalibrator2``) are 10 only;
-  ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is present but deprecated and ignored on 10, gone on
-  11, where ``STRONGLY_TYPED`` is deprecated, ignored and renumbered 0 (every network is strongly
-  typed). ``create_network`` returns None for flag bits the version does not define and the builder
-  returns None for a precision flag on a strongly typed network (both: TensorRT logs an error; the
-  return values are this stand-in's reading, not checked against a real run).
+  bool, bound as is): ``set_input_shape`` returns False for an unknown name, an output, another rank
+  or a shape outside the profile; ``set_tensor_address`` returns False for an unknown name or a null
+  input address; ``execute_async_v3(stream_handle: int)`` returns False until every input shape and
+  every I/O address is set (enqueueV3's documented precondition: an output needs an address or an
+  IOutputAllocator). This stand-in's reading, not checked against a real run: a null *output*
+  address is accepted by ``set_tensor_address`` and then fails ``execute_async_v3``; a stream handle
+  that is not a live stream makes ``execute_async_v3`` return False. Pointer alignment is not checked.
+- ``ICudaEngine`` (C++ doc comments of NvInferRuntime.h, 10.x): ``num_io_tensors``;
+  ``get_tensor_name(index)`` (None out of range: a null ``char const*``); ``get_tensor_mode``
+  (``TensorIOMode.NONE`` for an unknown name); ``get_tensor_dtype`` (``DataType.FLOAT`` for an
+  unknown name); ``get_tensor_shape`` (``Dims{-1, {}}`` for an unknown name, whose length Python
+  cannot take: ValueError here).
+- Versions (docs.nvidia.com "Removed Python APIs and Replacements" 10.x -> 11.x, 11.4.0 and latest;
+  the Python Builder pages of 8.4, 10.x and 11.0; the 10.x IBuilderConfig page):
+  ``IBuilderConfig.max_workspace_size`` and ``Builder.max_batch_size`` are listed in neither 10 nor 11
+  (implicit batch went in 10.0); ``BuilderFlag.FP16/INT8/BF16/FP8/OBEY_PRECISION_CONSTRAINTS``,
+  ``IBuilderConfig.int8_calibrator`` (with ``IInt8EntropyCalibrator2``) and ``Builder.platform_has_*``
+  are 10 only; ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is present but deprecated and ignored
+  on 10, gone on 11, where ``STRONGLY_TYPED`` is deprecated, ignored and numbered 0 (every network is
+  strongly typed). ``create_network`` returns None for flag bits the version does not define and the
+  builder returns None for a precision flag on a strongly typed network (TensorRT logs an error in
+  both; the None is this stand-in's reading, not checked against a real run).
 
 Not TensorRT's checks, but what a real run would show as a crash, corrupt data or compute-sanitizer
 report; the stand-in raises :class:`MemoryMisuseError` instead (at the call, or at the synchronise
@@ -713,6 +716,9 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
         def __init__(self, logger: ILogger) -> None:
             _require(logger, ILogger, "Builder")
             self.logger = logger
+
+        if ten:  # removed in 11: strongly typed networks only
+            platform_has_tf32 = platform_has_fast_fp16 = platform_has_fast_int8 = property(lambda self: True)
 
         def create_network(self, flags: int = 0) -> INetworkDefinition | None:
             _require(flags, int, "create_network")

@@ -98,6 +98,13 @@ def test_builder_max_batch_size_cannot_be_assigned(trt) -> None:
         builder.max_batch_size = 8
 
 
+def test_platform_precision_queries_are_gone_on_11() -> None:
+    assert builder_parts(standin.make_module(TEN))[0].platform_has_fast_fp16
+    eleven, _, _ = builder_parts(standin.make_module(ELEVEN))
+    with pytest.raises(AttributeError):
+        eleven.platform_has_fast_fp16  # noqa: B018
+
+
 def test_int8_calibrator_is_gone_on_11() -> None:
     eleven = standin.make_module(ELEVEN)
     _, config, _ = builder_parts(eleven)
