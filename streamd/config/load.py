@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.config.schema import (
+    SOURCE_DECODERS,
     SOURCE_KINDS,
     Config,
     DaemonConfig,
@@ -228,6 +229,11 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
             raise ConfigError(f"{prefix}.{key}", "must not be negative")
     if source.decode_threads < 0:
         raise ConfigError(f"{prefix}.decode_threads", "must be 0 (FFmpeg's choice) or more")
+    if source.decoder not in SOURCE_DECODERS:
+        raise ConfigError(f"{prefix}.decoder", f"'{source.decoder}' is not one of {list(SOURCE_DECODERS)}")
+    if source.decoder != "opencv" and source.kind not in ("file", "rtsp"):
+        raise ConfigError(f"{prefix}.decoder", f"'{source.decoder}' decodes file and rtsp sources, not "
+                                               f"{source.kind}")
     for key in ("width", "height"):
         if getattr(source, key) < 32:
             raise ConfigError(f"{prefix}.{key}", "must be at least 32")

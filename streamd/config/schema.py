@@ -11,6 +11,9 @@ DEFAULT_METRICS_BIND = "127.0.0.1:9400"
 DEFAULT_SEND_HWM = 200
 
 SOURCE_KINDS = ("file", "image", "rtsp", "synthetic")
+# Who decodes a file or rtsp source: OpenCV/FFmpeg on the CPU, or NVDEC on the GPU (PyNvVideoCodec,
+# frames stay in device memory; streamd.sources.nvdec).
+SOURCE_DECODERS = ("opencv", "nvdec")
 # The longest a detector batch waits for more frames after its first one (see ModelConfig.max_batch).
 DEFAULT_BATCH_WINDOW_SECONDS = 0.020
 
@@ -30,6 +33,8 @@ class SourceConfig:
     # decoder thread costs about half the CPU of FFmpeg's default per frame (vtest.avi: 0.39 vs
     # 0.72 ms); 0 lets FFmpeg choose (large files at high rates).
     decode_threads: int = 1
+    # file, rtsp: "opencv" (CPU) or "nvdec" (GPU; needs the `nvdec` extra and the GPU detector).
+    decoder: str = "opencv"
     # rtsp
     transport: str = "tcp"
     open_timeout_seconds: float = 5.0

@@ -207,6 +207,9 @@ class GpuDetector(Detector):
 
     def _enqueue(self, slot: Slot, frame: Frame) -> None:
         image = frame.image
+        if not isinstance(image, np.ndarray):
+            raise BackendError(f"GpuDetector takes host BGR frames, got {image!r:.80} from source {frame.source_id}; "
+                               "NVDEC device frames go through the BatchGpuDetector (model.max_batch > 1)")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 BGR image, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]

@@ -135,3 +135,140 @@ extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int 
     out[7] = 0.f;
 }
 """
+
+# Batched letterbox: one launch for N frames of any sizes (gridDim.z = frame), each frame either a
+# packed uint8 BGR image or an NV12 surface (luma plane + interleaved UV plane, each with its pitch).
+# NV12 pixels are converted to BGR with OpenCV's integer BT.601 (limited range) formula of
+# cv2.cvtColor(COLOR_YUV2BGR_NV12) (20-bit fixed point, chroma shared by each 2x2 block), so the
+# conversion is bit-exact; the four taps of the bilinear resize are converted first, then resized
+# with the same fixed-point arithmetic as ``LETTERBOX_SOURCE``: the result equals cvtColor followed
+# by the CPU letterbox. Thread (0, 0) of each frame zeroes that frame's candidate counter.
+#
+# Per frame the host writes one 80-byte FrameDesc (``streamd.gpu.batch_preprocess.FRAME_DESC``).
+BATCH_LETTERBOX_SOURCE = r"""
+#define RESIZE_COEF_SCALE 2048.0f
+
+struct FrameDesc {
+    unsigned long long src;      // BGR: packed HxWx3 rows; NV12: the luma plane
+    unsigned long long chroma;   // NV12: the interleaved UV plane (U first); BGR: unused
+    unsigned long long counter;  // int32 zeroed for the decode kernel, or 0
+    double scale_x, scale_y;
+    int src_w, src_h, pitch, chroma_pitch;
+    int resized_w, resized_h, pad_x, pad_y;
+    int format;                  // 0: BGR, 1: NV12
+    int reserved;
+};
+
+__device__ __forceinline__ unsigned char clamp_u8(int v) { return (unsigned char)min(max(v, 0), 255); }
+
+__device__ __forceinline__ void fetch_bgr(const FrameDesc& d, int x, int y, int* bgr) {
+    if (d.format == 0) {
+        const unsigned char* p = (const unsigned char*)d.src + (size_t)y * d.pitch + x * 3;
+        bgr[0] = p[0]; bgr[1] = p[1]; bgr[2] = p[2];
+        return;
+    }
+    const int luma = ((const unsigned char*)d.src)[(size_t)y * d.pitch + x];
+    const unsigned char* uv = (const unsigned char*)d.chroma + (size_t)(y >> 1) * d.chroma_pitch + (x & ~1);
+    const int u = (int)uv[0] - 128, v = (int)uv[1] - 128;
+    const int yy = max(0, luma - 16) * 1220542;
+    const int half = 1 << 19;
+    bgr[0] = clamp_u8((yy + half + 2116026 * u) >> 20);
+    bgr[1] = clamp_u8((yy + half - 852492 * v - 409993 * u) >> 20);
+    bgr[2] = clamp_u8((yy + half + 1673527 * v) >> 20);
+}
+
+extern "C" __global__ void batch_letterbox_f32(const FrameDesc* __restrict__ frames, float* __restrict__ dst,
+                                               int dst_w, int dst_h, float g0, float g1, float g2,
+                                               float o0, float o1, float o2, int pad_value, int swap_rb) {
+    const FrameDesc& d = frames[blockIdx.z];
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (d.counter != 0 && x == 0 && y == 0) *(int*)d.counter = 0;
+    if (x >= dst_w || y >= dst_h) return;
+    const int rx = x - d.pad_x, ry = y - d.pad_y;
+    int b = pad_value, g = pad_value, r = pad_value;
+    if (rx >= 0 && ry >= 0 && rx < d.resized_w && ry < d.resized_h) {
+        const int src_w = d.src_w, src_h = d.src_h;
+        float fx = (float)((rx + 0.5) * d.scale_x - 0.5);
+        int sx = (int)floorf(fx);
+        fx -= sx;
+        if (sx < 0) { fx = 0.f; sx = 0; }
+        if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
+        const int sx1 = min(sx + 1, src_w - 1);
+        const int a0 = __float2int_rn((1.f - fx) * RESIZE_COEF_SCALE);
+        const int a1 = __float2int_rn(fx * RESIZE_COEF_SCALE);
+        float fy = (float)((ry + 0.5) * d.scale_y - 0.5);
+        const int sy = (int)floorf(fy);
+        fy -= sy;
+        const int b0 = __float2int_rn((1.f - fy) * RESIZE_COEF_SCALE);
+        const int b1 = __float2int_rn(fy * RESIZE_COEF_SCALE);
+        const int y0 = min(max(sy, 0), src_h - 1), y1 = min(max(sy + 1, 0), src_h - 1);
+        int p00[3], p01[3], p10[3], p11[3];
+        fetch_bgr(d, sx, y0, p00); fetch_bgr(d, sx1, y0, p01);
+        fetch_bgr(d, sx, y1, p10); fetch_bgr(d, sx1, y1, p11);
+        int v[3];
+        #pragma unroll
+        for (int c = 0; c < 3; ++c) {
+            const int s0 = p00[c] * a0 + p01[c] * a1;
+            const int s1 = p10[c] * a0 + p11[c] * a1;
+            const int t = (((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2;
+            v[c] = min(max(t, 0), 255);
+        }
+        b = v[0]; g = v[1]; r = v[2];
+    }
+    const size_t plane = (size_t)dst_w * dst_h;
+    float* out = dst + (size_t)blockIdx.z * 3 * plane + (size_t)y * dst_w + x;
+    const int c0 = swap_rb ? r : b, c2 = swap_rb ? b : r;
+    out[0] = (float)c0 * g0 + o0;
+    out[plane] = (float)g * g1 + o1;
+    out[2 * plane] = (float)c2 * g2 + o2;
+}
+"""
+
+# Batched YOLOX decode: the single-frame kernel's arithmetic (bit-identical records), blockIdx.y =
+# frame. Per frame: an int32 counter in ``headers`` (32-byte stride), the first ``capacity`` records
+# in ``primary`` (frame-major, so headers + primary of the whole batch are one contiguous copy
+# back), later ones in ``overflow`` at their own index (``cells`` records per frame, fetched rarely).
+BATCH_DECODE_SOURCE = r"""
+extern "C" __global__ void yolox_decode_batch_f32(const float* __restrict__ outputs, int cells, int channels,
+                                                  const float* __restrict__ grid, int boxes_decoded,
+                                                  float threshold, int* __restrict__ headers,
+                                                  float* __restrict__ primary, int capacity,
+                                                  float* __restrict__ overflow) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int f = blockIdx.y;
+    if (i >= cells) return;
+    const float* row = outputs + ((size_t)f * cells + i) * channels;
+    const float objectness = row[4];
+    if (!(objectness > threshold)) return;
+    float best = row[5];
+    int best_class = 0;
+    for (int c = 1; c < channels - 5; ++c) {
+        const float p = row[5 + c];
+        if (p > best) { best = p; best_class = c; }
+    }
+    const float score = __fmul_rn(objectness, best);
+    if (!(score > threshold)) return;
+    float cx, cy, w, h;
+    if (boxes_decoded) {
+        cx = row[0]; cy = row[1]; w = row[2]; h = row[3];
+    } else {
+        const float gx = grid[3 * i], gy = grid[3 * i + 1], stride = grid[3 * i + 2];
+        cx = __fmul_rn(__fadd_rn(row[0], gx), stride);
+        cy = __fmul_rn(__fadd_rn(row[1], gy), stride);
+        w = __fmul_rn((float)exp((double)row[2]), stride);
+        h = __fmul_rn((float)exp((double)row[3]), stride);
+    }
+    const int k = atomicAdd(headers + (size_t)f * 8, 1);
+    float* out = k < capacity ? primary + ((size_t)f * capacity + k) * 8 : overflow + ((size_t)f * cells + k) * 8;
+    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
+    out[0] = __fsub_rn(cx, hw);
+    out[1] = __fsub_rn(cy, hh);
+    out[2] = __fadd_rn(cx, hw);
+    out[3] = __fadd_rn(cy, hh);
+    out[4] = score;
+    out[5] = (float)best_class;
+    out[6] = (float)i;
+    out[7] = 0.f;
+}
+"""

@@ -40,12 +40,14 @@ def _interpreter_class():
     class OnnxInterpreter(torch.nn.Module):
         """Runs the ONNX node list with torch ops; every constant operand is a Python value."""
 
-        def __init__(self, path: str | Path) -> None:
+        def __init__(self, model) -> None:
+            """``model``: an ONNX file or an already loaded ``onnx.ModelProto``."""
             super().__init__()
             import onnx  # noqa: PLC0415
             from onnx import numpy_helper  # noqa: PLC0415
 
-            model = onnx.load(str(path))
+            if not isinstance(model, onnx.ModelProto):
+                model = onnx.load(str(model))
             graph = model.graph
             constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
             for node in graph.node:
@@ -151,11 +153,20 @@ def _interpreter_class():
 
 
 class TorchGraphEngine:
-    """STAND-IN for a TensorRT execution context: ``enqueue(addresses, stream_ptr)`` = one graph replay."""
+    """STAND-IN for a TensorRT execution context: ``enqueue(addresses, stream_ptr)`` = one graph replay.
 
-    def __init__(self, onnx_path: str | Path, device: int = 0) -> None:
+    ``max_batch > 1``: the ONNX batch dimension is made dynamic (``streamd.inference.onnx_batch``)
+    and, as with TensorRT, ``set_input_shapes({name: (n, 3, H, W)})`` picks the batch the next
+    ``enqueue`` runs; one graph is captured per (batch size, input address, output address).
+    """
+
+    def __init__(self, onnx_path: str | Path, device: int = 0, max_batch: int = 1) -> None:
         import onnx  # noqa: PLC0415
         import torch  # noqa: PLC0415
+
+        if max_batch < 1:
+            raise BackendError(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch = max_batch
 
         self._torch = torch
         # Exact float32 convolutions and fixed algorithms: results must not drift between runs.
@@ -165,19 +176,30 @@ class TorchGraphEngine:
         torch.backends.cudnn.deterministic = True
         self._device = torch.device("cuda", device)
         self._graph_launch = driver.function("cuGraphLaunch")
-        self.module = _interpreter_class()(onnx_path).to(self._device).eval()
-        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        model = onnx.load(str(onnx_path))
+        if max_batch > 1:
+            from streamd.inference.onnx_batch import make_batch_dynamic  # noqa: PLC0415
+
+            model = make_batch_dynamic(model)
+        self.module = _interpreter_class()(model).to(self._device).eval()
+        graph = model.graph
         tensor_type = graph.input[0].type.tensor_type
-        shape = tuple(int(d.dim_value) for d in tensor_type.shape.dim)
-        self._inputs = [TensorSpec(graph.input[0].name, shape, np.dtype(_ONNX_DTYPES[tensor_type.elem_type]))]
+        dims = tuple(int(d.dim_value) if d.WhichOneof("value") == "dim_value" else None
+                     for d in tensor_type.shape.dim)
+        if any(d is None for d in dims[1:]):
+            raise BackendError(f"stand-in engine: input {graph.input[0].name} {list(dims)} has dynamic non-batch dims")
+        self.dynamic_batch = dims[0] is None
+        self._inputs = [TensorSpec(graph.input[0].name, dims, np.dtype(_ONNX_DTYPES[tensor_type.elem_type]))]
+        self._batch = 1
         with torch.no_grad():
-            probe = self.module(torch.zeros(shape, device=self._device))
+            probe = self.module(torch.zeros((1, *dims[1:]), device=self._device))
         torch.cuda.synchronize(self._device)
-        self._outputs = [TensorSpec(self.module.output_names[0], tuple(probe.shape), np.dtype(np.float32))]
-        self._graphs: dict[tuple[int, int], object] = {}
-        # Per address set: the graph's cudaGraphExec_t, launched with one driver call (what TensorRT's
+        output_dims = (None, *probe.shape[1:]) if self.dynamic_batch else tuple(probe.shape)
+        self._outputs = [TensorSpec(self.module.output_names[0], output_dims, np.dtype(np.float32))]
+        self._graphs: dict[tuple[int, int, int], object] = {}
+        # Per (batch, addresses): the graph's cudaGraphExec_t, launched with one driver call (what TensorRT's
         # execute_async_v3 costs the host), or None where this torch cannot hand it out.
-        self._execs: dict[tuple[int, int], int | None] = {}
+        self._execs: dict[tuple[int, int, int], int | None] = {}
         self._streams: dict[int, object] = {}
         self._pool = None
 
@@ -189,13 +211,37 @@ class TorchGraphEngine:
     def outputs(self) -> list[TensorSpec]:
         return self._outputs
 
-    def _view(self, ptr: int, spec: TensorSpec):
-        return self._torch.as_tensor(_DeviceArray(ptr, spec.shape, spec.dtype), device=self._device)
+    @property
+    def batch(self) -> int:
+        """The batch the next ``enqueue`` runs."""
+        return self._batch
 
-    def _capture(self, input_ptr: int, output_ptr: int):
+    def static_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
+        """Input shapes for ``batch`` frames (TensorRTEngine's method of the same name)."""
+        spec = self._inputs[0]
+        return {spec.name: (batch, *spec.shape[1:])}
+
+    def set_input_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Choose the batch of the next ``enqueue``; returns the output shapes (as TensorRT's context does)."""
+        spec = self._inputs[0]
+        if spec.name not in shapes:
+            raise BackendError(f"no shape given for stand-in input '{spec.name}'")
+        shape = tuple(int(d) for d in shapes[spec.name])
+        batch = shape[0]
+        if shape[1:] != tuple(spec.shape[1:]) or not 1 <= batch <= (self.max_batch if self.dynamic_batch else 1):
+            raise BackendError(f"stand-in set_input_shape('{spec.name}', {shape}) is outside 1..{self.max_batch} x "
+                               f"{list(spec.shape[1:])}")
+        self._batch = batch
+        return {self._outputs[0].name: (batch, *self._outputs[0].shape[1:])}
+
+    def _view(self, ptr: int, spec: TensorSpec, batch: int = 1):
+        shape = (batch, *spec.shape[1:]) if spec.shape[0] is None else spec.shape
+        return self._torch.as_tensor(_DeviceArray(ptr, shape, spec.dtype), device=self._device)
+
+    def _capture(self, batch: int, input_ptr: int, output_ptr: int):
         torch = self._torch
-        images = self._view(input_ptr, self._inputs[0])
-        destination = self._view(output_ptr, self._outputs[0])
+        images = self._view(input_ptr, self._inputs[0], batch)
+        destination = self._view(output_ptr, self._outputs[0], batch)
         side = torch.cuda.Stream(self._device)
         side.wait_stream(torch.cuda.current_stream(self._device))
         with torch.no_grad(), torch.cuda.stream(side):
@@ -209,7 +255,7 @@ class TorchGraphEngine:
         return graph
 
     def enqueue(self, addresses: Mapping[str, int], stream_ptr: int) -> None:
-        key = (addresses[self._inputs[0].name], addresses[self._outputs[0].name])
+        key = (self._batch, addresses[self._inputs[0].name], addresses[self._outputs[0].name])
         graph_exec = self._execs.get(key)
         if graph_exec is not None:
             # torch's replay() would need the stream made current (a context manager, a device-index
@@ -232,11 +278,12 @@ class TorchGraphEngine:
         with self._torch.cuda.stream(stream):
             graph.replay()
 
-    def run_eager(self, input_ptr: int, output_ptr: int) -> None:
+    def run_eager(self, input_ptr: int, output_ptr: int, batch: int = 1) -> None:
         """Uncaptured reference run (synchronises): the graph must reproduce it exactly."""
         torch = self._torch
         with torch.no_grad():
-            self._view(output_ptr, self._outputs[0]).copy_(self.module(self._view(input_ptr, self._inputs[0])))
+            self._view(output_ptr, self._outputs[0], batch).copy_(
+                self.module(self._view(input_ptr, self._inputs[0], batch)))
         torch.cuda.synchronize(self._device)
 
     def close(self) -> None:

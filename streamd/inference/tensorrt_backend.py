@@ -224,9 +224,9 @@ class TensorRTBackend(InferenceBackend):
         self.engine.close()
 
 
-def input_profile(trt: ModuleType, onnx_path: Path, max_batch: int) -> Profile:
-    """Batch 1..max_batch (opt 1) for every input of the ONNX model, other dimensions as exported."""
-    return onnx_input_profile(onnx_path, max_batch)
+def input_profile(trt: ModuleType, onnx_path: Path, max_batch: int, opt_batch: int = 1) -> Profile:
+    """Batch 1..max_batch (opt ``opt_batch``) for every input of the ONNX model, other dimensions as exported."""
+    return onnx_input_profile(onnx_path, max_batch, opt_batch)
 
 
 def load_engine_bytes(options: BackendOptions, trt: ModuleType, cuda: SimpleNamespace) -> bytes:
@@ -236,7 +236,12 @@ def load_engine_bytes(options: BackendOptions, trt: ModuleType, cuda: SimpleName
             raise BackendError(f"engine file {path} does not exist")
         return path.read_bytes()
     cache = EngineCache(Path(str(options.extra.get("engine_cache_dir", DEFAULT_CACHE_DIR))))
-    profile = input_profile(trt, path, int(options.extra.get("max_batch", 1)))
+    max_batch = int(options.extra.get("max_batch", 1))
+    if max_batch > 1:  # an export with a fixed batch of 1 gets a dynamic one (a graph edit, cached beside engines)
+        from streamd.inference.onnx_batch import batch_dynamic_copy  # noqa: PLC0415
+
+        path = batch_dynamic_copy(path, cache.directory)
+    profile = input_profile(trt, path, max_batch, opt_batch=max_batch)
     return ensure_engine(trt, path, options.precision, profile, cuda.device_name(options.device),
                          cuda.compute_capability(options.device), cache,
                          int(options.extra.get("workspace_bytes", 1 << 30)))

@@ -87,8 +87,9 @@ def major_version(trt: ModuleType) -> int:
         raise BackendError(f"cannot read the TensorRT major version from {trt.__version__!r}") from error
 
 
-def onnx_input_profile(onnx_path: Path, max_batch: int) -> Profile:
-    """Batch 1..max_batch (opt 1) for every input of the ONNX model, other dimensions as exported."""
+def onnx_input_profile(onnx_path: Path, max_batch: int, opt_batch: int = 1) -> Profile:
+    """Batch 1..max_batch (opt ``opt_batch``, clamped to that range) for every input of the ONNX model,
+    other dimensions as exported. The daemon passes opt = max_batch: with many cameras batches run full."""
     import onnx  # noqa: PLC0415 - only needed when building from ONNX
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
@@ -107,7 +108,8 @@ def onnx_input_profile(onnx_path: Path, max_batch: int) -> Profile:
         else:
             # A static batch of 1 stays 1 (TensorRT rejects a profile wider than a static dimension).
             top = max_batch if dims[0] is None else 1
-            profile[tensor.name] = ((1, *rest), (1, *rest), (top, *rest))
+            optimum = min(max(1, opt_batch), top)
+            profile[tensor.name] = ((1, *rest), (optimum, *rest), (top, *rest))
     return profile
 
 

@@ -176,8 +176,9 @@ class CaptureSource:
     # -- what readers and the supervisor report ------------------------------------------------
     def deliver(self, image: np.ndarray, ground_truth: object | None = None) -> bool:
         """Stamp a captured image and put it in the slot; False when the source is stopping."""
-        release_image = None
-        if self._frame_pool is not None:
+        # A device surface (NVDEC) owns its memory and gives it back itself; host images may be pooled.
+        release_image = getattr(image, "release", None) if not isinstance(image, np.ndarray) else None
+        if release_image is None and self._frame_pool is not None:
             # On this thread, beside inference: the detector then finds the frame in the memory it wants.
             image, release_image = self._frame_pool.lease_copy(image)
         with self._deliver_lock:  # a supervised source's abandoned reader may race its successor

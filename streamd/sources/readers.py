@@ -149,6 +149,15 @@ READERS: dict[str, str] = {
 }
 
 
+# Hardware decoders for file and rtsp sources (config `decoder`); "opencv" uses READERS above.
+DECODER_READERS: dict[str, str] = {
+    "nvdec": "streamd.sources.nvdec:NvdecReader",
+}
+
+
 def make_reader(config: SourceConfig) -> FrameReader:
-    module_name, class_name = READERS[config.kind].split(":")
+    target = READERS[config.kind]
+    if config.kind in ("file", "rtsp") and config.decoder in DECODER_READERS:
+        target = DECODER_READERS[config.decoder]
+    module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)(config)

@@ -1,0 +1,233 @@
+"""BatchGpuDetector: N frames of different sources and sizes through the GPU as one batch.
+
+Per ``submit_batch(frames)``, on one stream:
+  host BGR frames only: upload each into its device frame buffer (NVDEC frames are already there)
+  one batched letterbox launch (NV12 -> BGR inside the kernel)   -> [n, 3, H, W] float32
+  engine at batch n (``set_input_shapes`` + ``enqueue``; TensorRT or the stand-in)
+  one batched decode launch (score filter + compaction)          -> n candidate lists
+  one copy back of every frame's header and first candidates     (event ``done``)
+then NMS per frame on the host. Results come back in the order of ``frames``, all of them, within
+the call (the pipeline's batch collector publishes them and releases the frames). A frame's result
+equals the single-frame ``GpuDetector``'s for the same pixels (same kernels' arithmetic, the same
+engine maths frame by frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from streamd.cuda import memory, runtime
+from streamd.cuda.stream import Event, Stream, elapsed_seconds
+from streamd.decode.detections import Detections
+from streamd.decode.preprocess import Convention
+from streamd.errors import BackendError
+from streamd.gpu.batch_decode import GpuBatchYoloxDecoder
+from streamd.gpu.batch_preprocess import FrameSurface, GpuBatchLetterbox
+from streamd.gpu.engine import DeviceEngine
+from streamd.inference.detector import DetectionResult, Detector, StageTimings
+from streamd.sources.device_image import DeviceNV12
+from streamd.sources.frame import Frame
+from streamd.sources.frame_pool import Allocator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST_CAPACITY = 256
+
+
+class BatchGpuDetector(Detector):
+    """Frames in (host BGR arrays or NVDEC ``DeviceNV12`` surfaces), detections out. One thread drives it."""
+
+    def __init__(self, engine: DeviceEngine, convention: Convention, num_classes: int, score_threshold: float,
+                 nms_threshold: float, *, max_batch: int, layout: str = "yolox", max_detections: int = 100,
+                 model_id: str = "model", class_names: Sequence[str] = (),
+                 host_capacity: int = DEFAULT_HOST_CAPACITY, device: int = 0, collect_timings: bool = True,
+                 owns_engine: bool = True, on_close: Callable[[], None] | None = None) -> None:
+        if len(engine.inputs) != 1 or len(engine.outputs) != 1:
+            raise BackendError(f"the GPU pipeline needs one input and one [B, N, 5+C] output, got inputs "
+                               f"{[s.name for s in engine.inputs]} outputs {[s.name for s in engine.outputs]}")
+        input_spec, output_spec = engine.inputs[0], engine.outputs[0]
+        if len(input_spec.shape) != 4 or input_spec.shape[1] != 3 or None in input_spec.shape[1:]:
+            raise BackendError(f"engine input {input_spec.name}{list(input_spec.shape)} is not Bx3xHxW")
+        self.dynamic_batch = input_spec.shape[0] is None
+        if not self.dynamic_batch and max_batch != input_spec.shape[0]:
+            raise BackendError(f"engine input {input_spec.name}{list(input_spec.shape)} has a fixed batch; "
+                               f"max_batch {max_batch} needs a dynamic one (make_batch_dynamic, or a TensorRT "
+                               "profile up to max_batch)")
+        if np.dtype(input_spec.dtype) != np.float32 or np.dtype(output_spec.dtype) != np.float32:
+            raise BackendError("the batched GPU pipeline exchanges float32 with the engine, got "
+                               f"{np.dtype(input_spec.dtype)} in, {np.dtype(output_spec.dtype)} out")
+        self.max_batch = max_batch
+        self.model_id = model_id
+        self.class_names = tuple(class_names)
+        self.engine = engine
+        self.device = device
+        self.collect_timings = collect_timings
+        self._owns_engine = owns_engine
+        self._on_close = on_close
+        self._closed = False
+        self._input_name, self._output_name = input_spec.name, output_spec.name
+        input_height, input_width = int(input_spec.shape[2]), int(input_spec.shape[3])
+        self.input_size = (input_width, input_height)
+        runtime.use_device(device)
+        self._stream = Stream()
+        self.letterbox = GpuBatchLetterbox(convention, input_width, input_height, max_batch, device)
+        self.decoder = GpuBatchYoloxDecoder(layout, input_width, input_height, num_classes, score_threshold,
+                                            nms_threshold, max_batch, max_detections, host_capacity, device)
+        if tuple(output_spec.shape[1:]) != (self.decoder.cells, self.decoder.channels):
+            self._free_parts()
+            raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "
+                               f"[B, {self.decoder.cells}, {self.decoder.channels}] for a {input_width}x"
+                               f"{input_height} input and {num_classes} classes")
+        self._input = memory.DeviceBuffer(max_batch * self.letterbox.output_nbytes_per_frame)
+        self._output = memory.DeviceBuffer(max_batch * self.decoder.raw_output_nbytes)
+        self._area = memory.DeviceBuffer(self.decoder.batch_area_nbytes)
+        self._host_area = self.decoder.new_batch_host_area()
+        self._addresses = {self._input_name: self._input.ptr, self._output_name: self._output.ptr}
+        self._events = [Event() for _ in range(4)]  # started, preprocessed, inferred, done
+        # Host BGR frames: one device frame buffer (and pinned staging, for pageable frames) per batch position.
+        self._device_frames: list[memory.DeviceBuffer | None] = [None] * max_batch
+        self._staging: list[memory.PinnedBuffer | None] = [None] * max_batch
+        self.batches = 0
+        self.frames = 0
+        self.wait_seconds = 0.0  # host time blocked on the device (benchmarks subtract it)
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def frame_allocator(self) -> Allocator:
+        """Pinned buffers for the capture's frame pool (host frames then upload with no host copy)."""
+        device = self.device
+
+        def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Callable[[], None]]:
+            runtime.use_device(device)
+            buffer = memory.PinnedBuffer(shape, dtype)
+            return buffer.array, buffer.free
+
+        return allocate
+
+    def submit(self, frame: Frame) -> list[DetectionResult]:
+        return self.submit_batch([frame])
+
+    def submit_batch(self, frames: Sequence[Frame]) -> list[DetectionResult]:
+        """All ``frames``' results, in order (1..max_batch frames, any mix of sizes and memory kinds)."""
+        if self._closed:
+            raise BackendError("BatchGpuDetector is closed")
+        count = len(frames)
+        if count == 0:
+            return []
+        if count > self.max_batch:
+            raise ValueError(f"submit_batch takes at most max_batch={self.max_batch} frames, got {count}")
+        runtime.use_device(self.device)
+        compute = self._stream
+        started, preprocessed, inferred, done = self._events
+        surfaces = [self._surface(index, frame.image) for index, frame in enumerate(frames)]
+        if self.collect_timings:
+            started.record(compute)
+        geometries = self.letterbox.launch(surfaces, self._input.ptr, compute,
+                                           self.decoder.counter_ptrs(self._area.ptr, count))
+        if self.collect_timings:
+            preprocessed.record(compute)
+        if self.dynamic_batch:
+            self.engine.set_input_shapes(self.engine.static_shapes(count))
+        self.engine.enqueue(self._addresses, compute.ptr)
+        if self.collect_timings:
+            inferred.record(compute)
+        self.decoder.launch_batch(self._output.ptr, self._area.ptr, count, compute.ptr)
+        self.decoder.copy_back_batch(self._area.ptr, self._host_area, count, compute.ptr)
+        done.record(compute)
+        waited = time.perf_counter()
+        done.synchronize()
+        host_started = time.perf_counter()
+        self.wait_seconds += host_started - waited
+        host_area = self._host_area.array
+        detections_list = []
+        for index in range(count):
+            records = self.decoder.batch_records(host_area, self._area.ptr, count, index)
+            detections = self.decoder.finish(records)
+            if len(detections):
+                detections = Detections(geometries[index].to_frame(detections.boxes_xyxy), detections.scores,
+                                        detections.class_ids)
+            detections_list.append(detections)
+        host_seconds = (time.perf_counter() - host_started) / count
+        if self.collect_timings:
+            timings = StageTimings(elapsed_seconds(started, preprocessed) / count,
+                                   elapsed_seconds(preprocessed, inferred) / count,
+                                   elapsed_seconds(inferred, done) / count + host_seconds)
+        else:
+            timings = StageTimings(0.0, 0.0, host_seconds)
+        self.batches += 1
+        self.frames += count
+        return [DetectionResult(frame, detections, timings) for frame, detections in zip(frames, detections_list)]
+
+    def warm_up(self, batch_sizes: Sequence[int] | None = None) -> None:
+        """Run grey frames at every batch size (default 1..max_batch) before real frames: kernel loads,
+        the engine's first runs and (stand-in) one graph capture per size stay out of frame latency."""
+        width, height = self.input_size
+        grey = np.full((height, width, 3), 114, np.uint8)
+        for size in batch_sizes or range(1, self.max_batch + 1):
+            self.submit_batch([Frame("warm-up", index, 0.0, 0.0, grey) for index in range(size)])
+
+    def drain(self) -> list[DetectionResult]:
+        return []  # every submit_batch completes its frames
+
+    def close(self) -> None:
+        """Synchronise, then release in reverse order of creation. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stream.synchronize()
+        finally:
+            for buffer in (*reversed(self._staging), *reversed(self._device_frames)):
+                if buffer is not None:
+                    buffer.free()
+            for event in reversed(self._events):
+                event.close()
+            self._host_area.free()
+            self._area.free()
+            self._output.free()
+            self._input.free()
+            self._free_parts()
+            if self._owns_engine:
+                self.engine.close()
+            if self._on_close is not None:
+                self._on_close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _free_parts(self) -> None:
+        self.decoder.close()
+        self.letterbox.close()
+        self._stream.close()
+
+    def _surface(self, index: int, image: object) -> FrameSurface:
+        if isinstance(image, DeviceNV12):
+            if image.released:
+                raise BackendError(f"NVDEC frame {image!r} was released before inference")
+            return FrameSurface.nv12(image.luma_ptr, image.chroma_ptr, image.width, image.height, image.pitch,
+                                     image.chroma_pitch)
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 BGR image or a DeviceNV12 surface, got {image!r:.80}")
+        height, width = image.shape[:2]
+        nbytes = image.nbytes
+        device_frame = self._device_frames[index]
+        if device_frame is None or device_frame.nbytes < nbytes:
+            if device_frame is not None:
+                self._stream.synchronize()  # the previous batch may still read it
+                device_frame.free()
+            device_frame = self._device_frames[index] = memory.DeviceBuffer(nbytes)
+        if image.flags.c_contiguous and memory.is_pinned(image):
+            source_ptr = image.__array_interface__["data"][0]
+        else:
+            staging = self._staging[index]
+            if staging is None or staging.nbytes < nbytes:
+                if staging is not None:
+                    staging.free()
+                staging = self._staging[index] = memory.PinnedBuffer((nbytes,), np.uint8)
+            np.copyto(staging.view(image.shape, np.uint8), image)
+            source_ptr = staging.ptr
+        memory.copy_htod_async(device_frame.ptr, source_ptr, nbytes, self._stream.ptr)
+        return FrameSurface.bgr(device_frame.ptr, width, height)
