@@ -27,6 +27,9 @@ TypeError. Which behaviour was checked against which source (read 2026-11-30):
   IOutputAllocator). This stand-in's reading, not checked against a real run: a null *output*
   address is accepted by ``set_tensor_address`` and then fails ``execute_async_v3``; a stream handle
   that is not a live stream makes ``execute_async_v3`` return False. Pointer alignment is not checked.
+- ``Runtime.deserialize_cuda_engine`` returns None (TensorRT logs why) for bytes that are not an
+  engine and for an engine built by another TensorRT version (engines are not portable across
+  versions unless built version-compatible, which streamd does not do).
 - ``ICudaEngine`` (C++ doc comments of NvInferRuntime.h, 10.x): ``num_io_tensors``;
   ``get_tensor_name(index)`` (None out of range: a null ``char const*``); ``get_tensor_mode``
   (``TensorIOMode.NONE`` for an unknown name); ``get_tensor_dtype`` (``DataType.FLOAT`` for an
@@ -435,17 +438,24 @@ class Runtime:
         _require(logger, ILogger, "Runtime")
         self.logger = logger
 
+    version: str | None = None  # set per module by make_module
+
     def deserialize_cuda_engine(self, serialized: bytes) -> CudaEngine | None:
         _require(serialized, (bytes, bytearray, memoryview), "deserialize_cuda_engine")
         data = bytes(serialized)
         if not data.startswith(MAGIC):
             return None  # the real runtime logs an error and returns None
-        return CudaEngine(json.loads(data[len(MAGIC):]))
+        description = json.loads(data[len(MAGIC):])
+        built_by = description.get("version")
+        if built_by is not None and self.version is not None and built_by != self.version:
+            return None  # an engine only loads in the TensorRT version that built it (TensorRT logs why)
+        return CudaEngine(description)
 
 
-def serialize_engine(io: dict) -> bytes:
-    """An engine blob this stand-in deserializes; ``io``: name -> mode/shape/dtype/profile."""
-    return MAGIC + json.dumps({"io": io}).encode()
+def serialize_engine(io: dict, version: str | None = None) -> bytes:
+    """An engine blob this stand-in deserializes; ``io``: name -> mode/shape/dtype/profile; ``version``:
+    the TensorRT version that built it (None: any stand-in loads it)."""
+    return MAGIC + json.dumps({"io": io, **({"version": version} if version else {})}).encode()
 
 
 # ---- builder side, per major version ---------------------------------------------------------------------
@@ -763,10 +773,16 @@ def make_module(version: str = "10.9.0") -> SimpleNamespace:
                               "profile": [list(s) for s in shapes]}
             for t in network.outputs:
                 io[t.name] = {"mode": "output", "shape": list(t.shape), "dtype": t.dtype.name}
-            return serialize_engine(io)
+            return serialize_engine(io, version)
+
+    class VersionedRuntime(Runtime):
+        __slots__ = ()
+
+    VersionedRuntime.version = version
+    VersionedRuntime.__name__ = VersionedRuntime.__qualname__ = "Runtime"
 
     module = SimpleNamespace(
-        __name__="tensorrt_standin", __version__=version, ILogger=ILogger, Logger=Logger, Runtime=Runtime,
+        __name__="tensorrt_standin", __version__=version, ILogger=ILogger, Logger=Logger, Runtime=VersionedRuntime,
         TensorIOMode=TensorIOMode, DataType=DataType, Dims=Dims, nptype=nptype, Builder=Builder,
         OnnxParser=OnnxParser, IProgressMonitor=IProgressMonitor, IBuilderConfig=IBuilderConfig,
         INetworkDefinition=INetworkDefinition, IOptimizationProfile=IOptimizationProfile, ITensor=ITensor,

@@ -373,6 +373,21 @@ def test_work_on_a_destroyed_stream_is_refused(trt) -> None:
         cuda.copy_htod_async(device.ptr, host.ptr, 16, stream.ptr)
 
 
+def test_engine_loads_only_in_the_version_that_built_it(tmp_path) -> None:
+    """A cached engine from another TensorRT is refused by deserialize (None); the backend says so."""
+    from streamd.errors import BackendError  # noqa: PLC0415
+    from streamd.inference.tensorrt_backend import TensorRTEngine  # noqa: PLC0415
+    from streamd.inference.tensorrt_build import build_engine  # noqa: PLC0415
+    from tests.inference.test_tensorrt_backend import write_onnx  # noqa: PLC0415
+
+    ten, eleven = standin.make_module(TEN), standin.make_module(ELEVEN)
+    engine = build_engine(ten, write_onnx(tmp_path / "m.onnx"), "fp32", {"images": ((1, 3, 4, 4),) * 3})
+    assert ten.Runtime(ten.Logger()).deserialize_cuda_engine(engine) is not None
+    assert eleven.Runtime(eleven.Logger()).deserialize_cuda_engine(engine) is None
+    with pytest.raises(BackendError, match="deserialize"):
+        TensorRTEngine(eleven, engine)
+
+
 # ---- engine tensor API -------------------------------------------------------------------------------------
 
 def test_engine_tensor_api_answers_like_tensorrt(trt) -> None:
