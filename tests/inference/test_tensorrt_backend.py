@@ -60,6 +60,16 @@ def test_infer_binds_by_name_and_moves_data(trt) -> None:
     backend.close()  # idempotent
 
 
+def test_infer_stages_each_tensor_in_the_engines_dtype(trt) -> None:
+    """A float16 engine: the backend stages float16 (the stand-in refuses an input buffer of another dtype)."""
+    io = {"images": {**IO["images"], "dtype": "HALF"}, "output": {**IO["output"], "dtype": "HALF"}}
+    backend = TensorRTBackend(standin.serialize_engine(io), trt=trt, cuda=standin.host_cuda())
+    out = backend.infer({"images": np.full((1, 3, 4, 4), 0.5, np.float32)})["output"]
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, np.full((1, 5, 2), 2.0, np.float16))
+    backend.close()
+
+
 def test_shape_outside_profile_names_tensor(trt) -> None:
     backend = TensorRTBackend(standin.serialize_engine(IO), trt=trt, cuda=standin.host_cuda())
     with pytest.raises(BackendError, match="set_input_shape\\('images'"):
