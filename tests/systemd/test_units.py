@@ -46,7 +46,7 @@ def test_systemd_analyze_verify_accepts_unit(tmp_path: Path, name: str) -> None:
     launcher.chmod(0o755)
     unit_name = name.replace("@.", "@lobby.")
     unit = tmp_path / unit_name
-    unit.write_text((REPO / "systemd" / name).read_text().replace("/usr/local/bin/streamd", str(launcher)))
+    unit.write_text((REPO / "systemd" / name).read_text().replace("/opt/streamd/bin/streamd", str(launcher)))
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if unit_name in line or "Unknown" in line]
