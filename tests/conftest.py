@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import DaemonProcess, write_tiny_yolox_model
+from tests.support import DaemonProcess, required, write_tiny_yolox_model
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    required()  # before any test runs: an unknown name in STREAMD_REQUIRE is a usage error
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    names = required()
+    return f"STREAMD_REQUIRE: {', '.join(sorted(names)) if names else '(none: missing test prerequisites skip)'}"
 
 
 @pytest.fixture

@@ -22,11 +22,41 @@ VTEST = SHARED / "media" / "vtest.avi"
 DOG = SHARED / "media" / "dog.jpg"
 
 
+# What STREAMD_REQUIRE (comma-separated) may name: a test that needs one of these fails instead of
+# skipping when it is missing. CI sets it (.ci/run), so a broken CI image cannot pass by skipping.
+REQUIREMENTS = {
+    "shared": "the test data in ../shared (or STREAMD_SHARED)",
+    "rtsp": "GStreamer's RTSP server under /usr/bin/python3 (.ci/apt-packages.txt)",
+    "systemd": "systemd-analyze (.ci/apt-packages.txt)",
+    "int8": "INT8 calibration in streamd quantize (onnxruntime >= 1.24)",
+}
+
+
+def required() -> set[str]:
+    """The names in STREAMD_REQUIRE; an unknown name is an error, so a typo cannot disable a check."""
+    names = {name.strip() for name in os.environ.get("STREAMD_REQUIRE", "").split(",") if name.strip()}
+    unknown = names - REQUIREMENTS.keys()
+    if unknown:
+        raise pytest.UsageError(f"STREAMD_REQUIRE names {', '.join(sorted(unknown))}; known: "
+                                f"{', '.join(REQUIREMENTS)}")
+    return names
+
+
+def skip_unless_required(requirement: str, reason: str) -> None:
+    """Skip with ``reason``, or fail with it when STREAMD_REQUIRE names ``requirement``."""
+    if requirement not in REQUIREMENTS:
+        raise ValueError(f"unknown requirement {requirement!r}")
+    if requirement in required():
+        pytest.fail(f"{reason} (STREAMD_REQUIRE includes {requirement!r}: {REQUIREMENTS[requirement]})",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
 def require_shared(*paths: Path) -> None:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        pytest.skip(f"needs the shared test data beside the repository (missing: {', '.join(missing)}); "
-                    "set STREAMD_SHARED to its folder")
+        skip_unless_required("shared", f"needs the shared test data beside the repository (missing: "
+                                       f"{', '.join(missing)}); set STREAMD_SHARED to its folder")
 
 
 def _ephemeral_port_range() -> tuple[int, int]:

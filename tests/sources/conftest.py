@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.sources.rtsp_support import RtspServer, Sources, gi_missing_reason, write_coded_video
-from tests.support import VTEST
+from tests.support import VTEST, skip_unless_required
 
 
 @pytest.fixture(scope="session")
 def rtsp_available() -> None:
     reason = gi_missing_reason()
     if reason:
-        pytest.skip(reason)
+        skip_unless_required("rtsp", reason)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, skip_unless_required
 
 UNITS = ["streamd.service", "streamd@.service"]
 
@@ -39,7 +39,7 @@ def test_unit_declares_notify_watchdog_and_restart(name: str) -> None:
 def test_systemd_analyze_verify_accepts_unit(tmp_path: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+        skip_unless_required("systemd", "systemd-analyze is not installed")
     # Point ExecStart at this environment's interpreter so verify can check the command exists.
     launcher = tmp_path / "streamd"
     launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m streamd \"$@\"\n")
