@@ -21,11 +21,15 @@ from streamd.quantize.errors import (
     EXIT_OK,
     EXIT_TENSORRT_UNAVAILABLE,
 )
-from tests.support import REPO
+from tests.support import REPO, required
 
+# All-INT8 scores 0.987 mAP@0.5:0.95 on the held-out images (2026-11-30): a bar a broken
+# calibration or Q/DQ placement would miss, not 0.5, which nearly anything passes.
+MIN_FIDELITY = "0.95"
 SMALL = ["--calib-count", "12", "--eval-count", "12", "--search-count", "6"]
+# Where STREAMD_REQUIRE names int8 (CI), the tests run anyway and fail on the tool's exit 2.
 requires_int8_calibration = pytest.mark.skipif(
-    not qdq.calibration_cache_supported(),
+    not qdq.calibration_cache_supported() and "int8" not in required(),
     reason="INT8 calibration needs onnxruntime >= 1.24 (none for Python 3.10); the tool then exits 2, tested below")
 
 
@@ -38,12 +42,12 @@ def _run(model: Path, images: Path, out: Path, *extra: str) -> tuple[int, dict]:
 
 @requires_int8_calibration
 def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Path, capsys) -> None:
-    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5")
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", MIN_FIDELITY)
     assert code == EXIT_OK and report["verdict"]["passed"]
     assert report["precision"] == "int8" and report["method"] == "percentile"
     assert report["calibration"]["images"] == 12 and report["calibration"]["cache_hit"] is False
     assert report["evaluation"]["held_out"] and report["evaluation"]["images"] == 12
-    assert report["fidelity"]["map50_95"] >= 0.5 and report["fidelity"]["reference_detections"] > 0
+    assert report["fidelity"]["map50_95"] >= float(MIN_FIDELITY) and report["fidelity"]["reference_detections"] > 0
     assert 0.0 < report["int8_conv_mac_share"] <= 1.0
     assert report["qdq_nodes"]["QuantizeLinear"] > 0 and report["qdq_nodes"]["int8_conv"] > 0
     assert "fidelity" in capsys.readouterr().out  # the summary is printed too
@@ -60,17 +64,27 @@ def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Pa
     assert output.shape == (1, 84, 7) and np.isfinite(output).all()
 
     # Same inputs again: the calibration pass is skipped.
-    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5")
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", MIN_FIDELITY)
     assert code == EXIT_OK and report["calibration"]["cache_hit"] is True
 
 
 @requires_int8_calibration
 def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
-    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.995", "--margin", "0.005")
+    """Both outcomes, each asserted: all-INT8 scores 0.9967 on the calibration images, so a goal of
+    0.9995 (0.985 + 0.0145) keeps two Conv in float and the held-out images then score 0.990:
+    a pass at 0.985 and a miss at 0.995 (measured 2026-11-30, onnxruntime on a 2-core x86 VM;
+    each bar 0.005 from the measured value)."""
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.985", "--margin", "0.0145")
     search = report["search"]
     assert search["steps"] and len(search["ranking"]) == 14
     assert report["int8_conv_mac_share"] < 1.0 and report["excluded_nodes"]
-    assert code == (EXIT_OK if report["verdict"]["passed"] else EXIT_FIDELITY_MISSED)
+    assert code == EXIT_OK and report["verdict"]["passed"], report["verdict"]
+    assert report["fidelity"]["map50_95"] >= 0.985
+
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.995", "--margin", "0.005")
+    assert report["int8_conv_mac_share"] < 1.0 and report["excluded_nodes"]
+    assert code == EXIT_FIDELITY_MISSED and not report["verdict"]["passed"], report["verdict"]
+    assert "fidelity" in report["verdict"]["reasons"][0]
 
 
 @requires_int8_calibration
@@ -87,12 +101,13 @@ def test_excluded_nodes_and_int8_share_target(tiny_conv_model: Path, image_folde
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_precisions_write_a_float_model(tiny_conv_model: Path, image_folder: Path, tmp_path: Path,
                                               precision: str) -> None:
-    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--precision", precision, "--min-fidelity", "0.5")
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--precision", precision, "--min-fidelity", "0.99")
     assert code == EXIT_OK and report["method"] is None and "int8_conv_mac_share" not in report
     model = onnx.load(str(tmp_path / "model.onnx"))
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.graph.node}
-    if precision == "fp32":
-        assert report["fidelity"]["map50_95"] == 1.0
+    # fp32 is the reference itself; fp16 measured 1.0000 too (2026-11-30).
+    expected_fidelity = 1.0 if precision == "fp32" else 0.99
+    assert report["fidelity"]["map50_95"] >= expected_fidelity
 
 
 def test_bad_inputs_give_clear_errors(tiny_conv_model: Path, image_folder: Path, tmp_path: Path, capsys) -> None:
@@ -110,7 +125,7 @@ def test_bad_inputs_give_clear_errors(tiny_conv_model: Path, image_folder: Path,
 @requires_int8_calibration
 def test_engine_without_tensorrt_still_writes_the_qdq_onnx(tiny_conv_model: Path, image_folder: Path,
                                                            tmp_path: Path, capsys) -> None:
-    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.5",
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", MIN_FIDELITY,
                         "--engine", str(tmp_path / "model.engine"))
     assert code == EXIT_TENSORRT_UNAVAILABLE
     assert (tmp_path / "model.onnx").is_file() and not (tmp_path / "model.engine").exists()
