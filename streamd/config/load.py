@@ -282,7 +282,7 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
 
 
 def load_config(path: str | Path) -> Config:
-    config_path = Path(path)
+    config_path = Path(os.path.normpath(path))  # as given, without "a/../" (messages show it)
     try:
         text = config_path.read_text()
     except OSError as error:
