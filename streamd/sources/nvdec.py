@@ -185,13 +185,21 @@ class PyNvVideoCodecDecoder(PictureDecoder):
     def _create_decoder(self, width: int, height: int) -> None:
         from streamd.cuda import runtime  # noqa: PLC0415
 
-        cudart, cuda_driver, _ = runtime.bindings()
+        _, cuda_driver, _ = runtime.bindings()
         context = runtime.check(cuda_driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        size = {"maxwidth": max(int(width), DEFAULT_MAX_WIDTH), "maxheight": max(int(height), DEFAULT_MAX_HEIGHT)}
         try:
-            self._decoder = self._nvc.CreateDecoder(
-                gpuid=self._device, codec=self._codec, cudacontext=int(context), cudastream=self._stream.ptr,
-                usedevicememory=True, maxwidth=max(int(width), DEFAULT_MAX_WIDTH),
-                maxheight=max(int(height), DEFAULT_MAX_HEIGHT))
+            try:
+                # The runtime's primary context and our stream: the decoder's output copy and ours are ordered.
+                self._decoder = self._nvc.CreateDecoder(gpuid=self._device, codec=self._codec,
+                                                        cudacontext=int(context), cudastream=self._stream.ptr,
+                                                        usedevicememory=True, **size)
+            except Exception as error:
+                if "cudacontext" not in str(error) and "cudastream" not in str(error):
+                    raise
+                log.info("%s: PyNvVideoCodec refused our context/stream (%s); it makes its own", self._where(), error)
+                self._decoder = self._nvc.CreateDecoder(gpuid=self._device, codec=self._codec, cudacontext=0,
+                                                        cudastream=0, usedevicememory=True, **size)
         except Exception as error:
             raise SourceError(f"{self._where()}: NVDEC cannot decode this stream (codec {self._codec}, "
                               f"{width}x{height}, chroma {self._demuxer.ChromaFormat()}, "

@@ -1,0 +1,86 @@
+"""NVDEC capture on the GPU: frames stay in device memory, surfaces are released and reused, the
+capture loop and its slot work unchanged, a resolution change mid-stream is followed.
+
+Needs PyNvVideoCodec and an H.264 file: ``STREAMD_H264_VIDEO`` (1080p) and optionally
+``STREAMD_H264_RESCHANGE`` (a stream that changes size); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from streamd.config.schema import SourceConfig
+from streamd.sources.device_image import DeviceNV12
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("PyNvVideoCodec") is None,
+                                reason="PyNvVideoCodec is not installed")
+VIDEO = os.environ.get("STREAMD_H264_VIDEO", "")
+RESCHANGE = os.environ.get("STREAMD_H264_RESCHANGE", "")
+
+
+def need(path: str) -> str:
+    if not path or not Path(path).is_file():
+        pytest.skip("set STREAMD_H264_VIDEO / STREAMD_H264_RESCHANGE to H.264 files")
+    return path
+
+
+def test_reader_gives_device_frames_and_reuses_surfaces() -> None:
+    from streamd.sources.nvdec import NvdecReader
+
+    reader = NvdecReader(SourceConfig("cam", "file", need(VIDEO), decoder="nvdec"), pool_surfaces=3)
+    reader.open()
+    try:
+        assert reader.native_fps > 0
+        for _ in range(40):
+            image, truth = reader.read()
+            assert isinstance(image, DeviceNV12) and truth is None
+            assert (image.width, image.height) == (1920, 1080)
+            image.release()
+        assert reader.pool.allocated <= 3 and reader.pool.released == 40 and reader.pool.leased == 0
+    finally:
+        reader.close()
+
+
+def test_resolution_change_mid_stream() -> None:
+    from streamd.sources.nvdec import NvdecReader
+
+    reader = NvdecReader(SourceConfig("cam", "file", need(RESCHANGE), decoder="nvdec"))
+    reader.open()
+    sizes = []
+    try:
+        while (item := reader.read()) is not None:
+            sizes.append((item[0].width, item[0].height))
+            item[0].release()
+    finally:
+        reader.close()
+    assert sizes[0] == (1920, 1080) and sizes[-1] == (1280, 720)
+    assert len(sizes) == 90
+
+
+def test_capture_source_releases_superseded_device_frames() -> None:
+    from streamd.sources.capture import CaptureSource
+
+    config = SourceConfig("cam", "file", need(VIDEO), decoder="nvdec", pace="native", fps=200.0, max_frames=60)
+    capture = CaptureSource(config)
+    capture.start()
+    taken = []
+    deadline = time.monotonic() + 20
+    while not capture.finished.is_set() and time.monotonic() < deadline:
+        frame = capture.slot.take(0.05)
+        if frame is not None:
+            assert isinstance(frame.image, DeviceNV12) and frame.width == 1920
+            taken.append(frame)
+            frame.release()
+            time.sleep(0.02)  # slower than the source: the slot supersedes frames
+    capture.stop()
+    leftover = capture.slot.take(0)
+    if leftover is not None:
+        leftover.release()
+    assert capture.frames_delivered == 60
+    assert capture.slot.dropped + len(taken) + (leftover is not None) == 60
+    assert all(f.image.released for f in taken)
