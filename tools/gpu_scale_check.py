@@ -141,8 +141,12 @@ def nvdec_streams(video: str, counts: list[int], frames_each: int) -> dict:
         def work(index: int, readers=readers, barrier=barrier, results=results, elapsed=elapsed) -> None:
             runtime.use_device(0)
             reader = readers[index]
-            reader.open()
-            read_all(reader, 5)
+            try:
+                reader.open()
+                read_all(reader, 5)
+            except Exception:
+                barrier.abort()  # the main thread stops waiting at once
+                raise
             barrier.wait()
             started = time.perf_counter()
             results[index], _ = read_all(reader, frames_each)
@@ -152,7 +156,7 @@ def nvdec_streams(video: str, counts: list[int], frames_each: int) -> dict:
         threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(count)]
         for thread in threads:
             thread.start()
-        barrier.wait(timeout=120)
+        barrier.wait(timeout=60)
         started = time.perf_counter()
         for thread in threads:
             thread.join(timeout=300)
