@@ -180,6 +180,59 @@ def resolution_change(path: str) -> dict:
             "decoder_recreated": changes, "pool": stats}
 
 
+def resolution_probe(path: str) -> dict:
+    """What PyNvVideoCodec hands out when a stream changes size: frame shapes per decoder option, and whether
+    the 720p part is scaled to the first size (compared with OpenCV's decode of the same frame, upscaled)."""
+    import PyNvVideoCodec as nvc  # noqa: N813
+
+    runtime.use_device(0)
+    capture = cv2.VideoCapture(path)
+    opencv = {}
+    for index in range(90):
+        ok, image = capture.read()
+        if ok and index in (20, 60, 80):
+            opencv[index] = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    capture.release()
+    out = {"opencv_sizes": {k: list(v.shape) for k, v in opencv.items()}}
+    for name, options in (("max_1920x1088", {"maxwidth": 1920, "maxheight": 1088}), ("no_max", {}),
+                          ("max_4096", {"maxwidth": 4096, "maxheight": 4096})):
+        entry: dict = {}
+        try:
+            demuxer = nvc.CreateDemuxer(filename=path)
+            decoder = nvc.CreateDecoder(gpuid=0, codec=demuxer.GetNvCodecId(), cudacontext=0, cudastream=0,
+                                        usedevicememory=True, **options)
+            entry["decoder_methods"] = [m for m in dir(decoder) if not m.startswith("_")][:40]
+            runs, index = [], 0
+            for packet in demuxer:
+                for frame in decoder.Decode(packet):
+                    cai = frame.cuda()[0].__cuda_array_interface__
+                    shape = [int(cai["shape"][0]), int(cai["shape"][1])]
+                    sizes = {}
+                    for getter in ("GetWidth", "GetHeight"):
+                        if hasattr(decoder, getter):
+                            try:
+                                sizes[getter] = getattr(decoder, getter)()
+                            except Exception as error:  # noqa: BLE001
+                                sizes[getter] = str(error)[:80]
+                    if not runs or runs[-1][0] != shape:
+                        runs.append([shape, index, sizes])
+                    if index in opencv:
+                        pitch = int(cai["strides"][0]) if cai.get("strides") else shape[1]
+                        luma = download(int(cai["data"][0]), pitch * shape[0]).reshape(shape[0], pitch)[:, :shape[1]]
+                        reference = opencv[index]
+                        if reference.shape != luma.shape:
+                            reference = cv2.resize(reference, (shape[1], shape[0]))
+                        entry[f"frame_{index}_luma_vs_opencv_gray_mean_abs"] = float(
+                            np.abs(luma.astype(np.int16) - reference.astype(np.int16)).mean())
+                    index += 1
+            entry["runs"] = runs
+            entry["frames"] = index
+        except Exception as error:  # noqa: BLE001
+            entry["error"] = f"{type(error).__name__}: {error}"[:300]
+        out[name] = entry
+    return out
+
+
 # -- batched letterbox ------------------------------------------------------------------------------
 
 def nvdec_frames(path: str, count: int, stride: int = 1) -> tuple[NvdecReader, list[DeviceNV12]]:
@@ -458,6 +511,8 @@ class PacedCamera(threading.Thread):
                 wait = next_due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
+                elif wait < -interval:  # late by more than a frame: never burst to catch up (capture.py's rule)
+                    next_due = time.monotonic()
                 image = item[0]
                 with self.lock:
                     old, self.slot = self.slot, (image, time.monotonic())
@@ -489,6 +544,8 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
     cpu_started, wall_started = os.times(), time.monotonic()
     captured_start = [c.captured for c in cameras]
     deadline = wall_started + seconds
+    submit_seconds, cycle_seconds = [], []
+    cycle_started = wall_started
     while time.monotonic() < deadline:
         first_seen = None
         batch = []
@@ -514,8 +571,12 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
                         batch.append((index, item))
         batch = batch[:max_batch]
         frames = [Frame(f"cam{index}", 0, 0.0, captured_at, image) for index, (image, captured_at) in batch]
+        submit_started = time.monotonic()
         results = detector.submit_batch(frames)
         now = time.monotonic()
+        submit_seconds.append(now - submit_started)
+        cycle_seconds.append(now - cycle_started)
+        cycle_started = now
         for (index, (image, captured_at)), _ in zip(batch, results):
             ages.append(now - captured_at)
             processed[index] += 1
@@ -543,12 +604,19 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
                              "max": float(ages_ms.max())},
             "batch_size": {"mean": float(np.mean(batch_sizes)), "max": int(max(batch_sizes)),
                            "batches": len(batch_sizes)},
+            "submit_batch_ms": {"p50": float(np.percentile(submit_seconds, 50) * 1e3),
+                                "p99": float(np.percentile(submit_seconds, 99) * 1e3)},
+            "loop_cycle_ms": {"p50": float(np.percentile(cycle_seconds, 50) * 1e3),
+                              "p99": float(np.percentile(cycle_seconds, 99) * 1e3),
+                              "max": float(np.max(cycle_seconds) * 1e3)},
+            "switch_interval_ms": sys.getswitchinterval() * 1e3,
+            "pool_exhausted_drops": int(sum(c.reader.dropped_exhausted for c in cameras)),
             "host_cpu_cores": cores, "superseded_total": int(sum(c.superseded for c in cameras)),
             "camera_errors": [c.error for c in cameras if c.error][:3],
             "every_stream_at_29_5_fps": bool(per_stream_fps.min() >= 29.5)}
 
 
-def scale_check(model: str, video: str, counts: list[int], seconds: float) -> dict:
+def scale_check(model: str, video: str, counts: list[int], seconds: float, intervals: list[float]) -> dict:
     from streamd.gpu.batch_detector import BatchGpuDetector
     from streamd.gpu.standin_engine import TorchGraphEngine
 
@@ -559,9 +627,14 @@ def scale_check(model: str, video: str, counts: list[int], seconds: float) -> di
     started = time.perf_counter()
     detector.warm_up()
     out = {"warm_up_seconds_all_batch_sizes": time.perf_counter() - started}
+    default_interval = sys.getswitchinterval()
     for count in counts:
-        out[str(count)] = scale_run(model, video, count, seconds, max_batch, 0.004, detector)
-        print(f"[scale {count}] {json.dumps(out[str(count)])}", flush=True)
+        for interval in intervals:
+            sys.setswitchinterval(interval)
+            key = f"{count}" if interval == default_interval else f"{count}_switch_{interval * 1e3:g}ms"
+            out[key] = scale_run(model, video, count, seconds, max_batch, 0.004, detector)
+            print(f"[scale {key}] {json.dumps(out[key])}", flush=True)
+    sys.setswitchinterval(default_interval)
     detector.close()
     return out
 
@@ -576,10 +649,13 @@ def main() -> None:
     parser.add_argument("--scale", default="48,64")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--frames-each", type=int, default=300)
+    parser.add_argument("--switch-ms", default="5", help="Python switch intervals to run the scale check with (ms)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip")
+    parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    only = set(filter(None, args.only.split(",")))
     results: dict = {"gpu": runtime.device_name(0), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     plan = [
         ("nvdec_probe", nvdec_probe, args.video),
@@ -589,10 +665,12 @@ def main() -> None:
         ("letterbox", letterbox_check, args.video, args.video2),
         ("engine", engine_check, args.model),
         ("equality", equality_check, args.model, args.video),
-        ("scale", scale_check, args.model, args.video, [int(v) for v in args.scale.split(",")], args.seconds),
+        ("resolution_probe", resolution_probe, args.reschange),
+        ("scale", scale_check, args.model, args.video, [int(v) for v in args.scale.split(",")], args.seconds,
+         [float(v) / 1e3 for v in args.switch_ms.split(",")]),
     ]
     for name, function, *function_args in plan:
-        if name not in skip:
+        if name not in skip and (not only or name in only):
             section(name, results, function, *function_args)
     text = json.dumps(results, indent=2, default=str)
     print(text)
