@@ -41,8 +41,9 @@ def test_stop_with_cameras_on_frozen_server(rtsp_server, daemon_factory, tiny_mo
                                             frozen_seconds) -> None:
     server = rtsp_server(mounts=CAMERAS)
     daemon = daemon_factory(_config(server, tiny_model, free_port()))
-    assert wait_for(lambda: all(f"source {m}: streaming from" in daemon.log() for m in CAMERAS), timeout=30), \
-        daemon.log()[-3000:]
+    streaming = wait_for(lambda: daemon.process.poll() is not None
+                         or all(f"source {m}: streaming from" in daemon.log() for m in CAMERAS), timeout=30)
+    assert streaming and daemon.process.poll() is None, daemon.log()[-3000:]
     time.sleep(0.5)
 
     server.freeze()
