@@ -174,11 +174,12 @@ def resource_counts() -> tuple[int, int]:
     return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
 
 
-def wait_for_resources(baseline: tuple[int, int], timeout: float) -> tuple[int, int]:
-    """Resource counts once they are back at ``baseline`` (or the last seen after ``timeout``)."""
+def wait_for_resources(baseline: tuple[int, int], timeout: float, slack: int = 0) -> tuple[int, int]:
+    """Resource counts once they are back within ``slack`` of ``baseline`` (or the last seen after
+    ``timeout``)."""
     counts = resource_counts()
     deadline = time.monotonic() + timeout
-    while counts != baseline and time.monotonic() < deadline:
+    while any(now > start + slack for now, start in zip(counts, baseline)) and time.monotonic() < deadline:
         time.sleep(0.1)
         counts = resource_counts()
     return counts

@@ -59,7 +59,7 @@ def test_server_killed_and_restarted(rtsp_server, sources) -> None:
     assert sources.sample("streamd_source_errors_total", "other", kind="read") == 0
 
     assert sources.sample("streamd_source_reconnects_total", "victim") >= RESTARTS
-    counts = wait_for_resources(baseline, timeout=10)
+    counts = wait_for_resources(baseline, timeout=10, slack=RESOURCE_SLACK)
     print(f"threads, fds: start {baseline}, end {counts}")
     assert counts[0] - baseline[0] <= RESOURCE_SLACK < RESTARTS, "threads left behind"
     assert counts[1] - baseline[1] <= RESOURCE_SLACK < RESTARTS, "file descriptors left behind"
