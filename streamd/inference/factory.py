@@ -56,6 +56,24 @@ def resolve_layout(detector: HostDetector | None, backend: InferenceBackend, mod
     return layout
 
 
+def check_batch_matches_single(detector: HostDetector) -> None:
+    """Two different probe frames as one batch must give the outputs they give one at a time (a model
+    whose batch was made dynamic by a graph edit is checked here once, at start-up). BackendError if not."""
+    width, height = detector.input_size
+    rng = np.random.default_rng(0)
+    probes = [np.full((height, width, 3), 114, np.uint8), rng.integers(0, 256, (height, width, 3), np.uint8)]
+    singles = [detector.run_outputs(image) for image in probes]
+    batch_input = np.concatenate([detector.network_input(image) for image in probes])
+    batched = detector.backend.infer({detector.backend.inputs[0].name: batch_input})
+    for index, single in enumerate(singles):
+        for spec, expected in zip(detector.backend.outputs, single):
+            got = batched[spec.name][index:index + 1]
+            if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-3):
+                raise BackendError(f"model.max_batch = {detector.max_batch}: output {spec.name} of batch item "
+                                   f"{index} differs from the same frame run alone; this model does not batch "
+                                   "correctly (set model.max_batch = 1 or export it with a dynamic batch)")
+
+
 def cpu_parallelism(model: ModelConfig) -> tuple[int, int]:
     """(workers, threads per worker) for a host backend; see ModelConfig.workers."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -85,23 +103,28 @@ def build_detectors(model: ModelConfig, workers: int = 0, threads: int = 0) -> l
         workers, threads = cpu_parallelism(model)
     convention = CONVENTIONS[model.preprocessing]
     extra: dict[str, object] = {"fold_preprocessing": convention} if model.fold_preprocessing else {}
+    if model.max_batch > 1:
+        extra["max_batch"] = model.max_batch  # the backend makes a fixed batch of 1 dynamic
     backend = open_backend(backend_name, BackendOptions(model.path, threads=threads, precision=model.precision,
                                                         extra=extra))
     try:
         width, height = input_size(backend, model)
         probe_decoder = YoloxDecoder("yolox", width, height, len(model.classes), model.score_threshold,
                                      model.nms_threshold)
-        detector = HostDetector(backend, convention, probe_decoder, width, height, model_id, model.classes)
+        detector = HostDetector(backend, convention, probe_decoder, width, height, model_id, model.classes,
+                                max_batch=model.max_batch)
         layout = resolve_layout(detector, backend, model, width, height)
         detector.decoder = YoloxDecoder(layout, width, height, len(model.classes), model.score_threshold,
                                         model.nms_threshold, model.max_detections)
+        if model.max_batch > 1:
+            check_batch_matches_single(detector)
         detectors: list[Detector] = [detector]
         for _ in range(workers - 1):
             detectors.append(HostDetector(backend, convention, detector.decoder, width, height, model_id,
-                                          model.classes, owns_backend=False))
-        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s, %d worker(s) x %s thread(s)",
-                 model_id, backend.describe(), width, height, layout, model.preprocessing, workers,
-                 threads or "default")
+                                          model.classes, owns_backend=False, max_batch=model.max_batch))
+        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s, %d worker(s) x %s thread(s), "
+                 "batches of up to %d", model_id, backend.describe(), width, height, layout, model.preprocessing,
+                 workers, threads or "default", model.max_batch)
         return detectors
     except (BackendError, ModelLayoutError):
         backend.close()

@@ -18,16 +18,18 @@ from streamd.errors import BackendError
 FOLDED_INPUT_NAME = "streamd_frames_uint8"
 
 
-def fold_preprocessing(model_path: str | Path, convention: Convention) -> bytes | None:
+def fold_preprocessing(model_path: str | Path, convention: Convention, model=None) -> bytes | None:
     """The serialized wrapped model, or None when the model's input does not allow it
-    (not one static N x 3 x H x W float32 input)."""
+    (not one static-size 3 x H x W float32 input). ``model``: an already loaded (or edited)
+    ``onnx.ModelProto`` of ``model_path`` to wrap instead of reading the file; it is modified."""
     import onnx  # noqa: PLC0415 - only the CPU backend needs it
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 
-    try:
-        model = onnx.load(str(model_path))
-    except Exception as error:  # onnx raises DecodeError, OSError...
-        raise BackendError(f"cannot read ONNX model {model_path}: {error}") from error
+    if model is None:
+        try:
+            model = onnx.load(str(model_path))
+        except Exception as error:  # onnx raises DecodeError, OSError...
+            raise BackendError(f"cannot read ONNX model {model_path}: {error}") from error
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]

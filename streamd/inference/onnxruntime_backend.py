@@ -11,6 +11,7 @@ from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
 from streamd.inference.base import InferenceBackend, TensorSpec
 from streamd.inference.fold_preprocessing import fold_preprocessing
+from streamd.inference.onnx_batch import make_batch_dynamic
 from streamd.inference.registry import BackendOptions
 
 _ORT_DTYPES = {
@@ -76,9 +77,26 @@ class OnnxRuntimeBackend(InferenceBackend):
 
 def open_backend(options: BackendOptions) -> OnnxRuntimeBackend:
     """``options.extra["fold_preprocessing"]``: a preprocessing Convention to fold into the graph
-    (the backend then takes uint8 N x H x W x 3 canvases); skipped when the model does not allow it."""
+    (the backend then takes uint8 N x H x W x 3 canvases); skipped when the model does not allow it.
+    ``options.extra["max_batch"]`` > 1: a model exported with a fixed batch of 1 gets a dynamic batch
+    (streamd.inference.onnx_batch; BackendError names the node where that is not safe)."""
+    model = None
+    if int(options.extra.get("max_batch", 1)) > 1:
+        model = make_batch_dynamic(load_onnx(options.model_path))
     model_bytes = None
     convention = options.extra.get("fold_preprocessing")
     if isinstance(convention, Convention):
-        model_bytes = fold_preprocessing(options.model_path, convention)
+        model_bytes = fold_preprocessing(options.model_path, convention, model)
+    if model_bytes is None and model is not None:
+        model_bytes = model.SerializeToString()
     return OnnxRuntimeBackend(options.model_path, options.threads, model_bytes)
+
+
+def load_onnx(model_path: str | Path):
+    """The ``onnx.ModelProto`` at ``model_path``; BackendError when it cannot be read."""
+    import onnx  # noqa: PLC0415 - only the CPU backend needs it
+
+    try:
+        return onnx.load(str(model_path))
+    except Exception as error:  # onnx raises DecodeError, OSError...
+        raise BackendError(f"cannot read ONNX model {model_path}: {error}") from error
