@@ -491,6 +491,7 @@ class PacedCamera(threading.Thread):
         self.captured = 0
         self.superseded = 0
         self.error = None
+        self.read_seconds: list[float] = []
 
     def run(self) -> None:
         try:
@@ -502,7 +503,9 @@ class PacedCamera(threading.Thread):
                 time.sleep(delay)
             next_due = time.monotonic()
             while not self.stop_event.is_set():
+                read_started = time.monotonic()
                 item = self.reader.read()
+                self.read_seconds.append(time.monotonic() - read_started)
                 if item is None:
                     if not self.reader.rewind():
                         break
@@ -529,6 +532,44 @@ class PacedCamera(threading.Thread):
         with self.lock:
             item, self.slot = self.slot, None
             return item
+
+
+def capture_only_run(video: str, count: int, seconds: float) -> dict:
+    """The paced cameras alone (frames taken and released at once): what capture reaches without inference."""
+    stop = threading.Event()
+    ready = threading.Condition()
+    start_at = time.monotonic() + 3.0
+    cameras = [PacedCamera(i, video, 30.0, stop, ready, start_at) for i in range(count)]
+    for camera in cameras:
+        camera.start()
+    time.sleep(max(0.0, start_at - time.monotonic()) + 1.0)
+    captured_start = [c.captured for c in cameras]
+    reads_start = [len(c.read_seconds) for c in cameras]
+    cpu_started, wall_started = os.times(), time.monotonic()
+    while time.monotonic() - wall_started < seconds:
+        for camera in cameras:
+            item = camera.take()
+            if item is not None:
+                item[0].release()
+        time.sleep(0.002)
+    wall = time.monotonic() - wall_started
+    cpu = os.times()
+    stop.set()
+    for camera in cameras:
+        camera.join(timeout=5)
+    reads = np.concatenate([np.array(c.read_seconds[s:]) for c, s in zip(cameras, reads_start)]) * 1e3
+    captured = [(c.captured - s) / wall for c, s in zip(cameras, captured_start)]
+    for camera in cameras:
+        item = camera.take()
+        if item is not None:
+            item[0].release()
+        camera.reader.close()
+    return {"streams": count, "captured_fps_per_stream": {"min": float(min(captured)),
+                                                          "median": float(np.median(captured))},
+            "read_ms": {"p50": float(np.percentile(reads, 50)), "p99": float(np.percentile(reads, 99)),
+                        "max": float(reads.max())},
+            "host_cpu_cores": ((cpu.user - cpu_started.user) + (cpu.system - cpu_started.system)) / wall,
+            "camera_errors": [c.error for c in cameras if c.error][:3]}
 
 
 def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int, window: float,
@@ -589,6 +630,7 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
     for camera in cameras:
         camera.join(timeout=5)
     captured = [c.captured - s for c, s in zip(cameras, captured_start)]
+    reads = np.concatenate([np.array(c.read_seconds[-200:]) for c in cameras]) * 1e3
     for camera in cameras:
         item = camera.take()
         if item is not None:
@@ -610,6 +652,8 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
                               "p99": float(np.percentile(cycle_seconds, 99) * 1e3),
                               "max": float(np.max(cycle_seconds) * 1e3)},
             "switch_interval_ms": sys.getswitchinterval() * 1e3,
+            "camera_read_ms": {"p50": float(np.percentile(reads, 50)), "p99": float(np.percentile(reads, 99)),
+                               "max": float(reads.max())},
             "pool_exhausted_drops": int(sum(c.reader.dropped_exhausted for c in cameras)),
             "host_cpu_cores": cores, "superseded_total": int(sum(c.superseded for c in cameras)),
             "camera_errors": [c.error for c in cameras if c.error][:3],
@@ -666,6 +710,8 @@ def main() -> None:
         ("engine", engine_check, args.model),
         ("equality", equality_check, args.model, args.video),
         ("resolution_probe", resolution_probe, args.reschange),
+        ("capture_only", lambda *a: {str(n): capture_only_run(args.video, n, args.seconds)
+                                     for n in [int(v) for v in args.scale.split(",")]}),
         ("scale", scale_check, args.model, args.video, [int(v) for v in args.scale.split(",")], args.seconds,
          [float(v) / 1e3 for v in args.switch_ms.split(",")]),
     ]

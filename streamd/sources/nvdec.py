@@ -12,6 +12,14 @@ stream, then a stream synchronise) into a buffer of this reader's :class:`Surfac
 frame gives back when it is superseded in the slot, dropped, or published. A 1080p NV12 copy is
 3.1 MB: a few microseconds of device time.
 
+Resolution changes mid-stream: a new sequence no larger than the decoder's maximum is reconfigured
+in place (``cuvidReconfigureDecoder``) and keeps the first sequence's output size, NVDEC scaling the
+pictures into it: measured on an H200 (2026-11-30) with 1080p then 720p H.264 in one stream, all 90
+pictures came out 1920x1080, which is what OpenCV's FFmpeg reader does with the same stream. A
+sequence larger than the maximum makes ``Decode`` fail; the decoder is then re-created at the new
+size and the packet decoded again (not exercised: no such stream was tried). Surfaces of a size no
+longer decoded are freed as their frames are released.
+
 The decoders behind this reader are a small interface (:class:`PictureDecoder`): PyNvVideoCodec
 here; a Jetson decoder (GStreamer ``nvv4l2decoder``, NVMM buffers) would be another implementation
 registered in ``DECODERS`` (not written: no Jetson to test it on).
