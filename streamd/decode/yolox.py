@@ -7,13 +7,13 @@ Layouts:
   network-input pixels.
 - ``heads``: three [B, 5+C, H, W] maps (strides 8/16/32), every term a raw logit.
 
-Grids are computed once per decoder; inputs are never mutated.
+Grids are computed once per decoder; inputs are never mutated. Which layout a model has is read
+by ``streamd.decode.layout``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,49 +44,6 @@ def _logit(probability: float) -> float:
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-values))
-
-
-@dataclass(frozen=True)
-class OutputInfo:
-    """What the layout detector needs to know of one model output."""
-
-    name: str
-    shape: tuple[int | None, ...]
-
-
-def detect_layout(outputs: Sequence[OutputInfo], input_width: int, input_height: int,
-                  num_classes: int, strides: Sequence[int] = STRIDES) -> str:
-    """``yolox`` or ``heads`` from output shapes; raises ModelLayoutError naming what it saw.
-
-    A single [B, N, 5+C] output is reported as ``yolox``; whether its boxes are already decoded is
-    told by :func:`boxes_look_decoded` on a real output, since the shapes are the same.
-    """
-    cell_count = sum((input_height // s) * (input_width // s) for s in strides)
-    channels = 5 + num_classes
-    seen = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
-    if len(outputs) == 1 and len(outputs[0].shape) == 3:
-        _, cells, width = outputs[0].shape
-        if width == channels and cells in (cell_count, None):
-            return "yolox"
-    if len(outputs) == 3 and all(len(o.shape) == 4 for o in outputs):
-        expected = sorted(((input_height // s), (input_width // s)) for s in strides)
-        got = sorted((o.shape[2], o.shape[3]) for o in outputs)
-        if all(o.shape[1] == channels for o in outputs) and got == expected:
-            return "heads"
-    raise ModelLayoutError(
-        f"model outputs {seen} fit no YOLOX layout for a {input_width}x{input_height} input and "
-        f"{num_classes} classes: expected one [B, {cell_count}, {channels}] tensor or three "
-        f"[B, {channels}, H, W] maps at strides {tuple(strides)}; check model.classes and "
-        "model.input_size, or set model.layout")
-
-
-def boxes_look_decoded(output: np.ndarray) -> bool:
-    """True when a [B, N, 5+C] output holds pixel boxes, not raw offsets.
-
-    Raw x/y terms are offsets within a cell (|x| of order 1); decoded centres spread over the whole
-    input, so their mean is hundreds of pixels. Any real input tells the two apart.
-    """
-    return float(np.mean(np.abs(output[0, :, 0]))) > 8.0
 
 
 class YoloxDecoder:

@@ -1,8 +1,8 @@
 """Accuracy of a detector on held-out synthetic scenes, scored against the generator's ground truth.
 
 Two ways to measure:
-- :func:`offline_accuracy`: the model straight through ONNX Runtime with the daemon's own
-  preprocessing and decoding (used by the training script; no daemon, no ZeroMQ);
+- :func:`offline_accuracy`: the model through the daemon's own host detector (letterbox, ONNX
+  Runtime, decode) frame by frame (used by the training script; no daemon, no ZeroMQ);
 - :func:`daemon_accuracy`: the real thing, a daemon
   process publishing over ZeroMQ to a subscriber, each received message matched by frame index to
   the ground truth the generator gives for that index.
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
+from streamd.sources.frame import Frame
 from streamd.sources.synthetic import GroundTruth, SyntheticScene, render
 
 # Low enough that the precision/recall curve is traced to high recall; mAP needs the whole curve.
@@ -46,29 +47,33 @@ def offline_accuracy(onnx_path: str | Path, seeds: Iterable[int], frames_per_see
                      height: int = 480, score_threshold: float = ACCURACY_SCORE_THRESHOLD,
                      nms_threshold: float = ACCURACY_NMS_THRESHOLD) -> dict[str, float]:
     """Score ``onnx_path`` (official YOLOX layout, "yolox" preprocessing) on frames 0.. of ``seeds``."""
-    import onnxruntime  # noqa: PLC0415 - only this path needs it
-
-    from streamd.decode.preprocess import YOLOX, Preprocessor  # noqa: PLC0415
+    from streamd.decode.layout import input_size  # noqa: PLC0415 - only this path needs onnxruntime
+    from streamd.decode.preprocess import YOLOX  # noqa: PLC0415
     from streamd.decode.yolox import YoloxDecoder  # noqa: PLC0415
+    from streamd.inference.host_detector import HostDetector  # noqa: PLC0415
+    from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend  # noqa: PLC0415
 
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    model_input = session.get_inputs()[0]
-    input_height, input_width = model_input.shape[2], model_input.shape[3]
-    num_classes = session.get_outputs()[0].shape[2] - 5
-    preprocessor = Preprocessor(YOLOX, input_width, input_height)
+    # The daemon's own host detector (letterbox, ONNX Runtime, decode), one frame at a time.
+    backend = OnnxRuntimeBackend(onnx_path)
+    input_width, input_height = input_size(backend.inputs)
+    num_classes = int(backend.outputs[0].shape[2]) - 5
     decoder = YoloxDecoder("yolox", input_width, input_height, num_classes, score_threshold, nms_threshold)
+    detector = HostDetector(backend, YOLOX, decoder, input_width, input_height, Path(onnx_path).stem,
+                            tuple(str(i) for i in range(num_classes)))
     predictions: list[Boxes] = []
     truths: list[GroundTruth] = []
-    for seed in seeds:
-        scene = SyntheticScene(seed, width, height)
-        for index in range(frames_per_seed):
-            image, truth = scene.render(index)
-            network_input, geometry = preprocessor(image)
-            outputs = session.run(None, {model_input.name: network_input})
-            detections = decoder.decode(outputs)
-            predictions.append(Boxes(geometry.to_frame(detections.boxes_xyxy).astype(np.float64),
-                                     detections.class_ids.astype(np.int64), detections.scores.astype(np.float64)))
-            truths.append(truth)
+    try:
+        for seed in seeds:
+            scene = SyntheticScene(seed, width, height)
+            for index in range(frames_per_seed):
+                image, truth = scene.render(index)
+                [result] = detector.submit(Frame(f"seed-{seed}", index, 0.0, 0.0, image))
+                detections = result.detections
+                predictions.append(Boxes(detections.boxes_xyxy.astype(np.float64),
+                                         detections.class_ids.astype(np.int64), detections.scores.astype(np.float64)))
+                truths.append(truth)
+    finally:
+        detector.close()
     return score(predictions, truths)
 
 

@@ -1,4 +1,7 @@
-"""Wire a GpuDetector from a model config: TensorRT engine (cached build), layout, conventions."""
+"""Build the GPU detector from a model config: its own TensorRT engine (cached build), layout, conventions.
+
+The detector builder of backend ``tensorrt`` (``streamd.inference.registry.DETECTOR_BUILDERS``).
+"""
 
 from __future__ import annotations
 
@@ -7,57 +10,63 @@ import logging
 import numpy as np
 
 from streamd.config.schema import ModelConfig
+from streamd.decode.layout import input_size, resolve_layout
 from streamd.decode.preprocess import CONVENTIONS, Preprocessor
-from streamd.decode.yolox import OutputInfo, boxes_look_decoded, detect_layout
 from streamd.errors import BackendError, ModelLayoutError
 from streamd.gpu.batch_detector import BatchGpuDetector
 from streamd.gpu.detector import GpuDetector
-from streamd.inference.factory import input_size
-from streamd.inference.registry import BackendOptions, open_backend
+from streamd.inference.base import describe_io
+from streamd.inference.detector import Detector
+from streamd.inference.registry import BackendOptions
+from streamd.inference.tensorrt_backend import TensorRTBackend, TensorRTEngine, open_engine
 
 log = logging.getLogger(__name__)
 
 
-def _layout(backend, model: ModelConfig, width: int, height: int) -> str:
-    if model.layout != "auto":
-        return model.layout
-    layout = detect_layout([OutputInfo(s.name, s.shape) for s in backend.outputs],
-                           width, height, len(model.classes))
-    if layout == "yolox":
-        # Same shape with or without in-graph decode: one probe inference on a grey frame tells them apart.
+def _probe_first_output(engine: TensorRTEngine, model: ModelConfig, width: int, height: int) -> np.ndarray:
+    """The first output for a grey frame, through a host backend borrowing the engine (closed after)."""
+    with TensorRTBackend(engine=engine) as backend:
         network_input, _ = Preprocessor(CONVENTIONS[model.preprocessing], width, height,
-                                        dtype=backend.inputs[0].dtype)(np.full((height, width, 3), 114, np.uint8))
-        output = backend.infer({backend.inputs[0].name: network_input})[backend.outputs[0].name]
-        if boxes_look_decoded(output):
-            layout = "yolox-decoded"
-    return layout
+                                        dtype=engine.inputs[0].dtype)(np.full((height, width, 3), 114, np.uint8))
+        return backend.infer({engine.inputs[0].name: network_input})[engine.outputs[0].name].copy()
 
 
-def build_from_config(model: ModelConfig, model_id: str) -> GpuDetector | BatchGpuDetector:
+def build_gpu_detector(model: ModelConfig, model_id: str) -> GpuDetector | BatchGpuDetector:
     """``max_batch`` 1: the double-buffered GpuDetector; more: the BatchGpuDetector (engine built with a
-    batch profile 1..max_batch, opt max_batch; it also takes NVDEC device frames)."""
-    max_batch = getattr(model, "max_batch", 1)
-    backend = open_backend("tensorrt", BackendOptions(model.path, threads=model.threads, precision=model.precision,
-                                                      extra={"max_batch": max_batch}))
+    batch profile 1..max_batch, opt max_batch; it also takes NVDEC device frames). It owns the engine."""
+    max_batch = model.max_batch
+    engine = open_engine(BackendOptions(model.path, threads=model.threads, precision=model.precision,
+                                        extra={"max_batch": max_batch}))
+    detector: GpuDetector | BatchGpuDetector | None = None
     try:
-        width, height = input_size(backend, model)
-        layout = _layout(backend, model, width, height)
-        engine = backend.engine
+        width, height = input_size(engine.inputs, model.input_width, model.input_height)
+        layout = resolve_layout(model.layout, engine.outputs, width, height, len(model.classes),
+                                probe=lambda: _probe_first_output(engine, model, width, height))
         engine.set_input_shapes(engine.static_shapes(batch=1))
         if max_batch > 1:
             detector = BatchGpuDetector(engine, CONVENTIONS[model.preprocessing], len(model.classes),
                                         model.score_threshold, model.nms_threshold, max_batch=max_batch,
                                         layout=layout, max_detections=model.max_detections, model_id=model_id,
-                                        class_names=model.classes, owns_engine=False, on_close=backend.close)
+                                        class_names=model.classes)
         else:
             detector = GpuDetector(engine, CONVENTIONS[model.preprocessing], len(model.classes),
                                    model.score_threshold, model.nms_threshold, layout=layout,
                                    max_detections=model.max_detections, model_id=model_id,
-                                   class_names=model.classes, owns_engine=False, on_close=backend.close)
+                                   class_names=model.classes)
         detector.warm_up()
     except (BackendError, ModelLayoutError):
-        backend.close()
+        if detector is not None:
+            detector.close()  # closes the engine it owns
+        else:
+            engine.close()
         raise
-    log.info("model %s: %s on the GPU pipeline, input %dx%d, layout %s, preprocessing %s", model_id,
-             backend.describe(), width, height, layout, model.preprocessing)
+    log.info("model %s: %s on the GPU pipeline, input %dx%d, layout %s, preprocessing %s, batches of up to %d",
+             model_id, describe_io("tensorrt", engine.inputs, engine.outputs), width, height, layout,
+             model.preprocessing, max_batch)
     return detector
+
+
+def build_gpu_detectors(model: ModelConfig, model_id: str, workers: int = 0, threads: int = 0) -> list[Detector]:
+    """Registry entry: one GPU detector; it overlaps frames itself (in-flight buffers), so one worker
+    drives it whatever ``workers`` says (``threads`` is the engine build's concern, not the pipeline's)."""
+    return [build_gpu_detector(model, model_id)]

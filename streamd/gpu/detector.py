@@ -269,10 +269,3 @@ class GpuDetector(Detector):
         else:
             timings = StageTimings(0.0, 0.0, host_seconds)
         return DetectionResult(frame, detections, timings)
-
-
-def build_gpu_detector(model: object, model_id: str) -> GpuDetector:
-    """The daemon's entry point for ``backend = "tensorrt"``: engine from ``model.path`` (ONNX or engine)."""
-    from streamd.gpu.build import build_from_config  # noqa: PLC0415 - keeps this module TensorRT-free
-
-    return build_from_config(model, model_id)

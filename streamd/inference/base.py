@@ -22,9 +22,12 @@ class TensorSpec:
     shape: tuple[int | None, ...]
     dtype: np.dtype
 
-    @property
-    def is_dynamic(self) -> bool:
-        return any(d is None for d in self.shape)
+
+def describe_io(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> str:
+    """``name: inputs images[1, 3, 416, 416]:float32 -> outputs ...``, for logs."""
+    def fmt(specs: list[TensorSpec]) -> str:
+        return ", ".join(f"{s.name}{list(s.shape)}:{np.dtype(s.dtype).name}" for s in specs)
+    return f"{name}: inputs {fmt(inputs)} -> outputs {fmt(outputs)}"
 
 
 class InferenceBackend(ABC):
@@ -49,9 +52,7 @@ class InferenceBackend(ABC):
 
     def describe(self) -> str:
         """One line for logs and ``streamd check``."""
-        def fmt(specs: list[TensorSpec]) -> str:
-            return ", ".join(f"{s.name}{list(s.shape)}:{np.dtype(s.dtype).name}" for s in specs)
-        return f"{self.name}: inputs {fmt(self.inputs)} -> outputs {fmt(self.outputs)}"
+        return describe_io(self.name, self.inputs, self.outputs)
 
     def __enter__(self) -> InferenceBackend:
         return self

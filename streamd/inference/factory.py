@@ -9,51 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from streamd.config.schema import ModelConfig
+from streamd.decode.layout import input_size, resolve_layout
 from streamd.decode.preprocess import CONVENTIONS
-from streamd.decode.yolox import OutputInfo, YoloxDecoder, boxes_look_decoded, detect_layout
+from streamd.decode.yolox import YoloxDecoder
 from streamd.errors import BackendError, ModelLayoutError
-from streamd.inference.base import InferenceBackend
 from streamd.inference.detector import Detector
 from streamd.inference.host_detector import HostDetector
-from streamd.inference.registry import BackendOptions, open_backend, resolve_backend_name
+from streamd.inference.registry import BackendOptions, detector_builder, open_backend, resolve_backend_name
 
 log = logging.getLogger(__name__)
-
-
-def input_size(backend: InferenceBackend, model: ModelConfig) -> tuple[int, int]:
-    """(width, height): the model's static size, checked against the config's, or the config's."""
-    if len(backend.inputs) != 1:
-        raise BackendError(f"expected a model with one image input, got {[s.name for s in backend.inputs]}")
-    spec = backend.inputs[0]
-    shape = spec.shape
-    if spec.dtype == np.uint8 and len(shape) == 4 and shape[3] == 3:  # preprocessing folded in: NHWC
-        model_height, model_width = shape[1], shape[2]
-    elif len(shape) == 4 and shape[1] in (3, None):
-        model_height, model_width = shape[2], shape[3]
-    else:
-        raise BackendError(f"expected an NCHW 3-channel image input, got {spec.name}{list(shape)}")
-    if model_width is None or model_height is None:
-        if not (model.input_width and model.input_height):
-            raise BackendError("the model's input size is dynamic: set model.input_size = [width, height]")
-        return model.input_width, model.input_height
-    if model.input_width and (model.input_width, model.input_height) != (model_width, model_height):
-        raise BackendError(f"model.input_size {model.input_width}x{model.input_height} disagrees with the "
-                           f"model's static input {model_width}x{model_height}")
-    return model_width, model_height
-
-
-def resolve_layout(detector: HostDetector | None, backend: InferenceBackend, model: ModelConfig,
-                   width: int, height: int, probe_image: np.ndarray | None = None) -> str:
-    if model.layout != "auto":
-        return model.layout
-    outputs = [OutputInfo(s.name, s.shape) for s in backend.outputs]
-    layout = detect_layout(outputs, width, height, len(model.classes))
-    if layout == "yolox" and detector is not None:
-        # Same shape with or without in-graph decode: one probe inference tells them apart.
-        image = probe_image if probe_image is not None else np.full((height, width, 3), 114, np.uint8)
-        if boxes_look_decoded(detector.run_outputs(image)[0]):
-            layout = "yolox-decoded"
-    return layout
 
 
 def check_batch_matches_single(detector: HostDetector) -> None:
@@ -88,17 +52,19 @@ def build_detector(model: ModelConfig) -> Detector:
 
 
 def build_detectors(model: ModelConfig, workers: int = 0, threads: int = 0) -> list[Detector]:
-    """Open the backend once and wire one detector per pipeline worker (they share the backend).
-
-    ``workers=0``: as many as ``cpu_parallelism`` says. Raises BackendError / ModelLayoutError.
-    """
+    """The detectors of the pipeline's workers for ``model``, built by its backend's builder
+    (``streamd.inference.registry.DETECTOR_BUILDERS``). Raises BackendError / ModelLayoutError."""
     backend_name = resolve_backend_name(model.backend)
     model_id = model.model_id or Path(model.path).stem
-    if backend_name == "tensorrt":
-        from streamd.gpu.detector import build_gpu_detector  # noqa: PLC0415 - optional GPU path
+    return detector_builder(backend_name)(model, model_id, workers, threads)
 
-        # The GPU detector overlaps frames itself (double buffering): one worker drives it.
-        return [build_gpu_detector(model, model_id)]
+
+def build_host_detectors(model: ModelConfig, model_id: str, workers: int = 0, threads: int = 0) -> list[Detector]:
+    """Open the backend once and wire one HostDetector per pipeline worker (they share the backend).
+
+    ``workers=0``: as many as ``cpu_parallelism`` says.
+    """
+    backend_name = resolve_backend_name(model.backend)
     if workers == 0:
         workers, threads = cpu_parallelism(model)
     convention = CONVENTIONS[model.preprocessing]
@@ -108,12 +74,14 @@ def build_detectors(model: ModelConfig, workers: int = 0, threads: int = 0) -> l
     backend = open_backend(backend_name, BackendOptions(model.path, threads=threads, precision=model.precision,
                                                         extra=extra))
     try:
-        width, height = input_size(backend, model)
+        width, height = input_size(backend.inputs, model.input_width, model.input_height)
         probe_decoder = YoloxDecoder("yolox", width, height, len(model.classes), model.score_threshold,
                                      model.nms_threshold)
         detector = HostDetector(backend, convention, probe_decoder, width, height, model_id, model.classes,
                                 max_batch=model.max_batch)
-        layout = resolve_layout(detector, backend, model, width, height)
+        grey = np.full((height, width, 3), 114, np.uint8)
+        layout = resolve_layout(model.layout, backend.outputs, width, height, len(model.classes),
+                                probe=lambda: detector.run_outputs(grey)[0])
         detector.decoder = YoloxDecoder(layout, width, height, len(model.classes), model.score_threshold,
                                         model.nms_threshold, model.max_detections)
         if model.max_batch > 1:

@@ -29,25 +29,36 @@ def _spec(node) -> TensorSpec:
     return TensorSpec(node.name, shape, np.dtype(_ORT_DTYPES.get(node.type, np.float32)))
 
 
+def create_session(model: str | Path | bytes, threads: int = 0, quiet: bool = False, name: str | Path = ""):
+    """An ``onnxruntime.InferenceSession`` on the CPU with every graph optimisation: the one place
+    streamd creates one. ``threads`` 0: ONNX Runtime's default; ``quiet``: log errors only; ``name``:
+    the model in the error message (for serialized ``model`` bytes)."""
+    import onnxruntime as ort  # noqa: PLC0415 - keep `import streamd` light
+
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        session_options.intra_op_num_threads = threads
+    if quiet:
+        session_options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=session_options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own Fail/InvalidGraph types
+        raise BackendError(f"ONNX Runtime cannot load {name or model}: {error}") from error
+
+
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, threads: int = 0, model_bytes: bytes | None = None) -> None:
-        """``model_bytes``: a rewritten version of the model at ``model_path`` to load instead."""
-        import onnxruntime as ort  # noqa: PLC0415 - keep `import streamd` light
-
+    def __init__(self, model_path: str | Path, threads: int = 0, model_bytes: bytes | None = None,
+                 quiet: bool = False) -> None:
+        """``model_bytes``: a rewritten version of the model at ``model_path`` to load instead;
+        ``quiet``: ONNX Runtime logs errors only (the quantize tool's many sessions)."""
         path = Path(model_path)
         if not path.is_file():
             raise BackendError(f"model file {path} does not exist")
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            session_options.intra_op_num_threads = threads
-        try:
-            self._session = ort.InferenceSession(model_bytes or str(path), sess_options=session_options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own Fail/InvalidGraph types
-            raise BackendError(f"ONNX Runtime cannot load {path}: {error}") from error
+        self._session = create_session(model_bytes or path, threads, quiet, name=path)
         self._inputs = [_spec(n) for n in self._session.get_inputs()]
         self._outputs = [_spec(n) for n in self._session.get_outputs()]
         self._output_names = [s.name for s in self._outputs]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from streamd.errors import BackendError
 from streamd.inference.base import InferenceBackend
+from streamd.inference.tensorrt_import import import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +26,27 @@ class BackendOptions:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-# name -> "module:factory"; a factory takes BackendOptions and returns an open InferenceBackend.
+# Each backend name, with what opens it and what builds a daemon's detectors on it, as
+# "module:function"; imported only when that backend is asked for (the GPU side, with TensorRT and
+# cuda-python, is imported by name here and never by the host side's modules).
+# - opener: BackendOptions -> an open InferenceBackend (numpy in, numpy out: check, bench, probes);
+# - detectors: (ModelConfig, model id, workers, threads) -> the pipeline workers' Detectors (the host
+#   detector around the backend for ONNX Runtime; the GPU detector, which opens its own engine, for TensorRT).
 BACKENDS: dict[str, str] = {
     "onnxruntime": "streamd.inference.onnxruntime_backend:open_backend",
     "tensorrt": "streamd.inference.tensorrt_backend:open_backend",
 }
+DETECTOR_BUILDERS: dict[str, str] = {
+    "onnxruntime": "streamd.inference.factory:build_host_detectors",
+    "tensorrt": "streamd.gpu.build:build_gpu_detectors",
+}
 
 
-def _factory(name: str) -> Callable[[BackendOptions], InferenceBackend]:
+def _load(table: dict[str, str], name: str) -> Callable:
     try:
-        target = BACKENDS[name]
+        target = table[name]
     except KeyError:
-        raise BackendError(f"unknown backend '{name}', expected one of {sorted(BACKENDS)} or 'auto'") from None
+        raise BackendError(f"unknown backend '{name}', expected one of {sorted(table)} or 'auto'") from None
     module_name, attribute = target.split(":")
     try:
         module = importlib.import_module(module_name)
@@ -48,7 +58,7 @@ def _factory(name: str) -> Callable[[BackendOptions], InferenceBackend]:
 def tensorrt_usable() -> bool:
     """TensorRT imports and a CUDA device is visible."""
     try:
-        importlib.import_module("tensorrt")
+        import_tensorrt()
         from streamd.cuda import runtime  # noqa: PLC0415 - optional dependency
         return runtime.device_count() > 0
     except Exception as error:  # any failure here means "not usable", reported in the log
@@ -65,4 +75,10 @@ def resolve_backend_name(name: str) -> str:
 
 
 def open_backend(name: str, options: BackendOptions) -> InferenceBackend:
-    return _factory(resolve_backend_name(name))(options)
+    opener: Callable[[BackendOptions], InferenceBackend] = _load(BACKENDS, resolve_backend_name(name))
+    return opener(options)
+
+
+def detector_builder(name: str) -> Callable:
+    """The detector builder of backend ``name`` (already resolved: not 'auto'); see DETECTOR_BUILDERS."""
+    return _load(DETECTOR_BUILDERS, name)

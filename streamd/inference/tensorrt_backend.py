@@ -15,7 +15,6 @@ CUDA is reached only through ``streamd.cuda`` (or an injected stand-in in CPU te
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Mapping
@@ -27,20 +26,14 @@ import numpy as np
 from streamd.errors import BackendError
 from streamd.inference.base import InferenceBackend, TensorSpec
 from streamd.inference.registry import BackendOptions
-from streamd.inference.tensorrt_build import EngineCache, Profile, ensure_engine, onnx_input_profile
+from streamd.inference.tensorrt_build import EngineCache, ensure_engine, onnx_input_profile
+from streamd.inference.tensorrt_import import import_tensorrt
 
 log = logging.getLogger(__name__)
 
 # systemd's CacheDirectory= sets STREAMD_CACHE_DIR in the shipped units (DynamicUser has no home).
 DEFAULT_CACHE_DIR = Path(os.environ.get("STREAMD_CACHE_DIR") or Path.home() / ".cache" / "streamd") / "engines"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-def import_tensorrt() -> ModuleType:
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as error:
-        raise BackendError(f"backend 'tensorrt' needs the TensorRT Python package: {error}") from error
 
 
 def default_cuda() -> SimpleNamespace:
@@ -152,12 +145,15 @@ class TensorRTBackend(InferenceBackend):
 
     name = "tensorrt"
 
-    def __init__(self, engine_bytes: bytes, device: int = 0, trt: ModuleType | None = None,
-                 cuda: SimpleNamespace | None = None) -> None:
+    def __init__(self, engine_bytes: bytes = b"", device: int = 0, trt: ModuleType | None = None,
+                 cuda: SimpleNamespace | None = None, *, engine: TensorRTEngine | None = None) -> None:
+        """``engine``: run an engine its creator keeps and closes (the GPU builder's layout probe)
+        instead of deserializing ``engine_bytes``."""
         self._cuda = cuda or default_cuda()
         self._cuda.use_device(device)
         self.device = device
-        self.engine = TensorRTEngine(trt or import_tensorrt(), engine_bytes)
+        self._owns_engine = engine is None
+        self.engine = engine if engine is not None else TensorRTEngine(trt or import_tensorrt(), engine_bytes)
         self._stream = self._cuda.Stream()
         self._device_buffers: dict[str, object] = {}
         self._host_buffers: dict[str, object] = {}
@@ -213,7 +209,7 @@ class TensorRTBackend(InferenceBackend):
         return outputs
 
     def close(self) -> None:
-        """Release in reverse order: buffers, stream, engine. Idempotent."""
+        """Release in reverse order: buffers, stream, engine (when it owns it). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -221,12 +217,8 @@ class TensorRTBackend(InferenceBackend):
             self._host_buffers.pop(name).free()
             self._device_buffers.pop(name).free()
         self._stream.close()
-        self.engine.close()
-
-
-def input_profile(trt: ModuleType, onnx_path: Path, max_batch: int, opt_batch: int = 1) -> Profile:
-    """Batch 1..max_batch (opt ``opt_batch``) for every input of the ONNX model, other dimensions as exported."""
-    return onnx_input_profile(onnx_path, max_batch, opt_batch)
+        if self._owns_engine:
+            self.engine.close()
 
 
 def load_engine_bytes(options: BackendOptions, trt: ModuleType, cuda: SimpleNamespace) -> bytes:
@@ -241,7 +233,7 @@ def load_engine_bytes(options: BackendOptions, trt: ModuleType, cuda: SimpleName
         from streamd.inference.onnx_batch import batch_dynamic_copy  # noqa: PLC0415
 
         path = batch_dynamic_copy(path, cache.directory)
-    profile = input_profile(trt, path, max_batch, opt_batch=max_batch)
+    profile = onnx_input_profile(path, max_batch, opt_batch=max_batch)
     return ensure_engine(trt, path, options.precision, profile, cuda.device_name(options.device),
                          cuda.compute_capability(options.device), cache,
                          int(options.extra.get("workspace_bytes", 1 << 30)))
@@ -249,8 +241,17 @@ def load_engine_bytes(options: BackendOptions, trt: ModuleType, cuda: SimpleName
 
 def open_backend(options: BackendOptions, trt: ModuleType | None = None,
                  cuda: SimpleNamespace | None = None) -> TensorRTBackend:
-    """Registry factory: an engine file is loaded as is; an ONNX file goes through the engine cache."""
+    """Registry opener: an engine file is loaded as is; an ONNX file goes through the engine cache."""
     trt = trt or import_tensorrt()
     cuda = cuda or default_cuda()
     cuda.use_device(options.device)
     return TensorRTBackend(load_engine_bytes(options, trt, cuda), options.device, trt, cuda)
+
+
+def open_engine(options: BackendOptions, trt: ModuleType | None = None,
+                cuda: SimpleNamespace | None = None) -> TensorRTEngine:
+    """The device-level engine alone (the GPU detector's own; it binds its own device buffers)."""
+    trt = trt or import_tensorrt()
+    cuda = cuda or default_cuda()
+    cuda.use_device(options.device)
+    return TensorRTEngine(trt, load_engine_bytes(options, trt, cuda))

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import ModuleType
 
 from streamd.errors import BackendError
+from streamd.inference.tensorrt_import import major_version
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,6 @@ def file_sha256(path: Path) -> str:
 def profile_text(profile: Profile) -> str:
     return json.dumps({name: [list(s) for s in shapes] for name, shapes in sorted(profile.items())},
                       separators=(",", ":"))
-
-
-def major_version(trt: ModuleType) -> int:
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except ValueError as error:
-        raise BackendError(f"cannot read the TensorRT major version from {trt.__version__!r}") from error
 
 
 def onnx_input_profile(onnx_path: Path, max_batch: int, opt_batch: int = 1) -> Profile:

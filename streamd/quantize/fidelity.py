@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from streamd.decode.yolox import OutputInfo, YoloxDecoder, boxes_look_decoded, detect_layout
+from streamd.decode.layout import OutputInfo, resolve_layout
+from streamd.decode.yolox import YoloxDecoder
+from streamd.errors import BackendError
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
+from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
 from streamd.quantize.errors import QuantizeError
 
 REFERENCE_SCORE_THRESHOLD = 0.3
@@ -23,27 +26,21 @@ NMS_THRESHOLD = 0.45
 
 
 class ModelRunner:
-    """One ONNX Runtime session over a model file; ``run`` returns every output, batch by image."""
+    """streamd's ONNX Runtime backend over a model file; ``run`` returns every output, batch by image."""
 
     def __init__(self, model_path: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # the build machines are shared: one core by default
-        options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=options,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as error:
-            raise QuantizeError(f"ONNX Runtime cannot load {model_path}: {error}") from error
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
+            # The build machines are shared: one core by default; ONNX Runtime's warnings stay out.
+            self.backend = OnnxRuntimeBackend(model_path, threads, quiet=True)
+        except BackendError as error:
+            raise QuantizeError(str(error)) from error
+        self.input_name = self.backend.inputs[0].name
+        self.output_names = [o.name for o in self.backend.outputs]
 
     def run(self, inputs: np.ndarray) -> list[np.ndarray]:
         """(N x 3 x H x W) -> one (N x ...) array per output."""
-        per_image = [self.session.run(self.output_names, {self.input_name: inputs[i:i + 1]})
-                     for i in range(inputs.shape[0])]
-        return [np.concatenate([outputs[k] for outputs in per_image]) for k in range(len(self.output_names))]
+        per_image = [self.backend.infer({self.input_name: inputs[i:i + 1]}) for i in range(inputs.shape[0])]
+        return [np.concatenate([outputs[name] for outputs in per_image]) for name in self.output_names]
 
 
 @dataclass(frozen=True)
@@ -64,9 +61,8 @@ class DetectionModelSpec:
             raise QuantizeError(f"cannot read a class count from output shapes {shapes}")
         num_classes = int(channels) - 5
         infos = [OutputInfo(name, shape) for name, shape in output_shapes.items()]
-        layout = detect_layout(infos, input_width, input_height, num_classes)
-        if layout == "yolox" and boxes_look_decoded(sample_outputs[0][:1]):
-            layout = "yolox-decoded"
+        layout = resolve_layout("auto", infos, input_width, input_height, num_classes,
+                                probe=lambda: sample_outputs[0][:1])
         return DetectionModelSpec(layout, num_classes, input_width, input_height)
 
 

@@ -1,10 +1,12 @@
 """TensorRT engine building from the ONNX this tool writes. ``tensorrt`` is imported lazily: the
 rest of the tool (and its tests) runs without it.
 
-The network, builder config, optimization profile, progress monitor and serialization are the
-daemon's (``streamd.inference.tensorrt_build``, one path for TensorRT 10 and 11): int8 from the Q/DQ
-ONNX strongly typed, fp16 converted to float16 (I/O float32) on TRT 11 and ``BuilderFlag.FP16`` on
-TRT 10, fp32 strongly typed. Its BackendError becomes :class:`EngineBuildError` (exit code 4) here.
+TensorRT is imported and its version read by ``streamd.inference.tensorrt_import``; CUDA is reached
+through ``streamd.cuda``. The network, builder config, optimization profile, progress monitor and
+serialization are the daemon's (``streamd.inference.tensorrt_build``, one path for TensorRT 10 and
+11): int8 from the Q/DQ ONNX strongly typed, fp16 converted to float16 (I/O float32) on TRT 11 and
+``BuilderFlag.FP16`` on TRT 10, fp32 strongly typed. Its BackendError becomes
+:class:`EngineBuildError` (exit code 4) here.
 What stays here is the tool's own:
 - Legacy INT8 (``--legacy-calibrator``, TRT <= 10 only, for DLA on JetPack 6): the *float* ONNX with
   ``BuilderFlag.INT8`` (+ FP16) and an ``IInt8EntropyCalibrator2`` fed with the same preprocessed
@@ -22,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from streamd.cuda.runtime import CudaError
 from streamd.errors import BackendError
+from streamd.inference import tensorrt_import
 from streamd.inference.tensorrt_build import (
+    DEFAULT_WORKSPACE_BYTES,
     PRECISIONS,
     NetworkPlan,
     onnx_input_profile,
@@ -35,61 +40,50 @@ from streamd.quantize.errors import EngineBuildError, QuantizeError, TensorRTUna
 
 logger = logging.getLogger(__name__)
 
-WORKSPACE_BYTES_DEFAULT = 1 << 30
-
 
 def import_tensorrt():
     """The ``tensorrt`` module, or :class:`TensorRTUnavailableError` saying how to get it."""
     try:
-        import tensorrt as trt
-    except ImportError as error:  # also raised when libnvinfer is missing behind the bindings
+        return tensorrt_import.import_tensorrt()
+    except BackendError as error:  # also raised when libnvinfer is missing behind the bindings
         raise TensorRTUnavailableError(
-            f"TensorRT does not import here ({error}); the ONNX model is written all the same: build the engine on "
-            "the target (JetPack or `pip install tensorrt`) with `tools/quantize.py ... --engine` or "
-            "`trtexec --onnx=OUT.onnx --stronglyTyped --saveEngine=OUT.engine`") from error
-    return trt
-
-
-def tensorrt_major(trt) -> int:
-    return int(str(trt.__version__).split(".")[0])
+            f"TensorRT does not import here ({error.__cause__ or error}); the ONNX model is written all the same: "
+            "build the engine on the target (JetPack or `pip install tensorrt`) with `tools/quantize.py ... --engine` "
+            "or `trtexec --onnx=OUT.onnx --stronglyTyped --saveEngine=OUT.engine`") from error
 
 
 @dataclass(frozen=True)
 class EngineOptions:
     precision: str  # int8 | fp16 | fp32
-    workspace_bytes: int = WORKSPACE_BYTES_DEFAULT
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES
     legacy_calibrator: bool = False
     dla_core: int | None = None
 
 
-class _CudaGateway:
-    """The few cuda.bindings runtime calls the legacy calibrator needs, every result checked."""
+class _DeviceInput:
+    """The legacy calibrator's device input (one batch), through ``streamd.cuda``: every call checked there."""
 
-    def __init__(self) -> None:
+    def __init__(self, nbytes: int) -> None:
+        from streamd.cuda import memory, stream  # noqa: PLC0415 - cuda-python is optional
+
         try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            try:
-                from cuda import cudart  # cuda-python < 12.6 layout
-            except ImportError as error:
+            self._buffer = memory.DeviceBuffer(nbytes)
+            self._stream = stream.Stream()
+        except CudaError as error:
+            if error.error_name == "ImportError":
                 raise TensorRTUnavailableError(f"the legacy calibrator needs cuda-python: {error}") from error
-        self._cudart = cudart
+            raise EngineBuildError(str(error)) from error
+        self._copy = memory.copy_htod_async
+        self.ptr: int = self._buffer.ptr
 
-    def check(self, result, call: str):
-        error, *values = result
-        if int(error) != 0:
-            raise EngineBuildError(f"{call} failed: {self._cudart.cudaGetErrorName(error)[1]}")
-        return values[0] if len(values) == 1 else values
+    def copy_from(self, host: np.ndarray) -> None:
+        """Copy ``host`` (contiguous) to the device buffer and wait for it: TensorRT reads it next."""
+        self._copy(self.ptr, host.ctypes.data, host.nbytes, self._stream.ptr)
+        self._stream.synchronize()
 
-    def malloc(self, nbytes: int) -> int:
-        return int(self.check(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
-
-    def copy_to_device(self, device_ptr: int, host: np.ndarray) -> None:
-        self.check(self._cudart.cudaMemcpy(device_ptr, host.ctypes.data, host.nbytes,
-                                           self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy H2D")
-
-    def free(self, device_ptr: int) -> None:
-        self.check(self._cudart.cudaFree(device_ptr), "cudaFree")
+    def free(self) -> None:
+        self._stream.close()
+        self._buffer.free()
 
 
 def _make_entropy_calibrator(trt, inputs: np.ndarray, input_name: str, cache_path: Path):
@@ -98,10 +92,9 @@ def _make_entropy_calibrator(trt, inputs: np.ndarray, input_name: str, cache_pat
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.cuda = _CudaGateway()
             self.inputs = np.ascontiguousarray(inputs, dtype=np.float32)
             self.index = 0
-            self.device_ptr = self.cuda.malloc(self.inputs[0:1].nbytes)
+            self.device: _DeviceInput | None = _DeviceInput(self.inputs[0:1].nbytes)
 
         def get_batch_size(self) -> int:
             return 1
@@ -111,9 +104,9 @@ def _make_entropy_calibrator(trt, inputs: np.ndarray, input_name: str, cache_pat
                 return None
             if list(names) != [input_name]:
                 raise EngineBuildError(f"calibrator asked for {list(names)}, it feeds '{input_name}'")
-            self.cuda.copy_to_device(self.device_ptr, np.ascontiguousarray(self.inputs[self.index:self.index + 1]))
+            self.device.copy_from(np.ascontiguousarray(self.inputs[self.index:self.index + 1]))
             self.index += 1
-            return [self.device_ptr]
+            return [self.device.ptr]
 
         def read_calibration_cache(self):
             return cache_path.read_bytes() if cache_path.is_file() else None
@@ -123,9 +116,9 @@ def _make_entropy_calibrator(trt, inputs: np.ndarray, input_name: str, cache_pat
             cache_path.write_bytes(bytes(cache))
 
         def free(self) -> None:
-            if self.device_ptr:
-                self.cuda.free(self.device_ptr)
-                self.device_ptr = 0
+            if self.device is not None:
+                self.device.free()
+                self.device = None
 
     return EntropyCalibrator()
 
@@ -136,7 +129,7 @@ def build_engine(options: EngineOptions, engine_path: Path, qdq_onnx: Path | Non
     """Build and write one engine; returns what was done (for the report). Raises
     :class:`TensorRTUnavailableError` / :class:`EngineBuildError` / :class:`QuantizeError`."""
     trt = import_tensorrt()
-    major = tensorrt_major(trt)
+    major = tensorrt_import.major_version(trt)
     if options.precision not in PRECISIONS:
         raise QuantizeError(f"precision '{options.precision}' is not one of {PRECISIONS}")
     if options.legacy_calibrator and major >= 11:
@@ -177,7 +170,7 @@ def build_engine(options: EngineOptions, engine_path: Path, qdq_onnx: Path | Non
             finally:
                 if calibrator is not None:
                     calibrator.free()
-        except BackendError as error:
+        except (BackendError, CudaError) as error:
             raise EngineBuildError(str(error)) from error
         engine_path.parent.mkdir(parents=True, exist_ok=True)
         engine_path.write_bytes(serialized)

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from streamd.decode.yolox import OutputInfo, YoloxDecoder, boxes_look_decoded, detect_layout
+from streamd.decode.layout import OutputInfo, boxes_look_decoded, detect_layout
+from streamd.decode.yolox import YoloxDecoder
 from streamd.errors import ModelLayoutError
 
 INPUT_WIDTH, INPUT_HEIGHT, NUM_CLASSES = 96, 64, 4

@@ -1,4 +1,4 @@
-"""build_gpu_detector -> TensorRTBackend/TensorRTEngine -> GpuDetector on a real GPU, with the
+"""build_gpu_detector -> TensorRTEngine -> GpuDetector on a real GPU, with the
 TensorRT STAND-IN module (not TensorRT) whose execute_async_v3 enqueues a fixed raw output on the
 given stream. Checks the backend's real CUDA buffers, the layout probe and the pipeline's binding."""
 
@@ -45,7 +45,7 @@ def device_standin(monkeypatch):
 
 
 def test_build_gpu_detector_end_to_end(tmp_path: Path, device_standin) -> None:
-    from streamd.gpu.detector import build_gpu_detector
+    from streamd.gpu.build import build_gpu_detector
 
     raw = device_standin
     engine_path = tmp_path / "model.engine"

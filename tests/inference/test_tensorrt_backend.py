@@ -13,8 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from streamd.errors import BackendError
 from streamd.inference.registry import BackendOptions
-from streamd.inference.tensorrt_backend import TensorRTBackend, TensorRTEngine, input_profile, open_backend
-from streamd.inference.tensorrt_build import EngineCache, build_engine, ensure_engine
+from streamd.inference.tensorrt_backend import TensorRTBackend, TensorRTEngine, open_backend
+from streamd.inference.tensorrt_build import EngineCache, build_engine, ensure_engine, onnx_input_profile
 from tests.inference import tensorrt_standin as standin
 
 IO = {
@@ -110,7 +110,7 @@ def test_standin_refuses_execute_before_addresses(trt) -> None:
 def test_build_and_cache(tmp_path: Path, trt, caplog) -> None:
     model = write_onnx(tmp_path / "m.onnx")
     cache = EngineCache(tmp_path / "cache")
-    profile = input_profile(trt, model, max_batch=4)
+    profile = onnx_input_profile(model, max_batch=4)
     assert profile == {"images": ((1, 3, 4, 4), (1, 3, 4, 4), (4, 3, 4, 4))}
     with caplog.at_level(logging.INFO):
         first = ensure_engine(trt, model, "fp32", profile, "GPU A", (9, 0), cache)
@@ -122,17 +122,17 @@ def test_build_and_cache(tmp_path: Path, trt, caplog) -> None:
         ensure_engine(trt, model, "fp32", profile, "GPU B", (8, 7), cache)
     assert trt.builds == 2 and "gpu_name" in caplog.text and "compute_capability" in caplog.text
     write_onnx(model, batch=1)  # the ONNX changed: its hash is in the key
-    ensure_engine(trt, model, "fp32", input_profile(trt, model, 4), "GPU B", (8, 7), cache)
+    ensure_engine(trt, model, "fp32", onnx_input_profile(model, 4), "GPU B", (8, 7), cache)
     assert trt.builds == 3
     engine_path, _ = cache.paths(model, "fp32")
     engine_path.write_bytes(b"damaged")
-    ensure_engine(trt, model, "fp32", input_profile(trt, model, 4), "GPU B", (8, 7), cache)
+    ensure_engine(trt, model, "fp32", onnx_input_profile(model, 4), "GPU B", (8, 7), cache)
     assert trt.builds == 4
 
 
 def test_static_batch_profile_stays_one(tmp_path: Path, trt) -> None:
     model = write_onnx(tmp_path / "m.onnx", batch=1)
-    assert input_profile(trt, model, max_batch=8) == {"images": ((1, 3, 4, 4),) * 3}
+    assert onnx_input_profile(model, max_batch=8) == {"images": ((1, 3, 4, 4),) * 3}
 
 
 def write_weighted_onnx(path: Path) -> Path:
@@ -173,7 +173,7 @@ def test_fp16_on_trt11_builds_a_float16_network_with_float32_io(tmp_path: Path) 
     """TensorRT 11 has no FP16 flag: the ONNX is converted to float16, inputs and outputs stay float32."""
     model = write_weighted_onnx(tmp_path / "m.onnx")
     eleven = standin.make_module("11.4.1")
-    profile = input_profile(eleven, model, max_batch=2)
+    profile = onnx_input_profile(model, max_batch=2)
     engine = build_engine(eleven, model, "fp16", profile)
     assert eleven.last_network_flags == 0 and eleven.last_config.flags == 0
     assert eleven.parsed_paths[-1] != str(model)  # the converted copy was parsed

@@ -108,17 +108,17 @@ def test_legacy_calibrator_feeds_every_image_and_caches(monkeypatch, models, tmp
     _install(monkeypatch, trt)
     copies: list[np.ndarray] = []
 
-    class FakeCuda:
-        def malloc(self, nbytes: int) -> int:
-            return 4096
+    class FakeDeviceInput:  # streamd.cuda's buffer, stream and copy, recorded on the host
+        def __init__(self, nbytes: int) -> None:
+            self.ptr = 4096
 
-        def copy_to_device(self, device_ptr: int, host: np.ndarray) -> None:
+        def copy_from(self, host: np.ndarray) -> None:
             copies.append(host.copy())
 
-        def free(self, device_ptr: int) -> None:
+        def free(self) -> None:
             copies.append(None)
 
-    monkeypatch.setattr(tensorrt_builder, "_CudaGateway", FakeCuda)
+    monkeypatch.setattr(tensorrt_builder, "_DeviceInput", FakeDeviceInput)
     inputs = np.arange(2 * 3 * 64 * 64, dtype=np.float32).reshape(2, 3, 64, 64)
     cache = tmp_path / "calib.cache"
     build_engine(EngineOptions("int8", legacy_calibrator=True), tmp_path / "m.engine", None, float_path,
