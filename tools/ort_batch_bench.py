@@ -59,13 +59,50 @@ def _frames_per_second(sessions: list, inputs: dict[int, np.ndarray], batch: int
     return sum(counts) / (time.perf_counter() - started)
 
 
+def pipeline_ratios(args: argparse.Namespace) -> None:
+    """The whole daemon in-process (bench's run_pipeline: capture threads, workers, publisher, a real
+    subscriber) over ``--streams`` fast file sources, max_batch 1 against each batch, paired rounds."""
+    from streamd.bench.run import run_pipeline  # noqa: PLC0415
+    from streamd.config.schema import Config, MetricsConfig, ModelConfig, PublishConfig, SourceConfig  # noqa: PLC0415
+
+    classes = tuple(f"class{i}" for i in range(80))
+    sources = tuple(SourceConfig(id=f"cam{i}", kind="file", url=args.media, pace="fast", max_frames=args.frames)
+                    for i in range(args.streams))
+
+    def fps(batch: int) -> float:
+        config = Config(sources, ModelConfig(path=args.model, classes=classes, max_batch=batch),
+                        PublishConfig(endpoint="tcp://127.0.0.1:*"), MetricsConfig(enabled=False))
+        return run_pipeline(config, args.streams * args.frames, 120.0)[0]
+
+    base = args.batches[0]
+    print(f"pipeline, {args.streams} fast file sources x {args.frames} frames, default workers/threads")
+    for batch in args.batches[1:]:
+        pairs = []
+        for round_index in range(args.rounds):
+            order = (base, batch) if round_index % 2 == 0 else (batch, base)
+            result = {b: fps(b) for b in order}
+            pairs.append((result[base], result[batch]))
+        ratios = sorted(n / one for one, n in pairs)
+        q = statistics.quantiles(ratios, n=4)
+        print(f"max_batch {batch}: fps b{base} {statistics.median(p[0] for p in pairs):.1f}, "
+              f"b{batch} {statistics.median(p[1] for p in pairs):.1f}, ratio p25/p50/p75 "
+              f"{q[0]:.3f} / {statistics.median(ratios):.3f} / {q[2]:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=0.4, help="per variant per round")
+    parser.add_argument("--pipeline", action="store_true", help="the whole daemon in-process instead")
+    parser.add_argument("--media", help="--pipeline: the video every source reads")
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=60, help="--pipeline: frames per source")
     args = parser.parse_args()
+    if args.pipeline:
+        pipeline_ratios(args)
+        return
 
     import onnx  # noqa: PLC0415
 
