@@ -30,6 +30,21 @@ def describe_io(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) 
     return f"{name}: inputs {fmt(inputs)} -> outputs {fmt(outputs)}"
 
 
+class TensorIO:
+    """``inputs`` and ``outputs`` read from the ``_inputs``/``_outputs`` a subclass sets when it opens."""
+
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+
 class InferenceBackend(ABC):
     """Open in ``__init__``; ``infer`` many times from one thread; ``close`` once (idempotent)."""
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
-from streamd.inference.base import InferenceBackend, TensorSpec
+from streamd.inference.base import InferenceBackend, TensorIO, TensorSpec
 from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.onnx_batch import make_batch_dynamic
 from streamd.inference.registry import BackendOptions
@@ -48,7 +48,7 @@ def create_session(model: str | Path | bytes, threads: int = 0, quiet: bool = Fa
         raise BackendError(f"ONNX Runtime cannot load {name or model}: {error}") from error
 
 
-class OnnxRuntimeBackend(InferenceBackend):
+class OnnxRuntimeBackend(TensorIO, InferenceBackend):
     name = "onnxruntime"
 
     def __init__(self, model_path: str | Path, threads: int = 0, model_bytes: bytes | None = None,
@@ -62,14 +62,6 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._inputs = [_spec(n) for n in self._session.get_inputs()]
         self._outputs = [_spec(n) for n in self._session.get_outputs()]
         self._output_names = [s.name for s in self._outputs]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     @property
     def session(self):

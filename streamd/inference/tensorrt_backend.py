@@ -24,7 +24,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 
 from streamd.errors import BackendError
-from streamd.inference.base import InferenceBackend, TensorSpec
+from streamd.inference.base import InferenceBackend, TensorIO, TensorSpec
 from streamd.inference.registry import BackendOptions
 from streamd.inference.tensorrt_build import EngineCache, ensure_engine, onnx_input_profile
 from streamd.inference.tensorrt_import import import_tensorrt
@@ -50,7 +50,7 @@ def _dims(shape: object) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-class TensorRTEngine:
+class TensorRTEngine(TensorIO):
     """A deserialized engine and one execution context; ``enqueue`` binds by name and runs on a stream."""
 
     def __init__(self, trt: ModuleType, engine_bytes: bytes) -> None:
@@ -77,14 +77,6 @@ class TensorRTEngine:
         self._names = [s.name for s in self._inputs + self._outputs]
         self._bound: dict[str, int] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def set_input_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
         """Set every input's shape (skipped when unchanged); returns the resulting output shapes."""
