@@ -12,14 +12,13 @@ import threading
 from collections.abc import Sequence
 
 from streamd import __version__
-from streamd.config.load import load_config, parse_config
-from streamd.config.schema import DEFAULT_PUBLISH_ENDPOINT, Config
+from streamd.config.load import check_endpoint, load_config, parse_config
+from streamd.config.schema import DEFAULT_PUBLISH_ENDPOINT, LOG_LEVELS, Config
 from streamd.errors import ConfigError, ConfigFileError, StreamdError
 
 log = logging.getLogger("streamd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-LOG_LEVELS = ("debug", "info", "warning", "error")
 # OpenCV's and FFmpeg's own log lines ("[ WARN:3@0.839] global cap.cpp:212 ...", "[rtsp @ 0x...]
 # method DESCRIBE failed") print from C++ in their own format; streamd reports every failure they
 # describe in its own line. Off unless the user sets these variables (to debug a camera).
@@ -37,14 +36,14 @@ def subscribe_endpoint(text: str) -> str:
     """``host:port`` (or a bare port) means TCP; ZeroMQ endpoints pass through (an argparse type)."""
     if text.isdigit():
         text = f"127.0.0.1:{text}"
-    match = _HOST_PORT.match(text)
-    if match:
+    if _HOST_PORT.match(text):
         text = f"tcp://{text}"
-    if not re.match(r"^(tcp://[^/]+:\d+|ipc://.+|inproc://.+)$", text):
-        raise argparse.ArgumentTypeError(f"'{text}' is not HOST:PORT or a ZeroMQ endpoint like "
-                                         f"{DEFAULT_PUBLISH_ENDPOINT}")
-    if text.startswith("tcp://") and not 0 < int(text.rsplit(":", 1)[1]) <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range in '{text}' (1-65535)")
+    try:
+        check_endpoint(text, "endpoint")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(f"{error.reason}; expected HOST:PORT or a ZeroMQ endpoint") from error
+    if text.endswith(":*"):
+        raise argparse.ArgumentTypeError(f"'{text}': a subscriber needs the daemon's port, not '*'")
     return text
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from streamd.config.schema import (
+    DEFAULT_PUBLISH_ENDPOINT,
+    LOG_LEVELS,
     SOURCE_DECODERS,
     SOURCE_KINDS,
     Config,
@@ -35,7 +37,6 @@ else:  # Python 3.10 (JetPack 6)
 BUILTIN_PREFIX = "builtin:"
 _ENDPOINT = re.compile(r"^(tcp://[^:]+:(\d+|\*)|ipc://.+|inproc://.+)$")
 _BIND = re.compile(r"^(?P<host>[^:]*|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 _MAX_PORT = 65535
 # [model] keys a user writes: `input_size` stands for the dataclass's input_width/input_height.
 _MODEL_INTERNAL_KEYS = ("input_width", "input_height")
@@ -262,11 +263,7 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
         raise ConfigError("model", "required section [model] is missing")
     model = _model(document["model"], base_dir)
     publish = _build(PublishConfig, document.get("publish", {}), "publish")
-    if not _ENDPOINT.match(publish.endpoint):
-        raise ConfigError("publish.endpoint", f"'{publish.endpoint}' is not a ZeroMQ endpoint like tcp://127.0.0.1:5555")
-    port_text = publish.endpoint.rsplit(":", 1)[-1] if publish.endpoint.startswith("tcp://") else "*"
-    if port_text != "*" and not 0 < int(port_text) <= _MAX_PORT:
-        raise ConfigError("publish.endpoint", f"port {port_text} is out of range (1-{_MAX_PORT})")
+    check_endpoint(publish.endpoint, "publish.endpoint")
     if publish.send_hwm < 1:
         raise ConfigError("publish.send_hwm", "must be at least 1")
     if publish.wait_for_subscriber_seconds < 0:
@@ -274,8 +271,8 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
     metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
     split_bind(metrics.bind)  # raises ConfigError
     daemon = _build(DaemonConfig, document.get("daemon", {}), "daemon")
-    if daemon.log_level not in _LOG_LEVELS:
-        raise ConfigError("daemon.log_level", f"'{daemon.log_level}' is not one of {list(_LOG_LEVELS)}")
+    if daemon.log_level not in LOG_LEVELS:
+        raise ConfigError("daemon.log_level", f"'{daemon.log_level}' is not one of {list(LOG_LEVELS)}")
     if daemon.status_interval_seconds < 0:
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     return Config(sources, model, publish, metrics, daemon, path)
@@ -292,6 +289,15 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigFileError(f"config file {config_path} is not valid TOML: {error}") from error
     return parse_config(document, config_path.resolve().parent, str(config_path))
+
+
+def check_endpoint(endpoint: str, key: str) -> None:
+    """ConfigError (naming ``key``) unless ``endpoint`` is a ZeroMQ endpoint with a port in range."""
+    if not _ENDPOINT.match(endpoint):
+        raise ConfigError(key, f"'{endpoint}' is not a ZeroMQ endpoint like {DEFAULT_PUBLISH_ENDPOINT}")
+    port_text = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else "*"
+    if port_text != "*" and not 0 < int(port_text) <= _MAX_PORT:
+        raise ConfigError(key, f"port {port_text} is out of range (1-{_MAX_PORT})")
 
 
 def split_bind(bind: str) -> tuple[str, int]:

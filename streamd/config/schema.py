@@ -11,6 +11,7 @@ DEFAULT_METRICS_BIND = "127.0.0.1:9400"
 DEFAULT_SEND_HWM = 200
 
 SOURCE_KINDS = ("file", "image", "rtsp", "synthetic")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 # Who decodes a file or rtsp source: OpenCV/FFmpeg on the CPU, or NVDEC on the GPU (PyNvVideoCodec,
 # frames stay in device memory; streamd.sources.nvdec).
 SOURCE_DECODERS = ("opencv", "nvdec")

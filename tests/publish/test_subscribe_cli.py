@@ -34,7 +34,7 @@ def test_subscribe_rejects_what_is_not_an_endpoint_in_one_line() -> None:
     result = subprocess.run([sys.executable, "-m", "streamd", "subscribe", "localhost", "--count", "1"],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2
-    assert "is not HOST:PORT or a ZeroMQ endpoint" in result.stderr
+    assert "expected HOST:PORT or a ZeroMQ endpoint" in result.stderr
     assert "Traceback" not in result.stderr
 
 
