@@ -479,13 +479,14 @@ class PacedCamera(threading.Thread):
     """One NVDEC source at its frame rate into a latest-frame slot (superseded frames released and counted)."""
 
     def __init__(self, index: int, video: str, fps: float, stop: threading.Event, ready: threading.Condition,
-                 start_at: float) -> None:
+                 go: threading.Event) -> None:
         super().__init__(name=f"camera-{index}", daemon=True)
         self.reader = NvdecReader(source(video, f"cam{index}"))
         self.fps = fps
         self.stop_event = stop
         self.ready = ready
-        self.start_at = start_at
+        self.go = go
+        self.warmed = threading.Event()  # opened and first picture decoded (NVDEC sessions start serially)
         self.lock = threading.Lock()
         self.slot: tuple[DeviceNV12, float] | None = None
         self.captured = 0
@@ -498,9 +499,11 @@ class PacedCamera(threading.Thread):
             runtime.use_device(0)
             self.reader.open()
             interval = 1.0 / self.fps
-            delay = self.start_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            first = self.reader.read()  # the decoder session is created by the first Decode: not part of pacing
+            if first is not None:
+                first[0].release()
+            self.warmed.set()
+            self.go.wait()
             next_due = time.monotonic()
             while not self.stop_event.is_set():
                 read_started = time.monotonic()
@@ -527,6 +530,8 @@ class PacedCamera(threading.Thread):
                     self.ready.notify()
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
+        finally:
+            self.warmed.set()
 
     def take(self) -> tuple[DeviceNV12, float] | None:
         with self.lock:
@@ -534,15 +539,27 @@ class PacedCamera(threading.Thread):
             return item
 
 
+def start_cameras(video: str, count: int, stop: threading.Event, ready: threading.Condition) -> tuple[list, float]:
+    """Open every camera, wait until each has decoded its first picture, then start them together;
+    returns the cameras and the seconds the NVDEC sessions took to start."""
+    go = threading.Event()
+    cameras = [PacedCamera(i, video, 30.0, stop, ready, go) for i in range(count)]
+    started = time.monotonic()
+    for camera in cameras:
+        camera.start()
+    for camera in cameras:
+        camera.warmed.wait(60)
+    session_start_seconds = time.monotonic() - started
+    go.set()
+    time.sleep(1.0)  # one second of steady pacing before measuring
+    return cameras, session_start_seconds
+
+
 def capture_only_run(video: str, count: int, seconds: float) -> dict:
     """The paced cameras alone (frames taken and released at once): what capture reaches without inference."""
     stop = threading.Event()
     ready = threading.Condition()
-    start_at = time.monotonic() + 3.0
-    cameras = [PacedCamera(i, video, 30.0, stop, ready, start_at) for i in range(count)]
-    for camera in cameras:
-        camera.start()
-    time.sleep(max(0.0, start_at - time.monotonic()) + 1.0)
+    cameras, session_start_seconds = start_cameras(video, count, stop, ready)
     captured_start = [c.captured for c in cameras]
     reads_start = [len(c.read_seconds) for c in cameras]
     cpu_started, wall_started = os.times(), time.monotonic()
@@ -564,7 +581,8 @@ def capture_only_run(video: str, count: int, seconds: float) -> dict:
         if item is not None:
             item[0].release()
         camera.reader.close()
-    return {"streams": count, "captured_fps_per_stream": {"min": float(min(captured)),
+    return {"streams": count, "nvdec_sessions_start_seconds": session_start_seconds,
+            "captured_fps_per_stream": {"min": float(min(captured)),
                                                           "median": float(np.median(captured))},
             "read_ms": {"p50": float(np.percentile(reads, 50)), "p99": float(np.percentile(reads, 99)),
                         "max": float(reads.max())},
@@ -576,11 +594,7 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
               detector) -> dict:
     stop = threading.Event()
     ready = threading.Condition()
-    start_at = time.monotonic() + 3.0  # every decoder open before pacing starts
-    cameras = [PacedCamera(i, video, 30.0, stop, ready, start_at) for i in range(count)]
-    for camera in cameras:
-        camera.start()
-    time.sleep(max(0.0, start_at - time.monotonic()) + 1.0)  # one second of warm-up
+    cameras, session_start_seconds = start_cameras(video, count, stop, ready)
     ages, batch_sizes, processed = [], [], [0] * count
     cpu_started, wall_started = os.times(), time.monotonic()
     captured_start = [c.captured for c in cameras]
@@ -638,7 +652,7 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
         camera.reader.close()
     per_stream_fps = np.array(processed) / wall
     ages_ms = np.array(ages) * 1e3
-    return {"streams": count, "seconds": wall,
+    return {"streams": count, "seconds": wall, "nvdec_sessions_start_seconds": session_start_seconds,
             "published_fps_per_stream": {"min": float(per_stream_fps.min()), "median": float(np.median(per_stream_fps)),
                                          "max": float(per_stream_fps.max())},
             "captured_fps_per_stream_min": float(min(captured) / wall),
