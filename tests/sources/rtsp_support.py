@@ -150,8 +150,12 @@ class Sources:
         return 0.0 if value is None else value
 
     def stop_all(self) -> None:
+        """In parallel, as the daemon does (Service.stop_sources)."""
         for source in self.started:
-            source.stop()
+            source.request_stop()
+        deadline = time.monotonic() + max((s.join_timeout(2.0) for s in self.started), default=0.0)
+        for source in self.started:
+            source.join(deadline - time.monotonic())
         self.started.clear()
 
 
