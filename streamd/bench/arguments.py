@@ -11,6 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
+from streamd.inference.registry import BACKEND_CHOICES
+
 SHARED_ENVIRONMENT = "STREAMD_SHARED"
 DEFAULT_MODEL = Path("models") / "yolox_nano.onnx"
 DEFAULT_SOURCE = Path("media") / "vtest.avi"
@@ -38,7 +40,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "or the COCO names for an 80-class model)")
     parser.add_argument("--source", default=source, help=f"video file (default: $STREAMD_SHARED/{DEFAULT_SOURCE}, "
                                                          f"here {source or unset})")
-    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "auto"],
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES,
                         help="inference backend (default: onnxruntime)")
     parser.add_argument("--workers", type=int, default=0, help="pipeline workers (default 0: auto, as model.workers)")
     parser.add_argument("--threads", type=int, default=0,

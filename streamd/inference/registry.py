@@ -1,5 +1,6 @@
 """Backend registry: name -> loader, imported lazily so a missing optional dependency
-(TensorRT, cuda-python) is a clear error when that backend is asked for, never at import time."""
+(TensorRT, cuda-python) is a clear error when that backend is asked for, never at import time.
+The names here are the allowed values wherever a backend is named (config, command lines)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streamd.errors import BackendError
-from streamd.inference.base import InferenceBackend
 from streamd.inference.tensorrt_import import import_tensorrt
+
+if TYPE_CHECKING:  # numpy-free at run time: config validation and --help read BACKEND_CHOICES
+    from streamd.inference.base import InferenceBackend
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ DETECTOR_BUILDERS: dict[str, str] = {
     "onnxruntime": "streamd.inference.factory:build_host_detectors",
     "tensorrt": "streamd.gpu.build:build_gpu_detectors",
 }
+# What a config (model.backend) or a command line may name: a backend, or "auto" (TensorRT where
+# it imports and a GPU is visible, else ONNX Runtime).
+BACKEND_CHOICES: tuple[str, ...] = (*BACKENDS, "auto")
 
 
 def _load(table: dict[str, str], name: str) -> Callable:

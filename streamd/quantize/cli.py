@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamd.decode.preprocess import CONVENTIONS
+from streamd.inference.tensorrt_build import PRECISIONS
 from streamd.quantize.errors import EXIT_BAD_INPUT, QuantizeError
 from streamd.quantize.qdq import METHODS
 
@@ -43,7 +44,7 @@ def build_parser(prog: str = "tools/quantize.py") -> argparse.ArgumentParser:
     parser.add_argument("--calib", required=True, help="calibration image folder (sorted by name) or list file")
     parser.add_argument("--output", required=True, type=Path, help="output ONNX (Q/DQ for int8)")
     parser.add_argument("--engine", type=Path, help="also build a TensorRT engine here (needs tensorrt)")
-    parser.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
+    parser.add_argument("--precision", choices=PRECISIONS, default="int8")
     parser.add_argument("--method", choices=METHODS, default="percentile",
                         help="activation range calibration (default: percentile, the best measured on YOLOX)")
     parser.add_argument("--percentile", type=float, default=99.999, help="percentile for --method percentile")
