@@ -84,7 +84,7 @@ bind = "127.0.0.1:0"
         message = wait_until(lambda: subscriber.receive(0.5), "a message from the good source")
         assert message["source"] == "still"
     assert daemon.process.poll() is None, daemon.log()  # not exit 2: one bad path takes nothing down
-    wait_until(lambda: scrape(url)['streamd_source_errors_total{kind="open",source="later"}'] >= 3,
+    wait_until(lambda: scrape(url).get('streamd_source_errors_total{kind="open",source="later"}', 0) >= 3,
                "retried opens of the missing file")
     samples = scrape(url)
     assert samples['streamd_source_up{source="later"}'] == 0
@@ -97,7 +97,7 @@ bind = "127.0.0.1:0"
     assert "invalid configuration" not in log_text
 
     missing.write_bytes(tiny_image.read_bytes())  # the file appears: the source recovers by itself
-    wait_until(lambda: scrape(url)['streamd_source_up{source="later"}'] == 1, "the late file to stream")
+    wait_until(lambda: scrape(url).get('streamd_source_up{source="later"}') == 1, "the late file to stream")
     status, seconds = daemon.terminate(timeout=30)
     assert status == 0, daemon.log()
 
@@ -121,6 +121,8 @@ def test_repeated_open_failures_log_the_first_and_every_tenth(tmp_path: Path, ti
                 "streamd_source_errors_total", {"source": "gone", "kind": "open"}) or 0) >= 25, "25 failed opens")
     finally:
         service.stop()
+    gone = next(s for s in service.sources if s.source_id == "gone")
+    wait_until(lambda: not gone.alive, "the source's thread to end")  # no failure after the count is read
     failures = service.registry.get_sample_value("streamd_source_errors_total", {"source": "gone", "kind": "open"})
     about_it = [r for r in caplog.records if "gone.avi does not exist" in r.getMessage()]
     warnings = [r for r in about_it if r.levelno == logging.WARNING]
@@ -162,7 +164,8 @@ bind = "127.0.0.1:0"
 """)
     url = metrics_url(daemon)
     streaming = ("clip", "still", "scene")
-    wait_until(lambda: all(scrape(url)[f'streamd_source_up{{source="{s}"}}'] == 1 for s in streaming),
+    # .get: the page is served a moment before the sources are declared on it.
+    wait_until(lambda: all(scrape(url).get(f'streamd_source_up{{source="{s}"}}') == 1 for s in streaming),
                "file, image and synthetic sources streaming")
     first = scrape(url)
     for source in (*streaming, "camera"):
