@@ -598,6 +598,7 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
     ages, batch_sizes, processed = [], [], [0] * count
     cpu_started, wall_started = os.times(), time.monotonic()
     captured_start = [c.captured for c in cameras]
+    superseded_start = sum(c.superseded for c in cameras)
     deadline = wall_started + seconds
     submit_seconds, cycle_seconds = [], []
     cycle_started = wall_started
@@ -669,7 +670,8 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
             "camera_read_ms": {"p50": float(np.percentile(reads, 50)), "p99": float(np.percentile(reads, 99)),
                                "max": float(reads.max())},
             "pool_exhausted_drops": int(sum(c.reader.dropped_exhausted for c in cameras)),
-            "host_cpu_cores": cores, "superseded_total": int(sum(c.superseded for c in cameras)),
+            "host_cpu_cores": cores,
+            "superseded_while_measuring": int(sum(c.superseded for c in cameras) - superseded_start),
             "camera_errors": [c.error for c in cameras if c.error][:3],
             "every_stream_at_29_5_fps": bool(per_stream_fps.min() >= 29.5)}
 
