@@ -127,7 +127,6 @@ class Service:
                 except Exception:  # keep tearing down the rest
                     log.exception("closing %s failed", type(part).__name__)
 
-
     def stop_sources(self) -> None:
         """Stop every source in parallel against one deadline. Joined one after another, each frozen
         camera added its read timeout: 3 RTSP cameras on a SIGSTOPped server took 7-9 s to exit
