@@ -70,8 +70,12 @@ def _install_stop_signals(stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Logging before the config, so what loading it decides (COCO names by default) is seen; then
+    # the config's level, unless --log-level was given.
+    _setup_logging(args.log_level or "info")
     config = _load(args.config)
-    _setup_logging(args.log_level or config.daemon.log_level)
+    if not args.log_level:
+        logging.getLogger().setLevel(config.daemon.log_level.upper())
     from streamd.daemon.service import run_service  # noqa: PLC0415 - keeps `--help` fast
 
     stop = threading.Event()
@@ -80,8 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
     _setup_logging(args.log_level or "warning")
+    config = _load(args.config)
     from streamd.daemon.check import check_config  # noqa: PLC0415
 
     return EXIT_OK if check_config(config, print) else EXIT_FAILURE

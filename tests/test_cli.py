@@ -45,3 +45,18 @@ def test_messages_show_normalised_paths(tmp_path: Path) -> None:
     result = streamd("run", "--config", f"{tmp_path}/configs/../none.toml")
     assert result.returncode == 2
     assert f"cannot read config file {tmp_path}/none.toml" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_coco_default_is_said_where_the_user_sees_it(tmp_path: Path, tiny_image: Path, command: str) -> None:
+    """Config loading logs the choice; logging is set up before it, for run and check alike."""
+    from tests.support import write_tiny_yolox_model  # noqa: PLC0415
+
+    model = write_tiny_yolox_model(tmp_path / "detector.onnx", num_classes=80)
+    config = tmp_path / "coco.toml"
+    config.write_text(f'[[sources]]\nid = "still"\nkind = "image"\nurl = "{tiny_image}"\n'
+                      f'[model]\npath = "{model}"\n[publish]\nendpoint = "tcp://127.0.0.1:*"\n'
+                      f'[metrics]\nenabled = false\n')
+    result = streamd(command, "--config", str(config))
+    assert result.returncode == 0, result.stderr  # run: one image, no loop, ends by itself
+    assert "using the COCO class names" in result.stderr

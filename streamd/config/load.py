@@ -122,8 +122,9 @@ def _default_classes(model_path: Path) -> tuple[str, ...]:
 
     count = model_class_count(model_path)
     if count == len(COCO_CLASSES):
-        log.info("model.classes not set and no %s or classes.txt beside %s: the model has 80 classes, "
-                 "using the COCO class names", model_path.with_suffix(".names").name, model_path)
+        # A guess, if a good one (every official YOLOX export): said at WARNING, once, at start-up.
+        log.warning("model.classes not set and no %s or classes.txt beside %s: the model has 80 classes, "
+                    "using the COCO class names", model_path.with_suffix(".names").name, model_path)
         return COCO_CLASSES
     found = f"the model has {count} classes" if count else "the class count cannot be read from the model"
     raise ConfigError("model.classes", f"required key is missing: {found} and there is no "
