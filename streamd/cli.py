@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.set_defaults(handler=cmd_subscribe)
 
     from streamd.bench.arguments import add_bench_arguments  # noqa: PLC0415
+    from streamd.bench.streams_arguments import add_streams_arguments  # noqa: PLC0415
 
     bench = commands.add_parser("bench", help="raw backend vs the full pipeline, same frames, one run",
                                 description=(
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the full pipeline reading the file flat out, and frame age at publish "
                                     "with the file paced at its native rate."))
     add_bench_arguments(bench)
+    add_streams_arguments(bench)
     _add_log_level(bench, "warning")
     bench.set_defaults(handler=cmd_bench)
 

@@ -6,6 +6,7 @@ The detector builder of backend ``tensorrt`` (``streamd.inference.registry.DETEC
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from streamd.decode.preprocess import CONVENTIONS, Preprocessor
 from streamd.errors import BackendError, ModelLayoutError
 from streamd.gpu.batch_detector import BatchGpuDetector
 from streamd.gpu.detector import GpuDetector
+from streamd.gpu.engine import DeviceEngine
 from streamd.inference.base import describe_io
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
@@ -31,12 +33,15 @@ def _probe_first_output(engine: TensorRTEngine, model: ModelConfig, width: int, 
         return backend.infer({engine.inputs[0].name: network_input})[engine.outputs[0].name].copy()
 
 
-def build_gpu_detector(model: ModelConfig, model_id: str) -> GpuDetector | BatchGpuDetector:
+def build_gpu_detector(model: ModelConfig, model_id: str,
+                       engine_opener: Callable[[BackendOptions], DeviceEngine] = open_engine,
+                       ) -> GpuDetector | BatchGpuDetector:
     """``max_batch`` 1: the double-buffered GpuDetector; more: the BatchGpuDetector (engine built with a
-    batch profile 1..max_batch, opt max_batch; it also takes NVDEC device frames). It owns the engine."""
+    batch profile 1..max_batch, opt max_batch; it also takes NVDEC device frames). It owns the engine.
+    ``engine_opener``: TensorRT's by default; ``streamd bench --standin-engine`` passes the torch stand-in's."""
     max_batch = model.max_batch
-    engine = open_engine(BackendOptions(model.path, threads=model.threads, precision=model.precision,
-                                        extra={"max_batch": max_batch}))
+    engine = engine_opener(BackendOptions(model.path, threads=model.threads, precision=model.precision,
+                                          extra={"max_batch": max_batch}))
     detector: GpuDetector | BatchGpuDetector | None = None
     try:
         width, height = input_size(engine.inputs, model.input_width, model.input_height)

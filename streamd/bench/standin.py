@@ -1,0 +1,23 @@
+"""``streamd bench --standin-engine``: the GPU detector of backend ``tensorrt`` built on the torch stand-in
+engine (``streamd.gpu.standin_engine``, the real YOLOX computation as CUDA graphs) where TensorRT is
+absent. Installed in ``streamd.inference.registry.DETECTOR_BUILDERS`` for the bench's runs only."""
+
+from __future__ import annotations
+
+from streamd.config.schema import ModelConfig
+from streamd.inference.detector import Detector
+from streamd.inference.registry import BackendOptions
+
+
+def open_standin_engine(options: BackendOptions):
+    from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415 - needs torch
+
+    return TorchGraphEngine(options.model_path, device=options.device,
+                            max_batch=int(options.extra.get("max_batch", 1)))
+
+
+def build_standin_detectors(model: ModelConfig, model_id: str, workers: int = 0, threads: int = 0) -> list[Detector]:
+    """The registry entry's signature (see DETECTOR_BUILDERS); one GPU detector, as for TensorRT."""
+    from streamd.gpu.build import build_gpu_detector  # noqa: PLC0415 - needs cuda-python
+
+    return [build_gpu_detector(model, model_id, engine_opener=open_standin_engine)]

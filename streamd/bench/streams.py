@@ -1,0 +1,437 @@
+"""``streamd bench --streams N``: N copies of one video, paced at its frame rate and looped like cameras,
+through the whole daemon (the real Service: capture -> batch collector -> detector -> publish) to a real
+ZeroMQ subscriber. After a warm-up, one measured window gives per stream the fps published and the
+frame age at publish (publish_time - capture_time of the messages received), and for the daemon the
+batch sizes (``streamd_batch_size``), drops, host CPU cores and GPU busy fraction.
+
+``--sweep`` finds the largest N at real time: double N until a run fails, then bisect.
+
+The subscriber runs in this process on its own thread; its CPU time is measured apart
+(``subscriber_cpu_cores``) and left out of ``daemon_cpu_cores``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamd.bench.host import GpuBusySampler, describe_machine, process_cpu_seconds, thread_cpu_seconds
+from streamd.bench.streams_arguments import REAL_TIME_FPS_SHARE
+from streamd.config.load import parse_config
+from streamd.config.schema import Config
+from streamd.daemon.service import Service
+from streamd.errors import ConfigError
+from streamd.inference.registry import DETECTOR_BUILDERS
+from streamd.publish.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+EXIT_BAD_ARGUMENTS = 2
+# How long every source may take to reach "streaming" (NVDEC sessions start one after another:
+# 2.5-3.4 s for 48-64 on an H200, docs/gpu_scale_h200.json) before the warm-up starts anyway.
+STREAMING_TIMEOUT_SECONDS = 60.0
+# After the window closes, messages published inside it may still be on their way.
+LATE_MESSAGES_SECONDS = 0.3
+STANDIN_DETECTORS = "streamd.bench.standin:build_standin_detectors"
+# (counter, label) per drop kind: a frame replaced in its slot, or older than daemon.max_frame_age_seconds.
+_DROP_REASONS = ("superseded", "too_old")
+
+Measure = Callable[[int], dict]
+
+
+class BenchArgumentError(Exception):
+    """A flag's value cannot be used; the message names the flag."""
+
+
+# -- configuration --------------------------------------------------------------------------------------
+
+def max_batch_for(args: argparse.Namespace, streams: int) -> int:
+    """``--max-batch``, or (0) one frame at a time on ONNX Runtime (batching does not pay on the CPU,
+    README) and a batch of every stream on the GPU (at least 2: the batched detector takes NVDEC frames)."""
+    if args.max_batch:
+        return args.max_batch
+    return 1 if args.backend == "onnxruntime" else max(2, streams)
+
+
+def bench_config(args: argparse.Namespace, streams: int) -> Config:
+    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.workers,
+                                "threads": args.threads, "max_batch": max_batch_for(args, streams)}
+    beside = Path(args.model).parent / "coco_classes.txt"
+    if args.classes or beside.is_file():
+        model["classes"] = args.classes or str(beside)
+    if args.standin_engine:
+        model["layout"] = "yolox"  # the stand-in runs YOLOX exports; its layout probe needs TensorRT's backend
+    document = {
+        "sources": [{"id": f"cam{index:03d}", "kind": "file", "url": args.video, "pace": "native", "loop": True,
+                     "decoder": args.decoder} for index in range(streams)],
+        "model": model,
+        "publish": {"endpoint": "tcp://127.0.0.1:*", "send_hwm": 100000},
+        "metrics": {"enabled": False},
+        "daemon": {"max_frame_age_seconds": args.max_frame_age, "status_interval_seconds": 0},
+    }
+    try:
+        return parse_config(document, Path.cwd(), "(bench --streams)")
+    except ConfigError as error:
+        raise BenchArgumentError(f"{error.key}: {error.reason}") from error
+
+
+@contextlib.contextmanager
+def detector_builders(standin_engine: bool) -> Iterator[None]:
+    """With ``standin_engine``, backend ``tensorrt`` builds its GPU detector on the torch stand-in engine."""
+    if not standin_engine:
+        yield
+        return
+    saved = DETECTOR_BUILDERS["tensorrt"]
+    DETECTOR_BUILDERS["tensorrt"] = STANDIN_DETECTORS
+    try:
+        yield
+    finally:
+        DETECTOR_BUILDERS["tensorrt"] = saved
+
+
+# -- one run ---------------------------------------------------------------------------------------------
+
+class _Receiver(threading.Thread):
+    """The ZeroMQ subscriber: keeps (source, capture_time, publish_time, sequence) of every message."""
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        super().__init__(name="bench-subscriber", daemon=True)
+        self._subscriber = subscriber
+        self.records: list[tuple[str, float, float, int]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            message = self._subscriber.receive(0.1)
+            if message is not None:
+                self.records.append((message["source"], message["capture_time"], message["publish_time"],
+                                     message["sequence"]))
+
+
+def _snapshot(registry) -> dict[tuple[str, tuple], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for metric in registry.collect() for sample in metric.samples}
+
+
+def _delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def _batch_sizes(before: dict, after: dict) -> dict[str, object]:
+    """streamd_batch_size over the window: batches per size range, mean, count."""
+    bounds = sorted((float(dict(labels)["le"]), dict(labels)["le"]) for name, labels in after
+                    if name == "streamd_batch_size_bucket")
+    histogram, previous_count, low = {}, 0.0, 1
+    for bound, text in bounds:
+        count = _delta(before, after, "streamd_batch_size_bucket", le=text)
+        high = bound if bound != float("inf") else None
+        label = f">{low - 1}" if high is None else (f"{int(high)}" if low >= high else f"{low}-{int(high)}")
+        if count - previous_count > 0:
+            histogram[label] = int(count - previous_count)
+        previous_count = count
+        low = int(bound) + 1 if high is not None else low
+    batches = _delta(before, after, "streamd_batch_size_count")
+    frames = _delta(before, after, "streamd_batch_size_sum")
+    return {"batches": int(batches), "mean": frames / batches if batches else None, "histogram": histogram}
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    array = np.asarray(values)
+    return {"p50": float(np.percentile(array, 50)), "p99": float(np.percentile(array, 99)), "max": float(array.max())}
+
+
+def _wait_streaming(service: Service, timeout_seconds: float) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if all(source.state == "streaming" for source in service.sources):
+            return
+        time.sleep(0.05)
+    waiting = [s.source_id for s in service.sources if s.state != "streaming"]
+    log.warning("%d source(s) not streaming after %.0f s (%s...): measuring anyway", len(waiting), timeout_seconds,
+                ", ".join(waiting[:3]))
+
+
+def measure_streams(args: argparse.Namespace, streams: int) -> dict:
+    """One run with ``streams`` sources; the record the JSON and the plot are made of."""
+    config = bench_config(args, streams)
+    source_ids = [source.id for source in config.sources]
+    service = Service(config)
+    subscriber: Subscriber | None = None
+    receiver: _Receiver | None = None
+    gpu = GpuBusySampler()
+    try:
+        build_started = time.monotonic()
+        with detector_builders(args.standin_engine):
+            service.start_detector()
+        build_seconds = time.monotonic() - build_started
+        subscriber = Subscriber(service.publisher_endpoint())
+        receiver = _Receiver(subscriber)
+        receiver.start()
+        if not service.wait_for_subscriber(5.0):
+            raise RuntimeError("the bench's subscriber did not subscribe within 5 s")
+        service.start_sources()
+        _wait_streaming(service, STREAMING_TIMEOUT_SECONDS)
+        pipeline = service.pipeline
+        if pipeline is None or pipeline.finished.wait(args.warmup_seconds):
+            raise RuntimeError(f"the pipeline stopped during the warm-up: {pipeline and pipeline.error}")
+        before = _snapshot(service.registry)
+        subscriber_cpu_before = thread_cpu_seconds(receiver.native_id or 0)
+        cpu_before = process_cpu_seconds()
+        gpu.start()
+        window_start, monotonic_start = time.time(), time.monotonic()
+        stopped = pipeline.finished.wait(args.seconds)
+        window_seconds = time.monotonic() - monotonic_start
+        window_end = time.time()
+        cpu_seconds = process_cpu_seconds() - cpu_before
+        subscriber_cpu_after = thread_cpu_seconds(receiver.native_id or 0)
+        gpu_busy = gpu.stop()
+        after = _snapshot(service.registry)
+        if stopped:
+            raise RuntimeError(f"the pipeline stopped while measuring: {pipeline.error}")
+        time.sleep(LATE_MESSAGES_SECONDS)
+    finally:
+        gpu.stop()
+        if receiver is not None:
+            receiver.stop_event.set()
+            receiver.join(2.0)
+        if subscriber is not None:
+            subscriber.close()
+        service.stop()
+    return _run_record(streams, config, receiver.records, (window_start, window_end), window_seconds, before, after,
+                       source_ids, cpu_seconds, subscriber_cpu_before, subscriber_cpu_after, gpu_busy, build_seconds)
+
+
+def _run_record(streams: int, config: Config, records: list, window: tuple[float, float], window_seconds: float,
+                before: dict, after: dict, source_ids: list[str], cpu_seconds: float,
+                subscriber_cpu_before: float | None, subscriber_cpu_after: float | None, gpu_busy: dict,
+                build_seconds: float) -> dict:
+    ages: dict[str, list[float]] = defaultdict(list)
+    for source, capture_time, publish_time, _ in records:
+        if window[0] <= publish_time < window[1]:
+            ages[source].append(publish_time - capture_time)
+    sequences = sorted(record[3] for record in records)
+    missed = (sequences[-1] - sequences[0] + 1 - len(sequences)) if sequences else 0
+    per_stream = []
+    for source in source_ids:
+        stream_ages = ages.get(source, [])
+        percentiles = _percentiles(stream_ages)
+        per_stream.append({
+            "source": source, "messages": len(stream_ages), "published_fps": len(stream_ages) / window_seconds,
+            "captured_fps": _delta(before, after, "streamd_frames_captured_total", source=source) / window_seconds,
+            "frame_age_p50_seconds": percentiles["p50"], "frame_age_p99_seconds": percentiles["p99"],
+            **{f"dropped_{reason}": int(_delta(before, after, "streamd_frames_dropped_total", source=source,
+                                               reason=reason)) for reason in _DROP_REASONS}})
+    fps = [stream["published_fps"] for stream in per_stream]
+    stages: dict[str, dict[str, float]] = defaultdict(lambda: {"sum": 0.0, "count": 0.0})
+    for name, labels in after:
+        if name in ("streamd_stage_seconds_sum", "streamd_stage_seconds_count"):
+            label_map = dict(labels)
+            stages[label_map["stage"]][name.rsplit("_", 1)[1]] += _delta(before, after, name, **label_map)
+    subscriber_cores = (None if subscriber_cpu_before is None or subscriber_cpu_after is None
+                        else (subscriber_cpu_after - subscriber_cpu_before) / window_seconds)
+    host_cores = cpu_seconds / window_seconds
+    return {
+        "streams": streams, "seconds": window_seconds, "max_batch": config.model.max_batch,
+        "decoder": config.sources[0].decoder, "detector_build_seconds": build_seconds,
+        "published_fps": {"min": min(fps), "median": statistics.median(fps), "max": max(fps),
+                          "total": sum(fps)},
+        "frame_age_seconds": _percentiles([age for values in ages.values() for age in values]),
+        "frame_age_p99_seconds_worst_stream": max((s["frame_age_p99_seconds"] or 0.0) for s in per_stream),
+        "batch_size": _batch_sizes(before, after),
+        "stage_mean_seconds": {stage: v["sum"] / v["count"] for stage, v in sorted(stages.items()) if v["count"]},
+        "dropped": {**{reason: sum(s[f"dropped_{reason}"] for s in per_stream) for reason in _DROP_REASONS},
+                    "messages_dropped_by_publisher": int(_delta(before, after, "streamd_messages_dropped_total")),
+                    "messages_missed_by_subscriber": int(missed)},
+        "host_cpu_cores": host_cores, "subscriber_cpu_cores": subscriber_cores,
+        "daemon_cpu_cores": host_cores - (subscriber_cores or 0.0),
+        "gpu_busy_fraction": gpu_busy["busy_fraction"], "gpu_busy": gpu_busy,
+        "per_stream": per_stream,
+    }
+
+
+# -- real time and the sweep ----------------------------------------------------------------------------
+
+def real_time_failures(run: dict, min_fps: float, max_age_p99_seconds: float) -> list[str]:
+    """Why ``run`` is not real time ([] when every stream kept up)."""
+    if run.get("error"):
+        return [run["error"]]
+    failures = []
+    slow = [s for s in run["per_stream"] if s["published_fps"] < min_fps]
+    if slow:
+        failures.append(f"{len(slow)} of {run['streams']} stream(s) below {min_fps:.2f} fps "
+                        f"(slowest {run['published_fps']['min']:.2f})")
+    p99 = run["frame_age_seconds"]["p99"]
+    if p99 is None or p99 > max_age_p99_seconds:
+        failures.append(f"frame age p99 {p99 if p99 is None else round(p99 * 1000, 1)} ms > "
+                        f"{max_age_p99_seconds * 1000:g} ms")
+    return failures
+
+
+def sweep(measure: Measure, start: int, max_streams: int, failures: Callable[[dict], list[str]]) -> tuple[int, list]:
+    """The largest N <= ``max_streams`` whose run has no failures, by doubling from ``start`` until a run
+    fails, then bisecting between the last pass and the first failure. (N, every run in the order made)."""
+    runs: list[dict] = []
+
+    def passes(streams: int) -> bool:
+        run = measure(streams)
+        run["failures"] = failures(run)
+        run["real_time"] = not run["failures"]
+        runs.append(run)
+        return run["real_time"]
+
+    best, failed, streams = 0, None, max(1, min(start, max_streams))
+    while True:
+        if not passes(streams):
+            failed = streams
+            break
+        best = streams
+        if streams >= max_streams:
+            break
+        streams = min(2 * streams, max_streams)
+    while failed is not None and failed - best > 1:
+        middle = (best + failed) // 2
+        if passes(middle):
+            best = middle
+        else:
+            failed = middle
+    return best, runs
+
+
+# -- the command -----------------------------------------------------------------------------------------
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    from streamd.bench.arguments import SHARED_ENVIRONMENT  # noqa: PLC0415
+
+    if not args.model:
+        raise BenchArgumentError(f"--model is required: there is no default without ${SHARED_ENVIRONMENT}")
+    if not args.video:
+        raise BenchArgumentError(f"--video is required: there is no default without ${SHARED_ENVIRONMENT}")
+    if not Path(args.video).is_file():
+        raise BenchArgumentError(f"--video: file {Path(args.video).absolute()} does not exist; make a 1080p30 "
+                                 f"H.264 one with: streamd bench --make-test-video {args.video}")
+    if args.seconds <= 0 or args.warmup_seconds < 0:
+        raise BenchArgumentError("--seconds must be > 0 and --warmup-seconds >= 0")
+    if args.standin_engine:
+        args.backend = "tensorrt"
+
+
+def source_fps(video: str) -> float:
+    capture = cv2.VideoCapture(video)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    if not fps or fps <= 0:
+        raise BenchArgumentError(f"--video: cannot read the frame rate of {video}")
+    return float(fps)
+
+
+def _measure_or_error(args: argparse.Namespace) -> Measure:
+    def measure(streams: int) -> dict:
+        print(f"streams {streams}: measuring {args.seconds:g} s after {args.warmup_seconds:g} s warm-up ...",
+              file=sys.stderr, flush=True)
+        try:
+            return measure_streams(args, streams)
+        except Exception as error:  # a failed run is a result of the sweep (a limit found), not a crash
+            log.debug("run with %d streams failed", streams, exc_info=True)
+            return {"streams": streams, "error": f"{type(error).__name__}: {error}"}
+    return measure
+
+
+def _print_run(run: dict) -> None:
+    if run.get("error"):
+        print(f"{run['streams']:>4} streams  failed: {run['error']}", flush=True)
+        return
+    ages = run["frame_age_seconds"]
+    gpu = run["gpu_busy_fraction"]
+    batch = run["batch_size"]["mean"]
+    p50, p99 = (f"{ages[q] * 1000:7.1f}" if ages[q] is not None else "      -" for q in ("p50", "p99"))
+    print(f"{run['streams']:>4} streams  fps/stream min {run['published_fps']['min']:6.2f} median "
+          f"{run['published_fps']['median']:6.2f}  age p50 {p50} ms p99 {p99} ms"
+          f"  batch {batch if batch is None else round(batch, 1)}  cores {run['daemon_cpu_cores']:.2f}"
+          f"  gpu {'-' if gpu is None else f'{gpu:.2f}'}  dropped {run['dropped']['superseded']}"
+          f"  {'real time' if run.get('real_time') else 'NOT real time: ' + '; '.join(run.get('failures', []))}",
+          flush=True)
+
+
+def run_streams_bench(args: argparse.Namespace) -> int:
+    if args.make_test_video:
+        from streamd.bench.media import make_test_video  # noqa: PLC0415
+
+        if not args.source:
+            print("streamd bench: --make-test-video needs --source (vtest.avi)", file=sys.stderr)
+            return EXIT_BAD_ARGUMENTS
+        try:
+            tool = make_test_video(Path(args.source), Path(args.make_test_video))
+        except RuntimeError as error:
+            print(f"streamd bench: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.make_test_video} ({tool})")
+        return 0
+    try:
+        _check_arguments(args)
+        fps = source_fps(args.video)
+        bench_config(args, args.streams[0])  # a bad flag fails here, before any run
+    except BenchArgumentError as error:
+        print(f"streamd bench: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    min_fps = REAL_TIME_FPS_SHARE * fps
+
+    def failures(run: dict) -> list[str]:
+        return real_time_failures(run, min_fps, args.max_age_p99)
+
+    measure = _measure_or_error(args)
+    machine = describe_machine()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    largest = None
+    if args.sweep:
+        largest, runs = sweep(lambda n: _reported(measure(n), failures), args.streams[0], args.max_streams, failures)
+    else:
+        runs = [_reported(measure(streams), failures) for streams in args.streams]
+    if largest is not None:
+        print(f"largest number of streams at real time: {largest}", flush=True)
+    results = {
+        "machine": machine, "started": started, "video": args.video, "source_fps": fps,
+        "settings": {"model": args.model, "backend": args.backend, "standin_engine": args.standin_engine,
+                     "decoder": args.decoder, "max_batch": args.max_batch or "auto", "workers": args.workers,
+                     "threads": args.threads, "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
+                     "max_frame_age_seconds": args.max_frame_age},
+        "real_time": {"min_fps_per_stream": min_fps, "fps_share": REAL_TIME_FPS_SHARE,
+                      "max_frame_age_p99_seconds": args.max_age_p99},
+        "sweep": None if largest is None else {"largest_streams_at_real_time": largest,
+                                               "order": [run["streams"] for run in runs]},
+        "runs": runs,
+    }
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        from streamd.bench.plot import draw_streams_plot  # noqa: PLC0415
+
+        measured = [run for run in runs if not run.get("error")]
+        title = f"streamd bench --streams: {args.machine or machine['name']}"
+        engine = "stand-in engine" if args.standin_engine else args.backend
+        subtitle = (f"{Path(args.model).name} on {engine}, {args.decoder} decode, {Path(args.video).name} at "
+                    f"{fps:g} fps, {args.seconds:g} s per run, {started}"
+                    + ("" if largest is None else f"; largest at real time: {largest}"))
+        draw_streams_plot(measured, title, subtitle, min_fps, args.max_age_p99, args.plot)
+    return 0
+
+
+def _reported(run: dict, failures: Callable[[dict], list[str]]) -> dict:
+    run["failures"] = failures(run)
+    run["real_time"] = not run["failures"]
+    _print_run(run)
+    return run

@@ -1,0 +1,154 @@
+"""``streamd bench --streams``: a short real run through the daemon writes every JSON field and a PNG;
+the sweep's search, the real-time rule and the argument parsing without running a daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamd.bench import media, plot
+from streamd.bench.streams import detector_builders, real_time_failures, sweep
+from streamd.bench.streams_arguments import stream_counts
+from streamd.inference.registry import DETECTOR_BUILDERS
+from tests.support import REPO
+
+RUN_FIELDS = ("streams", "seconds", "max_batch", "decoder", "published_fps", "frame_age_seconds", "batch_size",
+              "stage_mean_seconds", "dropped", "host_cpu_cores", "subscriber_cpu_cores", "daemon_cpu_cores",
+              "gpu_busy_fraction", "per_stream", "failures", "real_time")
+STREAM_FIELDS = ("source", "messages", "published_fps", "captured_fps", "frame_age_p50_seconds",
+                 "frame_age_p99_seconds", "dropped_superseded", "dropped_too_old")
+
+
+def write_video(path: Path, frames: int = 45, fps: float = 30.0) -> None:
+    """A small 30 fps clip (Motion JPEG: OpenCV's pip wheels write it without an H.264 encoder)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 240))
+    rng = np.random.default_rng(0)
+    for index in range(frames):
+        image = np.full((240, 320, 3), 90, np.uint8)
+        cv2.rectangle(image, (10 + 5 * index, 60), (70 + 5 * index, 160), rng.integers(0, 255, 3).tolist(), -1)
+        writer.write(image)
+    writer.release()
+
+
+def test_streams_bench_measures_every_stream_and_draws_the_plot(tmp_path: Path, tiny_model: Path) -> None:
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    out, png = tmp_path / "streams.json", tmp_path / "streams.png"
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "2", "--model", str(tiny_model),
+                             "--video", str(video), "--seconds", "2", "--warmup-seconds", "1", "--json", str(out),
+                             "--plot", str(png), "--machine", "CI runner"],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    assert results["source_fps"] == pytest.approx(30.0)
+    assert results["real_time"]["min_fps_per_stream"] == pytest.approx(0.983 * 30.0)
+    assert results["machine"]["cpus"] >= 1 and results["machine"]["name"]
+    (run,) = results["runs"]
+    for field in RUN_FIELDS:
+        assert field in run, field
+    assert run["streams"] == 2 and run["max_batch"] == 1 and run["decoder"] == "opencv"
+    assert [stream["source"] for stream in run["per_stream"]] == ["cam000", "cam001"]
+    for stream in run["per_stream"]:
+        for field in STREAM_FIELDS:
+            assert field in stream, field
+        assert stream["messages"] > 0 and stream["published_fps"] > 0  # a real subscriber received them
+    assert 0 < run["frame_age_seconds"]["p50"] <= run["frame_age_seconds"]["p99"]
+    assert run["batch_size"]["batches"] > 0 and set(run["batch_size"]["histogram"]) == {"1"}
+    assert run["host_cpu_cores"] > 0 and run["subscriber_cpu_cores"] is not None
+    assert run["gpu_busy"]["method"] in (None, "nvml", "nvidia-smi")
+    assert "inference" in run["stage_mean_seconds"]
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape == (plot.HEIGHT, plot.WIDTH, 3)
+    assert "2 streams" in result.stdout
+
+
+def test_missing_video_says_how_to_make_one(tmp_path: Path, tiny_model: Path) -> None:
+    missing = tmp_path / "absent.mp4"
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "1", "--model", str(tiny_model),
+                             "--video", str(missing)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert "--video" in result.stderr and f"--make-test-video {missing}" in result.stderr
+
+
+def fake_measure(limit: int, made: list[int]):
+    """Every stream at 30 fps and 40 ms p99 up to ``limit`` streams, then 20 fps."""
+    def measure(streams: int) -> dict:
+        made.append(streams)
+        fps = 30.0 if streams <= limit else 20.0
+        return {"streams": streams, "per_stream": [{"published_fps": fps}] * streams,
+                "published_fps": {"min": fps}, "frame_age_seconds": {"p99": 0.040}}
+    return measure
+
+
+def failures(run: dict) -> list[str]:
+    return real_time_failures(run, 29.5, 0.150)
+
+
+def test_sweep_doubles_then_bisects_to_the_largest_real_time_count() -> None:
+    made: list[int] = []
+    largest, runs = sweep(fake_measure(13, made), 1, 256, failures)
+    assert largest == 13
+    assert made == [1, 2, 4, 8, 16, 12, 14, 13]
+    assert [run["real_time"] for run in runs] == [True, True, True, True, False, True, False, True]
+
+
+@pytest.mark.parametrize(("limit", "start", "maximum", "expected"), [
+    (13, 8, 256, 13),     # starts at --streams
+    (3, 8, 256, 3),       # the first count already fails: bisect below it
+    (0, 1, 256, 0),       # nothing is real time
+    (500, 1, 20, 20),     # capped by --max-streams
+    (1, 1, 256, 1),
+])
+def test_sweep_edges(limit: int, start: int, maximum: int, expected: int) -> None:
+    made: list[int] = []
+    largest, _ = sweep(fake_measure(limit, made), start, maximum, failures)
+    assert largest == expected
+    assert len(made) == len(set(made))  # no count measured twice
+
+
+def test_real_time_needs_every_stream_fast_and_p99_within_the_limit() -> None:
+    run = {"streams": 2, "per_stream": [{"published_fps": 29.6}, {"published_fps": 29.4}],
+           "published_fps": {"min": 29.4}, "frame_age_seconds": {"p99": 0.2}}
+    reasons = failures(run)
+    assert len(reasons) == 2 and "1 of 2 stream(s) below 29.50 fps" in reasons[0] and "200.0 ms" in reasons[1]
+    assert failures({**run, "per_stream": [{"published_fps": 29.6}] * 2, "frame_age_seconds": {"p99": 0.1}}) == []
+    assert failures({"streams": 4, "error": "RuntimeError: boom"}) == ["RuntimeError: boom"]
+
+
+def test_stream_counts() -> None:
+    assert stream_counts("4") == [4]
+    assert stream_counts("1..4") == [1, 2, 3, 4]
+    assert stream_counts("1,2,8") == [1, 2, 8]
+    for bad in ("0", "a", "4..", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            stream_counts(bad)
+
+
+def test_standin_engine_swaps_the_tensorrt_detector_builder_for_the_run_only() -> None:
+    saved = DETECTOR_BUILDERS["tensorrt"]
+    with detector_builders(standin_engine=True):
+        assert DETECTOR_BUILDERS["tensorrt"] == "streamd.bench.standin:build_standin_detectors"
+    assert DETECTOR_BUILDERS["tensorrt"] == saved
+    with detector_builders(standin_engine=False):
+        assert DETECTOR_BUILDERS["tensorrt"] == saved
+
+
+def test_make_test_video_names_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "in.avi"
+    write_video(source, frames=3)
+    monkeypatch.setattr(media.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="install ffmpeg"):
+        media.make_test_video(source, tmp_path / "out.mp4")
+
+
+def test_plot_ticks_are_round() -> None:
+    assert plot.nice_ticks(13, 8, integers=True) == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert plot.nice_ticks(2, 8, integers=True) == [0, 1, 2]
+    assert plot.nice_ticks(40) == [0, 10, 20, 30, 40]
