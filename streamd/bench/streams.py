@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from streamd.bench.host import GpuBusySampler, describe_machine, process_cpu_seconds, thread_cpu_seconds
+from streamd.bench.run import EXIT_BAD_ARGUMENTS, BenchArgumentError
 from streamd.bench.streams_arguments import REAL_TIME_FPS_SHARE
 from streamd.config.load import parse_config
 from streamd.config.schema import Config
@@ -38,7 +39,6 @@ from streamd.publish.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
-EXIT_BAD_ARGUMENTS = 2
 # How long every source may take to reach "streaming" (NVDEC sessions start one after another:
 # 2.5-3.4 s for 48-64 on an H200, docs/gpu_scale_h200.json) before the warm-up starts anyway.
 STREAMING_TIMEOUT_SECONDS = 60.0
@@ -49,10 +49,6 @@ STANDIN_DETECTORS = "streamd.bench.standin:build_standin_detectors"
 _DROP_REASONS = ("superseded", "too_old")
 
 Measure = Callable[[int], dict]
-
-
-class BenchArgumentError(Exception):
-    """A flag's value cannot be used; the message names the flag."""
 
 
 # -- configuration --------------------------------------------------------------------------------------
