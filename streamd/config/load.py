@@ -195,6 +195,26 @@ def _validate_model(model: ModelConfig) -> None:
         raise ConfigError("model.max_batch", "must be 1 (no batching) or more")
     if model.batch_window_seconds < 0:
         raise ConfigError("model.batch_window_seconds", "must not be negative")
+    if model.device < 0:
+        raise ConfigError("model.device", "must be a CUDA device number, 0 or more")
+
+
+def _check_device_frame_sources(sources: tuple[SourceConfig, ...], model: ModelConfig) -> None:
+    """NVDEC frames stay in GPU memory: only the batched GPU detector reads them. Backend "auto" is
+    checked at start-up instead (it depends on the machine)."""
+    for index, source in enumerate(sources):
+        if source.decoder != "nvdec":
+            continue
+        if model.backend == "onnxruntime":
+            raise ConfigError(f"sources[{index}].decoder",
+                              "'nvdec' keeps frames in GPU memory, which ONNX Runtime cannot read: set "
+                              "model.backend = \"tensorrt\" (the GPU path) with model.max_batch >= 2, or "
+                              "decoder = \"opencv\"")
+        if model.max_batch < 2:
+            raise ConfigError(f"sources[{index}].decoder",
+                              "'nvdec' frames are read by the batched GPU detector: set model.max_batch >= 2 "
+                              "(max_batch = 1 runs the single-frame GPU detector, which takes host frames), "
+                              "or decoder = \"opencv\"")
 
 
 def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
@@ -263,6 +283,7 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
     if "model" not in document:
         raise ConfigError("model", "required section [model] is missing")
     model = _model(document["model"], base_dir)
+    _check_device_frame_sources(sources, model)
     publish = _build(PublishConfig, document.get("publish", {}), "publish")
     check_endpoint(publish.endpoint, "publish.endpoint")
     if publish.send_hwm < 1:

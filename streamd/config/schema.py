@@ -77,6 +77,9 @@ class ModelConfig:
     batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS
     precision: str = "fp32"
     model_id: str = ""  # published in messages; default: the model file's stem
+    # The GPU (CUDA device ordinal) the GPU path runs on: engine, kernels, buffers and the NVDEC
+    # decoders of this daemon's sources. One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
+    device: int = 0
 
 
 @dataclass(frozen=True)

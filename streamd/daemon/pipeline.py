@@ -91,6 +91,7 @@ class Pipeline:
                 self._heartbeats[worker] = time.monotonic()
                 taken = self._next_batch()
                 if taken is None:
+                    self._flush(detector)
                     if self._all_sources_done():
                         break
                     continue
@@ -106,6 +107,19 @@ class Pipeline:
                 self._active_workers -= 1
                 if self._active_workers == 0 and self._all_sources_done():
                     self.finished.set()
+
+    def _flush(self, detector: Detector) -> None:
+        """No frame came for a while: publish what a pipelined detector still holds (BatchGpuDetector
+        returns a batch's results one call late; without this its last batch would wait for the next
+        frame, or for shutdown)."""
+        if not getattr(detector, "pending", 0):
+            return
+        results = detector.drain()
+        if results:
+            with self._collect_lock:
+                ticket = self._next_ticket
+                self._next_ticket += 1
+            self._complete(ticket, results)
 
     def _all_sources_done(self) -> bool:
         return all(s.finished.is_set() and not s.slot.peek_ready() for s in self._sources)

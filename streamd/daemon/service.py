@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from streamd import __version__
 from streamd.config.load import split_bind
-from streamd.config.schema import Config
+from streamd.config.schema import Config, SourceConfig
 from streamd.daemon.pipeline import Pipeline
 from streamd.daemon.sdnotify import SystemdNotifier
 from streamd.daemon.status import StatusReporter
+from streamd.errors import ConfigError
 from streamd.inference.detector import DetectionResult, Detector
 from streamd.inference.factory import build_detectors
 from streamd.metrics.definitions import StreamdMetrics
@@ -23,6 +24,8 @@ from streamd.metrics.http import MetricsServer
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame_pool import FramePool
+from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
+from streamd.sources.readers import make_reader
 from streamd.sources.slot import FrameSignal
 
 log = logging.getLogger(__name__)
@@ -57,20 +60,24 @@ class Service:
 
     def start_detector(self) -> None:
         """Everything but the sources: model, publisher, HTTP endpoints, the pipeline thread."""
+        preflight(self.config)
         metrics = StreamdMetrics(self.registry)
         self.detectors = build_detectors(self.config.model)
         first = self.detectors[0]
+        check_device_frames(self.config, first)
         metrics.build_info.info({"version": __version__, "model": first.model_id,
                                  "backend": getattr(getattr(first, "backend", None), "name", "gpu"),
                                  "workers": str(len(self.detectors))})
         self.publisher = Publisher(self.config.publish.endpoint, self.config.publish.send_hwm, metrics)
         frame_signal = FrameSignal()
         allocator = first.frame_allocator()
+        reader_factory = nvdec_reader_factory(self.config.model.device) if _nvdec_sources(self.config) else make_reader
         for source_config in self.config.sources:
             pool = FramePool(allocator) if allocator is not None else None
             if pool is not None:
                 self.frame_pools.append(pool)
-            self.sources.append(CaptureSource(source_config, metrics, frame_ready=frame_signal, frame_pool=pool))
+            self.sources.append(CaptureSource(source_config, metrics, reader_factory=reader_factory,
+                                              frame_ready=frame_signal, frame_pool=pool))
         self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
                                  self.config.daemon.max_frame_age_seconds, self.on_result,
                                  self.config.model.batch_window_seconds)
@@ -139,6 +146,33 @@ class Service:
             if not source.join(deadline - time.monotonic()):
                 log.warning("source %s still running %.1f s after stop; abandoned", source.source_id,
                             budget_seconds)
+
+
+def _nvdec_sources(config: Config) -> list[SourceConfig]:
+    return [source for source in config.sources if source.decoder == "nvdec"]
+
+
+def preflight(config: Config) -> None:
+    """Checks before anything starts: every nvdec source's package and GPU (``model.device``), so a
+    missing PyNvVideoCodec or GPU is one error naming the source (SourceError: exit 1), not a source
+    that retries for ever."""
+    sources = _nvdec_sources(config)
+    if sources:
+        from streamd.sources.nvdec import preflight as nvdec_preflight  # noqa: PLC0415
+
+        for source in sources:
+            nvdec_preflight(source, config.model.device)
+
+
+def check_device_frames(config: Config, detector: Detector) -> None:
+    """nvdec frames stay in GPU memory: the detector must read them (backend "auto" may have chosen
+    ONNX Runtime on this machine; the config check covers the explicit backends)."""
+    sources = _nvdec_sources(config)
+    if sources and not getattr(detector, "reads_device_frames", False):
+        raise ConfigError(f"sources[{config.sources.index(sources[0])}].decoder",
+                          f"'nvdec' keeps frames in GPU memory, but the model runs on {type(detector).__name__}, "
+                          "which cannot read them: use the GPU path (model.backend = \"tensorrt\", "
+                          "model.max_batch >= 2) or decoder = \"opencv\"")
 
 
 def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None) -> int:

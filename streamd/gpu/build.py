@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from streamd.config.schema import ModelConfig
+from streamd.cuda import runtime
 from streamd.decode.layout import input_size, resolve_layout
 from streamd.decode.preprocess import CONVENTIONS, Preprocessor
 from streamd.errors import BackendError, ModelLayoutError
@@ -27,10 +28,21 @@ log = logging.getLogger(__name__)
 
 def _probe_first_output(engine: TensorRTEngine, model: ModelConfig, width: int, height: int) -> np.ndarray:
     """The first output for a grey frame, through a host backend borrowing the engine (closed after)."""
-    with TensorRTBackend(engine=engine) as backend:
+    with TensorRTBackend(engine=engine, device=model.device) as backend:
         network_input, _ = Preprocessor(CONVENTIONS[model.preprocessing], width, height,
                                         dtype=engine.inputs[0].dtype)(np.full((height, width, 3), 114, np.uint8))
         return backend.infer({engine.inputs[0].name: network_input})[engine.outputs[0].name].copy()
+
+
+def use_model_device(device: int) -> None:
+    """Make ``model.device`` current on this thread (the engine, kernels and buffers are created on it);
+    BackendError naming the key when no such GPU is visible."""
+    count = runtime.device_count()
+    if device >= count:
+        raise BackendError(f"model.device = {device}: only {count} CUDA device(s) are visible"
+                           + (f" (0..{count - 1})" if count else "") + "; set model.device to one of them "
+                           "(CUDA_VISIBLE_DEVICES renumbers them from 0)")
+    runtime.use_device(device)
 
 
 def build_gpu_detector(model: ModelConfig, model_id: str,
@@ -40,8 +52,9 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
     batch profile 1..max_batch, opt max_batch; it also takes NVDEC device frames). It owns the engine.
     ``engine_opener``: TensorRT's by default; ``streamd bench --standin-engine`` passes the torch stand-in's."""
     max_batch = model.max_batch
-    engine = engine_opener(BackendOptions(model.path, threads=model.threads, precision=model.precision,
-                                          extra={"max_batch": max_batch}))
+    use_model_device(model.device)
+    engine = engine_opener(BackendOptions(model.path, threads=model.threads, device=model.device,
+                                          precision=model.precision, extra={"max_batch": max_batch}))
     detector: GpuDetector | BatchGpuDetector | None = None
     try:
         width, height = input_size(engine.inputs, model.input_width, model.input_height)
@@ -52,12 +65,12 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
             detector = BatchGpuDetector(engine, CONVENTIONS[model.preprocessing], len(model.classes),
                                         model.score_threshold, model.nms_threshold, max_batch=max_batch,
                                         layout=layout, max_detections=model.max_detections, model_id=model_id,
-                                        class_names=model.classes)
+                                        class_names=model.classes, device=model.device)
         else:
             detector = GpuDetector(engine, CONVENTIONS[model.preprocessing], len(model.classes),
                                    model.score_threshold, model.nms_threshold, layout=layout,
                                    max_detections=model.max_detections, model_id=model_id,
-                                   class_names=model.classes)
+                                   class_names=model.classes, device=model.device)
         detector.warm_up()
     except (BackendError, ModelLayoutError):
         if detector is not None:
@@ -65,9 +78,9 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
         else:
             engine.close()
         raise
-    log.info("model %s: %s on the GPU pipeline, input %dx%d, layout %s, preprocessing %s, batches of up to %d",
-             model_id, describe_io("tensorrt", engine.inputs, engine.outputs), width, height, layout,
-             model.preprocessing, max_batch)
+    log.info("model %s: %s on the GPU pipeline (device %d), input %dx%d, layout %s, preprocessing %s, batches of "
+             "up to %d", model_id, describe_io("tensorrt", engine.inputs, engine.outputs), model.device, width, height,
+             layout, model.preprocessing, max_batch)
     return detector
 
 

@@ -239,6 +239,11 @@ class TorchGraphEngine:
         return self._torch.as_tensor(_DeviceArray(ptr, shape, spec.dtype), device=self._device)
 
     def _capture(self, batch: int, input_ptr: int, output_ptr: int):
+        # torch.cuda.graph captures on a stream of torch's current device: make it this engine's (model.device).
+        with self._torch.cuda.device(self._device):
+            return self._capture_on_device(batch, input_ptr, output_ptr)
+
+    def _capture_on_device(self, batch: int, input_ptr: int, output_ptr: int):
         torch = self._torch
         images = self._view(input_ptr, self._inputs[0], batch)
         destination = self._view(output_ptr, self._outputs[0], batch)
@@ -275,7 +280,7 @@ class TorchGraphEngine:
         stream = self._streams.get(stream_ptr)
         if stream is None:
             stream = self._streams[stream_ptr] = self._torch.cuda.ExternalStream(stream_ptr, device=self._device)
-        with self._torch.cuda.stream(stream):
+        with self._torch.cuda.device(self._device), self._torch.cuda.stream(stream):
             graph.replay()
 
     def run_eager(self, input_ptr: int, output_ptr: int, batch: int = 1) -> None:

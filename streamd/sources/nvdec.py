@@ -32,7 +32,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
@@ -41,9 +41,9 @@ from streamd.sources.readers import FrameReader, redact
 
 log = logging.getLogger(__name__)
 
-# Slot + frames in a batch in flight + pictures of one Decode call + headroom. Past it a decoded
-# picture is dropped (counted), never overwritten.
-DEFAULT_POOL_SURFACES = 6
+# Slot + frames in the two batches BatchGpuDetector keeps in flight + pictures of one Decode call +
+# headroom. Past it a decoded picture is dropped (counted), never overwritten. 1080p NV12: 3.1 MB each.
+DEFAULT_POOL_SURFACES = 8
 # A decoder is created for at least this size, so a stream that grows up to it mid-stream is
 # reconfigured in place instead of re-created (PyNvVideoCodec's maxwidth/maxheight).
 DEFAULT_MAX_WIDTH, DEFAULT_MAX_HEIGHT = 1920, 1088
@@ -348,9 +348,9 @@ class NvdecReader(FrameReader):
         self.pool.close()
 
 
-def preflight(config: SourceConfig) -> None:
-    """Start-up check for an nvdec source: the package imports and a GPU is visible (SourceError naming
-    the source otherwise). The codec is checked when the stream opens (it needs the stream)."""
+def preflight(config: SourceConfig, device: int = 0) -> None:
+    """Start-up check for an nvdec source: the package imports and GPU ``device`` is visible (SourceError
+    naming the source otherwise). The codec is checked when the stream opens (it needs the stream)."""
     try:
         import_pynvvideocodec()
     except SourceError as error:
@@ -364,3 +364,18 @@ def preflight(config: SourceConfig) -> None:
                           ) from None
     if count == 0:
         raise SourceError(f"source {config.id}: decoder 'nvdec' needs an NVIDIA GPU; none is visible")
+    if device >= count:
+        raise SourceError(f"source {config.id}: decoder 'nvdec' runs on model.device = {device}, but only "
+                          f"{count} CUDA device(s) are visible (0..{count - 1})")
+
+
+def reader_factory(device: int) -> Callable[[SourceConfig], FrameReader]:
+    """``make_reader`` with nvdec sources decoded on GPU ``device`` (the daemon's ``model.device``)."""
+    from streamd.sources.readers import make_reader  # noqa: PLC0415
+
+    def make(config: SourceConfig) -> FrameReader:
+        if config.decoder == "nvdec" and config.kind in ("file", "rtsp"):
+            return NvdecReader(config, device)
+        return make_reader(config)
+
+    return make
