@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import statistics
 import sys
 import threading
@@ -256,6 +257,8 @@ def _run_record(streams: int, config: Config, records: list, window: tuple[float
         "host_cpu_cores": host_cores, "subscriber_cpu_cores": subscriber_cores,
         "daemon_cpu_cores": host_cores - (subscriber_cores or 0.0),
         "gpu_busy_fraction": gpu_busy["busy_fraction"], "gpu_busy": gpu_busy,
+        # Other processes' load: on a shared machine it explains a slow run.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "per_stream": per_stream,
     }
 
@@ -335,14 +338,25 @@ def source_fps(video: str) -> float:
     return float(fps)
 
 
+class FirstRunError(Exception):
+    """The first run failed: a set-up problem (missing package, no GPU, bad model), not a limit."""
+
+
 def _measure_or_error(args: argparse.Namespace) -> Measure:
+    """``measure_streams`` where a failed run becomes a record with ``error`` (in a sweep, a limit found),
+    except the first run: its failure is a set-up problem and stops the bench (FirstRunError)."""
+    made = []
+
     def measure(streams: int) -> dict:
         print(f"streams {streams}: measuring {args.seconds:g} s after {args.warmup_seconds:g} s warm-up ...",
               file=sys.stderr, flush=True)
+        made.append(streams)
         try:
             return measure_streams(args, streams)
-        except Exception as error:  # a failed run is a result of the sweep (a limit found), not a crash
+        except Exception as error:
             log.debug("run with %d streams failed", streams, exc_info=True)
+            if len(made) == 1:
+                raise FirstRunError(f"{type(error).__name__}: {error}") from error
             return {"streams": streams, "error": f"{type(error).__name__}: {error}"}
     return measure
 
@@ -393,10 +407,15 @@ def run_streams_bench(args: argparse.Namespace) -> int:
     machine = describe_machine()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     largest = None
-    if args.sweep:
-        largest, runs = sweep(lambda n: _reported(measure(n), failures), args.streams[0], args.max_streams, failures)
-    else:
-        runs = [_reported(measure(streams), failures) for streams in args.streams]
+    try:
+        if args.sweep:
+            largest, runs = sweep(lambda n: _reported(measure(n), failures), args.streams[0], args.max_streams,
+                                  failures)
+        else:
+            runs = [_reported(measure(streams), failures) for streams in args.streams]
+    except FirstRunError as error:
+        print(f"streamd bench: the first run ({args.streams[0]} streams) failed: {error}", file=sys.stderr)
+        return 1
     if largest is not None:
         print(f"largest number of streams at real time: {largest}", flush=True)
     results = {
@@ -423,7 +442,8 @@ def run_streams_bench(args: argparse.Namespace) -> int:
                     f"{fps:g} fps, {args.seconds:g} s per run, {started}"
                     + ("" if largest is None else f"; largest at real time: {largest}"))
         draw_streams_plot(measured, title, subtitle, min_fps, args.max_age_p99, args.plot)
-    return 0
+    # A sweep ends on failed runs by design; a run asked for by count must not fail.
+    return 1 if not args.sweep and any(run.get("error") for run in runs) else 0
 
 
 def _reported(run: dict, failures: Callable[[dict], list[str]]) -> dict:

@@ -152,3 +152,17 @@ def test_plot_ticks_are_round() -> None:
     assert plot.nice_ticks(13, 8, integers=True) == [0, 2, 4, 6, 8, 10, 12, 14]
     assert plot.nice_ticks(2, 8, integers=True) == [0, 1, 2]
     assert plot.nice_ticks(40) == [0, 10, 20, 30, 40]
+
+
+def test_a_first_run_that_cannot_start_stops_the_bench(tmp_path: Path, tiny_model: Path) -> None:
+    """Here TensorRT is absent: a set-up problem is reported once, not swept over (exit 1)."""
+    video = tmp_path / "clip.avi"
+    write_video(video, frames=5)
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "4", "--sweep", "--backend",
+                             "tensorrt", "--model", str(tiny_model), "--video", str(video), "--seconds", "1",
+                             "--warmup-seconds", "0"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    if result.returncode == 0:
+        pytest.skip("TensorRT works here")
+    assert result.returncode == 1
+    assert "the first run (4 streams) failed" in result.stderr
+    assert result.stderr.count("measuring") == 1
