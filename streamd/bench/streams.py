@@ -36,6 +36,7 @@ from streamd.config.schema import Config
 from streamd.daemon.service import Service
 from streamd.errors import ConfigError
 from streamd.inference.registry import DETECTOR_BUILDERS
+from streamd.publish.message import decode
 from streamd.publish.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -101,20 +102,25 @@ def detector_builders(standin_engine: bool) -> Iterator[None]:
 # -- one run ---------------------------------------------------------------------------------------------
 
 class _Receiver(threading.Thread):
-    """The ZeroMQ subscriber: keeps (source, capture_time, publish_time, sequence) of every message."""
+    """The ZeroMQ subscriber: keeps every message undecoded. It shares the daemon's interpreter, so it
+    parses no JSON while the daemon runs (``records()`` does, afterwards)."""
 
     def __init__(self, subscriber: Subscriber) -> None:
         super().__init__(name="bench-subscriber", daemon=True)
         self._subscriber = subscriber
-        self.records: list[tuple[str, float, float, int]] = []
+        self._messages: list[list[bytes]] = []
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            message = self._subscriber.receive(0.1)
-            if message is not None:
-                self.records.append((message["source"], message["capture_time"], message["publish_time"],
-                                     message["sequence"]))
+            parts = self._subscriber.receive_parts(0.1)
+            if parts is not None:
+                self._messages.append(parts)
+
+    def records(self) -> list[tuple[str, float, float, int]]:
+        """(source, capture_time, publish_time, sequence) of every message received."""
+        return [(m["source"], m["capture_time"], m["publish_time"], m["sequence"])
+                for m in map(decode, self._messages)]
 
 
 def _snapshot(registry) -> dict[tuple[str, tuple], float]:
@@ -209,7 +215,7 @@ def measure_streams(args: argparse.Namespace, streams: int) -> dict:
         if subscriber is not None:
             subscriber.close()
         service.stop()
-    return _run_record(streams, config, receiver.records, (window_start, window_end), window_seconds, before, after,
+    return _run_record(streams, config, receiver.records(), (window_start, window_end), window_seconds, before, after,
                        source_ids, cpu_seconds, subscriber_cpu_before, subscriber_cpu_after, gpu_busy, build_seconds)
 
 
