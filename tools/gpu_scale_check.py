@@ -437,7 +437,7 @@ def equality_check(model: str, video: str) -> dict:
     for frame in frames:
         expected.extend(single.submit(frame))
     expected.extend(single.drain())
-    got = batched.submit_batch(frames)
+    got = batched.submit_batch(frames) + batched.drain()  # pipelined: results may come one call late
     out = {"host_bgr_batch_of_16": compare(expected, got)}
     # NVDEC NV12 frames vs the single-frame detector on cvtColor(NV12) of the same pictures.
     reader, nv12 = nvdec_frames(video, 16, stride=10)
@@ -448,7 +448,7 @@ def equality_check(model: str, video: str) -> dict:
     for frame in host_equivalents:
         expected.extend(single.submit(frame))
     expected.extend(single.drain())
-    got = batched.submit_batch(nv12_frames)
+    got = batched.submit_batch(nv12_frames) + batched.drain()
     out["nvdec_nv12_batch_of_16"] = compare(expected, got)
     # Time submit_batch on 48 NV12 1080p frames (16 surfaces, each three times).
     batch = (nv12_frames * 3)[:48]
@@ -461,6 +461,7 @@ def equality_check(model: str, video: str) -> dict:
         batched.submit_batch(batch)
         timings.append(time.perf_counter() - started)
         waits.append(batched.wait_seconds - wait_before)
+    batched.drain()
     timings, waits = np.array(timings), np.array(waits)
     out["submit_batch_48_nv12"] = {"ms_per_batch_median": float(np.median(timings) * 1e3),
                                    "host_ms_per_batch_median": float(np.median(timings - waits) * 1e3),
@@ -633,11 +634,13 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
         submit_seconds.append(now - submit_started)
         cycle_seconds.append(now - cycle_started)
         cycle_started = now
-        for (index, (image, captured_at)), _ in zip(batch, results):
-            ages.append(now - captured_at)
-            processed[index] += 1
-            image.release()
+        for result in results:  # pipelined: normally the previous batch's frames
+            ages.append(now - result.frame.capture_monotonic)
+            processed[int(result.frame.source_id[3:])] += 1
+            result.frame.image.release()
         batch_sizes.append(len(batch))
+    for result in detector.drain():
+        result.frame.image.release()
     wall = time.monotonic() - wall_started
     cpu = os.times()
     cores = ((cpu.user - cpu_started.user) + (cpu.system - cpu_started.system)) / wall
