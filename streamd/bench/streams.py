@@ -65,7 +65,8 @@ def max_batch_for(args: argparse.Namespace, streams: int) -> int:
 
 def bench_config(args: argparse.Namespace, streams: int) -> Config:
     model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.workers,
-                                "threads": args.threads, "max_batch": max_batch_for(args, streams)}
+                                "threads": args.threads, "max_batch": max_batch_for(args, streams),
+                                "device": args.device}
     beside = Path(args.model).parent / "coco_classes.txt"
     if args.classes or beside.is_file():
         model["classes"] = args.classes or str(beside)
@@ -427,9 +428,9 @@ def run_streams_bench(args: argparse.Namespace) -> int:
     results = {
         "machine": machine, "started": started, "video": args.video, "source_fps": fps,
         "settings": {"model": args.model, "backend": args.backend, "standin_engine": args.standin_engine,
-                     "decoder": args.decoder, "max_batch": args.max_batch or "auto", "workers": args.workers,
-                     "threads": args.threads, "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
-                     "max_frame_age_seconds": args.max_frame_age},
+                     "decoder": args.decoder, "max_batch": args.max_batch or "auto", "device": args.device,
+                     "workers": args.workers, "threads": args.threads, "seconds": args.seconds,
+                     "warmup_seconds": args.warmup_seconds, "max_frame_age_seconds": args.max_frame_age},
         "real_time": {"min_fps_per_stream": min_fps, "fps_share": REAL_TIME_FPS_SHARE,
                       "max_frame_age_p99_seconds": args.max_age_p99},
         "sweep": None if largest is None else {"largest_streams_at_real_time": largest,

@@ -47,7 +47,8 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                        help="find the largest N at real time (every stream >= "
                             f"{REAL_TIME_FPS_SHARE} x the video's fps and frame age p99 <= --max-age-p99): "
                             "double N until a run fails, then bisect")
-    group.add_argument("--max-streams", type=int, default=256, help="the sweep's upper bound (default: %(default)s)")
+    group.add_argument("--max-streams", type=int, default=256, metavar="N",
+                       help="the sweep's upper bound (default: %(default)s)")
     group.add_argument("--max-age-p99", type=float, default=DEFAULT_MAX_AGE_P99_SECONDS, metavar="SECONDS",
                        help="real-time limit on frame age at publish, p99 over every stream (default: %(default)s)")
     group.add_argument("--video", default=video,
@@ -56,8 +57,10 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                             "--make-test-video)")
     group.add_argument("--decoder", choices=SOURCE_DECODERS, default="opencv",
                        help="source decoder (default: %(default)s; nvdec needs a GPU backend and max batch > 1)")
-    group.add_argument("--max-batch", type=int, default=0,
+    group.add_argument("--max-batch", type=int, default=0, metavar="N",
                        help="model.max_batch (default 0: 1 on onnxruntime, else the number of streams, at least 2)")
+    group.add_argument("--device", type=int, default=0, help="model.device: the GPU the GPU path and NVDEC run on "
+                                                             "(default: %(default)s)")
     group.add_argument("--max-frame-age", type=float, default=0.0, metavar="SECONDS",
                        help="daemon.max_frame_age_seconds (default 0: off)")
     group.add_argument("--standin-engine", action="store_true",
