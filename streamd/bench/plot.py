@@ -78,7 +78,7 @@ class _Panel:
         """Circles on a thick line, or small squares on a thin one (drawn second, so both show where equal)."""
         points = [self.point(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
         for start, end in zip(points, points[1:]):
-            cv2.line(self.image, start, end, colour, 1 if marker == "square" else 3, cv2.LINE_AA)
+            cv2.line(self.image, start, end, colour, 2 if marker == "square" else 4, cv2.LINE_AA)
         for x, y in points:
             if marker == "square":
                 cv2.rectangle(self.image, (x - 4, y - 4), (x + 4, y + 4), colour, -1)

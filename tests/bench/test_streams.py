@@ -166,3 +166,19 @@ def test_a_first_run_that_cannot_start_stops_the_bench(tmp_path: Path, tiny_mode
     assert result.returncode == 1
     assert "the first run (4 streams) failed" in result.stderr
     assert result.stderr.count("measuring") == 1
+
+
+def test_batch_sizes_over_the_window_by_size_range() -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from streamd.bench.streams import _batch_sizes, _snapshot  # noqa: PLC0415
+    from streamd.metrics.definitions import StreamdMetrics  # noqa: PLC0415
+
+    metrics = StreamdMetrics(CollectorRegistry())
+    metrics.batch_size.observe(1)  # before the window: not counted
+    before = _snapshot(metrics.registry)
+    for size in (1, 2, 5, 6, 48, 64, 64, 70):
+        metrics.batch_size.observe(size)
+    sizes = _batch_sizes(before, _snapshot(metrics.registry))
+    assert sizes["histogram"] == {"1": 1, "2": 1, "5-6": 2, "33-48": 1, "49-64": 2, ">64": 1}
+    assert sizes["batches"] == 8 and sizes["mean"] == pytest.approx(260 / 8)
