@@ -67,6 +67,8 @@ def bench_config(args: argparse.Namespace, streams: int) -> Config:
     model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.workers,
                                 "threads": args.threads, "max_batch": max_batch_for(args, streams),
                                 "device": args.device}
+    if getattr(args, "batch_window", None) is not None:
+        model["batch_window_seconds"] = args.batch_window
     beside = Path(args.model).parent / "coco_classes.txt"
     if args.classes or beside.is_file():
         model["classes"] = args.classes or str(beside)

@@ -61,6 +61,9 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                        help="model.max_batch (default 0: 1 on onnxruntime, else the number of streams, at least 2)")
     group.add_argument("--device", type=int, default=0, help="model.device: the GPU the GPU path and NVDEC run on "
                                                              "(default: %(default)s)")
+    group.add_argument("--batch-window", type=float, default=None, metavar="SECONDS",
+                       help="model.batch_window_seconds, the cap on a batch's wait for more frames (default: the "
+                            "config's default)")
     group.add_argument("--max-frame-age", type=float, default=0.0, metavar="SECONDS",
                        help="daemon.max_frame_age_seconds (default 0: off)")
     group.add_argument("--standin-engine", action="store_true",
