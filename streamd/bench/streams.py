@@ -23,6 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -172,14 +173,57 @@ def _wait_streaming(service: Service, timeout_seconds: float) -> None:
                 ", ".join(waiting[:3]))
 
 
+@dataclass
+class _Window:
+    """The measured window: its wall-clock bounds, length, and what the meters read at both ends."""
+
+    start_time: float
+    end_time: float
+    seconds: float
+    before: dict
+    after: dict
+    cpu_seconds: float
+    subscriber_cpu_seconds: float | None
+    gpu_busy: dict
+
+
+class _Meters:
+    """Reads the metrics, CPU times and GPU at the window's start and end."""
+
+    def __init__(self, registry, receiver: _Receiver) -> None:
+        self._registry = registry
+        self._receiver = receiver
+        self._gpu = GpuBusySampler()
+
+    def start(self) -> None:
+        self._before = _snapshot(self._registry)
+        self._subscriber_cpu = thread_cpu_seconds(self._receiver.native_id or 0)
+        self._cpu = process_cpu_seconds()
+        self._gpu.start()
+        self._start_time, self._start_monotonic = time.time(), time.monotonic()
+
+    def stop(self) -> _Window:
+        seconds = time.monotonic() - self._start_monotonic
+        end_time = time.time()
+        cpu_seconds = process_cpu_seconds() - self._cpu
+        subscriber_cpu = thread_cpu_seconds(self._receiver.native_id or 0)
+        gpu_busy = self._gpu.stop()
+        subscriber_seconds = (None if subscriber_cpu is None or self._subscriber_cpu is None
+                              else subscriber_cpu - self._subscriber_cpu)
+        return _Window(self._start_time, end_time, seconds, self._before, _snapshot(self._registry), cpu_seconds,
+                       subscriber_seconds, gpu_busy)
+
+    def close(self) -> None:
+        self._gpu.stop()  # safe twice
+
+
 def measure_streams(args: argparse.Namespace, streams: int) -> dict:
     """One run with ``streams`` sources; the record the JSON and the plot are made of."""
     config = bench_config(args, streams)
-    source_ids = [source.id for source in config.sources]
     service = Service(config)
     subscriber: Subscriber | None = None
     receiver: _Receiver | None = None
-    gpu = GpuBusySampler()
+    meters: _Meters | None = None
     try:
         build_started = time.monotonic()
         with detector_builders(args.standin_engine):
@@ -195,50 +239,42 @@ def measure_streams(args: argparse.Namespace, streams: int) -> dict:
         pipeline = service.pipeline
         if pipeline is None or pipeline.finished.wait(args.warmup_seconds):
             raise RuntimeError(f"the pipeline stopped during the warm-up: {pipeline and pipeline.error}")
-        before = _snapshot(service.registry)
-        subscriber_cpu_before = thread_cpu_seconds(receiver.native_id or 0)
-        cpu_before = process_cpu_seconds()
-        gpu.start()
-        window_start, monotonic_start = time.time(), time.monotonic()
+        meters = _Meters(service.registry, receiver)
+        meters.start()
         stopped = pipeline.finished.wait(args.seconds)
-        window_seconds = time.monotonic() - monotonic_start
-        window_end = time.time()
-        cpu_seconds = process_cpu_seconds() - cpu_before
-        subscriber_cpu_after = thread_cpu_seconds(receiver.native_id or 0)
-        gpu_busy = gpu.stop()
-        after = _snapshot(service.registry)
+        window = meters.stop()
         if stopped:
             raise RuntimeError(f"the pipeline stopped while measuring: {pipeline.error}")
         time.sleep(LATE_MESSAGES_SECONDS)
     finally:
-        gpu.stop()
+        if meters is not None:
+            meters.close()
         if receiver is not None:
             receiver.stop_event.set()
             receiver.join(2.0)
         if subscriber is not None:
             subscriber.close()
         service.stop()
-    return _run_record(streams, config, receiver.records(), (window_start, window_end), window_seconds, before, after,
-                       source_ids, cpu_seconds, subscriber_cpu_before, subscriber_cpu_after, gpu_busy, build_seconds)
+    record = _run_record(config, receiver.records(), window)
+    record["detector_build_seconds"] = build_seconds
+    return record
 
 
-def _run_record(streams: int, config: Config, records: list, window: tuple[float, float], window_seconds: float,
-                before: dict, after: dict, source_ids: list[str], cpu_seconds: float,
-                subscriber_cpu_before: float | None, subscriber_cpu_after: float | None, gpu_busy: dict,
-                build_seconds: float) -> dict:
+def _run_record(config: Config, records: list, window: _Window) -> dict:
+    before, after, seconds = window.before, window.after, window.seconds
     ages: dict[str, list[float]] = defaultdict(list)
     for source, capture_time, publish_time, _ in records:
-        if window[0] <= publish_time < window[1]:
+        if window.start_time <= publish_time < window.end_time:
             ages[source].append(publish_time - capture_time)
     sequences = sorted(record[3] for record in records)
     missed = (sequences[-1] - sequences[0] + 1 - len(sequences)) if sequences else 0
     per_stream = []
-    for source in source_ids:
+    for source in (source.id for source in config.sources):
         stream_ages = ages.get(source, [])
         percentiles = _percentiles(stream_ages)
         per_stream.append({
-            "source": source, "messages": len(stream_ages), "published_fps": len(stream_ages) / window_seconds,
-            "captured_fps": _delta(before, after, "streamd_frames_captured_total", source=source) / window_seconds,
+            "source": source, "messages": len(stream_ages), "published_fps": len(stream_ages) / seconds,
+            "captured_fps": _delta(before, after, "streamd_frames_captured_total", source=source) / seconds,
             "frame_age_p50_seconds": percentiles["p50"], "frame_age_p99_seconds": percentiles["p99"],
             **{f"dropped_{reason}": int(_delta(before, after, "streamd_frames_dropped_total", source=source,
                                                reason=reason)) for reason in _DROP_REASONS}})
@@ -248,12 +284,11 @@ def _run_record(streams: int, config: Config, records: list, window: tuple[float
         if name in ("streamd_stage_seconds_sum", "streamd_stage_seconds_count"):
             label_map = dict(labels)
             stages[label_map["stage"]][name.rsplit("_", 1)[1]] += _delta(before, after, name, **label_map)
-    subscriber_cores = (None if subscriber_cpu_before is None or subscriber_cpu_after is None
-                        else (subscriber_cpu_after - subscriber_cpu_before) / window_seconds)
-    host_cores = cpu_seconds / window_seconds
+    subscriber_cores = None if window.subscriber_cpu_seconds is None else window.subscriber_cpu_seconds / seconds
+    host_cores = window.cpu_seconds / seconds
     return {
-        "streams": streams, "seconds": window_seconds, "max_batch": config.model.max_batch,
-        "decoder": config.sources[0].decoder, "detector_build_seconds": build_seconds,
+        "streams": len(config.sources), "seconds": seconds, "max_batch": config.model.max_batch,
+        "decoder": config.sources[0].decoder,
         "published_fps": {"min": min(fps), "median": statistics.median(fps), "max": max(fps),
                           "total": sum(fps)},
         "frame_age_seconds": _percentiles([age for values in ages.values() for age in values]),
@@ -265,7 +300,7 @@ def _run_record(streams: int, config: Config, records: list, window: tuple[float
                     "messages_missed_by_subscriber": int(missed)},
         "host_cpu_cores": host_cores, "subscriber_cpu_cores": subscriber_cores,
         "daemon_cpu_cores": host_cores - (subscriber_cores or 0.0),
-        "gpu_busy_fraction": gpu_busy["busy_fraction"], "gpu_busy": gpu_busy,
+        "gpu_busy_fraction": window.gpu_busy["busy_fraction"], "gpu_busy": window.gpu_busy,
         # Other processes' load: on a shared machine it explains a slow run.
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "per_stream": per_stream,
