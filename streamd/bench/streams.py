@@ -6,8 +6,8 @@ batch sizes (``streamd_batch_size``), drops, host CPU cores and GPU busy fractio
 
 ``--sweep`` finds the largest N at real time: double N until a run fails, then bisect.
 
-The subscriber runs in this process on its own thread; its CPU time is measured apart
-(``subscriber_cpu_cores``) and left out of ``daemon_cpu_cores``.
+The subscriber runs in this process on its own thread and parses the messages only after the window;
+its CPU time is measured apart (``subscriber_cpu_cores``) and left out of ``daemon_cpu_cores``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ STREAMING_TIMEOUT_SECONDS = 60.0
 # After the window closes, messages published inside it may still be on their way.
 LATE_MESSAGES_SECONDS = 0.3
 STANDIN_DETECTORS = "streamd.bench.standin:build_standin_detectors"
-# (counter, label) per drop kind: a frame replaced in its slot, or older than daemon.max_frame_age_seconds.
+# streamd_frames_dropped_total's reasons: replaced in its slot, or older than daemon.max_frame_age_seconds.
 _DROP_REASONS = ("superseded", "too_old")
 
 Measure = Callable[[int], dict]
