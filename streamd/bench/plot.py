@@ -74,7 +74,8 @@ class _Panel:
         strip = strip[: self.image.shape[0] - y0]
         self.image[y0:y0 + strip.shape[0], 20:20 + strip.shape[1]] = strip
 
-    def series(self, xs: Sequence[float], ys: Sequence[float], colour: tuple[int, int, int], marker: str) -> None:
+    def series(self, xs: Sequence[float], ys: Sequence[float | None], colour: tuple[int, int, int],
+               marker: str) -> None:
         """Circles on a thick line, or small squares on a thin one (drawn second, so both show where equal)."""
         points = [self.point(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
         for start, end in zip(points, points[1:]):
@@ -120,9 +121,9 @@ def draw_streams_plot(runs: Sequence[dict], title: str, subtitle: str, min_fps: 
     fps.series(streams, fps_median, _BLUE, "circle")
     fps.series(streams, fps_min, _ORANGE, "square")
     fps.legend([("median stream", _BLUE), ("slowest stream", _ORANGE)])
-    age_p50 = [run["frame_age_seconds"]["p50"] * 1000 for run in runs]
-    age_p99 = [run["frame_age_seconds"]["p99"] * 1000 for run in runs]
-    finite = [v for v in age_p99 if math.isfinite(v)]
+    age_p50, age_p99 = ([None if run["frame_age_seconds"][q] is None else run["frame_age_seconds"][q] * 1000
+                         for run in runs] for q in ("p50", "p99"))
+    finite = [v for v in age_p99 if v is not None and math.isfinite(v)]
     age_top = max([max_age_p99_seconds * 1000 * 1.2, *finite])
     ages = _Panel(image, _TOP + panel_height + _GAP, _TOP + 2 * panel_height + _GAP, x_ticks, nice_ticks(age_top))
     ages.axes("streams", "frame age at publish (ms)")

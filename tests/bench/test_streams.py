@@ -182,3 +182,16 @@ def test_batch_sizes_over_the_window_by_size_range() -> None:
     sizes = _batch_sizes(before, _snapshot(metrics.registry))
     assert sizes["histogram"] == {"1": 1, "2": 1, "5-6": 2, "33-48": 1, "49-64": 2, ">64": 1}
     assert sizes["batches"] == 8 and sizes["mean"] == pytest.approx(260 / 8)
+
+
+def test_plot_of_a_sweep_with_a_silent_run(tmp_path: Path) -> None:
+    def run(streams: int, fps: float, p50: float | None, p99: float | None) -> dict:
+        return {"streams": streams, "published_fps": {"min": fps, "median": fps},
+                "frame_age_seconds": {"p50": p50, "p99": p99}}
+
+    runs = [run(16, 30.0, 0.02, 0.05), run(1, 30.0, 0.01, 0.02), run(64, 0.0, None, None), run(32, 29.0, 0.05, 0.4)]
+    path = tmp_path / "sweep.png"
+    plot.draw_streams_plot(runs, "streamd bench --streams: test", "subtitle", 29.5, 0.150, str(path))
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape == (plot.HEIGHT, plot.WIDTH, 3)
+    assert (image != 255).any(axis=2).mean() > 0.02  # axes, text and lines drawn
