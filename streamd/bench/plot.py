@@ -93,6 +93,12 @@ class _Panel:
         cv2.putText(self.image, text, (self.right - 8 - cv2.getTextSize(text, _FONT, 0.5, 1)[0][0], y - 9), _FONT,
                     0.5, colour, 1, cv2.LINE_AA)
 
+    def vertical(self, x_value: float, colour: tuple[int, int, int], text: str) -> None:
+        x, _ = self.point(x_value, 0)
+        for y in range(self.top, self.bottom, 16):
+            cv2.line(self.image, (x, y), (x, min(y + 8, self.bottom)), colour, 1)
+        cv2.putText(self.image, text, (x + 6, self.bottom - 10), _FONT, 0.5, colour, 1, cv2.LINE_AA)
+
     def legend(self, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
         x = self.left + 14
         for text, colour in entries:
@@ -102,9 +108,10 @@ class _Panel:
 
 
 def draw_streams_plot(runs: Sequence[dict], title: str, subtitle: str, min_fps: float, max_age_p99_seconds: float,
-                      path: str) -> None:
+                      path: str, largest: int | None = None) -> None:
     """Write the PNG (WIDTH x HEIGHT). ``runs``: the bench's run records (keys ``streams``,
-    ``published_fps``, ``frame_age_seconds``); ``min_fps``, ``max_age_p99_seconds``: the real-time limits."""
+    ``published_fps``, ``frame_age_seconds``); ``min_fps``, ``max_age_p99_seconds``: the real-time limits;
+    ``largest``: a sweep's answer, marked on both panels."""
     runs = sorted(runs, key=lambda run: run["streams"])
     image = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
     cv2.putText(image, title, (_LEFT, 36), _FONT, 0.75, _BLACK, 2, cv2.LINE_AA)
@@ -131,5 +138,8 @@ def draw_streams_plot(runs: Sequence[dict], title: str, subtitle: str, min_fps: 
     ages.series(streams, age_p50, _GREEN, "circle")
     ages.series(streams, age_p99, _RED, "square")
     ages.legend([("p50", _GREEN), ("p99", _RED)])
+    if largest:
+        for panel in (fps, ages):
+            panel.vertical(largest, _GREEN, f"largest at real time: {largest}")
     if not cv2.imwrite(path, image):
         raise OSError(f"cannot write the plot to {path}")

@@ -485,7 +485,7 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         subtitle = (f"{Path(args.model).name} on {engine}, {args.decoder} decode, {Path(args.video).name} at "
                     f"{fps:g} fps, {args.seconds:g} s per run, {started}"
                     + ("" if largest is None else f"; largest at real time: {largest}"))
-        draw_streams_plot(measured, title, subtitle, min_fps, args.max_age_p99, args.plot)
+        draw_streams_plot(measured, title, subtitle, min_fps, args.max_age_p99, args.plot, largest)
     # A sweep ends on failed runs by design; a run asked for by count must not fail.
     return 1 if not args.sweep and any(run.get("error") for run in runs) else 0
 

@@ -191,7 +191,7 @@ def test_plot_of_a_sweep_with_a_silent_run(tmp_path: Path) -> None:
 
     runs = [run(16, 30.0, 0.02, 0.05), run(1, 30.0, 0.01, 0.02), run(64, 0.0, None, None), run(32, 29.0, 0.05, 0.4)]
     path = tmp_path / "sweep.png"
-    plot.draw_streams_plot(runs, "streamd bench --streams: test", "subtitle", 29.5, 0.150, str(path))
+    plot.draw_streams_plot(runs, "streamd bench --streams: test", "subtitle", 29.5, 0.150, str(path), largest=16)
     image = cv2.imread(str(path))
     assert image is not None and image.shape == (plot.HEIGHT, plot.WIDTH, 3)
     assert (image != 255).any(axis=2).mean() > 0.02  # axes, text and lines drawn
