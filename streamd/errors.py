@@ -34,5 +34,9 @@ class BackendError(StreamdError):
     """An inference backend could not be loaded, built or run."""
 
 
+class KeyFileError(StreamdError):
+    """A CURVE key file or the authorised-keys folder is missing or is not what it must be."""
+
+
 class ModelLayoutError(StreamdError):
     """The model's outputs fit none of the YOLOX layouts streamd decodes."""

@@ -158,10 +158,6 @@ def run_accuracy(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     if args.accuracy:
         return run_accuracy(args)
-    if getattr(args, "streams", None) or getattr(args, "make_test_video", ""):
-        from streamd.bench.streams import run_streams_bench  # noqa: PLC0415
-
-        return run_streams_bench(args)
     try:
         _check_arguments(args)
         fast_config = _config(args, "fast", args.frames)

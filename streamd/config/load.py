@@ -290,6 +290,7 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
         raise ConfigError("publish.send_hwm", "must be at least 1")
     if publish.wait_for_subscriber_seconds < 0:
         raise ConfigError("publish.wait_for_subscriber_seconds", "must not be negative")
+    publish = _curve_keys(publish, base_dir)
     metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
     split_bind(metrics.bind)  # raises ConfigError
     daemon = _build(DaemonConfig, document.get("daemon", {}), "daemon")
@@ -298,6 +299,27 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
     if daemon.status_interval_seconds < 0:
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     return Config(sources, model, publish, metrics, daemon, path)
+
+
+def _curve_keys(publish: PublishConfig, base_dir: Path) -> PublishConfig:
+    """Both CURVE keys or neither; the secret key file must hold a key pair and the folder exist."""
+    from streamd.publish.curve import KeyFileError, check_authorized_keys_folder, load_key_pair  # noqa: PLC0415
+
+    if not publish.curve_secret_key and not publish.curve_authorized_keys:
+        return publish
+    for key, missing in (("curve_secret_key", "the folder of authorised subscriber keys is set"),
+                         ("curve_authorized_keys", "the secret key is set")):
+        if not getattr(publish, key):
+            raise ConfigError(f"publish.{key}", f"required when {missing} (CURVE needs both)")
+    secret_key = str(_resolve(publish.curve_secret_key, base_dir))
+    authorized_keys = str(_resolve(publish.curve_authorized_keys, base_dir))
+    for key, check in (("curve_secret_key", lambda: load_key_pair(secret_key)),
+                       ("curve_authorized_keys", lambda: check_authorized_keys_folder(authorized_keys))):
+        try:
+            check()
+        except KeyFileError as error:
+            raise ConfigError(f"publish.{key}", str(error)) from error
+    return dataclasses.replace(publish, curve_secret_key=secret_key, curve_authorized_keys=authorized_keys)
 
 
 def load_config(path: str | Path) -> Config:

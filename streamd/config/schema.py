@@ -89,6 +89,11 @@ class PublishConfig:
     # Batch jobs over files: hold the sources until a subscriber is there (at most this long), so
     # the first frames are not published to nobody. 0: start at once (live cameras).
     wait_for_subscriber_seconds: float = 0.0
+    # CURVE (ZeroMQ's authentication and encryption): this daemon's secret key file (`streamd keys`
+    # writes NAME.key_secret) and a folder of the authorised subscribers' NAME.key files, re-read on
+    # change. Empty: plaintext, for 127.0.0.1.
+    curve_secret_key: str = ""
+    curve_authorized_keys: str = ""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ class Service:
         metrics.build_info.info({"version": __version__, "model": first.model_id,
                                  "backend": getattr(getattr(first, "backend", None), "name", "gpu"),
                                  "workers": str(len(self.detectors))})
-        self.publisher = Publisher(self.config.publish.endpoint, self.config.publish.send_hwm, metrics)
+        publish = self.config.publish
+        self.publisher = Publisher(publish.endpoint, publish.send_hwm, metrics, publish.curve_secret_key,
+                                   publish.curve_authorized_keys)
         frame_signal = FrameSignal()
         allocator = first.frame_allocator()
         reader_factory = nvdec_reader_factory(self.config.model.device) if _nvdec_sources(self.config) else make_reader
