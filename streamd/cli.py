@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from streamd import __version__
 from streamd.config.load import check_endpoint, load_config, parse_config
-from streamd.config.schema import DEFAULT_PUBLISH_ENDPOINT, LOG_LEVELS, Config
-from streamd.errors import ConfigError, ConfigFileError, StreamdError
+from streamd.config.schema import DEFAULT_PUBLISH_ENDPOINT, DEFAULT_SEND_HWM, LOG_LEVELS, Config
+from streamd.errors import ConfigError, ConfigFileError, KeyFileError, StreamdError
 
 log = logging.getLogger("streamd")
 
@@ -97,7 +97,10 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     endpoint = args.endpoint
     stop = threading.Event()
     _install_stop_signals(stop)
-    with Subscriber(endpoint, tuple(args.source) or ("",)) as subscriber:
+    if (args.server_key is None) != (args.key is None):
+        raise KeyFileError("CURVE needs both --server-key (the daemon's NAME.key) and --key (this subscriber's "
+                           "NAME.key_secret)")
+    with Subscriber(endpoint, tuple(args.source) or ("",), args.server_key, args.key) as subscriber:
         print(f"listening on {endpoint} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         received = 0
         while not stop.is_set() and (args.count == 0 or received < args.count):
@@ -118,6 +121,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from streamd.bench.run import run_bench  # noqa: PLC0415
 
     return run_bench(args)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from streamd.publish.curve import create_key_pair  # noqa: PLC0415
+
+    public, secret = create_key_pair(args.folder, args.name)
+    print(f"{public}  public key: give it to the other side (a daemon's authorised-keys folder, or "
+          f"subscribers' --server-key)")
+    print(f"{secret}  key pair: keep it private (publish.curve_secret_key, or subscribe --key)")
+    return EXIT_OK
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level or "info")
+    from streamd.publish.curve import load_key_pair, load_public_key  # noqa: PLC0415
+    from streamd.publish.proxy import ProxySettings, run_proxy  # noqa: PLC0415
+
+    if args.key and not (args.upstream_key or args.authorized_keys):
+        raise KeyFileError("--key without --upstream-key or --authorized-keys: CURVE on neither side")
+    if (args.upstream_key or args.authorized_keys) and not args.key:
+        raise KeyFileError("--upstream-key and --authorized-keys need --key (the proxy's NAME.key_secret)")
+    settings = ProxySettings(
+        upstreams=tuple(args.upstream), bind=args.bind, send_hwm=args.send_hwm,
+        key_pair=load_key_pair(args.key) if args.key else None,
+        upstream_server_keys=tuple(load_public_key(path) for path in args.upstream_key),
+        authorized_keys=args.authorized_keys or "")
+    if args.authorized_keys:
+        from streamd.publish.curve import check_authorized_keys_folder  # noqa: PLC0415
+
+        check_authorized_keys_folder(args.authorized_keys)
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    return run_proxy(settings, stop)
 
 
 def cmd_quantize(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -160,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the daemon's publish.endpoint: HOST:PORT or a ZeroMQ endpoint (tcp://, ipc://)")
     subscribe.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
     subscribe.add_argument("--count", type=int, default=0, help="exit after this many messages (0: never)")
+    subscribe.add_argument("--server-key", metavar="FILE", help="CURVE: the daemon's (or proxy's) public key, "
+                           "its NAME.key (with --key)")
+    subscribe.add_argument("--key", metavar="FILE", help="CURVE: this subscriber's NAME.key_secret; its NAME.key "
+                           "must be in the daemon's authorised-keys folder")
     subscribe.set_defaults(handler=cmd_subscribe)
 
     from streamd.bench.arguments import add_bench_arguments  # noqa: PLC0415
@@ -174,6 +214,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_streams_arguments(bench)
     _add_log_level(bench, "warning")
     bench.set_defaults(handler=cmd_bench)
+
+    keys = commands.add_parser("keys", help="create a CURVE key pair (NAME.key, NAME.key_secret)",
+                               formatter_class=defaults, description=(
+                                   "Create a ZeroMQ CURVE key pair with pyzmq's zmq.auth: NAME.key (public) and "
+                                   "NAME.key_secret (private, mode 600). One for the daemon "
+                                   "(publish.curve_secret_key), one per subscriber (its NAME.key goes into "
+                                   "publish.curve_authorized_keys)."))
+    keys.add_argument("name", help="the pair's name, e.g. server or the subscriber's host")
+    keys.add_argument("--folder", default=".", help="where to write the two files")
+    keys.set_defaults(handler=cmd_keys)
+
+    proxy = commands.add_parser("proxy", help="fan in several daemons' detections to one endpoint",
+                                formatter_class=defaults, description=(
+                                    "ZeroMQ's XSUB/XPUB proxy: connect to every daemon's publisher, serve all their "
+                                    "messages on one endpoint. With --key: CURVE on both sides."))
+    proxy.add_argument("--upstream", action="append", required=True, type=subscribe_endpoint, metavar="ENDPOINT",
+                       help="a daemon's publish.endpoint (repeatable)")
+    proxy.add_argument("--bind", default="tcp://127.0.0.1:5560", help="the endpoint subscribers connect to")
+    proxy.add_argument("--send-hwm", type=int, default=DEFAULT_SEND_HWM, help="messages queued per subscriber")
+    proxy.add_argument("--key", metavar="FILE", help="the proxy's NAME.key_secret (CURVE)")
+    proxy.add_argument("--upstream-key", action="append", default=[], metavar="FILE",
+                       help="the daemons' public key (NAME.key): once for all, or once per --upstream in order")
+    proxy.add_argument("--authorized-keys", metavar="FOLDER", help="subscribers' NAME.key files (CURVE downstream)")
+    _add_log_level(proxy, "info")
+    proxy.set_defaults(handler=cmd_proxy)
 
     commands.add_parser("quantize", help="INT8/FP16/FP32 models and TensorRT engines with an accuracy guard "
                                          "(streamd quantize --help)", add_help=False)
@@ -197,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except ConfigError as error:
         print(f"streamd: invalid configuration: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyFileError as error:  # a key or folder given on the command line: bad input, like a config
+        print(f"streamd: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except StreamdError as error:
         print(f"streamd: {error}", file=sys.stderr)

@@ -22,6 +22,7 @@ from streamd.config.schema import (
     DaemonConfig,
     MetricsConfig,
     ModelConfig,
+    PreviewConfig,
     PublishConfig,
     SourceConfig,
 )
@@ -265,7 +266,7 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
 def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: str = "") -> Config:
     """Validate an already-parsed TOML document; relative paths resolve against ``base_dir``."""
     base_dir = Path(base_dir)
-    known = {"sources", "model", "publish", "metrics", "daemon"}
+    known = {"sources", "model", "publish", "metrics", "daemon", "preview"}
     for key in document:
         if key not in known:
             raise ConfigError(key, f"unknown section; expected one of {sorted(known)}")
@@ -298,7 +299,24 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
         raise ConfigError("daemon.log_level", f"'{daemon.log_level}' is not one of {list(LOG_LEVELS)}")
     if daemon.status_interval_seconds < 0:
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
-    return Config(sources, model, publish, metrics, daemon, path)
+    preview = _preview(document.get("preview", {}))
+    return Config(sources, model, publish, metrics, daemon, path, preview=preview)
+
+
+def _preview(table: Any) -> PreviewConfig:
+    preview = _build(PreviewConfig, table, "preview")
+    split_bind(preview.bind, "preview.bind")  # raises ConfigError
+    if not 0 < preview.fps <= 60:
+        raise ConfigError("preview.fps", f"must be more than 0 and at most 60, got {preview.fps:g}")
+    if preview.max_width < 32:
+        raise ConfigError("preview.max_width", "must be at least 32 pixels")
+    if not 1 <= preview.jpeg_quality <= 100:
+        raise ConfigError("preview.jpeg_quality", f"must be 1 to 100, got {preview.jpeg_quality}")
+    if preview.max_viewers < 1:
+        raise ConfigError("preview.max_viewers", "must be at least 1")
+    if preview.client_timeout_seconds <= 0:
+        raise ConfigError("preview.client_timeout_seconds", "must be more than 0")
+    return preview
 
 
 def _curve_keys(publish: PublishConfig, base_dir: Path) -> PublishConfig:
@@ -344,13 +362,13 @@ def check_endpoint(endpoint: str, key: str) -> None:
         raise ConfigError(key, f"port {port_text} is out of range (1-{_MAX_PORT})")
 
 
-def split_bind(bind: str) -> tuple[str, int]:
+def split_bind(bind: str, key: str = "metrics.bind") -> tuple[str, int]:
     match = _BIND.match(bind)
     if not match:
-        raise ConfigError("metrics.bind", f"'{bind}' is not HOST:PORT")
+        raise ConfigError(key, f"'{bind}' is not HOST:PORT")
     port = int(match.group("port"))
     if port > _MAX_PORT:
-        raise ConfigError("metrics.bind", f"port {port} is out of range (0-{_MAX_PORT}; 0 picks a free one)")
+        raise ConfigError(key, f"port {port} is out of range (0-{_MAX_PORT}; 0 picks a free one)")
     return match.group("host").strip("[]") or "127.0.0.1", port
 
 

@@ -71,6 +71,10 @@ def _check_ports(config: Config, say: Callable[[str], None]) -> bool:
         host, port = split_bind(config.metrics.bind)
         if port:
             ok = _try_bind("metrics", f"http://{config.metrics.bind}", "metrics.bind", host, port, say) and ok
+    if config.preview.enabled:
+        host, port = split_bind(config.preview.bind, "preview.bind")
+        if port:
+            ok = _try_bind("preview", f"http://{config.preview.bind}/", "preview.bind", host, port, say) and ok
     return ok
 
 

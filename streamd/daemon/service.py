@@ -21,6 +21,7 @@ from streamd.inference.detector import DetectionResult, Detector
 from streamd.inference.factory import build_detectors
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.metrics.http import MetricsServer
+from streamd.preview.http import PreviewServer, build_preview
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame_pool import FramePool
@@ -45,6 +46,7 @@ class Service:
     detectors: list[Detector] = field(default_factory=list)
     publisher: Publisher | None = None
     http: MetricsServer | None = None
+    preview: PreviewServer | None = None
     sources: list[CaptureSource] = field(default_factory=list)
     frame_pools: list[FramePool] = field(default_factory=list)
     pipeline: Pipeline | None = None
@@ -80,8 +82,12 @@ class Service:
                 self.frame_pools.append(pool)
             self.sources.append(CaptureSource(source_config, metrics, reader_factory=reader_factory,
                                               frame_ready=frame_signal, frame_pool=pool))
+        on_result = self.on_result
+        if self.config.preview.enabled:  # bound now, served once the pipeline runs
+            self.preview = build_preview(self.config.preview, self.sources, first.class_names, on_result)
+            on_result = self.preview.on_result
         self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
-                                 self.config.daemon.max_frame_age_seconds, self.on_result,
+                                 self.config.daemon.max_frame_age_seconds, on_result,
                                  self.config.model.batch_window_seconds)
         self.pipeline.start()
         # Served once the pipeline runs, so the first /healthz already reflects it.
@@ -89,6 +95,8 @@ class Service:
             host, port = split_bind(self.config.metrics.bind)
             self.http = MetricsServer(host, port, self.registry, self.health, self.readiness)
             self.http.start()
+        if self.preview is not None:
+            self.preview.start()
 
     def wait_for_subscriber(self, timeout_seconds: float) -> bool:
         """Hold until a subscriber has subscribed (True) or ``timeout_seconds`` passed (False)."""
@@ -129,7 +137,7 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.stop(STOP_TIMEOUT_SECONDS)
         # Frame pools last: their memory may be read by the detector until it is closed.
-        for part in (self.publisher, self.http, *self.detectors, *self.frame_pools):
+        for part in (self.preview, self.publisher, self.http, *self.detectors, *self.frame_pools):
             if part is not None:
                 try:
                     part.close()
