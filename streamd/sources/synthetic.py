@@ -19,6 +19,7 @@ The shipped detector was trained on seeds >= ``TRAINING_SEED_BASE``; seeds below
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 CIRCLE, SQUARE, TRIANGLE, CROSS = range(len(CLASSES))
 
 MIN_VISIBILITY = 0.35
+MAX_SHAPES = 7  # per scene; identities are shape + MAX_SHAPES * pass
 MIN_BOX_SIDE_PX = 4
 TRAINING_SEED_BASE = 1_000_000
 DEFAULT_FPS = 10.0
@@ -52,6 +54,9 @@ class GroundTruth:
     boxes_xyxy: np.ndarray  # (K, 4) float32, pixel-edge coordinates, inside the frame
     class_ids: np.ndarray  # (K,) int64, indices into CLASSES
     visibility: np.ndarray  # (K,) float32, visible fraction of the object's area
+    # (K,) int64, the object's identity over time (>= 1): one id per pass of a shape across the
+    # frame, so a shape that leaves through one edge comes back at the other as a new object.
+    track_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def _random_color(rng: np.random.Generator) -> tuple[int, int, int]:
 
 def _scene_shapes(seed: int) -> tuple[_Shape, ...]:
     rng = np.random.default_rng([seed, 1])
-    count = int(rng.integers(3, 8))
+    count = int(rng.integers(3, MAX_SHAPES + 1))
     shapes = []
     for _ in range(count):
         speed = rng.uniform(0.002, 0.012)
@@ -186,6 +191,20 @@ class SyntheticScene:
         y = (shape.start[1] * extent_y + shape.velocity[1] * side * index) % extent_y - margin
         return (x, y), side_px, shape.angle + shape.angular_velocity * index
 
+    def track_id(self, shape_index: int, index: int) -> int:
+        """Identity of shape ``shape_index`` at frame ``index``: a new one each time it wraps around.
+
+        The wrap count on each axis changes by one, always in the same direction (constant
+        velocity), each time the shape has left the frame completely, so |wraps x| + |wraps y|
+        numbers the shape's passes across the frame."""
+        shape = self.shapes[shape_index]
+        side = min(self.width, self.height)
+        margin = shape.size * (1 + shape.size_amplitude) * side * 0.75
+        extent_x, extent_y = self.width + 2 * margin, self.height + 2 * margin
+        wraps_x = math.floor((shape.start[0] * extent_x + shape.velocity[0] * side * index) / extent_x)
+        wraps_y = math.floor((shape.start[1] * extent_y + shape.velocity[1] * side * index) / extent_y)
+        return 1 + shape_index + MAX_SHAPES * (abs(wraps_x) + abs(wraps_y))
+
     def _mask(self, shape: _Shape, centre: tuple[float, float], side_px: float, angle: float) -> np.ndarray:
         mask = np.zeros((self.height, self.width), np.uint8)
         if shape.class_id == CIRCLE:
@@ -211,9 +230,9 @@ class SyntheticScene:
         # Later shapes are drawn on top: paint bottom-up, measure visibility top-down.
         for (shape, *_), mask in zip(placed, masks):
             image[mask] = shape.color_bgr
-        boxes, class_ids, visibilities, visible_masks, colours = [], [], [], [], []
+        boxes, class_ids, visibilities, visible_masks, colours, track_ids = [], [], [], [], [], []
         covered = np.zeros((self.height, self.width), bool)
-        for (shape, _, side_px, _), mask in reversed(list(zip(placed, masks))):
+        for shape_index, (shape, _, side_px, _), mask in reversed(list(zip(range(len(placed)), placed, masks))):
             visible = mask & ~covered
             covered |= mask
             visibility = float(visible.sum()) / max(_area(shape.class_id, side_px), 1.0)
@@ -229,11 +248,12 @@ class SyntheticScene:
             visibilities.append(min(visibility, 1.0))
             visible_masks.append(visible)
             colours.append(shape.color_bgr)
+            track_ids.append(self.track_id(shape_index, index))
         noise_rng = np.random.default_rng([self.seed, 3, index])
         noise = noise_rng.integers(-NOISE_LEVEL, NOISE_LEVEL + 1, size=(self.height, self.width, 1), dtype=np.int16)
         image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         truth = GroundTruth(np.array(boxes, np.float32).reshape(-1, 4), np.array(class_ids, np.int64),
-                            np.array(visibilities, np.float32))
+                            np.array(visibilities, np.float32), np.array(track_ids, np.int64))
         return SceneLayers(image, truth, tuple(visible_masks), tuple(colours), covered)
 
 
