@@ -18,6 +18,7 @@ from streamd.config.schema import (
     LOG_LEVELS,
     SOURCE_DECODERS,
     SOURCE_KINDS,
+    ZERO_COPY_MODES,
     Config,
     DaemonConfig,
     MetricsConfig,
@@ -198,6 +199,8 @@ def _validate_model(model: ModelConfig) -> None:
         raise ConfigError("model.batch_window_seconds", "must not be negative")
     if model.device < 0:
         raise ConfigError("model.device", "must be a CUDA device number, 0 or more")
+    if model.zero_copy not in ZERO_COPY_MODES:
+        raise ConfigError("model.zero_copy", f"'{model.zero_copy}' is not one of {list(ZERO_COPY_MODES)}")
 
 
 def _check_device_frame_sources(sources: tuple[SourceConfig, ...], model: ModelConfig) -> None:

@@ -13,9 +13,13 @@ DEFAULT_SEND_HWM = 200
 
 SOURCE_KINDS = ("file", "image", "rtsp", "synthetic")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# Who decodes a file or rtsp source: OpenCV/FFmpeg on the CPU, or NVDEC on the GPU (PyNvVideoCodec,
-# frames stay in device memory; streamd.sources.nvdec).
-SOURCE_DECODERS = ("opencv", "nvdec")
+# Who decodes a file or rtsp source: OpenCV/FFmpeg on the CPU, NVDEC on the GPU (PyNvVideoCodec,
+# frames stay in device memory; streamd.sources.nvdec), or a GStreamer pipeline ("jetson":
+# nvv4l2decoder on a Jetson, avdec_h264 elsewhere; host BGR frames; streamd.sources.gstreamer).
+SOURCE_DECODERS = ("opencv", "nvdec", "jetson")
+# model.zero_copy: frames read in place from mapped host memory by the GPU path. "auto": on an
+# integrated GPU (Jetson) only; "on": forced, also on a discrete GPU (slower there: to test the path).
+ZERO_COPY_MODES = ("auto", "on", "off")
 # The longest a detector batch waits for more frames after its first one (see ModelConfig.max_batch).
 DEFAULT_BATCH_WINDOW_SECONDS = 0.020
 
@@ -81,6 +85,9 @@ class ModelConfig:
     # The GPU (CUDA device ordinal) the GPU path runs on: engine, kernels, buffers and the NVDEC
     # decoders of this daemon's sources. One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
     device: int = 0
+    # GPU path, max_batch 1: read frames (and write candidates) in mapped page-locked host memory
+    # instead of copying them (streamd.gpu.zero_copy); one of ZERO_COPY_MODES.
+    zero_copy: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,14 @@ import numpy as np
 
 from streamd.config.schema import ModelConfig
 from streamd.cuda import runtime
+from streamd.cuda.device_info import device_info
 from streamd.decode.layout import input_size, resolve_layout
 from streamd.decode.preprocess import CONVENTIONS, Preprocessor
 from streamd.errors import BackendError, ModelLayoutError
 from streamd.gpu.batch_detector import BatchGpuDetector
 from streamd.gpu.detector import GpuDetector
 from streamd.gpu.engine import DeviceEngine
+from streamd.gpu.zero_copy import ZeroCopyGpuDetector, resolve_zero_copy
 from streamd.inference.base import describe_io
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
@@ -67,10 +69,15 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
                                         layout=layout, max_detections=model.max_detections, model_id=model_id,
                                         class_names=model.classes, device=model.device)
         else:
-            detector = GpuDetector(engine, CONVENTIONS[model.preprocessing], len(model.classes),
-                                   model.score_threshold, model.nms_threshold, layout=layout,
-                                   max_detections=model.max_detections, model_id=model_id,
-                                   class_names=model.classes, device=model.device)
+            # Integrated GPU (Jetson), or forced: frames read in place from mapped host memory.
+            zero_copy = resolve_zero_copy(model.zero_copy, device_info(model.device))
+            detector_class = ZeroCopyGpuDetector if zero_copy else GpuDetector
+            detector = detector_class(engine, CONVENTIONS[model.preprocessing], len(model.classes),
+                                      model.score_threshold, model.nms_threshold, layout=layout,
+                                      max_detections=model.max_detections, model_id=model_id,
+                                      class_names=model.classes, device=model.device)
+            log.info("model %s: %s (model.zero_copy = %s)", model_id, "zero-copy frames and results in mapped "
+                     "host memory" if zero_copy else "frames uploaded from pinned host memory", model.zero_copy)
         detector.warm_up()
     except (BackendError, ModelLayoutError):
         if detector is not None:

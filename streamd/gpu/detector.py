@@ -91,8 +91,7 @@ class GpuDetector(Detector):
         self._compute_stream = Stream()
         try:
             for index in range(slots):
-                self._slots.append(Slot.allocate(index, max_frame_bytes, [input_spec, output_spec],
-                                                 self.decoder.device_area_nbytes, self.decoder.new_host_area()))
+                self._slots.append(self._allocate_slot(index, max_frame_bytes, [input_spec, output_spec]))
         except Exception:
             # Out of (pinned) memory part-way: give back what was taken before re-raising.
             for slot in reversed(self._slots):
@@ -213,6 +212,31 @@ class GpuDetector(Detector):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 BGR image, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
+        compute = self._compute_stream
+        frame_ptr = self._stage_frame(slot, image, width, height)
+        if self.collect_timings:
+            slot.started.record(compute)
+        slot.geometry = self.letterbox.launch(frame_ptr, width, height,
+                                              slot.addresses[self._input_name], compute.ptr,
+                                              counter_ptr=slot.device_area.ptr)
+        if self.collect_timings:
+            slot.preprocessed.record(compute)
+        self.engine.enqueue(slot.addresses, compute.ptr)
+        if self.collect_timings:
+            slot.inferred.record(compute)
+        self.decoder.launch(slot.addresses[self._output_name], slot.device_area.ptr, compute.ptr)
+        self._fetch_results(slot, compute)
+        slot.done.record(compute)
+        slot.frame = frame
+        slot.enqueued_at = time.perf_counter()
+
+    def _allocate_slot(self, index: int, max_frame_bytes: int, tensors: list[TensorSpec]) -> Slot:
+        """One slot's buffers (``streamd.gpu.zero_copy`` allocates mapped host memory instead)."""
+        return Slot.allocate(index, max_frame_bytes, tensors, self.decoder.device_area_nbytes,
+                             self.decoder.new_host_area())
+
+    def _stage_frame(self, slot: Slot, image: np.ndarray, width: int, height: int) -> int:
+        """Get the frame to the device: its device address, on the compute stream's order."""
         nbytes = image.nbytes
         if nbytes > slot.host_frame.nbytes:
             slot.grow_frame(nbytes)
@@ -231,21 +255,11 @@ class GpuDetector(Detector):
         memory.copy_htod_async(slot.device_frame.ptr, source_ptr, nbytes, copy.ptr)
         slot.uploaded.record(copy)
         compute.wait(slot.uploaded)
-        if self.collect_timings:
-            slot.started.record(compute)
-        slot.geometry = self.letterbox.launch(slot.device_frame.ptr, width, height,
-                                              slot.addresses[self._input_name], compute.ptr,
-                                              counter_ptr=slot.device_area.ptr)
-        if self.collect_timings:
-            slot.preprocessed.record(compute)
-        self.engine.enqueue(slot.addresses, compute.ptr)
-        if self.collect_timings:
-            slot.inferred.record(compute)
-        self.decoder.launch(slot.addresses[self._output_name], slot.device_area.ptr, compute.ptr)
+        return slot.device_frame.ptr
+
+    def _fetch_results(self, slot: Slot, compute: Stream) -> None:
+        """Bring the frame's candidates where the host reads them (after ``done``)."""
         self.decoder.copy_back(slot.device_area.ptr, slot.host_area, compute.ptr)
-        slot.done.record(compute)
-        slot.frame = frame
-        slot.enqueued_at = time.perf_counter()
 
     def _harvest(self, slot: Slot) -> DetectionResult:
         waited = time.perf_counter()
