@@ -3,6 +3,9 @@
 An XPUB socket with XPUB_NODROP, sent with NOBLOCK: when a subscriber's queue (send_hwm messages)
 is full, the send fails at once and the message is counted as dropped, instead of ZeroMQ's silent
 per-subscriber drop. Subscriptions are read to keep a subscriber count.
+
+With a CURVE key pair (streamd.publish.curve) the socket is a CURVE server: only subscribers whose
+public key is in the authorised-keys folder connect, and everything on the wire is encrypted.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import zmq
 
 from streamd.errors import StreamdError
 from streamd.metrics.definitions import StreamdMetrics
+from streamd.publish.curve import ClientAuthorizer, is_loopback_endpoint, load_key_pair, make_curve_server
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +33,30 @@ def shared_context() -> zmq.Context:
 class Publisher:
     """Bind once; ``send()`` from one thread (the pipeline's); ``close()`` idempotent."""
 
-    def __init__(self, endpoint: str, send_hwm: int, metrics: StreamdMetrics | None = None) -> None:
+    def __init__(self, endpoint: str, send_hwm: int, metrics: StreamdMetrics | None = None,
+                 curve_secret_key: str = "", curve_authorized_keys: str = "") -> None:
+        """``curve_secret_key`` (a .key_secret file) and ``curve_authorized_keys`` (a folder of .key
+        files): a CURVE server; both empty: plaintext."""
         self.endpoint = endpoint
         self._metrics = metrics
+        self._authorizer: ClientAuthorizer | None = None
         self._socket = shared_context().socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
         self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         self._socket.setsockopt(zmq.LINGER, 0)
         try:
+            if curve_secret_key:
+                make_curve_server(self._socket, load_key_pair(curve_secret_key))
+                self._authorizer = ClientAuthorizer(shared_context(), curve_authorized_keys)
+            elif not is_loopback_endpoint(endpoint):
+                log.warning("publishing in plaintext on %s, which other hosts can reach: anyone who connects "
+                            "reads every detection; set publish.curve_secret_key and "
+                            "publish.curve_authorized_keys (README, \"Authenticated subscribers\")", endpoint)
             self._socket.bind(endpoint)
-        except zmq.ZMQError as error:
-            self._socket.close(0)
+        except (zmq.ZMQError, StreamdError) as error:
+            self.close()
+            if isinstance(error, StreamdError):
+                raise
             raise StreamdError(f"cannot bind publisher to {endpoint}: {error} (port in use? set "
                                "publish.endpoint)") from error
         # The real endpoint (a tcp port of 0 or * becomes the one the OS chose).
@@ -73,6 +90,12 @@ class Publisher:
             elif event[:1] == b"\x00":
                 self.subscriptions = max(0, self.subscriptions - 1)
 
+    @property
+    def curve(self) -> bool:
+        return self._authorizer is not None
+
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close(0)
+        if self._authorizer is not None:
+            self._authorizer.close()

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import zmq
 
+from streamd.errors import StreamdError
+from streamd.publish.curve import KeyPair, load_key_pair, load_public_key, make_curve_client
 from streamd.publish.message import decode
 from streamd.publish.publisher import shared_context
 
 
 class Subscriber:
-    def __init__(self, endpoint: str, topics: tuple[str, ...] = ("",)) -> None:
+    """``server_key`` (the daemon's public key: a .key file or the Z85 bytes) with ``client_key`` (this
+    subscriber's .key_secret file or KeyPair, whose public half is in the daemon's authorised folder):
+    CURVE; neither: plaintext."""
+
+    def __init__(self, endpoint: str, topics: tuple[str, ...] = ("",), server_key: bytes | str | Path | None = None,
+                 client_key: KeyPair | str | Path | None = None) -> None:
+        if (server_key is None) != (client_key is None):
+            raise StreamdError("CURVE needs both the server's public key and this subscriber's key pair")
         self._socket = shared_context().socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if server_key is not None and client_key is not None:
+            server_public = server_key if isinstance(server_key, bytes) else load_public_key(server_key)
+            key_pair = client_key if isinstance(client_key, KeyPair) else load_key_pair(client_key)
+            make_curve_client(self._socket, key_pair, server_public)
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)
