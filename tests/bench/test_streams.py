@@ -195,3 +195,19 @@ def test_plot_of_a_sweep_with_a_silent_run(tmp_path: Path) -> None:
     image = cv2.imread(str(path))
     assert image is not None and image.shape == (plot.HEIGHT, plot.WIDTH, 3)
     assert (image != 255).any(axis=2).mean() > 0.02  # axes, text and lines drawn
+
+
+def test_sweep_through_the_command_line(tmp_path: Path, tiny_model: Path) -> None:
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    out = tmp_path / "sweep.json"
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "1", "--sweep", "--max-streams",
+                             "2", "--model", str(tiny_model), "--video", str(video), "--seconds", "1",
+                             "--warmup-seconds", "0.5", "--json", str(out), "--plot", str(tmp_path / "sweep.png")],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    largest, order = results["sweep"]["largest_streams_at_real_time"], results["sweep"]["order"]
+    assert order[0] == 1 and order == [run["streams"] for run in results["runs"]]
+    assert largest == max([0] + [run["streams"] for run in results["runs"] if run["real_time"]])  # speed not asserted
+    assert f"largest number of streams at real time: {largest}" in result.stdout
