@@ -114,7 +114,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or "warning")
-    if args.streams or args.make_test_video:
+    if args.streams or args.sweep or args.make_test_video:
         from streamd.bench.streams import run_streams_bench  # noqa: PLC0415
 
         return run_streams_bench(args)

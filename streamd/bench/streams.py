@@ -435,6 +435,7 @@ def run_streams_bench(args: argparse.Namespace) -> int:
             return 1
         print(f"wrote {args.make_test_video} ({tool})")
         return 0
+    args.streams = args.streams or [1]  # --sweep alone starts at 1
     try:
         _check_arguments(args)
         fps = source_fps(args.video)
