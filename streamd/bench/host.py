@@ -99,7 +99,7 @@ class GpuBusySampler:
             self.method = "nvidia-smi"
             self._process = subprocess.Popen(
                 [nvidia_smi, "--query-gpu=index,utilization.gpu", "--format=csv,noheader,nounits",
-                 f"-lms={int(GPU_SAMPLE_SECONDS * 1000)}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                 "-lms", str(int(GPU_SAMPLE_SECONDS * 1000))], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True)
             self._thread = threading.Thread(target=self._read_nvidia_smi, args=(self._process.stdout,),
                                             name="gpu-sampler", daemon=True)

@@ -211,3 +211,35 @@ def test_sweep_through_the_command_line(tmp_path: Path, tiny_model: Path) -> Non
     assert order[0] == 1 and order == [run["streams"] for run in results["runs"]]
     assert largest == max([0] + [run["streams"] for run in results["runs"] if run["real_time"]])  # speed not asserted
     assert f"largest number of streams at real time: {largest}" in result.stdout
+
+
+def test_gpu_busy_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without NVML, nvidia-smi's 100 ms samples (here a fake with two GPUs at 50 % and 100 %)."""
+    import time  # noqa: PLC0415
+
+    from streamd.bench.host import GpuBusySampler, describe_machine  # noqa: PLC0415
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\ncase "$1" in --query-gpu=name) echo "Fake GPU"; echo "Fake GPU";; *)\n'
+                    '  while true; do echo "0, 50"; echo "1, 100"; sleep 0.05; done;; esac\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML does not import
+    sampler = GpuBusySampler()
+    sampler.start()
+    time.sleep(0.4)
+    busy = sampler.stop()
+    assert busy["method"] == "nvidia-smi" and busy["samples"] >= 4
+    assert busy["per_gpu"] == [0.5, 1.0] and busy["busy_fraction"] == 1.0
+    assert sampler.stop()["busy_fraction"] == 1.0  # safe twice
+    assert describe_machine()["name"].startswith("2 x Fake GPU, ")
+
+
+def test_gpu_busy_is_none_without_a_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamd.bench.host import GpuBusySampler  # noqa: PLC0415
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    sampler = GpuBusySampler()
+    sampler.start()
+    assert sampler.stop() == {"busy_fraction": None, "per_gpu": [], "method": None, "samples": 0}
