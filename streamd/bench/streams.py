@@ -4,7 +4,7 @@ ZeroMQ subscriber. After a warm-up, one measured window gives per stream the fps
 frame age at publish (publish_time - capture_time of the messages received), and for the daemon the
 batch sizes (``streamd_batch_size``), drops, host CPU cores and GPU busy fraction.
 
-``--sweep`` finds the largest N at real time: double N until a run fails, then bisect.
+``--sweep`` finds the largest N at real time (``streamd.bench.sweep``).
 
 The subscriber runs in this process on its own thread and parses the messages only after the window;
 its CPU time is measured apart (``subscriber_cpu_cores``) and left out of ``daemon_cpu_cores``.
@@ -32,6 +32,7 @@ import numpy as np
 from streamd.bench.host import GpuBusySampler, describe_machine, process_cpu_seconds, thread_cpu_seconds
 from streamd.bench.run import EXIT_BAD_ARGUMENTS, BenchArgumentError
 from streamd.bench.streams_arguments import REAL_TIME_FPS_SHARE
+from streamd.bench.sweep import Measure, real_time_failures, sweep
 from streamd.config.load import parse_config
 from streamd.config.schema import Config
 from streamd.daemon.service import Service
@@ -50,9 +51,6 @@ LATE_MESSAGES_SECONDS = 0.3
 STANDIN_DETECTORS = "streamd.bench.standin:build_standin_detectors"
 # streamd_frames_dropped_total's reasons: replaced in its slot, or older than daemon.max_frame_age_seconds.
 _DROP_REASONS = ("superseded", "too_old")
-
-Measure = Callable[[int], dict]
-
 
 # -- configuration --------------------------------------------------------------------------------------
 
@@ -305,54 +303,6 @@ def _run_record(config: Config, records: list, window: _Window) -> dict:
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "per_stream": per_stream,
     }
-
-
-# -- real time and the sweep ----------------------------------------------------------------------------
-
-def real_time_failures(run: dict, min_fps: float, max_age_p99_seconds: float) -> list[str]:
-    """Why ``run`` is not real time ([] when every stream kept up)."""
-    if run.get("error"):
-        return [run["error"]]
-    failures = []
-    slow = [s for s in run["per_stream"] if s["published_fps"] < min_fps]
-    if slow:
-        failures.append(f"{len(slow)} of {run['streams']} stream(s) below {min_fps:.2f} fps "
-                        f"(slowest {run['published_fps']['min']:.2f})")
-    p99 = run["frame_age_seconds"]["p99"]
-    if p99 is None or p99 > max_age_p99_seconds:
-        failures.append(f"frame age p99 {p99 if p99 is None else round(p99 * 1000, 1)} ms > "
-                        f"{max_age_p99_seconds * 1000:g} ms")
-    return failures
-
-
-def sweep(measure: Measure, start: int, max_streams: int, failures: Callable[[dict], list[str]]) -> tuple[int, list]:
-    """The largest N <= ``max_streams`` whose run has no failures, by doubling from ``start`` until a run
-    fails, then bisecting between the last pass and the first failure. (N, every run in the order made)."""
-    runs: list[dict] = []
-
-    def passes(streams: int) -> bool:
-        run = measure(streams)
-        run["failures"] = failures(run)
-        run["real_time"] = not run["failures"]
-        runs.append(run)
-        return run["real_time"]
-
-    best, failed, streams = 0, None, max(1, min(start, max_streams))
-    while True:
-        if not passes(streams):
-            failed = streams
-            break
-        best = streams
-        if streams >= max_streams:
-            break
-        streams = min(2 * streams, max_streams)
-    while failed is not None and failed - best > 1:
-        middle = (best + failed) // 2
-        if passes(middle):
-            best = middle
-        else:
-            failed = middle
-    return best, runs
 
 
 # -- the command -----------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from streamd.bench import media, plot
-from streamd.bench.streams import detector_builders, real_time_failures, sweep
+from streamd.bench.streams import detector_builders
 from streamd.bench.streams_arguments import stream_counts
+from streamd.bench.sweep import real_time_failures, sweep
 from streamd.inference.registry import DETECTOR_BUILDERS
 from tests.support import REPO
 
