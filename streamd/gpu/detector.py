@@ -50,6 +50,9 @@ def _batch_one(spec: TensorSpec) -> TensorSpec:
 class GpuDetector(Detector):
     """Frames in, detections out, ``slots`` frames in flight. Drive it from one thread."""
 
+    # The decoder of the candidate area (streamd.gpu.zero_copy swaps in one writing to mapped memory).
+    decoder_class: type[GpuYoloxDecoder] = GpuYoloxDecoder
+
     def __init__(self, engine: DeviceEngine, convention: Convention, num_classes: int,
                  score_threshold: float, nms_threshold: float, *, layout: str = "yolox",
                  max_detections: int = 100, model_id: str = "model", class_names: Sequence[str] = (),
@@ -80,7 +83,7 @@ class GpuDetector(Detector):
         self.input_size = (input_width, input_height)
         runtime.use_device(device)
         self.letterbox = GpuLetterbox(convention, input_width, input_height, input_spec.dtype, device)
-        self.decoder = GpuYoloxDecoder(layout, input_width, input_height, num_classes, score_threshold,
+        self.decoder = self.decoder_class(layout, input_width, input_height, num_classes, score_threshold,
                                        nms_threshold, max_detections, host_capacity, device)
         if output_spec.shape[1:] != (self.decoder.cells, self.decoder.channels):
             raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "

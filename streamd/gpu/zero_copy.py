@@ -8,21 +8,23 @@ the model need. Here instead:
 - each slot's frame buffer, and the capture's frame pool (``frame_allocator``), is
   ``cudaHostAlloc(cudaHostAllocMapped)`` memory; the letterbox kernel reads the frame through its
   device address (``cudaHostGetDevicePointer``): no upload, no copy stream, no ``uploaded`` event;
-- with ``mapped_results`` the decode kernel's candidate area (counter + records) is mapped memory too:
-  the host reads the count and records in place after the slot's ``done`` event, so there is no
-  copy back and no overflow fetch (the area holds every cell).
+- with ``mapped_results`` the decode kernel writes its candidate records into mapped memory, and a
+  one-thread kernel writes the count beside them: the host reads both in place after the slot's
+  ``done`` event, so there is no copy back and no overflow fetch (the area holds every cell). The
+  atomic counter the decode kernel increments stays in device memory: atomics on host memory across
+  PCIe depend on the platform (PCIe AtomicOps), plain stores do not.
 
 What stays the same: the letterbox and decode kernels (same arithmetic, so the same detections), the
 engine's input and output in device memory, two slots in flight, results in order.
 
-On a discrete GPU (``model.zero_copy = "on"``) every kernel read of a frame crosses PCIe, and the
-decode kernel's atomic counter and records live in host memory (device-scope atomics on mapped memory:
-atomic for the device, which is the only writer; the host reads after the event). That is slower than
-the copy path by design; ``tools/gpu_zero_copy_check.py`` measures both and compares detections.
+On a discrete GPU (``model.zero_copy = "on"``) every kernel read of a frame and every record written
+crosses PCIe. That is slower than the copy path by design; ``tools/gpu_zero_copy_check.py`` measures
+both and compares detections.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 from collections.abc import Callable
@@ -31,17 +33,72 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamd.config.schema import ZERO_COPY_MODES
-from streamd.cuda import memory, runtime, stream
+from streamd.cuda import memory, nvrtc, runtime, stream
 from streamd.cuda.device_info import DeviceInfo
 from streamd.cuda.mapped import DeviceAlias, MappedBuffer, device_pointer_of
-from streamd.cuda.stream import Stream
 from streamd.errors import BackendError
+from streamd.gpu.decode import _BLOCK as _DECODE_BLOCK
+from streamd.gpu.decode import HEADER_BYTES, RECORD_BYTES, GpuYoloxDecoder
 from streamd.gpu.detector import GpuDetector
 from streamd.gpu.slots import Slot
 from streamd.inference.base import TensorSpec
 from streamd.sources.frame_pool import Allocator
 
 log = logging.getLogger(__name__)
+
+
+# Copies the decode kernel's candidate count (device memory, where its atomics run) into the mapped
+# area's header, which the host reads after the slot's event.
+PUBLISH_COUNT_SOURCE = r"""
+extern "C" __global__ void publish_count(const int* __restrict__ counter, int* __restrict__ header) {
+    *header = *counter;
+}
+"""
+_PUBLISH_ARG_TYPES = (ctypes.c_void_p, ctypes.c_void_p)
+
+
+class MappedResultsDecoder(GpuYoloxDecoder):
+    """``GpuYoloxDecoder`` whose records go to mapped host memory: ``launch(output, counter, stream)`` takes
+    the slot's device counter (zeroed by the letterbox kernel) and writes the records and then the count
+    into the mapped area registered for that counter; nothing is copied back."""
+
+    def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
+                 score_threshold: float, nms_threshold: float, max_detections: int = 300,
+                 host_capacity: int = 0, device: int = 0) -> None:
+        super().__init__(layout, input_width, input_height, num_classes, score_threshold, nms_threshold,
+                         max_detections, host_capacity or 1, device)
+        self.host_capacity = self.cells  # the host reads the whole area: no candidate can overflow
+        module = nvrtc.load_module(PUBLISH_COUNT_SOURCE, "publish_count", ("-std=c++17",), device)
+        self._publish = nvrtc.Kernel(module, "publish_count", _PUBLISH_ARG_TYPES)
+        # counter address -> (engine output address, decode launch, publish launch); one per slot
+        self._mapped_launches: dict[int, tuple[int, nvrtc.BoundLaunch, nvrtc.BoundLaunch]] = {}
+        self._areas: dict[int, MappedBuffer] = {}
+
+    @property
+    def mapped_area_nbytes(self) -> int:
+        return HEADER_BYTES + self.cells * RECORD_BYTES
+
+    def register(self, counter_ptr: int, area: MappedBuffer) -> None:
+        """Results of frames whose counter is at ``counter_ptr`` go to ``area`` (one pair per slot)."""
+        self._areas[counter_ptr] = area
+        self._mapped_launches.pop(counter_ptr, None)
+
+    def launch(self, output_ptr: int, area_ptr: int, stream_ptr: int) -> None:
+        """Decode into the mapped area registered for the counter at ``area_ptr``, then publish the count."""
+        launches = self._mapped_launches.get(area_ptr)
+        if launches is None or launches[0] != output_ptr:
+            area = self._areas[area_ptr]
+            grid = ((self.cells + _DECODE_BLOCK - 1) // _DECODE_BLOCK, 1, 1)
+            decode = self._kernel.bind(grid, (_DECODE_BLOCK, 1, 1), (
+                output_ptr, self.cells, self.channels, self._grid.ptr, int(self.layout == "yolox-decoded"),
+                float(self.score_threshold), area_ptr, area.device_ptr + HEADER_BYTES, self.cells))
+            publish = self._publish.bind((1, 1, 1), (1, 1, 1), (area_ptr, area.device_ptr))
+            launches = self._mapped_launches[area_ptr] = (output_ptr, decode, publish)
+        launches[1].launch(stream_ptr)
+        launches[2].launch(stream_ptr)
+
+    def copy_back(self, area_ptr: int, host_area: memory.PinnedBuffer, stream_ptr: int) -> None:
+        """Nothing to copy: the records and the count are already in host memory."""
 
 
 @dataclass
@@ -61,6 +118,8 @@ class ZeroCopyGpuDetector(GpuDetector):
     def __init__(self, *args, mapped_results: bool = True, **kwargs) -> None:
         # Set before GpuDetector.__init__, which allocates the slots through _allocate_slot.
         self.mapped_results = mapped_results
+        if mapped_results:
+            self.decoder_class = MappedResultsDecoder
         self._pool_lock = threading.Lock()
         self._pool_buffers: dict[int, MappedBuffer] = {}  # host address -> frame pool buffer
         self.frames_in_place = 0  # frames read where the capture left them (pool or host_frame_buffer)
@@ -95,15 +154,16 @@ class ZeroCopyGpuDetector(GpuDetector):
         # The engine's input and output stay in device memory (TensorRT writes them many times per frame).
         device_tensors = {spec.name: memory.DeviceBuffer.for_array(tuple(spec.shape), spec.dtype) for spec in tensors}
         host_frame = MappedBuffer((max_frame_bytes,), np.uint8)
-        area_nbytes = self.decoder.device_area_nbytes
         if self.mapped_results:
-            host_area = MappedBuffer((area_nbytes // 4,), np.float32)
-            device_area = DeviceAlias(host_area.device_ptr, area_nbytes)
-            # The host reads the whole area in place: every candidate is "copied back", none overflow.
-            self.decoder.host_capacity = self.decoder.cells
+            # The counter the decode kernel's atomics increment stays in device memory (the letterbox kernel
+            # zeroes it); records and the published count go to the mapped area the host reads.
+            decoder: MappedResultsDecoder = self.decoder  # type: ignore[assignment]
+            device_area = memory.DeviceBuffer(HEADER_BYTES)
+            host_area = MappedBuffer((decoder.mapped_area_nbytes // 4,), np.float32)
+            decoder.register(device_area.ptr, host_area)
         else:
+            device_area = memory.DeviceBuffer(self.decoder.device_area_nbytes)
             host_area = self.decoder.new_host_area()
-            device_area = memory.DeviceBuffer(area_nbytes)
         slot = MappedSlot(index=index, host_frame=host_frame,
                           device_frame=DeviceAlias(host_frame.device_ptr, max_frame_bytes),
                           device_tensors=device_tensors, device_area=device_area, host_area=host_area,
@@ -140,11 +200,6 @@ class ZeroCopyGpuDetector(GpuDetector):
         np.copyto(view, image)
         self.frames_copied += 1
         return mapped.device_ptr
-
-    def _fetch_results(self, slot: Slot, compute: Stream) -> None:
-        if not self.mapped_results:
-            super()._fetch_results(slot, compute)
-        # Mapped results: the decode kernel wrote them where the host reads them; ``done`` orders it.
 
 
 def resolve_zero_copy(mode: str, info: DeviceInfo) -> bool:
