@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -109,6 +110,12 @@ class Service:
         return True
 
     def start_sources(self) -> None:
+        # Everything start-up made (model, engine, torch or TensorRT, modules) moves out of the garbage
+        # collector's reach: a full collection then scans only what the running daemon allocates. Measured
+        # with 48 paced device-frame sources and an instant detector (2-core dev VM, 2026-11-30): one full
+        # collection of 43 ms in 10 s without, none with, and the longest young collection 14 -> 5 ms; a
+        # process with torch loaded has several times the objects to scan.
+        gc.freeze()
         for source in self.sources:
             source.start()
         self.ready.set()
@@ -143,6 +150,7 @@ class Service:
                     part.close()
                 except Exception:  # keep tearing down the rest
                     log.exception("closing %s failed", type(part).__name__)
+        gc.unfreeze()  # what start_sources froze is collectable again (services started one after another)
 
     def stop_sources(self) -> None:
         """Stop every source in parallel against one deadline. Joined one after another, each frozen
