@@ -58,6 +58,7 @@ class CaptureSource:
         self.finished = threading.Event()  # the source ended for good (file without loop)
         self.frames_delivered = 0
         self.last_frame_monotonic = 0.0
+        self._frame_shape: tuple[int, ...] | None = None  # the last frame's, to say when a camera changes it
         self._log = logging.LoggerAdapter(log, {"source": config.id})
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class CaptureSource:
             # On this thread, beside inference: the detector then finds the frame in the memory it wants.
             image, release_image = self._frame_pool.lease_copy(image)
         with self._deliver_lock:  # a supervised source's abandoned reader may race its successor
+            self._note_frame_shape(tuple(getattr(image, "shape", ())))
             now_monotonic = time.monotonic()
             frame = Frame(self.source_id, self.frames_delivered, time.time(), now_monotonic, image, ground_truth,
                           release_image)
@@ -197,6 +199,16 @@ class CaptureSource:
         if self._frame_ready is not None:
             self._frame_ready.set()
         return True
+
+    def _note_frame_shape(self, shape: tuple[int, ...]) -> None:
+        """One line when the frame size changes (a camera reconfigured, a stream with a new SPS): the
+        pipeline letterboxes each frame on its own, so nothing else has to change."""
+        if shape != self._frame_shape and len(shape) >= 2:
+            if self._frame_shape is not None:
+                old = self._frame_shape
+                self._log.warning("source %s: frame size changed from %dx%d to %dx%d", self.source_id,
+                                  old[1], old[0], shape[1], shape[0])
+            self._frame_shape = shape
 
     def set_state(self, state: str) -> None:
         if state != self.state or not self.state_history:

@@ -20,6 +20,11 @@ from streamd.errors import SourceError
 log = logging.getLogger(__name__)
 
 DEFAULT_STILL_FPS = 10.0
+# A read that fails before the frame count a file's header announces is retried: FFmpeg skips a
+# corrupt stretch one failed read at a time (an H.264 MP4 with 10 % of its bytes overwritten in the
+# middle: 10 failed reads, then the rest of the file; 2026-11-30). Past this many in a row, or at a
+# truncated file's cut, the file has ended.
+MAX_CONSECUTIVE_FAILED_READS = 32
 
 
 class FrameReader(ABC):
@@ -58,10 +63,13 @@ class VideoFileReader(FrameReader):
     """A video file through OpenCV (FFmpeg backend)."""
 
     def __init__(self, config: SourceConfig) -> None:
+        self._source_id = config.id
         self._path = config.url
         self._decode_threads = config.decode_threads
         self._capture: cv2.VideoCapture | None = None
         self._fps = 0.0
+        self._announced_frames = 0  # the header's frame count (exact for MP4, an estimate for some)
+        self._short_end_logged = False  # a looping truncated file says so once, not every loop
 
     def open(self) -> None:
         check_media_file(self._path)
@@ -72,12 +80,33 @@ class VideoFileReader(FrameReader):
             raise SourceError(f"cannot open video file {self._path} (not a video OpenCV/FFmpeg can read?)")
         self._capture = capture
         self._fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._announced_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
 
     def read(self) -> tuple[np.ndarray, object | None] | None:
         if self._capture is None:
             return None
-        ok, image = self._capture.read()
-        return (image, None) if ok and image is not None else None
+        failed = 0
+        while True:
+            ok, image = self._capture.read()
+            if ok and image is not None:
+                if failed:
+                    log.warning("source %s: %d unreadable frame(s) at frame %d of %s (corrupt data), skipped; "
+                                "reading on", self._source_id, failed, self._position() - 1, self._path)
+                return image, None
+            position = self._position()
+            if position >= self._announced_frames:
+                return None  # the end (or a file whose header gives no count)
+            failed += 1
+            if failed >= MAX_CONSECUTIVE_FAILED_READS:
+                if not self._short_end_logged:
+                    self._short_end_logged = True
+                    log.warning("source %s: %s ends at frame %d of the %d its header announces (truncated or "
+                                "corrupt); treated as its end", self._source_id, self._path, position,
+                                self._announced_frames)
+                return None
+
+    def _position(self) -> int:
+        return int(self._capture.get(cv2.CAP_PROP_POS_FRAMES)) if self._capture is not None else 0
 
     @property
     def native_fps(self) -> float:
