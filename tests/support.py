@@ -29,6 +29,8 @@ REQUIREMENTS = {
     "rtsp": "GStreamer's RTSP server under /usr/bin/python3 (.ci/apt-packages.txt)",
     "systemd": "systemd-analyze (.ci/apt-packages.txt)",
     "int8": "INT8 calibration in streamd quantize (onnxruntime >= 1.24)",
+    "prometheus": "prometheus and promtool (Debian package prometheus, .ci/apt-packages.txt)",
+    "chromium": "headless Chromium (Debian package chromium, .ci/apt-packages.txt)",
 }
 
 
