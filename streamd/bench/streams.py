@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -399,50 +399,59 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         return real_time_failures(run, min_fps, args.max_age_p99)
 
     measure = _measure_or_error(args)
-    machine = describe_machine()
+    machine = {**describe_machine(), "label": args.machine or None}
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    largest = None
-    try:
-        if args.sweep:
-            largest, runs = sweep(lambda n: _reported(measure(n), failures), args.streams[0], args.max_streams,
-                                  failures)
-        else:
-            runs = [_reported(measure(streams), failures) for streams in args.streams]
-    except FirstRunError as error:
-        print(f"streamd bench: the first run ({args.streams[0]} streams) failed: {error}", file=sys.stderr)
-        return 1
-    if largest is not None:
-        print(f"largest number of streams at real time: {largest}", flush=True)
-    results = {
+    results: dict[str, object] = {
         "machine": machine, "started": started, "video": args.video, "source_fps": fps,
         "settings": {"model": args.model, "backend": args.backend, "standin_engine": args.standin_engine,
                      "decoder": args.decoder, "max_batch": args.max_batch or "auto", "device": args.device,
-                     "workers": args.workers, "threads": args.threads, "seconds": args.seconds,
-                     "warmup_seconds": args.warmup_seconds, "max_frame_age_seconds": args.max_frame_age},
+                     "batch_window_seconds": args.batch_window, "workers": args.workers, "threads": args.threads,
+                     "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
+                     "max_frame_age_seconds": args.max_frame_age},
         "real_time": {"min_fps_per_stream": min_fps, "fps_share": REAL_TIME_FPS_SHARE,
                       "max_frame_age_p99_seconds": args.max_age_p99},
-        "sweep": None if largest is None else {"largest_streams_at_real_time": largest,
-                                               "order": [run["streams"] for run in runs]},
-        "runs": runs,
+        "sweep": None, "runs": [],
     }
+
+    def measure_and_report(streams: int) -> dict:
+        """One run, printed and written at once: a bench stopped half-way keeps the runs it made."""
+        run = measure(streams)
+        run["failures"] = failures(run)
+        run["real_time"] = not run["failures"]
+        _print_run(run)
+        results["runs"].append(run)
+        _write(args, results, fps, None)
+        return run
+
+    try:
+        if args.sweep:
+            largest, _ = sweep(measure_and_report, args.streams[0], args.max_streams, failures)
+            print(f"largest number of streams at real time: {largest}", flush=True)
+            results["sweep"] = {"largest_streams_at_real_time": largest,
+                                "order": [run["streams"] for run in results["runs"]]}
+            _write(args, results, fps, largest)
+        else:
+            for streams in args.streams:
+                measure_and_report(streams)
+    except FirstRunError as error:
+        print(f"streamd bench: the first run ({args.streams[0]} streams) failed: {error}", file=sys.stderr)
+        return 1
+    # A sweep ends on failed runs by design; a run asked for by count must not fail.
+    return 1 if not args.sweep and any(run.get("error") for run in results["runs"]) else 0
+
+
+def _write(args: argparse.Namespace, results: dict, fps: float, largest: int | None) -> None:
+    """The JSON and the plot as they stand."""
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:
         from streamd.bench.plot import draw_streams_plot  # noqa: PLC0415
 
-        measured = [run for run in runs if not run.get("error")]
-        title = f"streamd bench --streams: {args.machine or machine['name']}"
+        measured = [run for run in results["runs"] if not run.get("error")]
+        title = f"streamd bench --streams: {args.machine or results['machine']['name']}"
         engine = "stand-in engine" if args.standin_engine else args.backend
         subtitle = (f"{Path(args.model).name} on {engine}, {args.decoder} decode, {Path(args.video).name} at "
-                    f"{fps:g} fps, {args.seconds:g} s per run, {started}"
+                    f"{fps:g} fps, {args.seconds:g} s per run, {results['started']}"
                     + ("" if largest is None else f"; largest at real time: {largest}"))
-        draw_streams_plot(measured, title, subtitle, min_fps, args.max_age_p99, args.plot, largest)
-    # A sweep ends on failed runs by design; a run asked for by count must not fail.
-    return 1 if not args.sweep and any(run.get("error") for run in runs) else 0
-
-
-def _reported(run: dict, failures: Callable[[dict], list[str]]) -> dict:
-    run["failures"] = failures(run)
-    run["real_time"] = not run["failures"]
-    _print_run(run)
-    return run
+        draw_streams_plot(measured, title, subtitle, results["real_time"]["min_fps_per_stream"], args.max_age_p99,
+                          args.plot, largest)

@@ -51,6 +51,7 @@ def test_streams_bench_measures_every_stream_and_draws_the_plot(tmp_path: Path, 
     assert results["source_fps"] == pytest.approx(30.0)
     assert results["real_time"]["min_fps_per_stream"] == pytest.approx(0.983 * 30.0)
     assert results["machine"]["cpus"] >= 1 and results["machine"]["name"]
+    assert results["machine"]["label"] == "CI runner" and results["sweep"] is None
     (run,) = results["runs"]
     for field in RUN_FIELDS:
         assert field in run, field
