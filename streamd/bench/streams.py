@@ -32,7 +32,7 @@ import numpy as np
 from streamd.bench.host import GpuBusySampler, describe_machine, process_cpu_seconds, thread_cpu_seconds
 from streamd.bench.run import EXIT_BAD_ARGUMENTS, BenchArgumentError
 from streamd.bench.streams_arguments import REAL_TIME_FPS_SHARE
-from streamd.bench.sweep import Measure, real_time_failures, sweep
+from streamd.bench.sweep import Measure, largest_so_far, real_time_failures, sweep
 from streamd.config.load import parse_config
 from streamd.config.schema import Config
 from streamd.daemon.service import Service
@@ -420,6 +420,9 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         run["real_time"] = not run["failures"]
         _print_run(run)
         results["runs"].append(run)
+        if args.sweep:
+            results["sweep"] = {"largest_streams_at_real_time": largest_so_far(results["runs"]), "finished": False,
+                                "order": [made["streams"] for made in results["runs"]]}
         _write(args, results, fps, None)
         return run
 
@@ -427,7 +430,7 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         if args.sweep:
             largest, _ = sweep(measure_and_report, args.streams[0], args.max_streams, failures)
             print(f"largest number of streams at real time: {largest}", flush=True)
-            results["sweep"] = {"largest_streams_at_real_time": largest,
+            results["sweep"] = {"largest_streams_at_real_time": largest, "finished": True,
                                 "order": [run["streams"] for run in results["runs"]]}
             _write(args, results, fps, largest)
         else:

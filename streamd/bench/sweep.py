@@ -53,3 +53,11 @@ def sweep(measure: Measure, start: int, max_streams: int, failures: Callable[[di
         else:
             failed = middle
     return best, runs
+
+
+def largest_so_far(runs: list[dict]) -> int:
+    """A sweep's answer from the runs made so far (one cut short): the largest N at real time below
+    every N that missed."""
+    missed = [run["streams"] for run in runs if not run.get("real_time")]
+    passed = [run["streams"] for run in runs if run.get("real_time") and all(run["streams"] < m for m in missed)]
+    return max(passed, default=0)

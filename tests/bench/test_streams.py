@@ -16,7 +16,7 @@ import pytest
 from streamd.bench import media, plot
 from streamd.bench.streams import detector_builders
 from streamd.bench.streams_arguments import stream_counts
-from streamd.bench.sweep import real_time_failures, sweep
+from streamd.bench.sweep import largest_so_far, real_time_failures, sweep
 from streamd.inference.registry import DETECTOR_BUILDERS
 from tests.support import REPO
 
@@ -99,6 +99,8 @@ def test_sweep_doubles_then_bisects_to_the_largest_real_time_count() -> None:
     assert largest == 13
     assert made == [1, 2, 4, 8, 16, 12, 14, 13]
     assert [run["real_time"] for run in runs] == [True, True, True, True, False, True, False, True]
+    # Cut short after each run, the answer so far: never above the final one, never a count that missed.
+    assert [largest_so_far(runs[:made]) for made in range(1, 9)] == [1, 2, 4, 8, 8, 12, 12, 13]
 
 
 @pytest.mark.parametrize(("limit", "start", "maximum", "expected"), [
@@ -210,6 +212,7 @@ def test_sweep_through_the_command_line(tmp_path: Path, tiny_model: Path) -> Non
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
     largest, order = results["sweep"]["largest_streams_at_real_time"], results["sweep"]["order"]
+    assert results["sweep"]["finished"]
     assert order[0] == 1 and order == [run["streams"] for run in results["runs"]]
     assert largest == max([0] + [run["streams"] for run in results["runs"] if run["real_time"]])  # speed not asserted
     assert f"largest number of streams at real time: {largest}" in result.stdout
