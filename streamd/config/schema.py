@@ -128,6 +128,22 @@ class PreviewConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Multi-object tracking per source (streamd.tracking): each published detection gets a track id.
+    On by default: it costs well under 0.3 ms a frame and only adds message fields."""
+
+    enabled: bool = True
+    # ByteTrack's split: detections at or above this start and continue tracks; those below it
+    # (down to model.score_threshold) only continue tracks that are already running.
+    high_score_threshold: float = 0.5
+    new_track_score_threshold: float = 0.6  # an unmatched detection at least this sure starts a track
+    match_iou_threshold: float = 0.2  # least IoU of a track's predicted box and a high-score detection
+    # A track with no detection is kept (lost) this many source frames, dropped frames included,
+    # for the object to come back from an occlusion or a missed detection under the same id.
+    lost_track_buffer_frames: int = 30
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     log_level: str = "info"
     # A frame older than this when the pipeline takes it is dropped (counted), never processed.
@@ -146,3 +162,4 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     path: str = ""  # where it was loaded from, for messages
     preview: PreviewConfig = field(default_factory=PreviewConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
