@@ -181,6 +181,7 @@ READERS: dict[str, str] = {
 # Hardware decoders for file and rtsp sources (config `decoder`); "opencv" uses READERS above.
 DECODER_READERS: dict[str, str] = {
     "nvdec": "streamd.sources.nvdec:NvdecReader",
+    "jetson": "streamd.sources.gstreamer:GStreamerReader",
 }
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.sources.rtsp_support import RtspServer, Sources, gi_missing_reason, write_coded_video
+from tests.sources.rtsp_support import (
+    RtspServer,
+    Sources,
+    gi_missing_reason,
+    gstreamer_capture_missing_reason,
+    write_coded_video,
+)
 from tests.support import VTEST, skip_unless_required
 
 
@@ -17,6 +23,17 @@ def rtsp_available() -> None:
     reason = gi_missing_reason()
     if reason:
         skip_unless_required("rtsp", reason)
+
+
+@pytest.fixture(params=["opencv", "jetson"])
+def rtsp_decoder(request: pytest.FixtureRequest) -> str:
+    """The source's decoder: OpenCV/FFmpeg, or the GStreamer backend of decoder = "jetson" (software
+    elements here: avdec_h264, videoconvert), so both pass the same kill/freeze/failure tests."""
+    if request.param == "jetson":
+        reason = gstreamer_capture_missing_reason()
+        if reason:
+            skip_unless_required("gstreamer", reason)
+    return request.param
 
 
 @pytest.fixture(scope="session")

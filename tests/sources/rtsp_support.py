@@ -51,6 +51,21 @@ def gi_missing_reason() -> str | None:
     return None
 
 
+def gstreamer_capture_missing_reason() -> str | None:
+    """None when streamd's own Python can run the GStreamer capture (decoder "jetson"), else why not."""
+    from streamd.errors import SourceError
+    from streamd.sources.gstreamer import available_elements, import_gst
+
+    try:
+        import_gst()
+    except SourceError as error:
+        return str(error)
+    missing = [name for name, present in available_elements().items()
+               if not present and name in ("rtspsrc", "rtph264depay", "h264parse", "avdec_h264", "videoconvert",
+                                           "appsink")]
+    return f"GStreamer elements missing: {missing} (.ci/apt-packages.txt)" if missing else None
+
+
 def write_coded_video(path: Path, frames: int, fps: int, width: int = 320, height: int = 240) -> Path:
     """An MPEG-4 AVI whose frame ``i`` carries ``i`` in blocks (see ``read_index``) over a moving bar."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))

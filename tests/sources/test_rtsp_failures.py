@@ -32,7 +32,7 @@ def _drawn_delays(caplog, source_id: str) -> list[float]:
     return [float(m.group(1)) for r in caplog.records if (m := pattern.match(r.getMessage()))]
 
 
-def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) -> None:
+def test_unreachable_cameras_retry_with_backoff(rtsp_server, rtsp_decoder, sources, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="streamd.sources")
     server = rtsp_server(mounts=["cam0"])
     silent = socket.socket()  # accepts connections (the kernel does) and never says a word
@@ -43,11 +43,13 @@ def test_unreachable_cameras_retry_with_backoff(rtsp_server, sources, caplog) ->
     refused_port = closed.getsockname()[1]
     closed.close()
     try:
-        good = sources.start("good", server.url())
+        good = sources.start("good", server.url(), decoder=rtsp_decoder)
         bad = {
-            "silent": sources.start("silent", f"rtsp://127.0.0.1:{silent.getsockname()[1]}/stream"),
-            "wrongpath": sources.start("wrongpath", server.url("no-such-path")),
-            "refused": sources.start("refused", f"rtsp://admin:secret@127.0.0.1:{refused_port}/stream"),
+            "silent": sources.start("silent", f"rtsp://127.0.0.1:{silent.getsockname()[1]}/stream",
+                                    decoder=rtsp_decoder),
+            "wrongpath": sources.start("wrongpath", server.url("no-such-path"), decoder=rtsp_decoder),
+            "refused": sources.start("refused", f"rtsp://admin:secret@127.0.0.1:{refused_port}/stream",
+                                     decoder=rtsp_decoder),
         }
         assert wait_for(lambda: good.state == "streaming", timeout=10)
         with RateSampler([good]) as sampler:

@@ -26,11 +26,11 @@ RESUME_LIMIT_SECONDS = 5.0
 RESOURCE_SLACK = 2  # see the module docstring
 
 
-def test_server_killed_and_restarted(rtsp_server, sources) -> None:
+def test_server_killed_and_restarted(rtsp_server, rtsp_decoder, sources) -> None:
     victim_server = rtsp_server(mounts=["cam0"])
     other_server = rtsp_server(mounts=["other"])
-    victim = sources.start("victim", victim_server.url())
-    other = sources.start("other", other_server.url())
+    victim = sources.start("victim", victim_server.url(), decoder=rtsp_decoder)
+    other = sources.start("other", other_server.url(), decoder=rtsp_decoder)
     assert wait_for(lambda: victim.state == other.state == "streaming", timeout=10)
     time.sleep(1.0)  # let FFmpeg's and OpenCV's lazily created threads exist before the baseline
     baseline = resource_counts()
