@@ -26,6 +26,7 @@ from streamd.config.schema import (
     PreviewConfig,
     PublishConfig,
     SourceConfig,
+    TrackingConfig,
 )
 from streamd.errors import ConfigError, ConfigFileError
 
@@ -269,7 +270,7 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
 def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: str = "") -> Config:
     """Validate an already-parsed TOML document; relative paths resolve against ``base_dir``."""
     base_dir = Path(base_dir)
-    known = {"sources", "model", "publish", "metrics", "daemon", "preview"}
+    known = {"sources", "model", "publish", "metrics", "daemon", "preview", "tracking"}
     for key in document:
         if key not in known:
             raise ConfigError(key, f"unknown section; expected one of {sorted(known)}")
@@ -303,7 +304,8 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
     if daemon.status_interval_seconds < 0:
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     preview = _preview(document.get("preview", {}))
-    return Config(sources, model, publish, metrics, daemon, path, preview=preview)
+    tracking = _tracking(document.get("tracking", {}))
+    return Config(sources, model, publish, metrics, daemon, path, preview=preview, tracking=tracking)
 
 
 def _preview(table: Any) -> PreviewConfig:
@@ -375,3 +377,15 @@ def split_bind(bind: str, key: str = "metrics.bind") -> tuple[str, int]:
     return match.group("host").strip("[]") or "127.0.0.1", port
 
 
+def _tracking(table: Any) -> TrackingConfig:
+    tracking = _build(TrackingConfig, table, "tracking")
+    for key in ("high_score_threshold", "new_track_score_threshold", "match_iou_threshold"):
+        if not 0.0 < getattr(tracking, key) < 1.0:
+            raise ConfigError(f"tracking.{key}", f"must be between 0 and 1, got {getattr(tracking, key):g}")
+    if tracking.new_track_score_threshold < tracking.high_score_threshold:
+        raise ConfigError("tracking.new_track_score_threshold",
+                          f"must be at least high_score_threshold ({tracking.high_score_threshold:g}): only "
+                          "high-score detections start tracks")
+    if tracking.lost_track_buffer_frames < 0:
+        raise ConfigError("tracking.lost_track_buffer_frames", "must be 0 (no lost tracks) or more")
+    return tracking

@@ -27,6 +27,7 @@ from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame import Frame
 from streamd.sources.slot import FrameSignal
+from streamd.tracking.sources import SourceTrackers
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ class Pipeline:
     def __init__(self, sources: Sequence[CaptureSource], detectors: Sequence[Detector], publisher: Publisher,
                  metrics: StreamdMetrics, frame_signal: FrameSignal, max_frame_age_seconds: float = 0.0,
                  on_result: Callable[[DetectionResult, float], None] | None = None,
-                 batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS) -> None:
+                 batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS,
+                 trackers: SourceTrackers | None = None) -> None:
         self._sources = list(sources)
+        self._trackers = trackers  # run on each result as it is published: each source's frames in order
         self._detectors = list(detectors)
         self._publisher = publisher
         self._metrics = metrics
@@ -175,6 +178,10 @@ class Pipeline:
         with self._taken_lock:
             taken_monotonic = self._taken_at.pop((frame.source_id, frame.index), frame.capture_monotonic)
         started = time.perf_counter()
+        if self._trackers is not None:
+            result = self._trackers.apply(result)
+            self._metrics.stage_seconds.labels(frame.source_id, "track").observe(time.perf_counter() - started)
+            started = time.perf_counter()
         self._sequence += 1
         parts = encode(frame.source_id, frame.index, self._sequence, frame.capture_time, time.time(),
                        frame.width, frame.height, self._detectors[0].model_id, result.detections,

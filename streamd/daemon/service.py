@@ -29,6 +29,7 @@ from streamd.sources.frame_pool import FramePool
 from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
 from streamd.sources.readers import make_reader
 from streamd.sources.slot import FrameSignal
+from streamd.tracking.sources import SourceTrackers
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class Service:
             on_result = self.preview.on_result
         self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
                                  self.config.daemon.max_frame_age_seconds, on_result,
-                                 self.config.model.batch_window_seconds)
+                                 self.config.model.batch_window_seconds,
+                                 SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics)
+                                 if self.config.tracking.enabled else None)
         self.pipeline.start()
         # Served once the pipeline runs, so the first /healthz already reflects it.
         if self.config.metrics.enabled:

@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 # ~1 ms to ~2 s: covers a CPU model at 8 ms, a GPU engine at 1 ms and a stalled source.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.020, 0.025,
                    0.030, 0.040, 0.050, 0.075, 0.100, 0.150, 0.250, 0.500, 1.0, 2.0)
-STAGES = ("capture_wait", "preprocess", "inference", "decode", "publish")
+STAGES = ("capture_wait", "preprocess", "inference", "decode", "track", "publish")
 SOURCE_STATES = ("connecting", "streaming", "stalled", "backing_off", "finished", "stopped")
 DROP_REASONS = ("superseded", "too_old")
 # Frames per detector batch (model.max_batch; 1 unless the detector batches).
@@ -107,6 +107,14 @@ class StreamdMetrics:
         self.batch_wait_seconds = Histogram(
             "streamd_batch_wait_seconds", "Time a batch waited for more frames after its first one "
             "(bounded by model.batch_window_seconds).", buckets=LATENCY_BUCKETS, registry=registry)
+        self.tracks_active = Gauge(
+            "streamd_tracks_active", "Confirmed tracks seen in the source's latest published frame "
+            "(0 with tracking off).", ["source"], registry=registry)
+        self.tracks_started = Counter(
+            "streamd_tracks_started_total", "Tracks confirmed (given an id).", ["source"], registry=registry)
+        self.tracks_ended = Counter(
+            "streamd_tracks_ended_total", "Confirmed tracks dropped: lost longer than "
+            "tracking.lost_track_buffer_frames, or the source started over.", ["source"], registry=registry)
         self.build_info = Info("streamd_build", "streamd version, backend and model.", registry=registry)
 
     def declare_source(self, source_id: str) -> None:
@@ -115,7 +123,7 @@ class StreamdMetrics:
             self.stage_seconds.labels(source_id, stage)
         self.frame_age_seconds.labels(source_id)
         for metric in (self.frames_captured, self.frames_processed, self.detections,
-                       self.source_reconnects):
+                       self.source_reconnects, self.tracks_active, self.tracks_started, self.tracks_ended):
             metric.labels(source_id)
         for reason in DROP_REASONS:
             self.frames_dropped.labels(source_id, reason)

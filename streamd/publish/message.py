@@ -25,6 +25,12 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
     boxes = detections.boxes_xyxy.astype(np.float64).round(1).tolist()
     scores = detections.scores.astype(np.float64).round(4).tolist()
     class_ids = detections.class_ids.tolist()
+    items = [{"class_id": c, "label": class_names[c] if c < len(class_names) else str(c), "score": s, "box": b}
+             for c, s, b in zip(class_ids, scores, boxes)]
+    if detections.track_ids is not None:  # tracking on: every detection says which track it is (null: none)
+        for item, track_id, age in zip(items, detections.track_ids.tolist(), detections.track_ages_frames.tolist()):
+            item["track_id"] = track_id or None
+            item["track_age_frames"] = age if track_id else None
     payload = {
         "schema": SCHEMA,
         "source": source_id,
@@ -34,10 +40,7 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
         "publish_time": publish_time,
         "frame_size": [frame_width, frame_height],
         "model": model_id,
-        "detections": [
-            {"class_id": c, "label": class_names[c] if c < len(class_names) else str(c), "score": s, "box": b}
-            for c, s, b in zip(class_ids, scores, boxes)
-        ],
+        "detections": items,
     }
     return [source_id.encode(), json.dumps(payload, separators=(",", ":")).encode()]
 

@@ -74,6 +74,12 @@ class Subscriber:
 def format_message(message: dict[str, Any]) -> str:
     """One line for humans."""
     age_ms = (message["publish_time"] - message["capture_time"]) * 1000
-    found = ", ".join(f"{d['label']} {d['score']:.2f} [{', '.join(f'{v:.0f}' for v in d['box'])}]"
+    found = ", ".join(f"{_track(d)}{d['label']} {d['score']:.2f} [{', '.join(f'{v:.0f}' for v in d['box'])}]"
                       for d in message["detections"]) or "-"
     return f"{message['source']} #{message['frame_index']} ({age_ms:.0f} ms): {found}"
+
+
+def _track(detection: dict[str, Any]) -> str:
+    """``id 7 `` for a tracked detection; nothing without tracking or for a box in no track."""
+    track_id = detection.get("track_id")
+    return "" if track_id is None else f"id {track_id} "

@@ -1,0 +1,34 @@
+"""The daemon's tracking step: one ByteTracker per source, fed every result in the order published."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from streamd.config.schema import TrackingConfig
+from streamd.inference.detector import DetectionResult
+from streamd.metrics.definitions import StreamdMetrics
+from streamd.tracking.bytetrack import ByteTracker
+
+
+class SourceTrackers:
+    """``apply`` is called by the pipeline's publisher, under its lock: one caller at a time, and each
+    source's frames in frame order (the pipeline publishes them so), which the tracker relies on."""
+
+    def __init__(self, config: TrackingConfig, source_ids: list[str], metrics: StreamdMetrics | None = None) -> None:
+        self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
+        self._metrics = metrics
+
+    def apply(self, result: DetectionResult) -> DetectionResult:
+        """The result with track ids and ages on its detections."""
+        frame, detections = result.frame, result.detections
+        update = self._trackers[frame.source_id].update(detections.boxes_xyxy, detections.scores,
+                                                        detections.class_ids, frame.index, frame.capture_time)
+        if self._metrics is not None:
+            source = frame.source_id
+            self._metrics.tracks_active.labels(source).set(update.active)
+            if update.started:
+                self._metrics.tracks_started.labels(source).inc(update.started)
+            if update.ended:
+                self._metrics.tracks_ended.labels(source).inc(update.ended)
+        tracked = dataclasses.replace(detections, track_ids=update.track_ids, track_ages_frames=update.ages_frames)
+        return dataclasses.replace(result, detections=tracked)
