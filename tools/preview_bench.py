@@ -1,53 +1,65 @@
 #!/usr/bin/env python3
-"""What the live preview costs the pipeline (issue 12): throughput with the preview off, on with no
-viewer, and on with one viewer reading the MJPEG stream, in alternating rounds of one process.
+"""What the live preview costs the pipeline (issue 12), measured three ways on the CPU bench's
+flat-out pipeline (a file read with pace "fast", every frame through inference and published to a
+real ZeroMQ subscriber):
+
+1. hook: the cost of the pipeline's preview hook per frame with nobody watching (the only work the
+   preview adds then), against the pipeline's time per frame;
+2. windows: one daemon with the preview on, its looping source read flat out, alternating windows
+   of ``--window-seconds`` without and with one viewer reading the MJPEG stream; frames per second
+   per window, the ratio of each viewer window to the windows beside it (a shared machine's load
+   drifts over seconds, so neighbours are compared, never a whole run with another);
+3. runs: whole runs with the preview off and on with no viewer, alternating, ``--rounds`` each.
 
     python tools/preview_bench.py --model ../shared/models/yolox_nano.onnx --video ../shared/media/vtest.avi \\
-        --frames 300 --rounds 6 --json preview_bench.json
-
-Each run is `streamd bench`'s flat-out pipeline (file read with pace "fast", every frame through
-inference and published to a real ZeroMQ subscriber), timed from the sources' start to the last
-publish. The order of the three variants rotates every round, so a busy moment of a shared machine
-does not land on one variant; the result is the median of the per-round ratios to "off".
+        --seconds 120 --window-seconds 3 --rounds 4 --json preview_bench.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 import threading
 import time
+import timeit
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamd.config.load import parse_config  # noqa: E402
 from streamd.daemon.service import Service  # noqa: E402
+from streamd.decode.detections import Detections  # noqa: E402
+from streamd.preview.hub import PreviewHub  # noqa: E402
 from streamd.publish.subscriber import Subscriber  # noqa: E402
 
-VARIANTS = ("off", "idle", "viewer")
+SOURCE = "bench"
 
 
-def _config(args: argparse.Namespace, variant: str):  # noqa: ANN202
+def _config(args: argparse.Namespace, preview: bool, loop: bool):  # noqa: ANN202
     model = Path(args.model)
+    classes = model.parent / "coco_classes.txt"
+    source = {"id": SOURCE, "kind": "file", "url": args.video, "pace": "fast", "loop": loop,
+              "max_frames": 0 if loop else args.frames}
     document = {
-        "sources": [{"id": "bench", "kind": "file", "url": args.video, "pace": "fast", "max_frames": args.frames}],
-        "model": {"path": str(model), **({"classes": str(model.parent / "coco_classes.txt")}
-                                         if (model.parent / "coco_classes.txt").is_file() else {})},
+        "sources": [source],
+        "model": {"path": str(model), **({"classes": str(classes)} if classes.is_file() else {})},
         "publish": {"endpoint": "tcp://127.0.0.1:*", "send_hwm": 100000},
         "metrics": {"enabled": False},
-        "preview": {"enabled": variant != "off", "bind": "127.0.0.1:0", "fps": args.preview_fps,
-                    "max_width": args.max_width},
+        "preview": {"enabled": preview, "bind": "127.0.0.1:0", "fps": args.preview_fps, "max_width": args.max_width},
     }
     return parse_config(document, Path.cwd(), "(preview bench)")
 
 
 class _Viewer(threading.Thread):
-    """An MJPEG client that reads the stream as a browser would, counting the JPEG parts."""
+    """An MJPEG client that reads the stream as a browser does, counting the JPEG parts."""
 
     def __init__(self, url: str) -> None:
         super().__init__(name="viewer", daemon=True)
@@ -64,66 +76,142 @@ class _Viewer(threading.Thread):
                 self.parts += chunk.count(b"Content-Type: image/jpeg")
 
 
-def run_once(args: argparse.Namespace, variant: str) -> dict:
-    published: list[float] = []
-    service = Service(_config(args, variant), on_result=lambda result, age: published.append(time.perf_counter()))
-    viewer = None
-    service.start_detector()
-    subscriber = Subscriber(service.publisher_endpoint())
+class _Daemon:
+    """A Service with a subscriber attached, every publish time recorded."""
+
+    def __init__(self, config) -> None:  # noqa: ANN001
+        self.published: list[float] = []
+        self.service = Service(config, on_result=lambda result, age: self.published.append(time.perf_counter()))
+        self.service.start_detector()
+        self.subscriber = Subscriber(self.service.publisher_endpoint())
+        self.service.wait_for_subscriber(5.0)
+
+    def stream_url(self) -> str:
+        return f"http://127.0.0.1:{self.service.preview.port}/sources/{SOURCE}/stream.mjpg"
+
+    def close(self) -> None:
+        self.subscriber.close()
+        self.service.stop()
+
+
+def _process_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def measure_hook(frame_seconds: float) -> dict:
+    """Seconds per call of the hook with nobody watching, and that as a share of a frame's time."""
+    hub = PreviewHub([SOURCE], ("person",), 5.0, 640, 70, 4)
+    image = np.zeros((576, 768, 3), np.uint8)
+    frame = SimpleNamespace(source_id=SOURCE, index=0, capture_time=time.time(), width=768, height=576,
+                            image=image, release_image=None)
+    result = SimpleNamespace(frame=frame, detections=Detections.empty())
+    calls = 200_000
+    seconds = min(timeit.repeat(lambda: hub.observe(result, 0.01), number=calls, repeat=5)) / calls
+    return {"seconds_per_call": seconds, "frame_seconds": frame_seconds, "share_of_frame": seconds / frame_seconds}
+
+
+def measure_windows(args: argparse.Namespace) -> dict:
+    daemon = _Daemon(_config(args, preview=True, loop=True))
+    windows = []
     try:
-        service.wait_for_subscriber(5.0)
-        if variant == "viewer":
-            viewer = _Viewer(f"http://127.0.0.1:{service.preview.port}/sources/bench/stream.mjpg")
-            viewer.start()
-            deadline = time.monotonic() + 10
-            while service.preview.hub.viewer_count() < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-        started = time.perf_counter()
-        service.start_sources()
-        service.pipeline.finished.wait(600)
-        elapsed = (published[-1] if published else time.perf_counter()) - started
-        encoded = service.preview.hub.views["bench"].frames_encoded if service.preview else 0
+        daemon.service.start_sources()
+        time.sleep(args.warmup_seconds)
+        end = time.perf_counter() + args.seconds
+        watched = False
+        while time.perf_counter() < end:
+            viewer = None
+            if watched:
+                viewer = _Viewer(daemon.stream_url())
+                viewer.start()
+            started, cpu_started = time.perf_counter(), _process_cpu_seconds()
+            count_before = len(daemon.published)
+            time.sleep(args.window_seconds)
+            elapsed = time.perf_counter() - started
+            frames = len(daemon.published) - count_before
+            cpu_seconds = _process_cpu_seconds() - cpu_started
+            if viewer is not None:
+                viewer.stop.set()
+                viewer.join(5)
+            windows.append({"viewer": watched, "fps": frames / elapsed, "cpu_ms_per_frame": 1000 * cpu_seconds / frames,
+                            "viewer_frames": viewer.parts if viewer else 0})
+            watched = not watched
     finally:
-        if viewer is not None:
-            viewer.stop.set()
-        subscriber.close()
-        service.stop()
-    return {"variant": variant, "frames": len(published), "seconds": elapsed, "fps": len(published) / elapsed,
-            "preview_frames_encoded": encoded, "viewer_parts": viewer.parts if viewer else 0}
+        daemon.close()
+    ratios, cpu_ratios = [], []
+    for i, window in enumerate(windows):
+        neighbours = [windows[j] for j in (i - 1, i + 1) if 0 <= j < len(windows)]
+        if window["viewer"] and neighbours:
+            ratios.append(window["fps"] / statistics.fmean(w["fps"] for w in neighbours))
+            cpu_ratios.append(window["cpu_ms_per_frame"] / statistics.fmean(w["cpu_ms_per_frame"] for w in neighbours))
+    off = [w["fps"] for w in windows if not w["viewer"]]
+    on = [w["fps"] for w in windows if w["viewer"]]
+    return {"windows": windows, "viewer_over_neighbours": ratios,
+            "viewer_over_neighbours_median": statistics.median(ratios),
+            # The process's CPU time per published frame (viewer client included): on a machine the
+            # pipeline saturates, throughput is inversely proportional to it, and unlike fps it does
+            # not move with the load other processes put on a shared machine.
+            "cpu_per_frame_viewer_over_neighbours": cpu_ratios,
+            "cpu_per_frame_viewer_over_neighbours_median": statistics.median(cpu_ratios),
+            "fps_without_viewer_median": statistics.median(off), "fps_with_viewer_median": statistics.median(on),
+            "viewer_fps_median": statistics.median(w["viewer_frames"] / args.window_seconds
+                                                   for w in windows if w["viewer"])}
+
+
+def run_once(args: argparse.Namespace, preview: bool) -> float:
+    daemon = _Daemon(_config(args, preview=preview, loop=False))
+    try:
+        started = time.perf_counter()
+        daemon.service.start_sources()
+        daemon.service.pipeline.finished.wait(600)
+        elapsed = (daemon.published[-1] if daemon.published else time.perf_counter()) - started
+    finally:
+        daemon.close()
+    return len(daemon.published) / elapsed
+
+
+def measure_runs(args: argparse.Namespace) -> dict:
+    rounds = []
+    for index in range(args.rounds):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        fps = {preview: run_once(args, preview) for preview in order}
+        rounds.append({"off_fps": fps[False], "idle_fps": fps[True], "idle_over_off": fps[True] / fps[False]})
+        print(f"runs {index + 1}/{args.rounds}: off {fps[False]:.1f} fps, idle {fps[True]:.1f} fps", file=sys.stderr)
+    return {"rounds": rounds, "idle_over_off_median": statistics.median(r["idle_over_off"] for r in rounds)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--video", required=True)
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=120.0, help="windows: total time")
+    parser.add_argument("--window-seconds", type=float, default=3.0)
+    parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument("--frames", type=int, default=300, help="runs: frames per run")
+    parser.add_argument("--rounds", type=int, default=4, help="runs: pairs of runs (0: skip)")
     parser.add_argument("--preview-fps", type=float, default=5.0)
     parser.add_argument("--max-width", type=int, default=640)
     parser.add_argument("--json", dest="json_path", default="")
     args = parser.parse_args()
-    rounds = []
-    for index in range(args.rounds):
-        order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
-        runs = {variant: run_once(args, variant) for variant in order}
-        rounds.append({"order": list(order), "runs": runs,
-                       "idle_over_off": runs["idle"]["fps"] / runs["off"]["fps"],
-                       "viewer_over_off": runs["viewer"]["fps"] / runs["off"]["fps"]})
-        print(f"round {index + 1}/{args.rounds} ({', '.join(order)}): " + ", ".join(
-            f"{v} {runs[v]['fps']:.1f} fps" for v in VARIANTS) + f"; viewer got {runs['viewer']['viewer_parts']} "
-            f"frames; idle/off {rounds[-1]['idle_over_off']:.3f}, viewer/off {rounds[-1]['viewer_over_off']:.3f}",
-            file=sys.stderr, flush=True)
-    idle = [r["idle_over_off"] for r in rounds]
-    viewer = [r["viewer_over_off"] for r in rounds]
-    summary = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "model": args.model, "video": args.video, "frames": args.frames, "preview_fps": args.preview_fps,
-        "max_width": args.max_width, "rounds": rounds,
-        "median_fps": {v: statistics.median(r["runs"][v]["fps"] for r in rounds) for v in VARIANTS},
-        "idle_over_off": {"median": statistics.median(idle), "min": min(idle), "max": max(idle)},
-        "viewer_over_off": {"median": statistics.median(viewer), "min": min(viewer), "max": max(viewer)},
-    }
-    print(json.dumps({k: summary[k] for k in ("median_fps", "idle_over_off", "viewer_over_off")}, indent=2))
+    windows = measure_windows(args)
+    print(f"windows: {len(windows['windows'])}, fps without / with a viewer (medians) "
+          f"{windows['fps_without_viewer_median']:.1f} / {windows['fps_with_viewer_median']:.1f}, "
+          f"viewer window / neighbours median {windows['viewer_over_neighbours_median']:.3f}", file=sys.stderr)
+    hook = measure_hook(1.0 / windows["fps_without_viewer_median"])
+    runs = measure_runs(args) if args.rounds else None
+    summary = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "load_average_1min": Path("/proc/loadavg").read_text().split()[0],
+               "model": args.model, "video": args.video, "preview_fps": args.preview_fps,
+               "max_width": args.max_width, "hook": hook, "windows": windows, "runs": runs}
+    print(json.dumps({"hook_us_per_frame": hook["seconds_per_call"] * 1e6,
+                      "hook_share_of_frame": hook["share_of_frame"],
+                      "viewer_over_neighbours_median": windows["viewer_over_neighbours_median"],
+                      "viewer_over_neighbours_range": [min(windows["viewer_over_neighbours"]),
+                                                       max(windows["viewer_over_neighbours"])],
+                      "cpu_per_frame_viewer_over_neighbours_median":
+                          windows["cpu_per_frame_viewer_over_neighbours_median"],
+                      "idle_over_off_median": runs["idle_over_off_median"] if runs else None}, indent=2))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(summary, indent=2) + "\n")
     return 0

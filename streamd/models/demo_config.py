@@ -40,6 +40,10 @@ endpoint = "tcp://127.0.0.1:5555"
 
 [metrics]
 bind = "127.0.0.1:9400"
+
+[preview]                             # live annotated view: open http://127.0.0.1:9401/
+enabled = true
+bind = "127.0.0.1:9401"
 """
 
 
