@@ -22,6 +22,7 @@ from streamd.inference.detector import DetectionResult, Detector
 from streamd.inference.factory import build_detectors
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.metrics.http import MetricsServer
+from streamd.metrics.jetson import register_board_metrics
 from streamd.preview.http import PreviewServer, build_preview
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
@@ -66,6 +67,7 @@ class Service:
         """Everything but the sources: model, publisher, HTTP endpoints, the pipeline thread."""
         preflight(self.config)
         metrics = StreamdMetrics(self.registry)
+        register_board_metrics(self.registry)  # Jetson power/thermal gauges; nothing elsewhere
         self.detectors = build_detectors(self.config.model)
         first = self.detectors[0]
         check_device_frames(self.config, first)
@@ -183,6 +185,12 @@ def preflight(config: Config) -> None:
 
         for source in sources:
             nvdec_preflight(source, config.model.device)
+    jetson_sources = [source for source in config.sources if source.decoder == "jetson"]
+    if jetson_sources:
+        from streamd.sources.gstreamer import preflight as gstreamer_preflight  # noqa: PLC0415
+
+        for source in jetson_sources:
+            gstreamer_preflight(source)
 
 
 def check_device_frames(config: Config, detector: Detector) -> None:
