@@ -72,7 +72,7 @@ class ByteTracker:
 
     def _clear(self) -> None:
         self._mean = np.zeros((0, 8))
-        self._covariance = np.zeros((0, 8, 8))
+        self._covariance = np.zeros((0, 3, 4))
         self._ids = np.zeros(0, np.int64)  # 0 while unconfirmed
         self._classes = np.zeros(0, np.int64)
         self._lost = np.zeros(0, bool)

@@ -6,6 +6,12 @@ measurement is ``[cx, cy, w, h]``. Noise is proportional to the box's size, as i
 (BoT-SORT's xywh variant: a box's aspect ratio is not assumed constant). ``predict`` takes the
 number of source frames that passed, so frames dropped before inference widen the prediction
 instead of being mistaken for slow motion.
+
+The motion model moves each coordinate with its own velocity and all noise is diagonal, so the 8×8
+covariance never couples two coordinates: it is four 2×2 blocks (position, position-velocity,
+velocity variance per coordinate), kept as a (N, 3, 4) array. The filter is exactly the 8×8 one,
+in element-wise operations: no batched 4x4 solve and matrix products, which were a third of the
+tracker's time.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import numpy as np
 
 STD_WEIGHT_POSITION = 1.0 / 20
 STD_WEIGHT_VELOCITY = 1.0 / 160
-_MEASURE = np.s_[:, :4]
+POSITION, CROSS, VELOCITY = range(3)  # rows of a track's (3, 4) covariance
 
 
 def boxes_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -35,14 +41,14 @@ def _size_scale(xywh: np.ndarray) -> np.ndarray:
 
 
 def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """New tracks' (N, 8) means and (N, 8, 8) covariances from (N, 4) xywh measurements."""
+    """New tracks' (N, 8) means and (N, 3, 4) covariances from (N, 4) xywh measurements."""
     count = measurements.shape[0]
     mean = np.zeros((count, 8))
     mean[:, :4] = measurements
     scale = _size_scale(measurements)
-    std = np.concatenate([2 * STD_WEIGHT_POSITION * scale, 10 * STD_WEIGHT_VELOCITY * scale], axis=1)
-    covariance = np.zeros((count, 8, 8))
-    covariance[:, range(8), range(8)] = std ** 2
+    covariance = np.zeros((count, 3, 4))
+    covariance[:, POSITION] = (2 * STD_WEIGHT_POSITION * scale) ** 2
+    covariance[:, VELOCITY] = (10 * STD_WEIGHT_VELOCITY * scale) ** 2
     return mean, covariance
 
 
@@ -52,31 +58,30 @@ def predict(mean: np.ndarray, covariance: np.ndarray, frames: float) -> tuple[np
         return mean, covariance
     new_mean = mean.copy()
     new_mean[:, :4] += frames * mean[:, 4:]
-    # F P F^T with F = [[I, dt I], [0, I]], written out in blocks (cheaper than two batched matmuls).
-    p11, p12, p21, p22 = covariance[:, :4, :4], covariance[:, :4, 4:], covariance[:, 4:, :4], covariance[:, 4:, 4:]
+    p, c, v = covariance[:, POSITION], covariance[:, CROSS], covariance[:, VELOCITY]
+    scale_squared = _size_scale(mean) ** 2
     new_covariance = np.empty_like(covariance)
-    new_covariance[:, :4, :4] = p11 + frames * (p12 + p21) + frames * frames * p22
-    new_covariance[:, :4, 4:] = p12 + frames * p22
-    new_covariance[:, 4:, :4] = p21 + frames * p22
-    new_covariance[:, 4:, 4:] = p22
-    # Process noise grows with the time that passed.
-    scale = _size_scale(mean)
-    variance = np.concatenate([(STD_WEIGHT_POSITION * scale) ** 2, (STD_WEIGHT_VELOCITY * scale) ** 2], axis=1)
-    new_covariance[:, range(8), range(8)] += frames * variance
+    # F P F^T + frames * Q, with F = [[1, frames], [0, 1]] per coordinate: process noise grows with time.
+    new_covariance[:, POSITION] = (p + 2 * frames * c + frames * frames * v
+                                   + frames * STD_WEIGHT_POSITION ** 2 * scale_squared)
+    new_covariance[:, CROSS] = c + frames * v
+    new_covariance[:, VELOCITY] = v + frames * STD_WEIGHT_VELOCITY ** 2 * scale_squared
     return new_mean, new_covariance
 
 
 def update(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct (N, 8) / (N, 8, 8) with (N, 4) xywh measurements, row for row."""
+    """Correct (N, 8) / (N, 3, 4) with (N, 4) xywh measurements, row for row."""
     if mean.shape[0] == 0:
         return mean, covariance
-    noise = (STD_WEIGHT_POSITION * _size_scale(mean)) ** 2
-    innovation_covariance = covariance[:, :4, :4].copy()
-    innovation_covariance[:, range(4), range(4)] += noise
-    cross = covariance[:, :, :4]  # P H^T: H picks the first four components
-    # K = P H^T S^-1, from S K^T = (P H^T)^T (S is symmetric).
-    gain = np.linalg.solve(innovation_covariance, cross.transpose(0, 2, 1)).transpose(0, 2, 1)
+    p, c, v = covariance[:, POSITION], covariance[:, CROSS], covariance[:, VELOCITY]
+    innovation = p + (STD_WEIGHT_POSITION ** 2) * _size_scale(mean) ** 2
+    gain_position, gain_velocity = p / innovation, c / innovation
     residual = measurements - mean[:, :4]
-    new_mean = mean + np.einsum("nij,nj->ni", gain, residual)
-    new_covariance = covariance - gain @ cross.transpose(0, 2, 1)
+    new_mean = mean.copy()
+    new_mean[:, :4] += gain_position * residual
+    new_mean[:, 4:] += gain_velocity * residual
+    new_covariance = np.empty_like(covariance)
+    new_covariance[:, POSITION] = p - gain_position * p
+    new_covariance[:, CROSS] = c - gain_position * c
+    new_covariance[:, VELOCITY] = v - gain_velocity * c
     return new_mean, new_covariance
