@@ -156,6 +156,14 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return run_proxy(settings, stop)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level or "error")
+    config = load_config(args.config) if args.config else None
+    from streamd.daemon.doctor import run_doctor  # noqa: PLC0415
+
+    return run_doctor(config, args.json)
+
+
 def cmd_quantize(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from streamd.quantize.cli import main as quantize_main  # noqa: PLC0415
 
@@ -239,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--authorized-keys", metavar="FOLDER", help="subscribers' NAME.key files (CURVE downstream)")
     _add_log_level(proxy, "info")
     proxy.set_defaults(handler=cmd_proxy)
+
+    doctor = commands.add_parser("doctor", help="what this machine offers: GPU kind, CUDA, TensorRT, decoders, "
+                                 "the path streamd will take", description=(
+                                     "Report the GPU (integrated or discrete, what it can map), CUDA, TensorRT and "
+                                     "ONNX Runtime versions, the decoders available (opencv, nvdec, jetson), Jetson "
+                                     "board metrics, and which path the daemon takes here. No config needed; with "
+                                     "--config, also per source. Always exit status 0."))
+    doctor.add_argument("--config", "-c", help="also say which path this config takes")
+    doctor.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    _add_log_level(doctor, "error")
+    doctor.set_defaults(handler=cmd_doctor)
 
     commands.add_parser("quantize", help="INT8/FP16/FP32 models and TensorRT engines with an accuracy guard "
                                          "(streamd quantize --help)", add_help=False)
