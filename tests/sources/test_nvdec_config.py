@@ -22,7 +22,9 @@ def document(model: Path, source: dict) -> dict:
 def test_decoder_defaults_to_opencv_and_accepts_nvdec(tiny_model: Path, tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     assert parse_config(document(tiny_model, {"kind": "file", "url": str(video)})).sources[0].decoder == "opencv"
-    config = parse_config(document(tiny_model, {"kind": "file", "url": str(video), "decoder": "nvdec"}))
+    nvdec_document = document(tiny_model, {"kind": "file", "url": str(video), "decoder": "nvdec"})
+    nvdec_document["model"].update(backend="tensorrt", max_batch=2)  # NVDEC frames need the batched GPU detector
+    config = parse_config(nvdec_document)
     assert config.sources[0].decoder == "nvdec"
 
 
