@@ -16,7 +16,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # Who decodes a file or rtsp source: OpenCV/FFmpeg on the CPU, NVDEC on the GPU (PyNvVideoCodec,
 # frames stay in device memory; streamd.sources.nvdec), or a GStreamer pipeline ("jetson":
 # nvv4l2decoder on a Jetson, avdec_h264 elsewhere; host BGR frames; streamd.sources.gstreamer).
-SOURCE_DECODERS = ("opencv", "nvdec", "jetson")
+# "auto": "jetson" on a Jetson whose GStreamer has nvv4l2decoder, "opencv" anywhere else.
+SOURCE_DECODERS = ("opencv", "nvdec", "jetson", "auto")
 # model.zero_copy: frames read in place from mapped host memory by the GPU path. "auto": on an
 # integrated GPU (Jetson) only; "on": forced, also on a discrete GPU (slower there: to test the path).
 ZERO_COPY_MODES = ("auto", "on", "off")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from streamd.cuda.runtime import bindings, check, compute_capability, device_name
 
+
 @dataclass(frozen=True)
 class DeviceInfo:
     ordinal: int

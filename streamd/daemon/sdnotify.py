@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ class SystemdNotifier:
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")
+
+    def reloading(self) -> None:
+        """A reload begins; ``ready()`` ends it. MONOTONIC_USEC (CLOCK_MONOTONIC, as systemd's own) is what
+        Type=notify-reload (systemd >= 253) checks; plain notify units accept it too."""
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
 
     def stopping(self) -> None:
         self.notify("STOPPING=1")

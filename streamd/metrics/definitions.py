@@ -19,6 +19,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0
 STAGES = ("capture_wait", "preprocess", "inference", "decode", "track", "publish")
 SOURCE_STATES = ("connecting", "streaming", "stalled", "backing_off", "finished", "stopped")
 DROP_REASONS = ("superseded", "too_old")
+# SIGHUP reloads (streamd.daemon.reload): applied, or refused with the previous config kept running.
+RELOAD_RESULTS = ("applied", "refused")
 # Frames per detector batch (model.max_batch; 1 unless the detector batches).
 BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
@@ -116,6 +118,11 @@ class StreamdMetrics:
             "streamd_tracks_ended_total", "Confirmed tracks dropped: lost longer than "
             "tracking.lost_track_buffer_frames, or the source started over.", ["source"], registry=registry)
         self.build_info = Info("streamd_build", "streamd version, backend and model.", registry=registry)
+        self.config_reloads = Counter(
+            "streamd_config_reloads_total", "Config reloads (SIGHUP): applied, or refused (invalid config, a model "
+            "that cannot load; the previous config keeps running).", ["result"], registry=registry)
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result)
 
     def declare_source(self, source_id: str) -> None:
         """Create every labelled child up front so a scrape shows zeros, not absent series."""

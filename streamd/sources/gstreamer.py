@@ -109,6 +109,13 @@ def hardware_decode_available() -> bool:
     return bool(elements.get("nvv4l2decoder") and elements.get("nvvidconv"))
 
 
+def auto_decoder() -> str:
+    """``decoder = "auto"``: ``jetson`` on a Jetson whose GStreamer has the hardware elements, else ``opencv``."""
+    if is_tegra() and hardware_decode_available():
+        return "jetson"
+    return "opencv"
+
+
 def pipeline_description(config: SourceConfig, hardware: bool) -> str:
     """The gst-launch description for a source (``location`` is set on element ``src`` afterwards, so a URL
     with credentials or quotes never goes through the parser)."""

@@ -187,7 +187,12 @@ DECODER_READERS: dict[str, str] = {
 
 def make_reader(config: SourceConfig) -> FrameReader:
     target = READERS[config.kind]
-    if config.kind in ("file", "rtsp") and config.decoder in DECODER_READERS:
-        target = DECODER_READERS[config.decoder]
+    decoder = config.decoder
+    if decoder == "auto" and config.kind in ("file", "rtsp"):
+        from streamd.sources.gstreamer import auto_decoder  # noqa: PLC0415 - imports GStreamer where present
+
+        decoder = auto_decoder()
+    if config.kind in ("file", "rtsp") and decoder in DECODER_READERS:
+        target = DECODER_READERS[decoder]
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)(config)

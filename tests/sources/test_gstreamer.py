@@ -106,3 +106,17 @@ def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
     reader = GStreamerReader(SourceConfig(id="f", kind="file", url=str(tmp_path / "none.mp4"), decoder="jetson"))
     with pytest.raises(SourceError, match="does not exist"):
         reader.open()
+
+
+def test_auto_decoder_is_jetson_only_on_a_jetson(monkeypatch) -> None:
+    from streamd.sources import gstreamer
+    from streamd.sources.readers import VideoFileReader
+
+    config = SourceConfig(id="f", kind="file", url="/x.mp4", decoder="auto")
+    monkeypatch.setattr(gstreamer, "is_tegra", lambda: False)
+    assert isinstance(make_reader(config), VideoFileReader)
+    monkeypatch.setattr(gstreamer, "is_tegra", lambda: True)
+    monkeypatch.setattr(gstreamer, "hardware_decode_available", lambda: False)
+    assert isinstance(make_reader(config), VideoFileReader)  # a Jetson without nvv4l2decoder: OpenCV
+    monkeypatch.setattr(gstreamer, "hardware_decode_available", lambda: True)
+    assert isinstance(make_reader(config), GStreamerReader)
