@@ -37,7 +37,7 @@ from streamd.config.load import parse_config
 from streamd.config.schema import Config
 from streamd.daemon.service import Service
 from streamd.errors import ConfigError
-from streamd.inference.registry import DETECTOR_BUILDERS
+from streamd.inference.registry import DETECTOR_BUILDERS, resolve_backend_name
 from streamd.publish.message import decode
 from streamd.publish.subscriber import Subscriber
 
@@ -319,8 +319,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
                                  f"H.264 one with: streamd bench --make-test-video {args.video}")
     if args.seconds <= 0 or args.warmup_seconds < 0:
         raise BenchArgumentError("--seconds must be > 0 and --warmup-seconds >= 0")
-    if args.standin_engine:
-        args.backend = "tensorrt"
+    # "auto" settled once, so --max-batch's default and the JSON name the backend that runs.
+    args.backend = "tensorrt" if args.standin_engine else resolve_backend_name(args.backend)
 
 
 def source_fps(video: str) -> float:
