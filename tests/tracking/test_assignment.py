@@ -1,0 +1,67 @@
+"""Matching: the numpy-only solver finds the best assignment, sparse fast path and all."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from streamd.evaluation.detection_map import box_iou
+from streamd.tracking.assignment import hungarian, iou_matrix, match
+
+
+def brute_force_cost(cost: np.ndarray) -> float:
+    rows, cols = cost.shape
+    return min(sum(cost[r, c] for r, c in zip(range(rows), perm)) for perm in itertools.permutations(range(cols), rows))
+
+
+def brute_force_match(similarity: np.ndarray, threshold: float) -> tuple[int, float]:
+    """(pairs, total similarity) of the best matching: most pairs above the threshold, then most similarity."""
+    rows, cols = similarity.shape
+    best = (0, 0.0)
+    for size in range(1, min(rows, cols) + 1):
+        for chosen_rows in itertools.combinations(range(rows), size):
+            for chosen_cols in itertools.permutations(range(cols), size):
+                values = similarity[list(chosen_rows), list(chosen_cols)]
+                if np.all(values > threshold):
+                    best = max(best, (size, float(values.sum())))
+    return best
+
+
+def test_hungarian_is_optimal() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, cols = sorted(rng.integers(1, 6, 2))
+        cost = rng.random((rows, cols))
+        assignment = hungarian(cost)
+        assert len(set(assignment.tolist())) == rows
+        assert np.isclose(cost[np.arange(rows), assignment].sum(), brute_force_cost(cost))
+
+
+def test_match_takes_the_most_pairs_then_the_most_similarity() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        rows, cols = rng.integers(0, 5, 2)
+        similarity = rng.random((rows, cols)) * (rng.random((rows, cols)) < 0.5)
+        matched_rows, matched_cols = match(similarity, 0.2)
+        assert len(set(matched_rows.tolist())) == len(matched_rows)
+        assert len(set(matched_cols.tolist())) == len(matched_cols)
+        assert np.all(similarity[matched_rows, matched_cols] > 0.2)
+        pairs, total = brute_force_match(similarity, 0.2)
+        assert len(matched_rows) == pairs
+        assert np.isclose(similarity[matched_rows, matched_cols].sum(), total)
+
+
+def test_a_contested_column_is_solved_not_taken_by_the_first_row() -> None:
+    # Row 0 could take column 0 or 1, row 1 only column 0: the best matching gives row 1 column 0.
+    similarity = np.array([[0.9, 0.8], [0.85, 0.0]])
+    rows, cols = match(similarity, 0.2)
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 0}
+
+
+def test_iou_matrix_equals_the_evaluation_iou() -> None:
+    rng = np.random.default_rng(2)
+    corners = rng.uniform(0, 400, (30, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 120, (30, 2))], axis=1)
+    assert np.allclose(iou_matrix(boxes[:20], boxes[10:]), box_iou(boxes[:20], boxes[10:]))
+    assert iou_matrix(boxes[:0], boxes).shape == (0, 30)

@@ -1,0 +1,106 @@
+"""ByteTracker behaviour on hand-made detections: ids that hold, time that passes, what starts and ends."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamd.config.schema import TrackingConfig
+from streamd.tracking.bytetrack import NO_TRACK, ByteTracker
+
+
+def box(cx: float, cy: float, size: float = 40.0) -> list[float]:
+    return [cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2]
+
+
+def step(tracker: ByteTracker, index: int, boxes: list[list[float]], scores: list[float] | None = None,
+         classes: list[int] | None = None, period_seconds: float = 0.1):
+    scores = scores if scores is not None else [0.9] * len(boxes)
+    classes = classes if classes is not None else [0] * len(boxes)
+    return tracker.update(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                          np.array(classes, np.int32), index, 1000.0 + index * period_seconds)
+
+
+def test_two_objects_crossing_keep_their_ids() -> None:
+    tracker = ByteTracker(TrackingConfig())
+    first = step(tracker, 0, [box(100, 100), box(300, 100)])
+    assert first.track_ids.tolist() == [1, 2] and first.started == 2
+    for index in range(1, 41):  # they pass through each other around frame 20
+        update = step(tracker, index, [box(100 + 10 * index, 100), box(300 - 10 * index, 100)])
+        if index not in (19, 20, 21):  # fully overlapping: either id is fair
+            assert update.track_ids.tolist() == [1, 2], index
+    assert update.ages_frames.tolist() == [40, 40]
+
+
+def test_a_new_object_gets_its_id_when_seen_a_second_time() -> None:
+    tracker = ByteTracker(TrackingConfig())
+    step(tracker, 0, [box(100, 100)])
+    second = step(tracker, 1, [box(102, 100), box(400, 300)])
+    assert second.track_ids.tolist() == [1, NO_TRACK]  # unconfirmed after one frame
+    third = step(tracker, 2, [box(104, 100), box(402, 300)])
+    assert third.track_ids.tolist() == [1, 2] and third.started == 1 and third.active == 2
+
+
+def test_dropped_frames_are_predicted_across() -> None:
+    # 12 px a frame; then 4 frames are dropped (index 10 -> 15): 60 px later, more than the box's
+    # 40 px side, so only a tracker that knows 5 frames passed finds it again.
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(11):
+        step(tracker, index, [box(100 + 12 * index, 200)])
+    after_gap = step(tracker, 15, [box(100 + 12 * 15, 200)])
+    assert after_gap.track_ids.tolist() == [1]
+    assert after_gap.ages_frames.tolist() == [15]
+
+
+def test_a_pause_in_capture_time_counts_as_frames() -> None:
+    # The index goes on by one, but capture time says 10 s (100 frames) passed: the tracks are gone.
+    tracker = ByteTracker(TrackingConfig(lost_track_buffer_frames=30))
+    for index in range(5):
+        step(tracker, index, [box(100, 100)])
+    update = tracker.update(np.array([box(100, 100)], np.float32), np.array([0.9], np.float32),
+                            np.array([0], np.int32), 5, 1000.0 + 0.4 + 10.0)
+    assert update.ended == 1 and update.track_ids.tolist() == [2]
+
+
+def test_a_lost_track_comes_back_within_the_buffer_and_not_after() -> None:
+    tracker = ByteTracker(TrackingConfig(lost_track_buffer_frames=10))
+    for index in range(5):
+        step(tracker, index, [box(100, 100)])
+    for index in range(5, 12):  # hidden for 7 frames
+        assert step(tracker, index, []).ended == 0
+    assert step(tracker, 12, [box(100, 100)]).track_ids.tolist() == [1]
+    for index in range(13, 30):  # hidden for 17 frames: dropped after 10
+        update = step(tracker, index, [])
+        if index == 23:
+            assert update.ended == 1
+    assert tracker.track_count == 0
+    step(tracker, 30, [box(100, 100)])
+    assert step(tracker, 31, [box(100, 100)]).track_ids.tolist() == [2]
+
+
+def test_low_score_boxes_continue_tracks_but_start_none() -> None:
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(3):
+        step(tracker, index, [box(100, 100)])
+    faint = step(tracker, 3, [box(100, 100), box(400, 400)], scores=[0.35, 0.35])
+    assert faint.track_ids.tolist() == [1, NO_TRACK]
+    step(tracker, 4, [box(400, 400)], scores=[0.35])
+    assert step(tracker, 5, [box(400, 400)], scores=[0.35]).track_ids.tolist() == [NO_TRACK]
+
+
+def test_one_object_boxed_under_two_classes_starts_no_second_track() -> None:
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(3):
+        step(tracker, index, [box(100, 100)], classes=[2])
+    for index in range(3, 6):
+        update = step(tracker, index, [box(100, 100), box(101, 100)], scores=[0.9, 0.8], classes=[2, 1])
+        assert update.track_ids.tolist() == [1, NO_TRACK]
+    # The detector changes its mind about the class: the track holds.
+    assert step(tracker, 6, [box(100, 100)], classes=[1]).track_ids.tolist() == [1]
+
+
+def test_a_source_that_starts_over_starts_new_tracks() -> None:
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(5):
+        step(tracker, index, [box(100, 100)])
+    restarted = step(tracker, 0, [box(100, 100)])
+    assert restarted.ended == 1 and restarted.track_ids.tolist() == [2]
