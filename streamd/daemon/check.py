@@ -13,6 +13,7 @@ from streamd.config.schema import Config
 from streamd.errors import StreamdError
 from streamd.inference.factory import build_detector
 from streamd.sources.frame import Frame
+from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
 from streamd.sources.readers import make_reader, redact
 
 
@@ -30,8 +31,11 @@ def check_config(config: Config, say: Callable[[str], None]) -> bool:
         backend = getattr(detector, "backend", None)
         say(f"model {config.model.path}: ok ({backend.describe() if backend else detector.model_id}, "
             f"{len(config.model.classes)} classes)")
+    # nvdec sources decode on model.device, as the daemon does (streamd.daemon.service).
+    open_reader = (nvdec_reader_factory(config.model.device) if any(s.decoder == "nvdec" for s in config.sources)
+                   else make_reader)
     for source in config.sources:
-        reader = make_reader(source)
+        reader = open_reader(source)
         where = f"{source.kind} {redact(source.url)}" if source.url else source.kind
         try:
             reader.open()
@@ -43,9 +47,13 @@ def check_config(config: Config, say: Callable[[str], None]) -> bool:
             if reader.native_fps:
                 line += f" at {reader.native_fps:g} fps"
             if detector is not None:
-                frame = Frame(source.id, 0, 0.0, 0.0, np.ascontiguousarray(image))
+                # An NVDEC frame stays in GPU memory (the batched GPU detector reads it there).
+                pixels = np.ascontiguousarray(image) if isinstance(image, np.ndarray) else image
+                frame = Frame(source.id, 0, 0.0, 0.0, pixels)
                 results = detector.submit(frame) + detector.drain()
                 line += f", {sum(len(r.detections) for r in results)} detection(s) on the first frame"
+            if not isinstance(image, np.ndarray) and hasattr(image, "release"):
+                image.release()  # back to the reader's surface pool
             say(line)
         except StreamdError as error:
             say(f"source {source.id} ({where}): FAILED: {error}")
