@@ -124,7 +124,7 @@ def paths(report: dict[str, Any], config: Config | None) -> dict[str, Any]:
         backend = model_backend
     result: dict[str, Any] = {"backend": backend, "backend_setting": model_backend}
     device = devices[device_index] if device_index < len(devices) and "error" not in devices[device_index] else None
-    if backend == "tensorrt" and device is not None:
+    if device is not None:  # what the GPU path does with frames here, whether or not the backend is TensorRT
         if zero_copy_mode == "on":
             zero_copy = bool(device["can_map_host_memory"])
         else:
@@ -215,7 +215,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"path: {chosen['error']}")
     else:
         lines.append(f"path: backend {chosen['backend']} (model.backend = \"{chosen['backend_setting']}\")"
-                     + (f"; GPU frames {chosen['gpu_frames']}" if "gpu_frames" in chosen else "")
+                     + (f"; GPU path frames {chosen['gpu_frames']}" if "gpu_frames" in chosen else "")
                      + f"; recommended decoder: {chosen['recommended_decoder']}")
         for source_id, decoder in chosen.get("sources", {}).items():
             lines.append(f"source {source_id}: {decoder}")

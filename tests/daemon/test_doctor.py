@@ -45,6 +45,8 @@ def test_discrete_gpu_copies_frames_and_prefers_nvdec() -> None:
 def test_no_gpu_runs_onnxruntime() -> None:
     chosen = paths(_report(None, None, {"available": False, "reason": "no gi"}), None)
     assert chosen["backend"] == "onnxruntime" and "gpu_frames" not in chosen
+    without_tensorrt = paths(_report(H200, None, {"available": False, "reason": "no gi"}), None)
+    assert without_tensorrt["backend"] == "onnxruntime" and without_tensorrt["gpu_frames"].startswith("copy")
     assert chosen["recommended_decoder"].startswith("opencv")
 
 
