@@ -37,7 +37,7 @@ class Pipeline:
                  metrics: StreamdMetrics, frame_signal: FrameSignal, max_frame_age_seconds: float = 0.0,
                  on_result: Callable[[DetectionResult, float], None] | None = None,
                  batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS,
-                 trackers: SourceTrackers | None = None) -> None:
+                 trackers: SourceTrackers | None = None, first_sequence: int = 0) -> None:
         self._sources = list(sources)
         self._trackers = trackers  # run on each result as it is published: each source's frames in order
         self._detectors = list(detectors)
@@ -59,7 +59,7 @@ class Pipeline:
         self._collect_lock = threading.Lock()  # held while collecting a batch and giving it its ticket
         self._taken_lock = threading.Lock()
         self._taken_at: dict[tuple[str, int], float] = {}
-        self._sequence = 0
+        self._sequence = first_sequence  # a reload's new pipeline carries the message sequence on
         self._active_workers = len(self._detectors)
         self._heartbeats = [time.monotonic()] * len(self._detectors)
         self._threads = [threading.Thread(target=self._work, args=(i,), name=f"pipeline-{i}", daemon=True)
@@ -85,6 +85,16 @@ class Pipeline:
     def heartbeat_monotonic(self) -> float:
         """When the slowest worker last looked for a frame."""
         return min(self._heartbeats)
+
+    @property
+    def sequence(self) -> int:
+        """The last message sequence number published (a reload's next pipeline continues from it)."""
+        return self._sequence
+
+    @property
+    def running(self) -> bool:
+        """Any worker still running (after ``stop()``: one still busy with a frame)."""
+        return any(thread.is_alive() for thread in self._threads)
 
     # -- workers -------------------------------------------------------------------------------
     def _work(self, worker: int) -> None:

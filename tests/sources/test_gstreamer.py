@@ -3,6 +3,7 @@ file source decoded frame by frame in order, with the pixels OpenCV decodes from
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -120,3 +121,38 @@ def test_auto_decoder_is_jetson_only_on_a_jetson(monkeypatch) -> None:
     assert isinstance(make_reader(config), VideoFileReader)  # a Jetson without nvv4l2decoder: OpenCV
     monkeypatch.setattr(gstreamer, "hardware_decode_available", lambda: True)
     assert isinstance(make_reader(config), GStreamerReader)
+
+
+def test_daemon_publishes_every_frame_of_a_jetson_decoded_file(h264_file: Path, daemon_factory,
+                                                               tiny_model: Path) -> None:
+    """The whole daemon with decoder = "jetson" (software elements): preflight, reader, capture, publish."""
+    from streamd.publish.subscriber import Subscriber
+    from tests.support import free_port
+
+    publish_port = free_port()
+    daemon = daemon_factory(f"""
+[[sources]]
+id = "h264"
+kind = "file"
+url = "{h264_file}"
+decoder = "jetson"
+pace = "fast"
+[model]
+path = "{tiny_model}"
+[publish]
+endpoint = "tcp://127.0.0.1:{publish_port}"
+wait_for_subscriber_seconds = 20
+[metrics]
+enabled = false
+""")
+    messages = []
+    deadline = time.monotonic() + 30
+    with Subscriber(f"tcp://127.0.0.1:{publish_port}") as subscriber:
+        while len(messages) < FRAMES and time.monotonic() < deadline:
+            message = subscriber.receive(0.5)
+            if message is not None:
+                messages.append(message)
+    assert daemon.process.wait(30) == 0, daemon.log()
+    assert [m["frame_index"] for m in messages] == list(range(FRAMES)), daemon.log()
+    assert all(m["frame_size"] == [320, 240] for m in messages)
+    assert f"finished after {FRAMES} frames" in daemon.log()
