@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Sequence
 
 from streamd.config.schema import TrackingConfig
 from streamd.inference.detector import DetectionResult
@@ -15,8 +16,16 @@ class SourceTrackers:
     source's frames in frame order (the pipeline publishes them so), which the tracker relies on."""
 
     def __init__(self, config: TrackingConfig, source_ids: list[str], metrics: StreamdMetrics | None = None) -> None:
+        self._config = config
         self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
         self._metrics = metrics
+
+    def retain(self, source_ids: Sequence[str], restarted: Collection[str] = ()) -> None:
+        """After a reload (between two pipelines): one tracker per source in ``source_ids``; untouched
+        sources keep theirs (tracks and ids go on), added and ``restarted`` ones start empty."""
+        self._trackers = {source_id: self._trackers[source_id]
+                          if source_id in self._trackers and source_id not in restarted else ByteTracker(self._config)
+                          for source_id in source_ids}
 
     def apply(self, result: DetectionResult) -> DetectionResult:
         """The result with track ids and ages on its detections."""
