@@ -69,6 +69,15 @@ def _install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
+def _install_reload_signal(reload_requested: threading.Event, path: str | None) -> None:
+    """SIGHUP (systemctl reload): the daemon's main loop re-reads the config (streamd.daemon.reload)."""
+    def request_reload(_signum: int, _frame: object) -> None:
+        log.info("received SIGHUP, reloading %s", path or "(the built-in demo has no file)")
+        reload_requested.set()
+
+    signal.signal(signal.SIGHUP, request_reload)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # Logging before the config, so what loading it decides (COCO names by default) is seen; then
     # the config's level, unless --log-level was given.
@@ -80,7 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     _install_stop_signals(stop)
-    return run_service(config, stop)
+    reload_requested = threading.Event()
+    _install_reload_signal(reload_requested, args.config)
+    return run_service(config, stop, reload_requested=reload_requested)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

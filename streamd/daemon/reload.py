@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -100,10 +100,12 @@ class ReloadTarget(Protocol):
 
     def build_detectors(self, model: ModelConfig, config: Config) -> list[Detector]: ...
 
+    def check_sources(self, config: Config) -> None: ...
+
     def build_source(self, source: SourceConfig, config: Config) -> CaptureSource: ...
 
     def build_pipeline(self, sources: Sequence[CaptureSource], detectors: Sequence[Detector], config: Config,
-                       first_sequence: int) -> Pipeline: ...
+                       first_sequence: int = 0, restarted: Collection[str] = ()) -> Pipeline: ...
 
     def release_source(self, source: CaptureSource) -> None: ...
 
@@ -147,14 +149,15 @@ class Reloader:
         old = service.config
         # What the new config keeps of the old: the sections a reload does not re-apply.
         kept = {f.name: getattr(old, f.name) for f in dataclasses.fields(Config) if f.name not in _RELOADED_FIELDS}
-        if "daemon" in kept and hasattr(new, "daemon"):
-            kept["daemon"] = dataclasses.replace(kept["daemon"], log_level=new.daemon.log_level)
+        kept["daemon"] = dataclasses.replace(kept["daemon"], log_level=new.daemon.log_level)
         effective = dataclasses.replace(new, **kept)
+        if old.daemon.log_level != new.daemon.log_level:  # (a --log-level given at start gives way to it)
+            logging.getLogger().setLevel(new.daemon.log_level.upper())
         if diff.empty:
             service.config = effective
-            self._apply_log_level(effective)
             return
         # 1. Everything that can fail, while the old config keeps running.
+        service.check_sources(dataclasses.replace(effective, sources=(*diff.added, *diff.changed)))
         detectors = service.build_detectors(effective.model, effective) if diff.model_changed else service.detectors
         starting: list[CaptureSource] = []
         try:
@@ -176,7 +179,7 @@ class Reloader:
         first_sequence = 0
         if old_pipeline is not None:
             old_pipeline.stop(PIPELINE_STOP_SECONDS)
-            if old_pipeline.alive:
+            if old_pipeline.running:
                 log.warning("reload: a pipeline worker was still busy %.0f s after stop; left to finish",
                             PIPELINE_STOP_SECONDS)
             first_sequence = old_pipeline.sequence
@@ -185,11 +188,11 @@ class Reloader:
         sources = [by_id[s.id] for s in effective.sources]
         old_detectors = service.detectors
         service.sources, service.detectors, service.config = sources, list(detectors), effective
-        service.pipeline = service.build_pipeline(sources, detectors, effective, first_sequence)
+        service.pipeline = service.build_pipeline(sources, detectors, effective, first_sequence,
+                                                  restarted={s.id for s in diff.changed})
         service.pipeline.start()
         for source in starting:
             source.start()
-        self._apply_log_level(effective)
         # 3. Release what left: threads joined against one deadline, then their buffers; the old detector.
         budget = max((s.join_timeout(SOURCE_STOP_SECONDS) for s in leaving), default=0.0)
         deadline = time.monotonic() + budget
@@ -199,12 +202,6 @@ class Reloader:
             service.release_source(source)
         if diff.model_changed:
             _close_all(old_detectors)
-
-    @staticmethod
-    def _apply_log_level(config: Config) -> None:
-        level = getattr(getattr(config, "daemon", None), "log_level", "")
-        if level:
-            logging.getLogger().setLevel(level.upper())
 
 
 def _close_all(detectors: Sequence[Detector]) -> None:

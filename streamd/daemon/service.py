@@ -6,15 +6,16 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
 from streamd import __version__
 from streamd.config.load import split_bind
-from streamd.config.schema import Config, SourceConfig
+from streamd.config.schema import Config, ModelConfig, SourceConfig
 from streamd.daemon.pipeline import Pipeline
+from streamd.daemon.reload import Reloader
 from streamd.daemon.sdnotify import SystemdNotifier
 from streamd.daemon.status import StatusReporter
 from streamd.errors import ConfigError
@@ -54,6 +55,13 @@ class Service:
     frame_pools: list[FramePool] = field(default_factory=list)
     pipeline: Pipeline | None = None
     ready: threading.Event = field(default_factory=threading.Event)
+    # What building a source or a pipeline needs again on a reload (streamd.daemon.reload).
+    metrics: StreamdMetrics | None = None
+    frame_signal: FrameSignal | None = None
+    frame_allocator: Callable | None = None
+    trackers: SourceTrackers | None = None
+    result_hook: Callable[[DetectionResult, float], None] | None = None
+    source_pools: dict[CaptureSource, FramePool] = field(default_factory=dict)
 
     def start(self) -> None:
         self.start_detector()
@@ -66,35 +74,28 @@ class Service:
     def start_detector(self) -> None:
         """Everything but the sources: model, publisher, HTTP endpoints, the pipeline thread."""
         preflight(self.config)
-        metrics = StreamdMetrics(self.registry)
+        self.metrics = metrics = StreamdMetrics(self.registry)
         register_board_metrics(self.registry)  # Jetson power/thermal gauges; nothing elsewhere
-        self.detectors = build_detectors(self.config.model)
+        self.detectors = self.build_detectors(self.config.model, self.config)
         first = self.detectors[0]
-        check_device_frames(self.config, first)
         metrics.build_info.info({"version": __version__, "model": first.model_id,
                                  "backend": getattr(getattr(first, "backend", None), "name", "gpu"),
                                  "workers": str(len(self.detectors))})
         publish = self.config.publish
         self.publisher = Publisher(publish.endpoint, publish.send_hwm, metrics, publish.curve_secret_key,
                                    publish.curve_authorized_keys)
-        frame_signal = FrameSignal()
-        allocator = first.frame_allocator()
-        reader_factory = nvdec_reader_factory(self.config.model.device) if _nvdec_sources(self.config) else make_reader
+        self.frame_signal = FrameSignal()
+        self.frame_allocator = first.frame_allocator()
         for source_config in self.config.sources:
-            pool = FramePool(allocator) if allocator is not None else None
-            if pool is not None:
-                self.frame_pools.append(pool)
-            self.sources.append(CaptureSource(source_config, metrics, reader_factory=reader_factory,
-                                              frame_ready=frame_signal, frame_pool=pool))
+            self.sources.append(self.build_source(source_config, self.config))
         on_result = self.on_result
         if self.config.preview.enabled:  # bound now, served once the pipeline runs
             self.preview = build_preview(self.config.preview, self.sources, first.class_names, on_result)
             on_result = self.preview.on_result
-        self.pipeline = Pipeline(self.sources, self.detectors, self.publisher, metrics, frame_signal,
-                                 self.config.daemon.max_frame_age_seconds, on_result,
-                                 self.config.model.batch_window_seconds,
-                                 SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics)
-                                 if self.config.tracking.enabled else None)
+        self.result_hook = on_result
+        if self.config.tracking.enabled:
+            self.trackers = SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics)
+        self.pipeline = self.build_pipeline(self.sources, self.detectors, self.config)
         self.pipeline.start()
         # Served once the pipeline runs, so the first /healthz already reflects it.
         if self.config.metrics.enabled:
@@ -103,6 +104,56 @@ class Service:
             self.http.start()
         if self.preview is not None:
             self.preview.start()
+
+    # -- the parts a start and a reload (streamd.daemon.reload) build -----------------------------
+    def build_detectors(self, model: ModelConfig, config: Config) -> list[Detector]:
+        detectors = build_detectors(model)
+        try:
+            check_device_frames(config, detectors[0])
+        except BaseException:
+            for detector in detectors:
+                detector.close()
+            raise
+        return detectors
+
+    def check_sources(self, config: Config) -> None:
+        """A reload's new sources: the start-up preflight (nvdec, jetson) for them."""
+        preflight(config)
+
+    def build_source(self, source: SourceConfig, config: Config) -> CaptureSource:
+        """A source, not started; its pinned-frame pool when the detector wants one."""
+        pool = FramePool(self.frame_allocator) if self.frame_allocator is not None else None
+        reader_factory = nvdec_reader_factory(config.model.device) if source.decoder == "nvdec" else make_reader
+        capture = CaptureSource(source, self.metrics, reader_factory=reader_factory, frame_ready=self.frame_signal,
+                                frame_pool=pool)
+        if pool is not None:
+            self.frame_pools.append(pool)
+            self.source_pools[capture] = pool
+        return capture
+
+    def build_pipeline(self, sources: Sequence[CaptureSource], detectors: Sequence[Detector], config: Config,
+                       first_sequence: int = 0, restarted: Collection[str] = ()) -> Pipeline:
+        if self.publisher is None or self.metrics is None or self.frame_signal is None:
+            raise RuntimeError("build_pipeline before start_detector")
+        if self.trackers is not None:
+            self.trackers.retain([s.source_id for s in sources], restarted)
+        return Pipeline(sources, detectors, self.publisher, self.metrics, self.frame_signal,
+                        config.daemon.max_frame_age_seconds, self.result_hook, config.model.batch_window_seconds,
+                        self.trackers, first_sequence)
+
+    def release_source(self, source: CaptureSource) -> None:
+        """A source that left on a reload (thread joined): its last untaken frame, then its pinned buffers."""
+        leftover = source.slot.take(0)
+        if leftover is not None:
+            leftover.release()
+        pool = self.source_pools.pop(source, None)
+        if pool is not None:
+            self.frame_pools.remove(pool)
+            pool.close()
+
+    def count_reload(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.config_reloads.labels(result).inc()
 
     def wait_for_subscriber(self, timeout_seconds: float) -> bool:
         """Hold until a subscriber has subscribed (True) or ``timeout_seconds`` passed (False)."""
@@ -204,8 +255,10 @@ def check_device_frames(config: Config, detector: Detector) -> None:
                           "model.max_batch >= 2) or decoder = \"opencv\"")
 
 
-def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None) -> int:
-    """Run until ``stop`` is set or every source has ended. Exit status: 0 ok, 1 pipeline failure."""
+def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None,
+                reload_requested: threading.Event | None = None) -> int:
+    """Run until ``stop`` is set or every source has ended. Exit status: 0 ok, 1 pipeline failure.
+    ``reload_requested`` (set by SIGHUP) re-reads the config file (streamd.daemon.reload)."""
     notifier = notifier or SystemdNotifier()
     service = Service(config)
     started = False
@@ -213,21 +266,27 @@ def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier
         service.start()
         started = True
         notifier.ready(f"{len(service.sources)} source(s)")
-        pipeline = service.pipeline
-        if pipeline is None:
+        if service.pipeline is None:
             raise RuntimeError("service started without a pipeline")
         status = StatusReporter(service.registry, lambda: {s.source_id: s.state for s in service.sources},
                                 config.daemon.status_interval_seconds)
+        reloader = Reloader(service)
         tick_seconds = min(1.0, notifier.watchdog_seconds / 2) if notifier.watchdog_seconds else 1.0
         while not stop.wait(tick_seconds):
+            if reload_requested is not None and reload_requested.is_set():
+                reload_requested.clear()
+                notifier.reloading()
+                reloader.reload()
+                notifier.ready(f"{len(service.sources)} source(s)")
+            pipeline = service.pipeline  # a reload replaces it
             if pipeline.finished.is_set():
                 break
             if service.health()[0]:
                 # Only a pipeline that is still looking for frames keeps the watchdog quiet.
                 notifier.watchdog()
             status.tick()
-        if pipeline.error is not None:
-            log.error("stopping: the pipeline failed: %s", pipeline.error)
+        if service.pipeline.error is not None:
+            log.error("stopping: the pipeline failed: %s", service.pipeline.error)
             return 1
         return 0
     finally:

@@ -31,6 +31,7 @@ def test_unit_declares_notify_watchdog_and_restart(name: str) -> None:
     assert settings["Restart"] == "on-failure"
     assert settings["RestartPreventExitStatus"] == "2"  # bad config: restarting cannot help
     assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"  # streamd.daemon.reload
     config = "/etc/streamd/%i.toml" if "@" in name else "/etc/streamd/streamd.toml"
     assert settings["ExecStart"].endswith(f"streamd run --config {config}")
 
