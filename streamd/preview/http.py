@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,10 +127,20 @@ def _handler_class(hub: PreviewHub, client_timeout_seconds: float) -> type:
             while not hub.stopped:
                 got = view.wait_newer(sequence, WAIT_SLICE_SECONDS)
                 if got is None:
+                    if self._client_gone():  # a source with no frames must not hold a closed viewer
+                        return
                     continue
                 sequence, jpeg = got
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
                                  "\r\n\r\n".encode() + jpeg + b"\r\n")
+
+        def _client_gone(self) -> bool:
+            """The viewer closed its end (readable with nothing to read); a viewer sends nothing."""
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def _snapshot(self, view) -> None:  # noqa: ANN001 - SourceView
             deadline_slices = max(1, int(client_timeout_seconds / WAIT_SLICE_SECONDS))

@@ -113,7 +113,9 @@ class PreviewHub:
         view.latest = latest
         if not view.viewers or now < view.next_due_monotonic:
             return
-        view.next_due_monotonic = max(view.next_due_monotonic + self.period_seconds, now)
+        # Keep the rate's phase while frames come often enough; restart it after a pause.
+        behind = now - view.next_due_monotonic >= self.period_seconds
+        view.next_due_monotonic = (now if behind else view.next_due_monotonic) + self.period_seconds
         try:
             image = self._grab(frame)
         except Exception:  # a preview must never take the pipeline down

@@ -24,7 +24,7 @@ def _range(url: str, expr: str, seconds: int = 60) -> list[dict]:
     return json.loads(body)["data"]["result"]
 
 
-def _chart(title: str, expr: str, series: list[dict]) -> str:
+def _chart(title: str, series: list[dict]) -> str:
     points = [[(float(t), float(v)) for t, v in s["values"] if math.isfinite(float(v))] for s in series]
     values = [v for line in points for _, v in line] or [0.0]
     times = [t for line in points for t, _ in line] or [0.0, 1.0]
@@ -33,8 +33,8 @@ def _chart(title: str, expr: str, series: list[dict]) -> str:
     t0, t1 = min(times), max(times) if max(times) > min(times) else min(times) + 1
     lines = []
     for i, line in enumerate(points):
-        xy = " ".join(f"{(t - t0) / (t1 - t0) * WIDTH:.1f},{HEIGHT - (v - low) / (high - low) * HEIGHT:.1f}"
-                      for t, v in line)
+        xy = " ".join(f"{4 + (t - t0) / (t1 - t0) * (WIDTH - 8):.1f},"
+                      f"{HEIGHT - 4 - (v - low) / (high - low) * (HEIGHT - 8):.1f}" for t, v in line)
         lines.append(f'<polyline fill="none" stroke="{COLOURS[i % len(COLOURS)]}" stroke-width="1.5" points="{xy}"/>')
     legend = ", ".join(escape(",".join(f"{k}={v}" for k, v in s["metric"].items()
                                        if k not in ("job", "instance", "__name__"))) or "(one series)"
@@ -44,13 +44,17 @@ def _chart(title: str, expr: str, series: list[dict]) -> str:
 
 
 def render_queries(url: str, queries: list[tuple[str, str]], png: Path, work: Path) -> None:
+    """One chart per panel (its queries' series together), in the dashboard's order."""
     from tests.preview.test_browser import chromium, screenshot  # noqa: PLC0415
 
-    charts = "".join(_chart(title, expr, _range(url, expr)) for title, expr in queries)
+    panels: dict[str, list[dict]] = {}
+    for title, expr in queries:
+        panels.setdefault(title, []).extend(_range(url, expr))
+    charts = "".join(_chart(title, series) for title, series in panels.items())
     page = work / "dashboard.html"
     page.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><style>
 body{{font-family:sans-serif;font-size:12px;margin:8px}} .p{{display:inline-block;width:{WIDTH}px;margin:6px;
 vertical-align:top}} svg{{display:block;border:1px solid #ccc;background:#fcfcfc}}</style></head><body>
 <h3>streamd dashboard queries, last minute, from a real Prometheus scraping the daemon</h3>{charts}</body></html>""")
     png.parent.mkdir(parents=True, exist_ok=True)
-    screenshot(chromium(), page.as_uri(), png, work / "profile-dashboard", "820,1500")
+    screenshot(chromium(), page.as_uri(), png, work / "profile-dashboard", "820,1180")

@@ -23,6 +23,7 @@ from tests.support import free_port, http_get, wait_for_http
 
 RATE_WINDOW = "15s"  # what Grafana's $__rate_interval becomes at a 1 s scrape interval, with margin
 DEADLINE_SECONDS = 120.0
+DOCS_IMAGE_SECONDS = 70.0
 
 
 def panel_queries(dashboard: dict) -> list[tuple[str, str]]:
@@ -124,6 +125,7 @@ bind = "127.0.0.1:{metrics_port}"
 """)
     wait_for_http(f"http://127.0.0.1:{metrics_port}/healthz", 60)
     url = prometheus([f"127.0.0.1:{metrics_port}"])
+    started = time.monotonic()
     dashboard = json.loads(DASHBOARD.read_text())
     queries = panel_queries(dashboard)
     deadline = time.monotonic() + DEADLINE_SECONDS
@@ -150,5 +152,7 @@ bind = "127.0.0.1:{metrics_port}"
     images = os.environ.get("STREAMD_DOCS_IMAGES")
     if images:
         from tests.ops.render import render_queries  # noqa: PLC0415
+
+        time.sleep(max(0.0, started + DOCS_IMAGE_SECONDS - time.monotonic()))  # a minute of data to draw
 
         render_queries(url, queries, Path(images) / "dashboard_queries.png", tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -81,8 +82,9 @@ def demo_preview(daemon_factory) -> str:  # noqa: ANN001
     daemon = daemon_factory(text)
     base = f"http://127.0.0.1:{preview_port}"
     wait_for_http(f"{base}/", 90)
-    # A JPEG is there once a frame was processed while watched.
-    wait_for_http(f"{base}/sources/demo/snapshot.jpg", 90)
+    # The next annotated JPEG (a snapshot counts as a viewer while it waits): the pipeline runs.
+    with urllib.request.urlopen(f"{base}/sources/demo/snapshot.jpg", timeout=60) as response:
+        assert response.read(2) == b"\xff\xd8"
     assert daemon.process.poll() is None, daemon.log()
     return base
 

@@ -145,3 +145,16 @@ def test_close_ends_open_streams(server: PreviewServer) -> None:
         rest += chunk
     assert time.monotonic() - started < 5
     response.close()
+
+
+def test_a_viewer_that_leaves_a_silent_source_is_let_go(server: PreviewServer) -> None:
+    client = socket.create_connection(("127.0.0.1", server.port))
+    client.sendall(b"GET /sources/door/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 30
+    while server.hub.viewer_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.hub.viewer_count() == 1
+    client.close()  # no frame ever comes for "door": nothing is written that could fail
+    while server.hub.viewer_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.hub.viewer_count() == 0
