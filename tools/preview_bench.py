@@ -101,7 +101,7 @@ def _process_cpu_seconds() -> float:
 
 def measure_hook(frame_seconds: float) -> dict:
     """Seconds per call of the hook with nobody watching, and that as a share of a frame's time."""
-    hub = PreviewHub([SOURCE], ("person",), 5.0, 640, 70, 4)
+    hub = PreviewHub(lambda: {SOURCE: "streaming"}, lambda: ("person",), 5.0, 640, 70, 4)
     image = np.zeros((576, 768, 3), np.uint8)
     frame = SimpleNamespace(source_id=SOURCE, index=0, capture_time=time.time(), width=768, height=576,
                             image=image, release_image=None)

@@ -17,7 +17,7 @@ import logging
 import select
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from streamd.config.load import split_bind
@@ -36,14 +36,12 @@ WAIT_SLICE_SECONDS = 0.5
 ResultHook = Callable[[object, float], None]
 
 
-def build_preview(config: PreviewConfig, sources: Sequence[object], class_names: Sequence[str],
-                  chained: ResultHook | None = None) -> PreviewServer:
-    """A bound (not yet started) preview for ``sources`` (anything with ``source_id`` and ``state``).
-    Its ``on_result`` feeds the hub, then calls ``chained`` (the service's own hook), if any."""
-    listed = list(sources)
-    hub = PreviewHub([s.source_id for s in listed], class_names, config.fps, config.max_width,  # type: ignore[attr-defined]
-                     config.jpeg_quality, config.max_viewers,
-                     states=lambda: {s.source_id: s.state for s in listed})  # type: ignore[attr-defined]
+def build_preview(config: PreviewConfig, sources: Callable[[], Mapping[str, str]],
+                  class_names: Callable[[], Sequence[str]], chained: ResultHook | None = None) -> PreviewServer:
+    """A bound (not yet started) preview. ``sources`` gives the current source ids and states,
+    ``class_names`` the current model's names (both change on a reload). Its ``on_result`` feeds the
+    hub, then calls ``chained`` (the service's own hook), if any."""
+    hub = PreviewHub(sources, class_names, config.fps, config.max_width, config.jpeg_quality, config.max_viewers)
     host, port = split_bind(config.bind, "preview.bind")
     return PreviewServer(host, port, hub, config.client_timeout_seconds, chained)
 
@@ -94,10 +92,10 @@ def _handler_class(hub: PreviewHub, client_timeout_seconds: float) -> type:
                 self._reply(200, "text/html; charset=utf-8", index_page(hub).encode())
             elif path == "/sources.json":
                 self._reply(200, "application/json", json.dumps({"sources": summaries(hub)}).encode())
-            elif parts[0] == "sources" and len(parts) in (2, 3) and parts[1] in hub.views:
+            elif parts[0] == "sources" and len(parts) in (2, 3) and parts[1] in hub.states():
                 self._source(parts[1], parts[2] if len(parts) == 3 else "")
             else:
-                self._reply(404, "text/html; charset=utf-8", not_found_page(path, list(hub.views)).encode())
+                self._reply(404, "text/html; charset=utf-8", not_found_page(path, list(hub.states())).encode())
 
         def _source(self, source_id: str, what: str) -> None:
             if what == "":
@@ -108,13 +106,15 @@ def _handler_class(hub: PreviewHub, client_timeout_seconds: float) -> type:
                         (self._stream if what == "stream.mjpg" else self._snapshot)(view)
                 except TooManyViewersError as error:
                     self._reply(503, "text/plain", f"{error}\n".encode())
+                except KeyError:  # removed by a reload meanwhile
+                    self._reply(404, "text/html; charset=utf-8", not_found_page(self.path, list(hub.states())).encode())
                 except (ConnectionError, TimeoutError) as error:
                     log.info("preview: viewer %s of %s dropped (%s)", self.client_address[0], source_id,
                              type(error).__name__)
                     self.close_connection = True
             else:
                 self._reply(404, "text/html; charset=utf-8",
-                            not_found_page(self.path, list(hub.views)).encode())
+                            not_found_page(self.path, list(hub.states())).encode())
 
         def _stream(self, view) -> None:  # noqa: ANN001 - SourceView
             self.send_response(200)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,28 +84,37 @@ class SourceView:
 
 
 class PreviewHub:
-    def __init__(self, source_ids: Sequence[str], class_names: Sequence[str], fps: float, max_width: int,
-                 jpeg_quality: int, max_viewers: int, states: Callable[[], dict[str, str]] | None = None) -> None:
-        self.views = {source_id: SourceView(source_id) for source_id in source_ids}
-        self.class_names = tuple(class_names)
+    """``sources`` gives the daemon's current sources and their states (a reload may change them),
+    ``class_names`` the current model's class names; both are asked when a page is made."""
+
+    def __init__(self, sources: Callable[[], Mapping[str, str]], class_names: Callable[[], Sequence[str]],
+                 fps: float, max_width: int, jpeg_quality: int, max_viewers: int) -> None:
+        self._sources = sources
+        self._class_names = class_names
+        self.views: dict[str, SourceView] = {source_id: SourceView(source_id) for source_id in sources()}
         self.period_seconds = 1.0 / fps
         self.max_width = max_width
         self.jpeg_quality = jpeg_quality
         self.max_viewers = max_viewers
-        self._states = states or (lambda: {})
-        self._lock = threading.Lock()  # viewer counts and the pending slots
+        self._lock = threading.Lock()  # viewer counts, the pending slots, new views
         self._pending: dict[str, _Pending] = {}
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._encode_loop, name="preview-encoder", daemon=True)
 
+    def view(self, source_id: str) -> SourceView:
+        """The source's view, made on first use (a source a reload added)."""
+        view = self.views.get(source_id)
+        if view is None:
+            with self._lock:
+                view = self.views.setdefault(source_id, SourceView(source_id))
+        return view
+
     # -- the pipeline's side -----------------------------------------------------------------
     def observe(self, result: object, frame_age_seconds: float) -> None:
         """The pipeline's on_result hook: called for every published frame, before it is released."""
         frame = result.frame  # type: ignore[attr-defined]
-        view = self.views.get(frame.source_id)
-        if view is None:
-            return
+        view = self.views.get(frame.source_id) or self.view(frame.source_id)
         now = time.monotonic()
         view.publish_times.append(now)
         latest = Latest(frame.index, frame.capture_time, frame_age_seconds, frame.width, frame.height,
@@ -137,7 +146,9 @@ class PreviewHub:
     @contextmanager
     def watch(self, source_id: str) -> Iterator[SourceView]:
         """Count a viewer of ``source_id`` while inside (KeyError: unknown source; TooManyViewersError)."""
-        view = self.views[source_id]
+        if source_id not in self.states():
+            raise KeyError(source_id)
+        view = self.view(source_id)
         with self._lock:
             if sum(v.viewers for v in self.views.values()) >= self.max_viewers:
                 raise TooManyViewersError(f"{self.max_viewers} preview streams are open (preview.max_viewers)")
@@ -150,17 +161,25 @@ class PreviewHub:
 
     def viewer_count(self) -> int:
         with self._lock:
-            return sum(v.viewers for v in self.views.values())
+            return sum(v.viewers for v in list(self.views.values()))
 
     def states(self) -> dict[str, str]:
+        """The current sources (in config order) and their states."""
         try:
-            return self._states()
+            return dict(self._sources())
         except Exception:
-            log.exception("preview: cannot read the source states")
+            log.exception("preview: cannot read the sources")
             return {}
 
+    def class_names(self) -> Sequence[str]:
+        try:
+            return self._class_names()
+        except Exception:
+            log.exception("preview: cannot read the class names")
+            return ()
+
     def boxes(self, latest: Latest) -> list[Box]:
-        return boxes_of(latest.detections, self.class_names)
+        return boxes_of(latest.detections, self.class_names())
 
     # -- the encoder thread ------------------------------------------------------------------
     def start(self) -> None:
@@ -173,7 +192,7 @@ class PreviewHub:
             self._wake.notify_all()
         if self._thread.is_alive():
             self._thread.join(ENCODER_STOP_TIMEOUT_SECONDS)
-        for view in self.views.values():
+        for view in list(self.views.values()):
             with view.condition:
                 view.condition.notify_all()
 

@@ -31,10 +31,8 @@ def source_summary(hub: PreviewHub, view: SourceView, state: str, now_monotonic:
 
 
 def summaries(hub: PreviewHub) -> list[dict]:
-    states = hub.states()
     now = time.monotonic()
-    return [source_summary(hub, view, states.get(source_id, "unknown"), now)
-            for source_id, view in hub.views.items()]
+    return [source_summary(hub, hub.view(source_id), state, now) for source_id, state in hub.states().items()]
 
 
 def _detections_text(detections: list[dict]) -> str:
@@ -62,12 +60,12 @@ def index_page(hub: PreviewHub) -> str:
     rows = "\n".join(_row(s, link=True) for s in summaries(hub))
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>streamd preview</title>'
             f'<meta http-equiv="refresh" content="{INDEX_REFRESH_SECONDS}"><style>{_STYLE}</style></head><body>'
-            f"<h1>streamd: {len(hub.views)} source(s)</h1><table>{_HEADER}\n{rows}</table>"
+            f"<h1>streamd: {len(hub.states())} source(s)</h1><table>{_HEADER}\n{rows}</table>"
             f'<p>Open a source for its live annotated view. <a href="/sources.json">JSON</a></p></body></html>')
 
 
 def source_page(hub: PreviewHub, source_id: str) -> str:
-    summary = next(s for s in summaries(hub) if s["source"] == source_id)
+    summary = source_summary(hub, hub.view(source_id), hub.states().get(source_id, "unknown"), time.monotonic())
     source = escape(source_id)
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>streamd: {source}</title>'
             f"<style>{_STYLE}</style></head><body><p><a href=\"/\">all sources</a></p>"

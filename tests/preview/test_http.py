@@ -42,8 +42,8 @@ class Feeder(threading.Thread):
 
 @pytest.fixture
 def server() -> Iterator[PreviewServer]:
-    hub = PreviewHub(["cam", "door"], ("person",), fps=20.0, max_width=1280, jpeg_quality=95, max_viewers=2,
-                     states=lambda: {"cam": "streaming", "door": "backing_off"})
+    hub = PreviewHub(lambda: {"cam": "streaming", "door": "backing_off"}, lambda: ("person",), fps=20.0,
+                     max_width=1280, jpeg_quality=95, max_viewers=2)
     server = PreviewServer("127.0.0.1", 0, hub, client_timeout_seconds=1.0)
     server.start()
     yield server

@@ -17,7 +17,8 @@ from tests.preview.support import result
 
 @pytest.fixture
 def hub() -> PreviewHub:
-    hub = PreviewHub(["cam", "door"], ("person", "car"), fps=50.0, max_width=320, jpeg_quality=90, max_viewers=2)
+    hub = PreviewHub(lambda: {"cam": "streaming", "door": "streaming"}, lambda: ("person", "car"), fps=50.0,
+                     max_width=320, jpeg_quality=90, max_viewers=2)
     hub.start()
     yield hub
     hub.close()
@@ -36,7 +37,8 @@ def test_without_a_viewer_only_the_latest_result_is_kept(hub: PreviewHub, monkey
     assert grabbed == [] and view.frames_encoded == 0 and view.jpeg is None
     assert view.latest is not None and view.latest.frame_index == 49
     assert [b.label for b in hub.boxes(view.latest)] == ["person"]
-    hub.observe(result("unknown", _picture()), 0.02)  # a source the hub does not know: ignored
+    hub.observe(result("added", _picture()), 0.02)  # a source a reload added: its view is made
+    assert hub.views["added"].latest is not None
 
 
 def test_a_viewer_gets_annotated_downscaled_jpegs_at_most_at_the_preview_rate(hub: PreviewHub) -> None:
@@ -109,3 +111,20 @@ def test_observe_never_waits_for_a_slow_encoder(hub: PreviewHub, monkeypatch: py
         release.set()
     # 200 calls while the encoder is stuck: each replaces the pending picture, none waits.
     assert elapsed < 2.0, elapsed
+
+
+def test_the_sources_and_class_names_follow_a_reload() -> None:
+    sources = {"cam": "streaming"}
+    names = ["person"]
+    hub = PreviewHub(lambda: sources, lambda: names, fps=5.0, max_width=320, jpeg_quality=70, max_viewers=2)
+    hub.observe(result("cam", _picture(), [(1, 1, 9, 9)]), 0.01)
+    assert [b.label for b in hub.boxes(hub.views["cam"].latest)] == ["person"]
+    sources.pop("cam")
+    sources["yard"] = "connecting"
+    names[0] = "vehicle"
+    assert list(hub.states()) == ["yard"]
+    assert [b.label for b in hub.boxes(hub.views["cam"].latest)] == ["vehicle"]
+    with pytest.raises(KeyError), hub.watch("cam"):
+        pass
+    with hub.watch("yard"):
+        assert hub.viewer_count() == 1
