@@ -90,7 +90,8 @@ class Service:
             self.sources.append(self.build_source(source_config, self.config))
         on_result = self.on_result
         if self.config.preview.enabled:  # bound now, served once the pipeline runs
-            self.preview = build_preview(self.config.preview, self.sources, first.class_names, on_result)
+            self.preview = build_preview(self.config.preview, lambda: {s.source_id: s.state for s in self.sources},
+                                         lambda: self.detectors[0].class_names, on_result)
             on_result = self.preview.on_result
         self.result_hook = on_result
         if self.config.tracking.enabled:
