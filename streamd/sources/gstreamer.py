@@ -35,22 +35,26 @@ on, rather than as a failed read, when both timeouts are equal (the tests use 2 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
+from streamd.sources.gst_elements import (
+    HARDWARE_ELEMENTS,
+    INSTALL_HINT,
+    SOFTWARE_ELEMENTS,
+    available_elements,
+    hardware_decode_available,
+    import_gst,
+    is_tegra,
+)
 from streamd.sources.readers import FrameReader, check_media_file, redact
 from streamd.sources.rtsp import probe_server
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = ("install PyGObject (pip install 'streamd[gstreamer]'; Debian/Ubuntu build it with "
-                "libgirepository1.0-dev libcairo2-dev pkg-config) and GStreamer's plugins (gstreamer1.0-plugins-"
-                "base/good/bad, gstreamer1.0-libav; on a Jetson they come with JetPack), or set decoder = \"opencv\"")
 # The jitter buffer of rtspsrc; its default (2000 ms) would add two seconds to every frame's age. 100 ms
 # absorbs reordering on UDP and costs a live camera 100 ms of latency.
 RTSP_LATENCY_MS = 100
@@ -58,63 +62,6 @@ RTSP_LATENCY_MS = 100
 READ_GRACE_SECONDS = 0.5
 # Granularity of waits: a pipeline error (server gone) is noticed within this long.
 PULL_SLICE_SECONDS = 0.1
-TEGRA_RELEASE = Path("/etc/nv_tegra_release")
-
-# Element names by platform (the module docstring shows the pipelines).
-HARDWARE_ELEMENTS = {"decode": "nvv4l2decoder", "convert": "nvvidconv ! video/x-raw,format=BGRx ! videoconvert"}
-SOFTWARE_ELEMENTS = {"decode": "avdec_h264", "convert": "videoconvert"}
-# Every element a pipeline may need, for `streamd doctor` and the preflight.
-ELEMENT_NAMES = ("rtspsrc", "rtph264depay", "h264parse", "filesrc", "parsebin", "appsink", "videoconvert",
-                 "avdec_h264", "nvv4l2decoder", "nvvidconv")
-
-_init_lock = threading.Lock()
-_gst = None
-
-
-def import_gst():
-    """(Gst, GstApp), initialised once; SourceError with what to install when PyGObject or GStreamer is missing."""
-    global _gst
-    with _init_lock:
-        if _gst is None:
-            try:
-                import gi  # noqa: PLC0415 - optional dependency
-
-                gi.require_version("Gst", "1.0")
-                gi.require_version("GstApp", "1.0")
-                from gi.repository import Gst, GstApp  # noqa: PLC0415
-            except (ImportError, ValueError) as error:
-                raise SourceError(f"decoder 'jetson' needs GStreamer through PyGObject, which does not import "
-                                  f"({error}); {INSTALL_HINT}") from error
-            Gst.init(None)
-            _gst = (Gst, GstApp)
-    return _gst
-
-
-def is_tegra() -> bool:
-    """True on a Jetson (L4T writes /etc/nv_tegra_release)."""
-    return TEGRA_RELEASE.exists()
-
-
-def available_elements() -> dict[str, bool]:
-    """Which of ELEMENT_NAMES this machine's GStreamer has (empty when GStreamer does not import)."""
-    try:
-        gst, _ = import_gst()
-    except SourceError:
-        return {}
-    return {name: gst.ElementFactory.find(name) is not None for name in ELEMENT_NAMES}
-
-
-def hardware_decode_available() -> bool:
-    elements = available_elements()
-    return bool(elements.get("nvv4l2decoder") and elements.get("nvvidconv"))
-
-
-def auto_decoder() -> str:
-    """``decoder = "auto"``: ``jetson`` on a Jetson whose GStreamer has the hardware elements, else ``opencv``."""
-    if is_tegra() and hardware_decode_available():
-        return "jetson"
-    return "opencv"
-
 
 def pipeline_description(config: SourceConfig, hardware: bool) -> str:
     """The gst-launch description for a source (``location`` is set on element ``src`` afterwards, so a URL

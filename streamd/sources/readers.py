@@ -189,7 +189,7 @@ def make_reader(config: SourceConfig) -> FrameReader:
     target = READERS[config.kind]
     decoder = config.decoder
     if decoder == "auto" and config.kind in ("file", "rtsp"):
-        from streamd.sources.gstreamer import auto_decoder  # noqa: PLC0415 - imports GStreamer where present
+        from streamd.sources.gst_elements import auto_decoder  # noqa: PLC0415 - imports GStreamer where present
 
         decoder = auto_decoder()
     if config.kind in ("file", "rtsp") and decoder in DECODER_READERS:

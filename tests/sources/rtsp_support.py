@@ -54,7 +54,7 @@ def gi_missing_reason() -> str | None:
 def gstreamer_capture_missing_reason() -> str | None:
     """None when streamd's own Python can run the GStreamer capture (decoder "jetson"), else why not."""
     from streamd.errors import SourceError
-    from streamd.sources.gstreamer import available_elements, import_gst
+    from streamd.sources.gst_elements import available_elements, import_gst
 
     try:
         import_gst()

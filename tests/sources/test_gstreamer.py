@@ -46,7 +46,7 @@ def h264_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reason = gstreamer_capture_missing_reason()
     if reason:
         skip_unless_required("gstreamer", reason)
-    from streamd.sources.gstreamer import import_gst
+    from streamd.sources.gst_elements import import_gst
 
     gst, _ = import_gst()
     if gst.ElementFactory.find("x264enc") is None or gst.ElementFactory.find("mp4mux") is None:
@@ -110,16 +110,16 @@ def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
 
 
 def test_auto_decoder_is_jetson_only_on_a_jetson(monkeypatch) -> None:
-    from streamd.sources import gstreamer
+    from streamd.sources import gst_elements
     from streamd.sources.readers import VideoFileReader
 
     config = SourceConfig(id="f", kind="file", url="/x.mp4", decoder="auto")
-    monkeypatch.setattr(gstreamer, "is_tegra", lambda: False)
+    monkeypatch.setattr(gst_elements, "is_tegra", lambda: False)
     assert isinstance(make_reader(config), VideoFileReader)
-    monkeypatch.setattr(gstreamer, "is_tegra", lambda: True)
-    monkeypatch.setattr(gstreamer, "hardware_decode_available", lambda: False)
+    monkeypatch.setattr(gst_elements, "is_tegra", lambda: True)
+    monkeypatch.setattr(gst_elements, "hardware_decode_available", lambda: False)
     assert isinstance(make_reader(config), VideoFileReader)  # a Jetson without nvv4l2decoder: OpenCV
-    monkeypatch.setattr(gstreamer, "hardware_decode_available", lambda: True)
+    monkeypatch.setattr(gst_elements, "hardware_decode_available", lambda: True)
     assert isinstance(make_reader(config), GStreamerReader)
 
 
