@@ -6,10 +6,12 @@ real ZeroMQ subscriber):
 1. hook: the cost of the pipeline's preview hook per frame with nobody watching (the only work the
    preview adds then), against the pipeline's time per frame;
 2. windows: one daemon with the preview on, its looping source read flat out, alternating windows
-   of ``--window-seconds`` without and with one viewer reading the MJPEG stream; frames per second
-   per window, the ratio of each viewer window to the windows beside it (a shared machine's load
-   drifts over seconds, so neighbours are compared, never a whole run with another);
-3. runs: whole runs with the preview off and on with no viewer, alternating, ``--rounds`` each.
+   of ``--window-seconds`` without and with one viewer (its own process) reading the MJPEG stream;
+   per window frames per second and the daemon process's CPU time per frame, each viewer window
+   against the windows beside it (a shared machine's load drifts over seconds, so neighbours are
+   compared, never a whole run with another);
+3. runs: whole runs with the preview off and on with no viewer, alternating, ``--rounds`` pairs:
+   frames per second and CPU time per frame.
 
     python tools/preview_bench.py --model ../shared/models/yolox_nano.onnx --video ../shared/media/vtest.avi \\
         --seconds 120 --window-seconds 3 --rounds 4 --json preview_bench.json
@@ -22,11 +24,10 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
-import threading
 import time
 import timeit
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,22 +59,32 @@ def _config(args: argparse.Namespace, preview: bool, loop: bool):  # noqa: ANN20
     return parse_config(document, Path.cwd(), "(preview bench)")
 
 
-class _Viewer(threading.Thread):
-    """An MJPEG client that reads the stream as a browser does, counting the JPEG parts."""
+_VIEWER = """
+import sys, urllib.request
+parts = 0
+with urllib.request.urlopen(sys.argv[1], timeout=30) as response:
+    while True:
+        chunk = response.read1(65536)
+        if not chunk:
+            break
+        parts += chunk.count(b"Content-Type: image/jpeg")
+        print(parts, flush=True)
+"""
+
+
+class _Viewer:
+    """An MJPEG client in its own process (its CPU time is not the daemon's), reading the stream as a
+    browser does; it prints the count of JPEG parts received."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(name="viewer", daemon=True)
-        self.url = url
+        self.process = subprocess.Popen([sys.executable, "-c", _VIEWER, url], stdout=subprocess.PIPE, text=True)
         self.parts = 0
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        with urllib.request.urlopen(self.url, timeout=30) as response:
-            while not self.stop.is_set():
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                self.parts += chunk.count(b"Content-Type: image/jpeg")
+    def close(self) -> None:
+        self.process.terminate()
+        output, _ = self.process.communicate(timeout=10)
+        counts = [int(line) for line in output.split()]
+        self.parts = counts[-1] if counts else 0
 
 
 class _Daemon:
@@ -123,7 +134,9 @@ def measure_windows(args: argparse.Namespace) -> dict:
             viewer = None
             if watched:
                 viewer = _Viewer(daemon.stream_url())
-                viewer.start()
+                deadline = time.monotonic() + 10
+                while daemon.service.preview.hub.viewer_count() < 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)
             started, cpu_started = time.perf_counter(), _process_cpu_seconds()
             count_before = len(daemon.published)
             time.sleep(args.window_seconds)
@@ -131,8 +144,7 @@ def measure_windows(args: argparse.Namespace) -> dict:
             frames = len(daemon.published) - count_before
             cpu_seconds = _process_cpu_seconds() - cpu_started
             if viewer is not None:
-                viewer.stop.set()
-                viewer.join(5)
+                viewer.close()
             windows.append({"viewer": watched, "fps": frames / elapsed, "cpu_ms_per_frame": 1000 * cpu_seconds / frames,
                             "viewer_frames": viewer.parts if viewer else 0})
             watched = not watched
@@ -158,26 +170,33 @@ def measure_windows(args: argparse.Namespace) -> dict:
                                                    for w in windows if w["viewer"])}
 
 
-def run_once(args: argparse.Namespace, preview: bool) -> float:
+def run_once(args: argparse.Namespace, preview: bool) -> tuple[float, float]:
+    """(frames per second, CPU milliseconds per frame) of one whole run."""
     daemon = _Daemon(_config(args, preview=preview, loop=False))
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _process_cpu_seconds()
         daemon.service.start_sources()
         daemon.service.pipeline.finished.wait(600)
         elapsed = (daemon.published[-1] if daemon.published else time.perf_counter()) - started
+        cpu_seconds = _process_cpu_seconds() - cpu_started
     finally:
         daemon.close()
-    return len(daemon.published) / elapsed
+    return len(daemon.published) / elapsed, 1000 * cpu_seconds / len(daemon.published)
 
 
 def measure_runs(args: argparse.Namespace) -> dict:
     rounds = []
     for index in range(args.rounds):
         order = (False, True) if index % 2 == 0 else (True, False)
-        fps = {preview: run_once(args, preview) for preview in order}
-        rounds.append({"off_fps": fps[False], "idle_fps": fps[True], "idle_over_off": fps[True] / fps[False]})
-        print(f"runs {index + 1}/{args.rounds}: off {fps[False]:.1f} fps, idle {fps[True]:.1f} fps", file=sys.stderr)
-    return {"rounds": rounds, "idle_over_off_median": statistics.median(r["idle_over_off"] for r in rounds)}
+        runs = {preview: run_once(args, preview) for preview in order}
+        (off_fps, off_cpu), (idle_fps, idle_cpu) = runs[False], runs[True]
+        rounds.append({"off_fps": off_fps, "idle_fps": idle_fps, "idle_over_off": idle_fps / off_fps,
+                       "off_cpu_ms_per_frame": off_cpu, "idle_cpu_ms_per_frame": idle_cpu,
+                       "cpu_per_frame_idle_over_off": idle_cpu / off_cpu})
+        print(f"runs {index + 1}/{args.rounds}: off {off_fps:.1f} fps {off_cpu:.2f} ms CPU a frame, idle "
+              f"{idle_fps:.1f} fps {idle_cpu:.2f} ms", file=sys.stderr)
+    return {"rounds": rounds, "idle_over_off_median": statistics.median(r["idle_over_off"] for r in rounds),
+            "cpu_per_frame_idle_over_off_median": statistics.median(r["cpu_per_frame_idle_over_off"] for r in rounds)}
 
 
 def main() -> int:
@@ -211,7 +230,9 @@ def main() -> int:
                                                        max(windows["viewer_over_neighbours"])],
                       "cpu_per_frame_viewer_over_neighbours_median":
                           windows["cpu_per_frame_viewer_over_neighbours_median"],
-                      "idle_over_off_median": runs["idle_over_off_median"] if runs else None}, indent=2))
+                      "idle_over_off_median": runs["idle_over_off_median"] if runs else None,
+                      "cpu_per_frame_idle_over_off_median":
+                          runs["cpu_per_frame_idle_over_off_median"] if runs else None}, indent=2))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
