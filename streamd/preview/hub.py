@@ -98,6 +98,7 @@ class PreviewHub:
         self.max_viewers = max_viewers
         self._lock = threading.Lock()  # viewer counts, the pending slots, new views
         self._pending: dict[str, _Pending] = {}
+        self._failed_sources: set[str] = set()
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._encode_loop, name="preview-encoder", daemon=True)
@@ -127,8 +128,10 @@ class PreviewHub:
         view.next_due_monotonic = (now if behind else view.next_due_monotonic) + self.period_seconds
         try:
             image = self._grab(frame)
-        except Exception:  # a preview must never take the pipeline down
-            log.exception("preview: cannot copy a frame of source %s", frame.source_id)
+        except Exception:  # a preview must never take the pipeline down; said once per source
+            if frame.source_id not in self._failed_sources:
+                self._failed_sources.add(frame.source_id)
+                log.exception("preview: cannot copy a frame of source %s (said once)", frame.source_id)
             return
         with self._lock:
             self._pending[frame.source_id] = _Pending(image, latest)
@@ -138,6 +141,8 @@ class PreviewHub:
         image = frame.image  # type: ignore[attr-defined]
         if isinstance(image, DeviceNV12):
             return nv12_download(image, self.max_width)
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"the preview reads host arrays and DeviceNV12 frames, not {type(image).__name__}")
         if getattr(frame, "release_image", None) is None:
             return image  # owned by the frame and never reused: resized on the encoder thread
         return host_copy(image, self.max_width)  # a pooled buffer goes back when the frame is released

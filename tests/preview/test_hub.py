@@ -128,3 +128,14 @@ def test_the_sources_and_class_names_follow_a_reload() -> None:
         pass
     with hub.watch("yard"):
         assert hub.viewer_count() == 1
+
+
+def test_a_frame_it_cannot_read_is_skipped_and_said_once(hub: PreviewHub, caplog: pytest.LogCaptureFixture) -> None:
+    strange = result("cam", _picture())
+    strange.frame.image = object()
+    with hub.watch("cam"), caplog.at_level("ERROR"):
+        for _ in range(3):
+            hub.views["cam"].next_due_monotonic = 0.0
+            hub.observe(strange, 0.01)
+    assert sum("cannot copy a frame of source cam" in r.message for r in caplog.records) == 1
+    assert hub.views["cam"].frames_encoded == 0
