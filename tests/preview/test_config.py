@@ -45,3 +45,34 @@ def test_bad_values_name_the_key(tiny_model: Path, table: dict, key: str) -> Non
 def test_the_demo_serves_the_preview() -> None:
     preview = parse_config(demo_config_document()).preview
     assert preview.enabled and preview.bind == "127.0.0.1:9401"
+
+
+def test_check_tries_the_preview_port(tiny_model: Path) -> None:
+    import socket  # noqa: PLC0415
+
+    from streamd.daemon.check import _check_ports  # noqa: PLC0415
+
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        document = _document(tiny_model, {"enabled": True, "bind": f"127.0.0.1:{port}"})
+        document["metrics"] = {"enabled": False}
+        document["publish"] = {"endpoint": "tcp://127.0.0.1:*"}
+        lines: list[str] = []
+        assert not _check_ports(parse_config(document), lines.append)
+    assert any(line.startswith("preview ") and "FAILED" in line and "preview.bind" in line for line in lines), lines
+
+
+def test_readme_and_example_config_document_every_preview_key() -> None:
+    import dataclasses  # noqa: PLC0415
+
+    from streamd.config.schema import PreviewConfig  # noqa: PLC0415
+    from tests.support import REPO  # noqa: PLC0415
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("`[preview]`"):]
+    table = table[:table.index("\n\n", table.index("| key |"))]
+    example = (REPO / "configs" / "example.toml").read_text()
+    example = example[example.index("[preview]"):]
+    for field in dataclasses.fields(PreviewConfig):
+        assert f"| `{field.name}` |" in table, f"README's [preview] table lacks {field.name}"
+        assert f"\n{field.name} = " in example, f"configs/example.toml's [preview] lacks {field.name}"
