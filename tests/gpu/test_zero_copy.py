@@ -218,3 +218,47 @@ def test_standin_engine_zero_copy_equals_copy() -> None:
         np.testing.assert_array_equal(a.detections.boxes_xyxy, b.detections.boxes_xyxy)
         np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
         np.testing.assert_array_equal(a.detections.class_ids, b.detections.class_ids)
+
+
+DAEMON_FRAMES = 60
+
+
+def test_daemon_zero_copy_publishes_what_the_copy_path_does(monkeypatch) -> None:
+    """The whole daemon (Service: capture thread, frame pool, pipeline, ZeroMQ) with the detector
+    build_gpu_detector makes for model.zero_copy "off" and "on", on the torch stand-in engine: the pool
+    hands out mapped buffers the kernel reads in place, and the messages are identical."""
+    pytest.importorskip("zmq")
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from streamd.bench.standin import open_standin_engine
+    from streamd.daemon import service as service_module
+    from streamd.daemon.service import Service
+    from streamd.gpu.build import build_gpu_detector
+    from streamd.gpu.zero_copy import ZeroCopyGpuDetector
+    from tests.gpu.test_daemon_gpu import config, run
+    from tests.support import COCO_CLASSES, VTEST, YOLOX_NANO, require_shared
+
+    require_shared(YOLOX_NANO, VTEST, COCO_CLASSES)
+    published = {}
+    for mode in ("off", "on"):
+        def detectors(model, mode=mode):
+            model = dataclasses.replace(model, backend="tensorrt", zero_copy=mode)
+            return [build_gpu_detector(model, "yolox_nano", engine_opener=open_standin_engine)]
+
+        monkeypatch.setattr(service_module, "build_detectors", detectors)
+        service = Service(config("fast", DAEMON_FRAMES))
+        try:
+            messages, _ = run(service, DAEMON_FRAMES)
+            (detector,) = service.detectors
+            assert isinstance(detector, ZeroCopyGpuDetector) == (mode == "on")
+            if mode == "on":
+                assert detector.frames_in_place > 0  # frames from the daemon's mapped pool, read in place
+        finally:
+            service.stop()
+        (pool,) = service.frame_pools or (None,)
+        assert pool is None or pool.leased == 0
+        published[mode] = [(m["frame_index"], m["detections"]) for m in messages]
+    assert [index for index, _ in published["on"]] == list(range(DAEMON_FRAMES))
+    assert sum(len(found) for _, found in published["off"]) > 0
+    assert published["on"] == published["off"]
