@@ -89,8 +89,12 @@ def demo_preview(daemon_factory) -> str:  # noqa: ANN001
     return base
 
 
-def test_preview_in_headless_chromium_shows_drawn_boxes(demo_preview: str, tmp_path: Path) -> None:
-    browser = chromium()
+@pytest.fixture
+def browser() -> str:
+    return chromium()
+
+
+def test_preview_in_headless_chromium_shows_drawn_boxes(browser: str, demo_preview: str, tmp_path: Path) -> None:
     index = screenshot(browser, f"{demo_preview}/", tmp_path / "index.png", tmp_path / "profile-index", "800,300")
     page = screenshot(browser, f"{demo_preview}/sources/demo", tmp_path / "demo.png", tmp_path / "profile-demo")
     assert index.std() > 5  # the table rendered, not a blank page
