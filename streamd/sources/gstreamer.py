@@ -8,7 +8,8 @@ unchanged. The pipelines, through PyGObject (``pip install 'streamd[gstreamer]'`
 ``python3-gi`` in a venv made with ``--system-site-packages``)::
 
     rtsp:  rtspsrc name=src location=URL protocols=tcp|udp latency=100 tcp-timeout=OPEN_TIMEOUT
-             ! rtph264depay ! h264parse ! DECODE ! CONVERT ! video/x-raw,format=BGR
+             ! application/x-rtp,media=video,encoding-name=H264 ! rtph264depay ! h264parse
+             ! DECODE ! CONVERT ! video/x-raw,format=BGR
              ! appsink name=sink max-buffers=1 drop=true sync=false
     file:  filesrc name=src location=PATH ! parsebin ! h264parse ! DECODE ! CONVERT
              ! video/x-raw,format=BGR ! appsink name=sink max-buffers=4 drop=false sync=false
@@ -20,7 +21,9 @@ unchanged. The pipelines, through PyGObject (``pip install 'streamd[gstreamer]'`
 ``nvv4l2decoder`` decodes on the Jetson's NVDEC engine into NVMM buffers; ``nvvidconv`` (the VIC engine)
 converts them to BGRx in system memory, which ``videoconvert`` packs to BGR on the CPU (``nvvidconv``
 does not write 3-byte pixels). H.264 only; an H.265 camera needs ``rtph265depay ! h265parse`` (and
-``avdec_h265``): not wired. The software elements run in CI against the test RTSP server; the NVIDIA
+``avdec_h265``): not wired. The caps filter after ``rtspsrc`` links the camera's H.264 video stream
+only (an audio stream stays unlinked, which rtspsrc tolerates); a stream that is not H.264 fails the open
+with a message saying so. The software elements run in CI against the test RTSP server; the NVIDIA
 elements have not run (no Jetson here).
 
 Blocking and timeouts follow the OpenCV RTSP reader's contract: an RTSP probe first (refused,
@@ -35,6 +38,7 @@ on, rather than as a failed read, when both timeouts are equal (the tests use 2 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import numpy as np
@@ -60,6 +64,9 @@ log = logging.getLogger(__name__)
 RTSP_LATENCY_MS = 100
 # How long a read may wait past read_timeout_seconds (see the module docstring).
 READ_GRACE_SECONDS = 0.5
+# RTSP statuses that mean "this URL is wrong for this server" (a debug line also holds source line numbers
+# such as gstrtspsrc.c(6401), so the codes are matched in their parentheses).
+_REFUSED = re.compile(r"\((401|403|404)\)|Not Found|Unauthorized|Forbidden")
 # Granularity of waits: a pipeline error (server gone) is noticed within this long.
 PULL_SLICE_SECONDS = 0.1
 
@@ -71,7 +78,8 @@ def pipeline_description(config: SourceConfig, hardware: bool) -> str:
     if config.kind == "rtsp":
         tcp_timeout_us = int(config.open_timeout_seconds * 1e6)
         return (f"rtspsrc name=src protocols={config.transport} latency={RTSP_LATENCY_MS} "
-                f"tcp-timeout={tcp_timeout_us} ! rtph264depay ! h264parse ! {decode} "
+                f"tcp-timeout={tcp_timeout_us} ! application/x-rtp,media=video,encoding-name=H264 ! rtph264depay "
+                f"! h264parse ! {decode} "
                 "! appsink name=sink max-buffers=1 drop=true sync=false")
     if config.kind == "file":
         # A file is read as fast as the capture takes frames (it paces itself): never drop.
@@ -190,7 +198,10 @@ class GStreamerReader(FrameReader):
             return None
         error, debug = message.parse_error()
         text = f"{error.message}" + (f" ({debug.splitlines()[-1]})" if debug else "")
-        if any(code in (debug or "") for code in ("404", "401", "403")):  # rtspsrc quotes the RTSP status
+        if "not-linked" in (debug or "") or "not-negotiated" in (debug or ""):
+            return (f"the video is not H.264, the one codec these pipelines decode (H.265 and others: decoder "
+                    f"= \"opencv\"): {redact_text(text)}")
+        if _REFUSED.search(f"{error.message} {debug or ''}"):  # rtspsrc quotes the RTSP status line
             return f"the server refused the stream (wrong path or credentials?): {redact_text(text)}"
         return f"GStreamer error from {message.src.get_name()}: {redact_text(text)}"
 
