@@ -24,7 +24,8 @@ FRAMES = 40
 def test_pipelines_name_the_documented_elements() -> None:
     rtsp = SourceConfig(id="cam", kind="rtsp", url="rtsp://h/s", transport="udp", open_timeout_seconds=3)
     hardware = pipeline_description(rtsp, hardware=True)
-    assert hardware.startswith("rtspsrc name=src protocols=udp latency=100 tcp-timeout=3000000 ! rtph264depay "
+    assert hardware.startswith("rtspsrc name=src protocols=udp latency=100 tcp-timeout=3000000 "
+                               "! application/x-rtp,media=video,encoding-name=H264 ! rtph264depay "
                                "! h264parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert "
                                "! video/x-raw,format=BGR ! appsink name=sink")
     assert "drop=true" in hardware and "location" not in hardware  # the URL is set as a property, never parsed
