@@ -152,6 +152,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", type=int, default=0)
     args = parser.parse_args()
+    missing = [str(path) for path in (args.model, args.video) if not path.is_file()]
+    if missing:
+        print(json.dumps({"error": f"missing {missing}: pass --model PATH/yolox_nano.onnx --video PATH/vtest.avi, "
+                                   "or set STREAMD_SHARED to the folder holding models/ and media/"}))
+        return 2
     started = time.perf_counter()
     runtime.use_device(args.device)
     info = device_info(args.device)
