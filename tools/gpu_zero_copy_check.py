@@ -157,6 +157,14 @@ def main() -> int:
         print(json.dumps({"error": f"missing {missing}: pass --model PATH/yolox_nano.onnx --video PATH/vtest.avi, "
                                    "or set STREAMD_SHARED to the folder holding models/ and media/"}))
         return 2
+    try:
+        return check(args)
+    except Exception as error:  # still one JSON object: what failed, where
+        print(json.dumps({"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=8)}))
+        return 1
+
+
+def check(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     runtime.use_device(args.device)
     info = device_info(args.device)
