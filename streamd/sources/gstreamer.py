@@ -70,6 +70,7 @@ _REFUSED = re.compile(r"\((401|403|404)\)|Not Found|Unauthorized|Forbidden")
 # Granularity of waits: a pipeline error (server gone) is noticed within this long.
 PULL_SLICE_SECONDS = 0.1
 
+
 def pipeline_description(config: SourceConfig, hardware: bool) -> str:
     """The gst-launch description for a source (``location`` is set on element ``src`` afterwards, so a URL
     with credentials or quotes never goes through the parser)."""
@@ -133,8 +134,7 @@ class GStreamerReader(FrameReader):
             raise SourceError(f"cannot open {self._where()} with GStreamer: {reason}")
         image = self._pull(config.open_timeout_seconds)
         if image is None:
-            reason = self.error or (f"no frame within {config.open_timeout_seconds:g} s (the server answers but "
-                                    "sends no H.264 video?)")
+            reason = self.error or "no frame"
             self.close()
             raise SourceError(f"cannot open {'RTSP stream ' if config.kind == 'rtsp' else ''}{self._where()}: "
                               f"{reason}")
@@ -188,7 +188,7 @@ class GStreamerReader(FrameReader):
                 self.error = "end of stream"
                 return None
             if left <= 0:
-                self.error = f"no frame for {timeout_seconds:.1f} s"
+                self.error = f"no frame within {timeout_seconds:g} s"
                 return None
 
     def _bus_error(self) -> str | None:
