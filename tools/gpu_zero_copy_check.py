@@ -12,6 +12,10 @@ Runs on any CUDA GPU with cuda-python, torch and onnx (the detector runs on the 
 - ``zero_copy``: ``ZeroCopyGpuDetector`` as the daemon builds it (``model.zero_copy``): frames read in
   place and candidates written to mapped memory (no copy in either direction).
 
+Then the batched detectors (``model.max_batch`` > 1), ``batch_copy`` (``BatchGpuDetector``) and
+``batch_zero_copy`` (``ZeroCopyBatchGpuDetector``: pool frames letterboxed in place), in batches of 4
+over the first ``--batch-frames`` frames.
+
 Frames come as the daemon's capture hands them over: written beforehand into buffers from the
 detector's own ``frame_allocator()`` (pinned for ``copy``, mapped for the zero-copy modes), so the
 timed part is the pipeline's alone. A second feed, ``pageable``, hands ordinary numpy frames (one host
@@ -43,14 +47,17 @@ sys.path.insert(0, str(REPO))
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.device_info import cuda_versions, device_info  # noqa: E402
 from streamd.decode.preprocess import YOLOX  # noqa: E402
+from streamd.gpu.batch_detector import BatchGpuDetector  # noqa: E402
 from streamd.gpu.detector import GpuDetector  # noqa: E402
 from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: E402
 from streamd.gpu.zero_copy import ZeroCopyGpuDetector, resolve_zero_copy  # noqa: E402
+from streamd.gpu.zero_copy_batch import ZeroCopyBatchGpuDetector  # noqa: E402
 from streamd.sources.frame import Frame  # noqa: E402
 
 SHARED = Path(os.environ.get("STREAMD_SHARED", REPO.parent / "shared"))
 SCORE, NMS = 0.3, 0.45
 MODES = ("copy", "zero_copy_frames", "zero_copy")
+BATCH = 4
 
 
 def load_frames(video: Path, count: int) -> list[np.ndarray]:
@@ -139,6 +146,75 @@ def traced_pass(detector: GpuDetector, frames: list[Frame]) -> tuple[list, dict]
     return results, {"uploads_per_frame": counts["htod"] / count, "copy_backs_per_frame": counts["dtoh"] / count}
 
 
+def run_batches(detector, frames: list[Frame], batch: int) -> tuple[list, dict]:
+    """The batched detector over ``frames`` in batches of ``batch`` (results one call late, the last from drain)."""
+    detector.wait_seconds = 0.0
+    results = []
+    started = time.perf_counter()
+    for start in range(0, len(frames), batch):
+        results.extend(detector.submit_batch(frames[start:start + batch]))
+    results.extend(detector.drain())
+    wall = time.perf_counter() - started
+    count = len(frames)
+    return results, {"fps": count / wall, "host_ms_per_frame": (wall - detector.wait_seconds) / count * 1e3,
+                     "blocked_ms_per_frame": detector.wait_seconds / count * 1e3}
+
+
+def batch_check(args: argparse.Namespace, images: list[np.ndarray]) -> dict:
+    """BatchGpuDetector vs ZeroCopyBatchGpuDetector (model.max_batch > 1) on the daemon's pool frames."""
+    section: dict = {"batch": BATCH}
+    engine = TorchGraphEngine(args.model, device=args.device, max_batch=BATCH)
+    detectors: dict = {}
+    buffers: dict[str, FrameBuffers] = {}
+    reference: list[tuple] | None = None
+    try:
+        for mode, detector_class in (("batch_copy", BatchGpuDetector), ("batch_zero_copy", ZeroCopyBatchGpuDetector)):
+            entry = section[mode] = {}
+            try:
+                detector = detectors[mode] = detector_class(engine, YOLOX, 80, SCORE, NMS, max_batch=BATCH,
+                                                            max_detections=100, owns_engine=False)
+                detector.warm_up()
+                buffers[mode] = FrameBuffers(detector, images)
+                counts = {"htod": 0}
+                htod = memory.copy_htod_async
+
+                def traced(*arguments, counts=counts, htod=htod):
+                    counts["htod"] += 1
+                    return htod(*arguments)
+
+                memory.copy_htod_async = traced
+                try:
+                    results, _ = run_batches(detector, buffers[mode].frames, BATCH)
+                finally:
+                    memory.copy_htod_async = htod
+                batches = -(-len(images) // BATCH)
+                entry["frame_uploads_per_frame"] = (counts["htod"] - batches) / len(images)  # less descriptor tables
+                found = detections(results)
+                entry["detections"] = sum(item[4] for item in found)
+                if reference is None:
+                    reference = found
+                entry["vs_batch_copy"] = compare(reference, found)
+            except Exception as error:  # report the mode's failure and go on
+                entry["error"] = f"{type(error).__name__}: {error}"
+                entry["traceback"] = traceback.format_exc(limit=6)
+                detectors.pop(mode, None)
+        timed: dict[str, list] = {mode: [] for mode in detectors}
+        for _ in range(args.rounds):
+            for mode, detector in detectors.items():
+                timed[mode].append(run_batches(detector, buffers[mode].frames, BATCH)[1])
+        for mode, runs in timed.items():
+            section[mode]["timed"] = summarise(runs)
+    finally:
+        for detector in detectors.values():
+            detector.close()
+        for frame_buffers in buffers.values():
+            frame_buffers.free()
+        engine.close()
+    section["identical_detections"] = all(section.get(mode, {}).get("vs_batch_copy", {}).get("identical", False)
+                                          for mode in ("batch_copy", "batch_zero_copy"))
+    return section
+
+
 def summarise(runs: list[dict]) -> dict:
     return {key: {"median": statistics.median(r[key] for r in runs), "min": min(r[key] for r in runs),
                   "max": max(r[key] for r in runs)} for key in runs[0]}
@@ -151,6 +227,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", type=int, default=0)
+    parser.add_argument("--batch-frames", type=int, default=60, help="frames for the batched detectors' "
+                        f"comparison (batches of {BATCH}); 0 skips it")
     args = parser.parse_args()
     missing = [str(path) for path in (args.model, args.video) if not path.is_file()]
     if missing:
@@ -225,9 +303,17 @@ def check(args: argparse.Namespace) -> int:
                    "host_ms_per_frame": entry["timed"]["pool"]["host_ms_per_frame"]["median"]
                    / base["host_ms_per_frame"]["median"]}
             for mode, entry in modes.items() if "timed" in entry}
-    report["identical_detections"] = all(entry.get("vs_copy", {}).get("identical", False)
-                                         and entry.get("pageable_vs_copy", {}).get("identical", False)
-                                         for entry in modes.values())
+    report["identical_detections_single"] = all(entry.get("vs_copy", {}).get("identical", False)
+                                                and entry.get("pageable_vs_copy", {}).get("identical", False)
+                                                for entry in modes.values())
+    if args.batch_frames:
+        try:
+            report["batched"] = batch_check(args, images[:args.batch_frames])
+        except Exception as error:  # the single-frame result above still stands
+            report["batched"] = {"error": f"{type(error).__name__}: {error}",
+                                 "traceback": traceback.format_exc(limit=6), "identical_detections": False}
+    report["identical_detections"] = report["identical_detections_single"] and (
+        not args.batch_frames or report["batched"]["identical_detections"])
     report["seconds"] = time.perf_counter() - started
     text = json.dumps(report, indent=2)
     print(text)

@@ -20,6 +20,7 @@ from streamd.gpu.batch_detector import BatchGpuDetector
 from streamd.gpu.detector import GpuDetector
 from streamd.gpu.engine import DeviceEngine
 from streamd.gpu.zero_copy import ZeroCopyGpuDetector, resolve_zero_copy
+from streamd.gpu.zero_copy_batch import ZeroCopyBatchGpuDetector
 from streamd.inference.base import describe_io
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
@@ -63,21 +64,22 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
         layout = resolve_layout(model.layout, engine.outputs, width, height, len(model.classes),
                                 probe=lambda: _probe_first_output(engine, model, width, height))
         engine.set_input_shapes(engine.static_shapes(batch=1))
+        # Integrated GPU (Jetson), or forced: host frames read in place from mapped host memory.
+        zero_copy = resolve_zero_copy(model.zero_copy, device_info(model.device))
         if max_batch > 1:
-            detector = BatchGpuDetector(engine, CONVENTIONS[model.preprocessing], len(model.classes),
-                                        model.score_threshold, model.nms_threshold, max_batch=max_batch,
-                                        layout=layout, max_detections=model.max_detections, model_id=model_id,
-                                        class_names=model.classes, device=model.device)
+            batch_class = ZeroCopyBatchGpuDetector if zero_copy else BatchGpuDetector
+            detector = batch_class(engine, CONVENTIONS[model.preprocessing], len(model.classes),
+                                   model.score_threshold, model.nms_threshold, max_batch=max_batch,
+                                   layout=layout, max_detections=model.max_detections, model_id=model_id,
+                                   class_names=model.classes, device=model.device)
         else:
-            # Integrated GPU (Jetson), or forced: frames read in place from mapped host memory.
-            zero_copy = resolve_zero_copy(model.zero_copy, device_info(model.device))
             detector_class = ZeroCopyGpuDetector if zero_copy else GpuDetector
             detector = detector_class(engine, CONVENTIONS[model.preprocessing], len(model.classes),
                                       model.score_threshold, model.nms_threshold, layout=layout,
                                       max_detections=model.max_detections, model_id=model_id,
                                       class_names=model.classes, device=model.device)
-            log.info("model %s: %s (model.zero_copy = %s)", model_id, "zero-copy frames and results in mapped "
-                     "host memory" if zero_copy else "frames uploaded from pinned host memory", model.zero_copy)
+        log.info("model %s: %s (model.zero_copy = %s)", model_id, "host frames read in place from mapped host "
+                 "memory" if zero_copy else "host frames uploaded from pinned host memory", model.zero_copy)
         detector.warm_up()
     except (BackendError, ModelLayoutError):
         if detector is not None:

@@ -57,6 +57,50 @@ extern "C" __global__ void publish_count(const int* __restrict__ counter, int* _
 _PUBLISH_ARG_TYPES = (ctypes.c_void_p, ctypes.c_void_p)
 
 
+class MappedFrames:
+    """The capture's frame pool in mapped memory, and where a kernel finds a host frame in place.
+
+    ``allocator()`` is the detector's ``frame_allocator()``: each buffer is mapped and remembered until
+    freed, so ``device_address`` of a pool frame is a dictionary lookup; other page-locked memory is asked
+    of CUDA (mapped wherever the system has unified addressing). Thread-safe: capture threads allocate
+    and free, the pipeline looks up.
+    """
+
+    def __init__(self, device: int) -> None:
+        self.device = device
+        self._lock = threading.Lock()
+        self._buffers: dict[int, MappedBuffer] = {}  # host address -> pool buffer
+
+    def allocator(self) -> Allocator:
+        def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Callable[[], None]]:
+            runtime.use_device(self.device)  # called from a capture thread
+            buffer = MappedBuffer(shape, dtype)
+            with self._lock:
+                self._buffers[buffer.ptr] = buffer
+
+            def free() -> None:
+                with self._lock:
+                    self._buffers.pop(buffer.ptr, None)
+                buffer.free()
+
+            return buffer.array, free
+
+        return allocate
+
+    def device_address(self, image: np.ndarray) -> int | None:
+        """The device address of a contiguous frame in mapped memory; None for ordinary (pageable) memory."""
+        if not image.flags.c_contiguous:
+            return None
+        address = image.__array_interface__["data"][0]
+        with self._lock:
+            pooled = self._buffers.get(address)
+        if pooled is not None and pooled.contains(image):
+            return pooled.device_address(image)
+        if memory.is_pinned(image):  # page-locked elsewhere: mapped too where the system has UVA
+            return device_pointer_of(address)
+        return None
+
+
 class MappedResultsDecoder(GpuYoloxDecoder):
     """``GpuYoloxDecoder`` whose records go to mapped host memory: ``launch(output, counter, stream)`` takes
     the slot's device counter (zeroed by the letterbox kernel) and writes the records and then the count
@@ -120,8 +164,7 @@ class ZeroCopyGpuDetector(GpuDetector):
         self.mapped_results = mapped_results
         if mapped_results:
             self.decoder_class = MappedResultsDecoder
-        self._pool_lock = threading.Lock()
-        self._pool_buffers: dict[int, MappedBuffer] = {}  # host address -> frame pool buffer
+        self.mapped_frames = MappedFrames(kwargs.get("device", 0))
         self.frames_in_place = 0  # frames read where the capture left them (pool or host_frame_buffer)
         self.frames_copied = 0  # frames in ordinary memory, copied into the slot's mapped buffer first
         super().__init__(*args, **kwargs)
@@ -131,22 +174,7 @@ class ZeroCopyGpuDetector(GpuDetector):
     def frame_allocator(self) -> Allocator:
         """Mapped buffers for the capture's frame pool: the letterbox kernel then reads the frame where the
         capture thread wrote it."""
-        device = self.device
-
-        def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Callable[[], None]]:
-            runtime.use_device(device)  # called from a capture thread
-            buffer = MappedBuffer(shape, dtype)
-            with self._pool_lock:
-                self._pool_buffers[buffer.ptr] = buffer
-
-            def free() -> None:
-                with self._pool_lock:
-                    self._pool_buffers.pop(buffer.ptr, None)
-                buffer.free()
-
-            return buffer.array, free
-
-        return allocate
+        return self.mapped_frames.allocator()
 
     # -- GpuDetector's hooks ----------------------------------------------------------------------
 
@@ -181,21 +209,13 @@ class ZeroCopyGpuDetector(GpuDetector):
         if image is view:  # decoded into host_frame_buffer()
             self.frames_in_place += 1
             return mapped.device_ptr
-        if image.flags.c_contiguous:
-            address = image.__array_interface__["data"][0]
-            with self._pool_lock:
-                pooled = self._pool_buffers.get(address)
-            if pooled is not None and pooled.contains(image):
-                self.frames_in_place += 1
-                return pooled.device_address(image)
-            if mapped.contains(image):
-                self.frames_in_place += 1
-                return mapped.device_address(image)
-            if memory.is_pinned(image):  # page-locked elsewhere: mapped too where the system has UVA
-                device_ptr = device_pointer_of(address)
-                if device_ptr is not None:
-                    self.frames_in_place += 1
-                    return device_ptr
+        if image.flags.c_contiguous and mapped.contains(image):
+            self.frames_in_place += 1
+            return mapped.device_address(image)
+        device_ptr = self.mapped_frames.device_address(image)
+        if device_ptr is not None:  # the capture's mapped pool, or other page-locked memory
+            self.frames_in_place += 1
+            return device_ptr
         # Ordinary memory: one host memcpy into the slot's mapped buffer, which the kernel then reads.
         np.copyto(view, image)
         self.frames_copied += 1

@@ -262,3 +262,55 @@ def test_daemon_zero_copy_publishes_what_the_copy_path_does(monkeypatch) -> None
     assert [index for index, _ in published["on"]] == list(range(DAEMON_FRAMES))
     assert sum(len(found) for _, found in published["off"]) > 0
     assert published["on"] == published["off"]
+
+
+def test_batch_detector_reads_pool_frames_in_place(monkeypatch) -> None:
+    """ZeroCopyBatchGpuDetector (model.max_batch > 1): frames of its mapped pool letterboxed in place, the
+    same detections as BatchGpuDetector; per batch the only upload left is the descriptor table."""
+    pytest.importorskip("torch")
+    import cv2
+
+    from streamd.gpu.batch_detector import BatchGpuDetector
+    from streamd.gpu.standin_engine import TorchGraphEngine
+    from streamd.gpu.zero_copy_batch import ZeroCopyBatchGpuDetector
+    from tests.support import VTEST, YOLOX_NANO, require_shared
+
+    require_shared(YOLOX_NANO, VTEST)
+    capture = cv2.VideoCapture(str(VTEST))
+    images = []
+    for index in range(12):
+        ok, image = capture.read()
+        assert ok
+        images.append(image if index % 3 else cv2.resize(image, (1280, 720)))
+    capture.release()
+    batches = [list(range(start, min(start + 4, len(images)))) for start in range(0, len(images), 4)]
+    outcomes = {}
+    for detector_class in (BatchGpuDetector, ZeroCopyBatchGpuDetector):
+        detector = detector_class(TorchGraphEngine(YOLOX_NANO, max_batch=4), YOLOX, 80, 0.3, 0.45, max_batch=4)
+        allocate = detector.frame_allocator()
+        leased = [allocate(image.shape, image.dtype) for image in images]
+        for (array, _), image in zip(leased, images):
+            np.copyto(array, image)
+        frames = [Frame(f"s{i % 4}", i, 0.0, 0.0, array) for i, (array, _) in enumerate(leased)]
+        counts = _count_copies(monkeypatch)
+        results = []
+        for batch in batches:
+            results.extend(detector.submit_batch([frames[i] for i in batch]))
+        results.extend(detector.drain())
+        if detector_class is ZeroCopyBatchGpuDetector:
+            assert detector.frames_in_place == len(images) and detector.frames_uploaded == 0
+            assert counts["htod"] == len(batches)  # the descriptor tables, no frame
+        else:
+            assert counts["htod"] == len(batches) + len(images)
+        detector.close()
+        for _, free in leased:
+            free()
+        monkeypatch.undo()
+        outcomes[detector_class.__name__] = results
+    copy, zero_copy = outcomes["BatchGpuDetector"], outcomes["ZeroCopyBatchGpuDetector"]
+    assert [r.frame.index for r in zero_copy] == [r.frame.index for r in copy] == list(range(len(images)))
+    assert sum(len(r.detections.scores) for r in copy) > 0
+    for a, b in zip(copy, zero_copy, strict=True):
+        np.testing.assert_array_equal(a.detections.boxes_xyxy, b.detections.boxes_xyxy)
+        np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
+        np.testing.assert_array_equal(a.detections.class_ids, b.detections.class_ids)
