@@ -86,8 +86,8 @@ class ModelConfig:
     # The GPU (CUDA device ordinal) the GPU path runs on: engine, kernels, buffers and the NVDEC
     # decoders of this daemon's sources. One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
     device: int = 0
-    # GPU path, max_batch 1: read frames (and write candidates) in mapped page-locked host memory
-    # instead of copying them (streamd.gpu.zero_copy); one of ZERO_COPY_MODES.
+    # GPU path: read host frames (and, at max_batch 1, write candidates) in mapped page-locked host
+    # memory instead of copying them (streamd.gpu.zero_copy, zero_copy_batch); one of ZERO_COPY_MODES.
     zero_copy: str = "auto"
 
 
