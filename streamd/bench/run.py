@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -81,6 +82,12 @@ def _read_frames(path: str, count: int) -> list[np.ndarray]:
     return frames
 
 
+def process_cpu_seconds() -> float:
+    """User + system CPU time of this process, every thread."""
+    times = os.times()
+    return times.user + times.system
+
+
 def measure_raw_fps(detector: HostDetector, inputs: list[np.ndarray], loops: int = 1) -> float:
     """``backend.infer`` (ONNX Runtime: ``session.run``) over pre-letterboxed inputs, nothing else,
     from ``loops`` threads at once (each runs every input)."""
@@ -106,6 +113,7 @@ class _Recorder:
         self.frame_ages: list[float] = []
         self.inference_seconds: list[float] = []
         self.last_publish = 0.0
+        self.cpu_seconds = 0.0  # process CPU time from the sources' start to the last publish
 
     def __call__(self, result: DetectionResult, frame_age_seconds: float) -> None:
         with self.lock:
@@ -124,11 +132,13 @@ def run_pipeline(config: Config, expected_frames: int, timeout_seconds: float) -
     try:
         # XPUB sees the subscription arrive: start the sources only once it has.
         service.wait_for_subscriber(5.0)
+        cpu_started = process_cpu_seconds()
         started = time.perf_counter()
         service.start_sources()
         pipeline = service.pipeline
         pipeline.finished.wait(timeout_seconds)
         elapsed = (recorder.last_publish or time.perf_counter()) - started
+        recorder.cpu_seconds = process_cpu_seconds() - cpu_started
         while subscriber.receive(0.5 if received < expected_frames else 0.05) is not None:
             received += 1
             if received >= expected_frames:
@@ -178,20 +188,37 @@ def run_bench(args: argparse.Namespace) -> int:
     inputs = [preprocessor(frame)[0].copy() for frame in frames]
 
     raw_rounds, parallel_rounds, pipeline_rounds, received_rounds = [], [], [], []
-    for round_index in range(args.rounds):
-        raw_rounds.append(measure_raw_fps(detector, inputs))
+    parallel_cpu_rounds, pipeline_cpu_rounds = [], []  # process CPU seconds per frame
+
+    def measure_parallel() -> None:
+        cpu_started = process_cpu_seconds()
         parallel_rounds.append(measure_raw_fps(parallel_detector, inputs, loops=workers))
-        fps, _, received = run_pipeline(fast_config, len(frames), timeout_seconds=600)
+        parallel_cpu_rounds.append((process_cpu_seconds() - cpu_started) / (workers * len(inputs)))
+
+    def measure_pipeline() -> None:
+        fps, recorder, received = run_pipeline(fast_config, len(frames), timeout_seconds=600)
         pipeline_rounds.append(fps)
         received_rounds.append(received)
+        pipeline_cpu_rounds.append(recorder.cpu_seconds / max(1, len(recorder.frame_ages)))
+
+    measurements = [lambda: raw_rounds.append(measure_raw_fps(detector, inputs)), measure_parallel, measure_pipeline]
+    for round_index in range(args.rounds):
+        # Alternate the order, so a machine that gets busier or quieter during a round favours neither.
+        for measure in measurements if round_index % 2 == 0 else reversed(measurements):
+            measure()
         print(f"round {round_index + 1}/{args.rounds}: raw {raw_rounds[-1]:.1f} fps, raw {workers} loops x "
-              f"{threads} thread(s) {parallel_rounds[-1]:.1f} fps, pipeline {fps:.1f} fps, "
-              f"{received}/{len(frames)} messages received", file=sys.stderr, flush=True)
+              f"{threads} thread(s) {parallel_rounds[-1]:.1f} fps, pipeline {pipeline_rounds[-1]:.1f} fps "
+              f"({pipeline_rounds[-1] / max(raw_rounds[-1], parallel_rounds[-1]):.3f} x the best raw layout), "
+              f"{received_rounds[-1]}/{len(frames)} messages received", file=sys.stderr, flush=True)
     detector.close()
     parallel_detector.close()
     raw_fps = statistics.median(raw_rounds)
     raw_parallel_fps = statistics.median(parallel_rounds)
     pipeline_fps = statistics.median(pipeline_rounds)
+    # The best raw layout of each round (one loop with the backend's threading, or the pipeline's
+    # workers x threads side by side), against the pipeline measured in the same round.
+    best_rounds = [max(raw, parallel) for raw, parallel in zip(raw_rounds, parallel_rounds)]
+    best_ratio_rounds = [pipeline / best for pipeline, best in zip(pipeline_rounds, best_rounds)]
     results: dict[str, object] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": _cpu_count(), "python": platform.python_version()},
@@ -201,6 +228,15 @@ def run_bench(args: argparse.Namespace) -> int:
         "raw_fps": raw_fps, "pipeline_fps": pipeline_fps, "ratio": pipeline_fps / raw_fps,
         "workers": workers, "threads_per_worker": threads, "raw_parallel_fps_rounds": parallel_rounds,
         "raw_parallel_fps": raw_parallel_fps, "ratio_to_parallel": pipeline_fps / raw_parallel_fps,
+        "raw_best_fps_rounds": best_rounds, "ratio_to_best_rounds": best_ratio_rounds,
+        "ratio_to_best": statistics.median(best_ratio_rounds),
+        "ratio_to_best_min": min(best_ratio_rounds), "ratio_to_best_max": max(best_ratio_rounds),
+        # CPU time per frame is what a busy shared machine disturbs least: with every core busy,
+        # throughput is cores / CPU per frame, so this ratio is what the fps ratio tends to.
+        "raw_parallel_cpu_seconds_per_frame_rounds": parallel_cpu_rounds,
+        "pipeline_cpu_seconds_per_frame_rounds": pipeline_cpu_rounds,
+        "cpu_ratio_parallel_to_pipeline": (statistics.median(parallel_cpu_rounds)
+                                           / statistics.median(pipeline_cpu_rounds)),
     }
     if args.paced_seconds > 0:
         native_fps = cv2.VideoCapture(args.source).get(cv2.CAP_PROP_FPS) or 10.0
@@ -235,7 +271,13 @@ def _print_table(results: dict[str, object]) -> None:
              f"{results['raw_parallel_fps']:.1f}"),
             ("pipeline fps (median)", f"{results['pipeline_fps']:.1f}"),
             ("ratio pipeline / raw", f"{results['ratio']:.3f}"),
-            ("ratio pipeline / raw parallel", f"{results['ratio_to_parallel']:.3f}")]
+            ("ratio pipeline / raw parallel", f"{results['ratio_to_parallel']:.3f}"),
+            ("ratio pipeline / best raw layout", f"{results['ratio_to_best']:.3f} (median of rounds; "
+                                                 f"{results['ratio_to_best_min']:.3f}-{results['ratio_to_best_max']:.3f})"),
+            ("CPU per frame, raw parallel / pipeline",
+             f"{statistics.median(results['raw_parallel_cpu_seconds_per_frame_rounds']) * 1000:.2f} / "
+             f"{statistics.median(results['pipeline_cpu_seconds_per_frame_rounds']) * 1000:.2f} ms "
+             f"(ratio {results['cpu_ratio_parallel_to_pipeline']:.3f})")]
     if "frame_age_p50_seconds" in results:
         rows += [("paced run", f"{results['paced_frames']} frames at {results['paced_fps']:g} fps"),
                  ("inference mean", f"{results['inference_mean_seconds'] * 1000:.2f} ms"),
