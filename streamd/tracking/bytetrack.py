@@ -42,7 +42,7 @@ _PERIOD_SMOOTHING = 0.1
 # only, 6 at weight 1 (class-blind, as the paper), and 6 at 0.8 with IDF1 0.931 against 0.905.
 OTHER_CLASS_WEIGHT = 0.8
 # Class-aware NMS can leave one object boxed under two classes. An unmatched box overlapping a box
-# that continued a track this much is that duplicate, and starts no track.
+# that continued a track, or a surer new box, this much is that duplicate, and starts no track.
 DUPLICATE_IOU = 0.7
 NO_TRACK = 0
   # track id of a detection that belongs to no confirmed track
@@ -166,6 +166,11 @@ class ByteTracker:
             duplicate = (iou_matrix(boxes_xyxy[new].astype(np.float64), boxes_xyxy[matched_dets].astype(np.float64))
                          > DUPLICATE_IOU).any(axis=1)
             new = new[~duplicate]
+        if new.size > 1:
+            # The same among the new boxes themselves: the surest one starts the track.
+            new = new[np.argsort(-scores[new], kind="stable")]
+            overlap = np.triu(iou_matrix(boxes_xyxy[new].astype(np.float64), boxes_xyxy[new].astype(np.float64)), 1)
+            new = new[~(overlap > DUPLICATE_IOU).any(axis=0)]
         if new.size:
             self._add(boxes_xyxy[new], class_ids[new], frame_index)
             if first_frame:
