@@ -56,3 +56,17 @@ def test_bad_tracking_values_name_their_key(table: dict, key: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config({**BASE, "tracking": table})
     assert key in str(error.value)
+
+
+def test_readme_and_example_config_document_every_tracking_key() -> None:
+    from streamd.config.schema import TrackingConfig
+    from tests.support import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("`[tracking]` ("):]
+    table = table[:table.index("\n\n", table.index("| key |"))]
+    example = (REPO / "configs" / "example.toml").read_text()
+    example = example[example.index("[tracking]"):]
+    for field in dataclasses.fields(TrackingConfig):
+        assert f"| `{field.name}` | `{str(getattr(TrackingConfig(), field.name)).lower()}` |" in table, field.name
+        assert f"\n{field.name} = " in example, f"configs/example.toml's [tracking] lacks {field.name}"
