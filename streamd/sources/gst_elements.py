@@ -5,6 +5,7 @@ the elements present, whether this is a Jetson. ``streamd.sources.readers`` (``d
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -24,6 +25,19 @@ ELEMENT_NAMES = ("rtspsrc", "rtph264depay", "h264parse", "filesrc", "parsebin", 
 
 _init_lock = threading.Lock()
 _gst = None
+REGISTRY_ENV = "GST_REGISTRY"
+
+
+def registry_location(environ: dict[str, str]) -> str | None:
+    """Where GStreamer should keep its plugin registry, or None to leave its default.
+
+    GStreamer scans every plugin at init unless its registry cache (``~/.cache/gstreamer-1.0``) is
+    writable; the systemd units' DynamicUser has no home, so every start would rescan. The units set
+    STREAMD_CACHE_DIR (their CacheDirectory=): the registry goes there, unless GST_REGISTRY is set.
+    """
+    if environ.get(REGISTRY_ENV) or not environ.get("STREAMD_CACHE_DIR"):
+        return None
+    return str(Path(environ["STREAMD_CACHE_DIR"]) / "gstreamer-registry.bin")
 
 
 def import_gst():
@@ -40,6 +54,9 @@ def import_gst():
             except (ImportError, ValueError) as error:
                 raise SourceError(f"decoder 'jetson' needs GStreamer through PyGObject, which does not import "
                                   f"({error}); {INSTALL_HINT}") from error
+            registry = registry_location(dict(os.environ))
+            if registry is not None:
+                os.environ[REGISTRY_ENV] = registry
             Gst.init(None)
             _gst = (Gst, GstApp)
     return _gst

@@ -157,3 +157,12 @@ enabled = false
     assert [m["frame_index"] for m in messages] == list(range(FRAMES)), daemon.log()
     assert all(m["frame_size"] == [320, 240] for m in messages)
     assert f"finished after {FRAMES} frames" in daemon.log()
+
+
+def test_registry_goes_to_the_units_cache_directory() -> None:
+    from streamd.sources.gst_elements import registry_location
+
+    assert registry_location({"STREAMD_CACHE_DIR": "/var/cache/streamd/lobby"}) == \
+        "/var/cache/streamd/lobby/gstreamer-registry.bin"
+    assert registry_location({"STREAMD_CACHE_DIR": "/c", "GST_REGISTRY": "/mine.bin"}) is None  # the user's wins
+    assert registry_location({}) is None  # GStreamer's own default (~/.cache)
