@@ -65,7 +65,8 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
                                 probe=lambda: _probe_first_output(engine, model, width, height))
         engine.set_input_shapes(engine.static_shapes(batch=1))
         # Integrated GPU (Jetson), or forced: host frames read in place from mapped host memory.
-        zero_copy = resolve_zero_copy(model.zero_copy, device_info(model.device))
+        gpu = device_info(model.device)
+        zero_copy = resolve_zero_copy(model.zero_copy, gpu)
         if max_batch > 1:
             batch_class = ZeroCopyBatchGpuDetector if zero_copy else BatchGpuDetector
             detector = batch_class(engine, CONVENTIONS[model.preprocessing], len(model.classes),
@@ -78,8 +79,10 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
                                       model.score_threshold, model.nms_threshold, layout=layout,
                                       max_detections=model.max_detections, model_id=model_id,
                                       class_names=model.classes, device=model.device)
-        log.info("model %s: %s (model.zero_copy = %s)", model_id, "host frames read in place from mapped host "
-                 "memory" if zero_copy else "host frames uploaded from pinned host memory", model.zero_copy)
+        log.info("GPU %d: %s, %s GPU, can map host memory: %s; model %s: %s (model.zero_copy = %s)", gpu.ordinal,
+                 gpu.name, gpu.kind, "yes" if gpu.can_map_host_memory else "no", model_id,
+                 "host frames read in place from mapped host memory" if zero_copy
+                 else "host frames uploaded from pinned host memory", model.zero_copy)
         detector.warm_up()
     except (BackendError, ModelLayoutError):
         if detector is not None:
