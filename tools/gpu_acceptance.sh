@@ -76,6 +76,14 @@ else
 fi
 say "pytest rc $PYTEST_RC"
 
+# 1b. issue 16 on a discrete GPU: streamd doctor, and zero-copy (mapped host memory) forced vs the copy path ---------
+say "streamd doctor"
+timeout 30 python3 -m streamd.cli doctor | tee "$OUT/doctor.txt"
+say "gpu_zero_copy_check"
+timeout "$(step_timeout 60 300)" python3 tools/gpu_zero_copy_check.py --model "$MODEL" \
+    --video "$STREAMD_SHARED/media/vtest.avi" > "$OUT/gpu_zero_copy_check.json"
+say "zero-copy check rc $? (0: identical detections)"; head -c 3000 "$OUT/gpu_zero_copy_check.json"; echo
+
 # 2. sweep on GPU 0 ---------------------------------------------------------------------------------------
 say "bench --sweep on GPU 0"
 timeout "$(step_timeout 200 110)" "${BENCH[@]}" --device 0 --streams "${SWEEP_START:-32}" --sweep \
