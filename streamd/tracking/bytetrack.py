@@ -11,8 +11,9 @@ Per frame, after a Kalman prediction of every track over the source frames that 
 Running tracks left unmatched become lost; a lost track is dropped after
 ``lost_track_buffer_frames`` source frames without a detection.
 
-Departures from the paper's code, each for a reason: association is within a class (a detector's
-classes are different objects; crossing objects of two classes never swap ids); the filter's state is
+Departures from the paper's code, each for a reason: association prefers the track's class
+(``OTHER_CLASS_WEIGHT``) and a box duplicating a tracked one under another class starts no track
+(``DUPLICATE_IOU``); the filter's state is
 centre, width and height (BoT-SORT's variant) rather than aspect ratio; ids are given on
 confirmation, so they count up without gaps; and the clock is the source's frame index, so frames
 dropped before inference (a gap in ``frame_index``) are predicted across, and a pause in capture
@@ -44,8 +45,7 @@ OTHER_CLASS_WEIGHT = 0.8
 # Class-aware NMS can leave one object boxed under two classes. An unmatched box overlapping a box
 # that continued a track, or a surer new box, this much is that duplicate, and starts no track.
 DUPLICATE_IOU = 0.7
-NO_TRACK = 0
-  # track id of a detection that belongs to no confirmed track
+NO_TRACK = 0  # track id of a detection that belongs to no confirmed track
 
 
 @dataclass(frozen=True)

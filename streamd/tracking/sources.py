@@ -17,6 +17,7 @@ class SourceTrackers:
 
     def __init__(self, config: TrackingConfig, source_ids: list[str], metrics: StreamdMetrics | None = None) -> None:
         self._config = config
+        self._config = config
         self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
         self._metrics = metrics
 
@@ -27,10 +28,17 @@ class SourceTrackers:
                           if source_id in self._trackers and source_id not in restarted else ByteTracker(self._config)
                           for source_id in source_ids}
 
+    def forget(self, source_id: str) -> None:
+        """Drop a removed source's tracks (a config reload); a source of that id later starts afresh."""
+        self._trackers.pop(source_id, None)
+
     def apply(self, result: DetectionResult) -> DetectionResult:
         """The result with track ids and ages on its detections."""
         frame, detections = result.frame, result.detections
-        update = self._trackers[frame.source_id].update(detections.boxes_xyxy, detections.scores,
+        tracker = self._trackers.get(frame.source_id)
+        if tracker is None:  # a source added after start (a config reload): its own tracker from now on
+            tracker = self._trackers[frame.source_id] = ByteTracker(self._config)
+        update = tracker.update(detections.boxes_xyxy, detections.scores,
                                                         detections.class_ids, frame.index, frame.capture_time)
         if self._metrics is not None:
             source = frame.source_id

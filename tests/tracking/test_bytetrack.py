@@ -104,3 +104,26 @@ def test_a_source_that_starts_over_starts_new_tracks() -> None:
         step(tracker, index, [box(100, 100)])
     restarted = step(tracker, 0, [box(100, 100)])
     assert restarted.ended == 1 and restarted.track_ids.tolist() == [2]
+
+
+def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
+    from streamd.decode.detections import Detections
+    from streamd.inference.detector import DetectionResult, StageTimings
+    from streamd.sources.frame import Frame
+    from streamd.tracking.sources import SourceTrackers
+
+    trackers = SourceTrackers(TrackingConfig(), ["a"])
+    image = np.zeros((8, 8, 3), np.uint8)
+    timings = StageTimings(0.0, 0.0, 0.0)
+
+    def publish(source: str, index: int, cx: float) -> list[int]:
+        detections = Detections(np.array([box(cx, 100)], np.float32), np.array([0.9], np.float32),
+                                np.array([0], np.int32))
+        frame = Frame(source, index, 1000.0 + index / 10, 0.0, image)
+        return trackers.apply(DetectionResult(frame, detections, timings)).detections.track_ids.tolist()
+
+    assert publish("a", 0, 100) == [1]
+    assert publish("b", 0, 300) == [1]  # not in the list given: a source added later, its own ids
+    assert publish("a", 1, 102) == [1] and publish("b", 1, 302) == [1]
+    trackers.forget("b")
+    assert publish("b", 2, 304) == [1]  # starts afresh: confirmed at once as a first frame
