@@ -13,7 +13,7 @@ class Detections:
     scores: np.ndarray  # (K,) float32
     class_ids: np.ndarray  # (K,) int32
     # Filled by the tracker (streamd.tracking) before publishing, None without tracking: (K,) int64
-    # track ids (0: the detection belongs to no confirmed track) and source frames since each
+    # track ids (-1: the detection belongs to no confirmed track) and source frames since each
     # track's first detection.
     track_ids: np.ndarray | None = None
     track_ages_frames: np.ndarray | None = None

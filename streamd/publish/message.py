@@ -29,8 +29,8 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
              for c, s, b in zip(class_ids, scores, boxes)]
     if detections.track_ids is not None:  # tracking on: every detection says which track it is (null: none)
         for item, track_id, age in zip(items, detections.track_ids.tolist(), detections.track_ages_frames.tolist()):
-            item["track_id"] = track_id or None
-            item["track_age_frames"] = age if track_id else None
+            item["track_id"] = track_id if track_id > 0 else None
+            item["track_age_frames"] = age if track_id > 0 else None
     payload = {
         "schema": SCHEMA,
         "source": source_id,

@@ -45,7 +45,7 @@ OTHER_CLASS_WEIGHT = 0.8
 # Class-aware NMS can leave one object boxed under two classes. An unmatched box overlapping a box
 # that continued a track, or a surer new box, this much is that duplicate, and starts no track.
 DUPLICATE_IOU = 0.7
-NO_TRACK = 0  # track id of a detection that belongs to no confirmed track
+NO_TRACK = -1  # track id of a detection that belongs to no confirmed track (ids start at 1)
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,11 @@ class ByteTracker:
             ended += int(np.count_nonzero(expired))
 
         # Output before tracks are removed or added (indices refer to the tracks of this frame).
-        track_ids = np.zeros(count, np.int64)
+        track_ids = np.full(count, NO_TRACK, np.int64)
         ages = np.zeros(count, np.int64)
         if matched_dets.size:
-            track_ids[matched_dets] = self._ids[matched_tracks]
+            ids = self._ids[matched_tracks]  # 0 while a track is unconfirmed
+            track_ids[matched_dets] = np.where(ids > 0, ids, NO_TRACK)
             ages[matched_dets] = np.where(track_ids[matched_dets] > 0,
                                           frame_index - self._first_index[matched_tracks], 0)
 

@@ -24,7 +24,7 @@ def detections(track_ids: list[int] | None) -> Detections:
 
 
 def test_tracked_detections_carry_their_id_and_age_and_null_when_in_no_track() -> None:
-    message = decode(encode("cam", 7, 9, 100.0, 100.5, 640, 480, "m", detections([3, 0]), ("a", "b")))
+    message = decode(encode("cam", 7, 9, 100.0, 100.5, 640, 480, "m", detections([3, -1]), ("a", "b")))
     assert message["schema"] == SCHEMA == "streamd.detections/1"
     first, second = message["detections"]
     assert (first["track_id"], first["track_age_frames"]) == (3, 12)
