@@ -107,12 +107,16 @@ def test_a_source_that_starts_over_starts_new_tracks() -> None:
 
 
 def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
+    from prometheus_client import CollectorRegistry
+
     from streamd.decode.detections import Detections
     from streamd.inference.detector import DetectionResult, StageTimings
+    from streamd.metrics.definitions import StreamdMetrics
     from streamd.sources.frame import Frame
     from streamd.tracking.sources import SourceTrackers
 
-    trackers = SourceTrackers(TrackingConfig(), ["a"])
+    registry = CollectorRegistry()
+    trackers = SourceTrackers(TrackingConfig(lost_track_buffer_frames=5), ["a"], StreamdMetrics(registry))
     image = np.zeros((8, 8, 3), np.uint8)
     timings = StageTimings(0.0, 0.0, 0.0)
 
@@ -127,3 +131,9 @@ def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
     assert publish("a", 1, 102) == [1] and publish("b", 1, 302) == [1]
     trackers.forget("b")
     assert publish("b", 2, 304) == [1]  # starts afresh: confirmed at once as a first frame
+    assert registry.get_sample_value("streamd_tracks_started_total", {"source": "b"}) == 2
+    assert registry.get_sample_value("streamd_tracks_active", {"source": "a"}) == 1
+    # 19 frames later, past the 5-frame buffer: the old track has ended and the scene starts anew.
+    assert publish("a", 20, 102) == [2]
+    assert registry.get_sample_value("streamd_tracks_ended_total", {"source": "a"}) == 1
+    assert registry.get_sample_value("streamd_tracks_started_total", {"source": "a"}) == 2
