@@ -187,10 +187,11 @@ class Pipeline:
         frame = result.frame
         with self._taken_lock:
             taken_monotonic = self._taken_at.pop((frame.source_id, frame.index), frame.capture_monotonic)
+        metrics = self._metrics.frame_metrics(frame.source_id)
         started = time.perf_counter()
         if self._trackers is not None:
             result = self._trackers.apply(result)
-            self._metrics.stage_seconds.labels(frame.source_id, "track").observe(time.perf_counter() - started)
+            metrics.stage["track"].observe(time.perf_counter() - started)
             started = time.perf_counter()
         self._sequence += 1
         parts = encode(frame.source_id, frame.index, self._sequence, frame.capture_time, time.time(),
@@ -199,16 +200,15 @@ class Pipeline:
         self._publisher.send(parts)
         publish_seconds = time.perf_counter() - started
         frame_age_seconds = time.monotonic() - frame.capture_monotonic
-        stage = self._metrics.stage_seconds
-        source = frame.source_id
-        stage.labels(source, "capture_wait").observe(taken_monotonic - frame.capture_monotonic)
-        stage.labels(source, "preprocess").observe(result.timings.preprocess_seconds)
-        stage.labels(source, "inference").observe(result.timings.inference_seconds)
-        stage.labels(source, "decode").observe(result.timings.decode_seconds)
-        stage.labels(source, "publish").observe(publish_seconds)
-        self._metrics.frame_age_seconds.labels(source).observe(frame_age_seconds)
-        self._metrics.frames_processed.labels(source).inc()
-        self._metrics.detections.labels(source).inc(len(result.detections))
+        stage = metrics.stage
+        stage["capture_wait"].observe(taken_monotonic - frame.capture_monotonic)
+        stage["preprocess"].observe(result.timings.preprocess_seconds)
+        stage["inference"].observe(result.timings.inference_seconds)
+        stage["decode"].observe(result.timings.decode_seconds)
+        stage["publish"].observe(publish_seconds)
+        metrics.frame_age.observe(frame_age_seconds)
+        metrics.frames_processed.inc()
+        metrics.detections.inc(len(result.detections))
         if self._on_result is not None:
             self._on_result(result, frame_age_seconds)
         frame.release()  # the detector is done with the image once it has returned the result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -63,6 +64,17 @@ class LastFrameCollector:
         """The names without samples, so the registry can refuse a duplicate at registration."""
         return [GaugeMetricFamily(name, "", labels=["source"]) for name in (
             "streamd_source_last_frame_timestamp_seconds", "streamd_source_seconds_since_last_frame")]
+
+
+@dataclass(frozen=True)
+class SourceFrameMetrics:
+    """One source's per-frame metric children (``StreamdMetrics.frame_metrics``)."""
+
+    stage: dict[str, Histogram]  # by stage name (STAGES)
+    frame_age: Histogram
+    frames_captured: Counter
+    frames_processed: Counter
+    detections: Counter
 
 
 class StreamdMetrics:
@@ -123,6 +135,21 @@ class StreamdMetrics:
             "that cannot load; the previous config keeps running).", ["result"], registry=registry)
         for result in RELOAD_RESULTS:
             self.config_reloads.labels(result)
+        self._frame_metrics: dict[str, SourceFrameMetrics] = {}
+
+    def frame_metrics(self, source_id: str) -> SourceFrameMetrics:
+        """The labelled children a source's every frame updates, looked up once per source: ``labels()``
+        costs about as much as the update itself, and the pipeline made 11 lookups a frame."""
+        children = self._frame_metrics.get(source_id)
+        if children is None:  # a race only builds the same children twice (labels() is idempotent)
+            children = SourceFrameMetrics(
+                stage={stage: self.stage_seconds.labels(source_id, stage) for stage in STAGES},
+                frame_age=self.frame_age_seconds.labels(source_id),
+                frames_captured=self.frames_captured.labels(source_id),
+                frames_processed=self.frames_processed.labels(source_id),
+                detections=self.detections.labels(source_id))
+            self._frame_metrics[source_id] = children
+        return children
 
     def declare_source(self, source_id: str) -> None:
         """Create every labelled child up front so a scrape shows zeros, not absent series."""

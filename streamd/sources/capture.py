@@ -190,7 +190,7 @@ class CaptureSource:
             self.frames_delivered += 1
             self.last_frame_monotonic = now_monotonic
         if self._metrics is not None:
-            self._metrics.frames_captured.labels(self.source_id).inc()
+            self._metrics.frame_metrics(self.source_id).frames_captured.inc()
             if self.config.kind not in _SUPERVISED_KINDS:  # supervised ones report live frames themselves
                 self._metrics.last_frame.mark(self.source_id, frame.capture_time)
         if not self.slot.put(frame, self._stop):
