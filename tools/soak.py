@@ -243,10 +243,10 @@ class Soak:
             before = self._log().count("reload applied")
             self.daemon.send_signal(signal.SIGHUP)
             self.report.churn.reloads += 1
+        # Waited for even when the soak is ending: every reload sent must be answered.
         deadline = time.monotonic() + 60
         while self._log().count("reload applied") <= before and time.monotonic() < deadline:
-            if self.stop.wait(0.1):
-                return
+            time.sleep(0.1)
         if self._log().count("reload applied") > before:
             self.report.churn.reloads_applied += 1
 
