@@ -160,13 +160,15 @@ def synthetic(source_id: str, seed: int = 0) -> dict:
     return {"id": source_id, "kind": "synthetic", "fps": STEADY_FPS, "width": 320, "height": 240, "seed": seed}
 
 
-def render_config(sources: list[dict], score_threshold: float, preview: bool) -> str:
+def render_config(sources: list[dict], score_threshold: float, preview: bool, model: str = "builtin:synthetic-shapes",
+                  backend: str = "onnxruntime") -> str:
     lines = []
     for source in sources:
         lines.append("[[sources]]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in source.items()]
-    lines += ["[model]", 'path = "builtin:synthetic-shapes"', f"score_threshold = {score_threshold}",
-              "workers = 1", "threads = 1",
+    lines += ["[model]", f"path = {json.dumps(model)}", f"backend = {json.dumps(backend)}",
+              f"score_threshold = {score_threshold}",
+              *(["workers = 1", "threads = 1"] if backend == "onnxruntime" else []),
               "[publish]", 'endpoint = "tcp://127.0.0.1:*"', "send_hwm = 1000",
               "[metrics]", 'bind = "127.0.0.1:0"',
               "[daemon]", "status_interval_seconds = 60"]
@@ -218,7 +220,8 @@ class Soak:
                                       "stall_timeout_seconds": 3.0, "backoff_initial_seconds": 0.2,
                                       "backoff_max_seconds": 2.0})
         self.current_sources = list(self.base_sources)
-        self.config_path.write_text(render_config(self.current_sources, self.score_threshold, self.report.preview))
+        self.config_path.write_text(render_config(self.current_sources, self.score_threshold, self.report.preview,
+                                                   self.args.model, self.args.backend))
         self.daemon = subprocess.Popen([sys.executable, "-m", "streamd", "run", "--config", str(self.config_path)],
                                        stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=REPO)  # noqa: SIM115
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -239,7 +242,8 @@ class Soak:
     def reload(self, sources: list[dict], score_threshold: float) -> None:
         with self.lock:
             self.current_sources, self.score_threshold = sources, score_threshold
-            self.config_path.write_text(render_config(sources, score_threshold, self.report.preview))
+            self.config_path.write_text(render_config(sources, score_threshold, self.report.preview, self.args.model,
+                                                   self.args.backend))
             before = self._log().count("reload applied")
             self.daemon.send_signal(signal.SIGHUP)
             self.report.churn.reloads += 1
@@ -447,6 +451,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rtsp-kill-interval", type=float, default=30.0)
     parser.add_argument("--preview-interval", type=float, default=11.0)
     parser.add_argument("--max-rss-growth", type=float, default=0.05, help="after warm-up, as a fraction")
+    parser.add_argument("--model", default="builtin:synthetic-shapes", help="model.path (an absolute path)")
+    parser.add_argument("--backend", default="onnxruntime", help="model.backend (tensorrt on a GPU host: device "
+                        "memory is then sampled from nvidia-smi)")
     parser.add_argument("--no-rtsp", action="store_true", help="no RTSP camera (no GStreamer here)")
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--json", type=Path, help="write the report here")
