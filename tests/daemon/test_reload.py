@@ -214,3 +214,49 @@ def test_systemd_hears_reloading_then_ready(daemon_factory, tmp_path: Path, tiny
             assert listener.recv(4096).decode().startswith("READY=1")
         finally:
             run.close()
+
+
+def test_a_removed_source_gives_back_its_pinned_buffers(tmp_path: Path, tiny_model: Path) -> None:
+    """The GPU path's pinned-frame pool, with a counting allocator standing in for cudaHostAlloc."""
+    import dataclasses  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from streamd.config import parse_config  # noqa: PLC0415
+    from streamd.daemon.reload import Reloader  # noqa: PLC0415
+    from streamd.daemon.service import Service  # noqa: PLC0415
+
+    live: set[int] = set()
+
+    def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, object]:
+        buffer = np.empty(shape, dtype)
+        live.add(id(buffer))
+        return buffer, lambda: live.discard(id(buffer))
+
+    def config(*source_ids: str):
+        parsed = parse_config({"sources": [{"id": i, "kind": "synthetic", "fps": 20, "width": 64, "height": 48}
+                                           for i in source_ids],
+                               "model": {"path": str(tiny_model)}, "publish": {"endpoint": "tcp://127.0.0.1:*"},
+                               "metrics": {"enabled": False}})
+        return dataclasses.replace(parsed, path=str(tmp_path / "reload.toml"))
+
+    wanted = {"config": config("steady")}
+    service = Service(wanted["config"])
+    service.start_detector()
+    service.frame_allocator = allocate  # what the GPU detector gives; the CPU one gives None
+    service.start_sources()
+    reloader = Reloader(service, loader=lambda _path: wanted["config"])
+    try:
+        wanted["config"] = config("steady", "pooled")
+        assert reloader.reload()
+        pooled = next(s for s in service.sources if s.source_id == "pooled")
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while pooled.frames_delivered < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert live and len(service.frame_pools) == 1
+        wanted["config"] = config("steady")
+        assert reloader.reload()
+        assert not pooled.alive and service.frame_pools == [] and not live  # every buffer freed
+    finally:
+        service.stop()
