@@ -137,3 +137,19 @@ def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
     assert publish("a", 20, 102) == [2]
     assert registry.get_sample_value("streamd_tracks_ended_total", {"source": "a"}) == 1
     assert registry.get_sample_value("streamd_tracks_started_total", {"source": "a"}) == 2
+
+
+def test_an_object_back_from_behind_another_off_its_prediction_keeps_its_id() -> None:
+    # Moving right 5 px a frame, hidden 8 frames, back 50 px lower than predicted (its visible part
+    # had misled the filter): IoU with the prediction is 0, but the centre is within 1.5 box sizes.
+    def run(class_id: int, drop_px: float) -> list[int]:
+        tracker = ByteTracker(TrackingConfig())
+        for index in range(10):
+            step(tracker, index, [box(100 + 5 * index, 100)])
+        for index in range(10, 18):
+            step(tracker, index, [])
+        return step(tracker, 18, [box(100 + 5 * 18, 100 + drop_px)], classes=[class_id]).track_ids.tolist()
+
+    assert run(0, 50) == [1]
+    assert run(1, 50) == [NO_TRACK]  # another class: a new object
+    assert run(0, 150) == [NO_TRACK]  # too far: a new object
