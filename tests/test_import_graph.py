@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import streamd
 
 PACKAGE_ROOT = Path(streamd.__file__).parent
@@ -122,3 +124,17 @@ def test_the_walk_sees_lazy_and_relative_imports_and_finds_a_circle() -> None:
     assert imported_names("streamd.inference.a", source) == {
         "streamd.inference", "streamd.inference.b", "streamd.gpu.build", "streamd.gpu.build.build_gpu_detector"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Stage packages that must not import each other (issue 10): detectors read frames from the neutral
+# streamd.frame, capture reports through streamd.sources.report.CaptureReport.
+FORBIDDEN = [("streamd.inference", "streamd.sources"), ("streamd.sources", "streamd.metrics"),
+             ("streamd.metrics", "streamd.sources"), ("streamd.inference", "streamd.gpu")]
+
+
+@pytest.mark.parametrize(("importer", "imported"), FORBIDDEN)
+def test_stage_does_not_import(importer: str, imported: str) -> None:
+    graph = import_graph()
+    offenders = sorted(f"{module} -> {target}" for module, targets in graph.items() if module.startswith(importer)
+                       for target in targets if target == imported or target.startswith(imported + "."))
+    assert offenders == []

@@ -38,8 +38,8 @@ from streamd.config.schema import SourceConfig  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Event, Stream, elapsed_seconds  # noqa: E402
 from streamd.decode.preprocess import YOLOX, Preprocessor  # noqa: E402
+from streamd.frame import Frame  # noqa: E402
 from streamd.sources.device_image import DeviceNV12  # noqa: E402
-from streamd.sources.frame import Frame  # noqa: E402
 from streamd.sources.nvdec import NvdecReader  # noqa: E402
 
 SCORE, NMS = 0.3, 0.45

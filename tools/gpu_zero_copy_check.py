@@ -47,12 +47,12 @@ sys.path.insert(0, str(REPO))
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.device_info import cuda_versions, device_info  # noqa: E402
 from streamd.decode.preprocess import YOLOX  # noqa: E402
+from streamd.frame import Frame  # noqa: E402
 from streamd.gpu.batch_detector import BatchGpuDetector  # noqa: E402
 from streamd.gpu.detector import GpuDetector  # noqa: E402
 from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: E402
 from streamd.gpu.zero_copy import ZeroCopyGpuDetector, resolve_zero_copy  # noqa: E402
 from streamd.gpu.zero_copy_batch import ZeroCopyBatchGpuDetector  # noqa: E402
-from streamd.sources.frame import Frame  # noqa: E402
 
 SHARED = Path(os.environ.get("STREAMD_SHARED", REPO.parent / "shared"))
 SCORE, NMS = 0.3, 0.45

@@ -33,7 +33,7 @@ from gpu_bench import NMS, SCORE, load_frames, run_pipeline, same, time_kernel  
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Stream  # noqa: E402
 from streamd.decode.preprocess import YOLOX  # noqa: E402
-from streamd.sources.frame import Frame  # noqa: E402
+from streamd.frame import Frame  # noqa: E402
 
 
 class GcTimer:

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from streamd.frame import Frame
 from streamd.metrics.definitions import StreamdMetrics
-from streamd.sources.frame import Frame
 
 # How long next_batch waits for any frame before returning None (the caller checks for stop).
 IDLE_WAIT_SECONDS = 0.1

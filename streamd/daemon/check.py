@@ -11,8 +11,8 @@ import numpy as np
 from streamd.config.load import split_bind
 from streamd.config.schema import Config
 from streamd.errors import StreamdError
+from streamd.frame import Frame
 from streamd.inference.factory import build_detector
-from streamd.sources.frame import Frame
 from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
 from streamd.sources.readers import make_reader, redact
 

@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 
 from streamd.config.schema import DEFAULT_BATCH_WINDOW_SECONDS
 from streamd.daemon.batching import BatchCollector
+from streamd.frame import Frame
 from streamd.inference.detector import DetectionResult, Detector
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.publish.message import encode
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
-from streamd.sources.frame import Frame
 from streamd.sources.slot import FrameSignal
 from streamd.tracking.sources import SourceTrackers
 

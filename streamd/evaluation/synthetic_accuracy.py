@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
-from streamd.sources.frame import Frame
+from streamd.frame import Frame
 from streamd.sources.synthetic import GroundTruth, SyntheticScene, render
 
 # Low enough that the precision/recall curve is traced to high recall; mAP needs the whole curve.

@@ -22,14 +22,13 @@ from streamd.cuda.stream import Stream, elapsed_seconds
 from streamd.decode.detections import Detections
 from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
+from streamd.frame import Allocator, Frame
 from streamd.gpu.decode import GpuYoloxDecoder
 from streamd.gpu.engine import DeviceEngine
 from streamd.gpu.preprocess import GpuLetterbox
 from streamd.gpu.slots import Slot
 from streamd.inference.base import TensorSpec
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
-from streamd.sources.frame import Frame
-from streamd.sources.frame_pool import Allocator
 
 log = logging.getLogger(__name__)
 

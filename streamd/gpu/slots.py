@@ -12,8 +12,8 @@ import numpy as np
 
 from streamd.cuda import memory, stream
 from streamd.decode.preprocess import Letterbox
+from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
-from streamd.sources.frame import Frame
 
 
 def _nbytes(spec: TensorSpec) -> int:

@@ -37,12 +37,12 @@ from streamd.cuda import memory, nvrtc, runtime, stream
 from streamd.cuda.device_info import DeviceInfo
 from streamd.cuda.mapped import DeviceAlias, MappedBuffer, device_pointer_of
 from streamd.errors import BackendError
+from streamd.frame import Allocator
 from streamd.gpu.decode import _BLOCK as _DECODE_BLOCK
 from streamd.gpu.decode import HEADER_BYTES, RECORD_BYTES, GpuYoloxDecoder
 from streamd.gpu.detector import GpuDetector
 from streamd.gpu.slots import Slot
 from streamd.inference.base import TensorSpec
-from streamd.sources.frame_pool import Allocator
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamd.frame import Allocator
 from streamd.gpu.batch_detector import BatchGpuDetector
 from streamd.gpu.batch_preprocess import FrameSurface
 from streamd.gpu.zero_copy import MappedFrames
-from streamd.sources.frame_pool import Allocator
 
 
 class ZeroCopyBatchGpuDetector(BatchGpuDetector):

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamd.decode.detections import Detections
-from streamd.sources.frame import Frame
-from streamd.sources.frame_pool import Allocator
+from streamd.frame import Allocator, Frame
 
 
 @dataclass(frozen=True)

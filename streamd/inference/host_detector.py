@@ -9,9 +9,9 @@ import numpy as np
 
 from streamd.decode.preprocess import Convention, Letterbox, Preprocessor
 from streamd.decode.yolox import YoloxDecoder
+from streamd.frame import Frame
 from streamd.inference.base import InferenceBackend
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
-from streamd.sources.frame import Frame
 
 
 class HostDetector(Detector):

@@ -168,6 +168,22 @@ class StreamdMetrics:
         if self.last_frame.last_frame_time(source_id) is None:
             self.last_frame.mark(source_id, time.time())
 
+    # What a capture thread reports (streamd.sources.report.CaptureReport).
+    def frame_captured(self, source_id: str) -> None:
+        self.frame_metrics(source_id).frames_captured.inc()
+
+    def frame_dropped(self, source_id: str, reason: str) -> None:
+        self.frames_dropped.labels(source_id, reason).inc()
+
+    def source_error(self, source_id: str, kind: str) -> None:
+        self.source_errors.labels(source_id, kind).inc()
+
+    def source_reconnected(self, source_id: str) -> None:
+        self.source_reconnects.labels(source_id).inc()
+
+    def mark_last_frame(self, source_id: str, unix_time: float) -> None:
+        self.last_frame.mark(source_id, unix_time)
+
     def set_source_state(self, source_id: str, state: str) -> None:
         if state not in SOURCE_STATES:
             raise ValueError(f"unknown source state {state!r}")

@@ -14,11 +14,11 @@ import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
-from streamd.metrics.definitions import StreamdMetrics
+from streamd.frame import Frame
 from streamd.sources.backoff import Backoff
-from streamd.sources.frame import Frame
 from streamd.sources.frame_pool import FramePool
 from streamd.sources.readers import FrameReader, make_reader, redact
+from streamd.sources.report import CaptureReport
 from streamd.sources.slot import FrameSignal, LatestFrameSlot
 from streamd.sources.supervisor import LOG_EVERY_N_FAILURES, LiveSupervisor
 
@@ -36,7 +36,7 @@ STATE_HISTORY_LENGTH = 64
 class CaptureSource:
     """Owns one source's thread, reader and slot. ``start()`` once, ``stop()`` once."""
 
-    def __init__(self, config: SourceConfig, metrics: StreamdMetrics | None = None,
+    def __init__(self, config: SourceConfig, metrics: CaptureReport | None = None,
                  reader_factory: Callable[[SourceConfig], FrameReader] = make_reader,
                  frame_ready: FrameSignal | threading.Event | None = None,
                  frame_pool: FramePool | None = None) -> None:
@@ -190,9 +190,9 @@ class CaptureSource:
             self.frames_delivered += 1
             self.last_frame_monotonic = now_monotonic
         if self._metrics is not None:
-            self._metrics.frame_metrics(self.source_id).frames_captured.inc()
+            self._metrics.frame_captured(self.source_id)
             if self.config.kind not in _SUPERVISED_KINDS:  # supervised ones report live frames themselves
-                self._metrics.last_frame.mark(self.source_id, frame.capture_time)
+                self._metrics.mark_last_frame(self.source_id, frame.capture_time)
         if not self.slot.put(frame, self._stop):
             frame.release()
             return False
@@ -221,17 +221,17 @@ class CaptureSource:
         """Count an ``open``/``read``/``stall`` error and log it on this source's logger."""
         self._log.log(level, "source %s: %s", self.source_id, message)
         if self._metrics is not None:
-            self._metrics.source_errors.labels(self.source_id, kind).inc()
+            self._metrics.source_error(self.source_id, kind)
 
     def count_reconnect(self) -> None:
         if self._metrics is not None:
-            self._metrics.source_reconnects.labels(self.source_id).inc()
+            self._metrics.source_reconnected(self.source_id)
 
     def update_frame_age(self, last_frame_monotonic: float | None) -> None:
         """Export when the last live frame came (the start while none has arrived yet)."""
         if self._metrics is not None:
             since = last_frame_monotonic if last_frame_monotonic is not None else self._started_monotonic
-            self._metrics.last_frame.mark(self.source_id, time.time() - (time.monotonic() - since))
+            self._metrics.mark_last_frame(self.source_id, time.time() - (time.monotonic() - since))
 
     # -- helpers -----------------------------------------------------------------------------
     def _back_off(self, backoff: Backoff) -> None:
@@ -242,4 +242,4 @@ class CaptureSource:
     def _count_drop(self, frame: Frame) -> None:
         frame.release()
         if self._metrics is not None:
-            self._metrics.frames_dropped.labels(self.source_id, "superseded").inc()
+            self._metrics.frame_dropped(self.source_id, "superseded")

@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from streamd.frame import Allocator
+
 log = logging.getLogger(__name__)
 
-# Allocator: (shape, dtype) -> (array, free). ``free`` gives the memory back for good.
-Allocator = Callable[[tuple[int, ...], np.dtype], tuple[np.ndarray, Callable[[], None]]]
 # Slot + frames in flight in the detector + one being filled, with room to spare.
 DEFAULT_MAX_BUFFERS = 8
 

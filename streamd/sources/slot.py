@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from streamd.sources.frame import Frame
+from streamd.frame import Frame
 
 
 class LatestFrameSlot:

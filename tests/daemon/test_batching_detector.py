@@ -11,9 +11,9 @@ import pytest
 
 from streamd.config.schema import ModelConfig
 from streamd.errors import BackendError
+from streamd.frame import Frame
 from streamd.inference.factory import build_detector
 from streamd.inference.host_detector import HostDetector
-from streamd.sources.frame import Frame
 from tests.support import COCO_CLASSES, DOG, VTEST, YOLOX_NANO, require_shared
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from streamd.decode.preprocess import CONVENTIONS, YOLOX, Preprocessor
+from streamd.frame import Frame
 from streamd.sources.device_image import DeviceNV12
-from streamd.sources.frame import Frame
 from tests.support import VTEST, YOLOX_NANO, require_shared
 
 NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the stand-in engine needs torch")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamd.decode.preprocess import YOLOX
-from streamd.sources.frame import Frame
+from streamd.frame import Frame
 from tests.support import VTEST, YOLOX_NANO, require_shared
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,

@@ -21,7 +21,7 @@ import pytest
 from streamd.config.schema import SourceConfig
 from streamd.decode.preprocess import YOLOX
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
-from streamd.sources.frame import Frame
+from streamd.frame import Frame
 from tests.support import YOLOX_NANO, require_shared
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"needs {name}")

@@ -12,8 +12,8 @@ import pytest
 
 from streamd.decode.preprocess import YOLOX, letterbox_geometry
 from streamd.decode.yolox import YoloxDecoder
+from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
-from streamd.sources.frame import Frame
 from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from streamd.decode.preprocess import YOLOX
+from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
-from streamd.sources.frame import Frame
 from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
 from tests.gpu.test_pipeline import _model_path, frames
 

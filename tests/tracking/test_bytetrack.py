@@ -110,9 +110,9 @@ def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
     from prometheus_client import CollectorRegistry
 
     from streamd.decode.detections import Detections
+    from streamd.frame import Frame
     from streamd.inference.detector import DetectionResult, StageTimings
     from streamd.metrics.definitions import StreamdMetrics
-    from streamd.sources.frame import Frame
     from streamd.tracking.sources import SourceTrackers
 
     registry = CollectorRegistry()

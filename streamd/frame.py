@@ -1,4 +1,8 @@
-"""A captured frame and where it came from."""
+"""A captured frame and where it came from, and the allocator type of frame buffers.
+
+Neutral ground: capture (``streamd.sources``) makes frames, detectors (``streamd.inference``,
+``streamd.gpu``) read them and say in which memory they want them, the daemon passes them along;
+none of them imports another's stage for it."""
 
 from __future__ import annotations
 
@@ -31,3 +35,8 @@ class Frame:
     @property
     def height(self) -> int:
         return int(self.image.shape[0])
+
+
+# (shape, dtype) -> (array, free): a detector's buffers for frames (pinned host memory for the GPU
+# detector); ``free`` gives the memory back for good. streamd.sources.frame_pool leases them per frame.
+Allocator = Callable[[tuple[int, ...], np.dtype], tuple[np.ndarray, Callable[[], None]]]
