@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import YOLOX, letterbox_geometry
-from streamd.decode.yolox import YoloxDecoder
+from streamd.decode.preprocess import YOLOX
 from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
+from tests.gpu.support import assert_equal_to_cpu_decode
 from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
 
 
@@ -77,13 +77,8 @@ def test_results_in_order_and_equal_to_cpu_decode(slots: int) -> None:
     items = frames(12)
     results = run(detector, items)
     assert [r.frame.index for r in results] == list(range(12))
-    network = YoloxDecoder("yolox", WIDTH, HEIGHT, 80, 0.3, 0.45, 300).decode([raw])
-    assert len(network.scores) > 0  # something to compare
-    for result in results:
-        geometry = letterbox_geometry(result.frame.width, result.frame.height, WIDTH, HEIGHT, False)
-        np.testing.assert_array_equal(result.detections.scores, network.scores)
-        np.testing.assert_allclose(result.detections.boxes_xyxy, geometry.to_frame(network.boxes_xyxy), atol=1e-2)
-        assert result.timings.inference_seconds >= 0.0
+    assert_equal_to_cpu_decode(results, raw, WIDTH, HEIGHT)
+    assert all(result.timings.inference_seconds >= 0.0 for result in results)
 
 
 def test_pinned_frames_upload_without_copy() -> None:

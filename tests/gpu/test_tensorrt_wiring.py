@@ -7,12 +7,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from streamd.config.schema import ModelConfig
-from streamd.decode.preprocess import letterbox_geometry
-from streamd.decode.yolox import YoloxDecoder
+from tests.gpu.support import assert_equal_to_cpu_decode
 from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
 from tests.gpu.test_pipeline import FixedOutputEngine, frames
 from tests.inference import tensorrt_standin as standin
@@ -59,8 +57,4 @@ def test_build_gpu_detector_end_to_end(tmp_path: Path, device_standin) -> None:
     results.extend(detector.drain())
     detector.close()
     assert [r.frame.index for r in results] == list(range(6))
-    network = YoloxDecoder("yolox", WIDTH, HEIGHT, 80, 0.3, 0.45, 300).decode([raw])
-    for result in results:
-        geometry = letterbox_geometry(result.frame.width, result.frame.height, WIDTH, HEIGHT, False)
-        np.testing.assert_array_equal(result.detections.scores, network.scores)
-        np.testing.assert_allclose(result.detections.boxes_xyxy, geometry.to_frame(network.boxes_xyxy), atol=1e-2)
+    assert_equal_to_cpu_decode(results, raw, WIDTH, HEIGHT)

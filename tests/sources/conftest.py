@@ -3,16 +3,20 @@ system Python) that tests start, SIGKILL, restart and SIGSTOP, and capture sourc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from streamd.sources.capture import CaptureSource
 from tests.sources.rtsp_support import (
     RtspServer,
     Sources,
     gi_missing_reason,
     gstreamer_capture_missing_reason,
+    wait_for,
     write_coded_video,
 )
 from tests.support import VTEST, skip_unless_required
@@ -66,3 +70,29 @@ def sources() -> Iterator[Sources]:
     started = Sources()
     yield started
     started.stop_all()
+
+
+@dataclass
+class CameraAndBystander:
+    """A camera on its own server (the one a test kills, freezes...) and another on a second server."""
+
+    server: RtspServer
+    source: CaptureSource
+    other_server: RtspServer
+    other: CaptureSource
+
+
+@pytest.fixture
+def camera_and_bystander(rtsp_server, rtsp_decoder: str, sources: Sources) -> Callable[[str], CameraAndBystander]:
+    """``camera_and_bystander(source_id)``: two servers, one source each (``source_id`` and ``other``),
+    returned once both stream and FFmpeg's and OpenCV's lazily created threads exist (1 s in)."""
+
+    def start(source_id: str) -> CameraAndBystander:
+        server, other_server = rtsp_server(mounts=["cam0"]), rtsp_server(mounts=["other"])
+        source = sources.start(source_id, server.url(), decoder=rtsp_decoder)
+        other = sources.start("other", other_server.url(), decoder=rtsp_decoder)
+        assert wait_for(lambda: source.state == other.state == "streaming", timeout=10)
+        time.sleep(1.0)
+        return CameraAndBystander(server, source, other_server, other)
+
+    return start

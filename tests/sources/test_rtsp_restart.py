@@ -26,13 +26,9 @@ RESUME_LIMIT_SECONDS = 5.0
 RESOURCE_SLACK = 2  # see the module docstring
 
 
-def test_server_killed_and_restarted(rtsp_server, rtsp_decoder, sources) -> None:
-    victim_server = rtsp_server(mounts=["cam0"])
-    other_server = rtsp_server(mounts=["other"])
-    victim = sources.start("victim", victim_server.url(), decoder=rtsp_decoder)
-    other = sources.start("other", other_server.url(), decoder=rtsp_decoder)
-    assert wait_for(lambda: victim.state == other.state == "streaming", timeout=10)
-    time.sleep(1.0)  # let FFmpeg's and OpenCV's lazily created threads exist before the baseline
+def test_server_killed_and_restarted(camera_and_bystander, sources) -> None:
+    setup = camera_and_bystander("victim")  # FFmpeg's and OpenCV's lazily created threads exist already
+    victim_server, victim, other = setup.server, setup.source, setup.other
     baseline = resource_counts()
 
     resume_seconds = []

@@ -18,13 +18,9 @@ DETECTION_SLACK_SECONDS = 1.5
 RESUME_LIMIT_SECONDS = 5.0
 
 
-def test_server_frozen_then_thawed(rtsp_server, rtsp_decoder, sources) -> None:
-    server = rtsp_server(mounts=["cam0"])
-    other_server = rtsp_server(mounts=["other"])
-    source = sources.start("frozen", server.url(), decoder=rtsp_decoder)
-    other = sources.start("other", other_server.url(), decoder=rtsp_decoder)
-    assert wait_for(lambda: source.state == other.state == "streaming", timeout=10)
-    time.sleep(1.0)
+def test_server_frozen_then_thawed(camera_and_bystander, sources) -> None:
+    setup = camera_and_bystander("frozen")
+    server, source, other = setup.server, setup.source, setup.other
 
     server.freeze()
     frozen_at = time.monotonic()
