@@ -15,10 +15,7 @@ from typing import Any
 
 from streamd.config.schema import (
     DEFAULT_PUBLISH_ENDPOINT,
-    LOG_LEVELS,
-    SOURCE_DECODERS,
     SOURCE_KINDS,
-    ZERO_COPY_MODES,
     Config,
     DaemonConfig,
     MetricsConfig,
@@ -27,6 +24,7 @@ from streamd.config.schema import (
     PublishConfig,
     SourceConfig,
     TrackingConfig,
+    allowed_values,
 )
 from streamd.errors import ConfigError, ConfigFileError
 
@@ -73,7 +71,8 @@ def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | No
     if not isinstance(table, dict):
         raise ConfigError(prefix, f"expected a table, got {type(table).__name__}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = set(fields)
     values: dict[str, Any] = {}
     for key, value in table.items():
         full_key = f"{prefix}.{key}"
@@ -81,6 +80,9 @@ def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | No
             expected = list(user_keys) or sorted(known - set(overrides or {}))
             raise ConfigError(full_key, f"unknown key; expected one of {expected}")
         values[key] = _check_type(full_key, value, hints[key])
+        allowed = allowed_values(fields[key].metadata)
+        if allowed and values[key] not in allowed:
+            raise ConfigError(full_key, f"'{values[key]}' is not one of {list(allowed)}")
     values.update(overrides or {})
     for f in dataclasses.fields(cls):
         if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -173,23 +175,12 @@ def _model(table: Any, base_dir: Path) -> ModelConfig:
 
 
 def _validate_model(model: ModelConfig) -> None:
-    from streamd.decode.preprocess import CONVENTIONS  # noqa: PLC0415
-    from streamd.decode.yolox import LAYOUTS  # noqa: PLC0415
-
     for key in ("score_threshold", "nms_threshold"):
         value = getattr(model, key)
         if not 0.0 < value < 1.0:
             raise ConfigError(f"model.{key}", f"must be between 0 and 1, got {value}")
     if model.max_detections < 1:
         raise ConfigError("model.max_detections", "must be at least 1")
-    if model.preprocessing not in CONVENTIONS:
-        raise ConfigError("model.preprocessing", f"'{model.preprocessing}' is not one of {sorted(CONVENTIONS)}")
-    if model.layout not in ("auto", *LAYOUTS):
-        raise ConfigError("model.layout", f"'{model.layout}' is not one of {['auto', *LAYOUTS]}")
-    if model.backend not in ("auto", "onnxruntime", "tensorrt"):
-        raise ConfigError("model.backend", f"'{model.backend}' is not one of ['auto', 'onnxruntime', 'tensorrt']")
-    if model.precision not in ("fp32", "fp16", "int8"):
-        raise ConfigError("model.precision", f"'{model.precision}' is not one of ['fp32', 'fp16', 'int8']")
     if model.workers < 0:
         raise ConfigError("model.workers", "must be 0 (auto) or more")
     if model.threads < 0:
@@ -200,8 +191,6 @@ def _validate_model(model: ModelConfig) -> None:
         raise ConfigError("model.batch_window_seconds", "must not be negative")
     if model.device < 0:
         raise ConfigError("model.device", "must be a CUDA device number, 0 or more")
-    if model.zero_copy not in ZERO_COPY_MODES:
-        raise ConfigError("model.zero_copy", f"'{model.zero_copy}' is not one of {list(ZERO_COPY_MODES)}")
 
 
 def _check_device_frame_sources(sources: tuple[SourceConfig, ...], model: ModelConfig) -> None:
@@ -228,6 +217,10 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
         raise ConfigError(f"{prefix}.kind",
                           f"unknown source kind '{table['kind']}', expected one of {list(SOURCE_KINDS)}")
     source = _build(SourceConfig, table, prefix)
+    for field in dataclasses.fields(SourceConfig):
+        kinds = field.metadata.get("kinds", ())
+        if field.name in table and kinds and source.kind not in kinds:
+            raise ConfigError(f"{prefix}.{field.name}", f"applies to {', '.join(kinds)} sources, not {source.kind}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", source.id):
         raise ConfigError(f"{prefix}.id", f"'{source.id}' must be letters, digits, '_', '.', '-' "
                                           "(it is a ZeroMQ topic and a metric label)")
@@ -240,27 +233,18 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
     if source.kind == "rtsp":
         if not source.url.startswith(("rtsp://", "rtsps://")):
             raise ConfigError(f"{prefix}.url", f"expected an rtsp:// URL, got '{source.url}'")
-        if source.transport not in ("tcp", "udp"):
-            raise ConfigError(f"{prefix}.transport", f"'{source.transport}' is not one of ['tcp', 'udp']")
         for key in ("open_timeout_seconds", "read_timeout_seconds", "stall_timeout_seconds"):
             if getattr(source, key) <= 0:  # 0 would mean FFmpeg's 30 s default or a watchdog that fires at once
                 raise ConfigError(f"{prefix}.{key}", "must be more than 0 for an rtsp source")
         if source.backoff_max_seconds < source.backoff_initial_seconds:
             raise ConfigError(f"{prefix}.backoff_max_seconds", f"must be at least backoff_initial_seconds "
                                                                f"({source.backoff_initial_seconds:g})")
-    if source.pace not in ("native", "fast"):
-        raise ConfigError(f"{prefix}.pace", f"'{source.pace}' is not one of ['native', 'fast']")
     for key in ("fps", "open_timeout_seconds", "read_timeout_seconds", "stall_timeout_seconds",
                 "backoff_initial_seconds", "backoff_max_seconds"):
         if getattr(source, key) < 0:
             raise ConfigError(f"{prefix}.{key}", "must not be negative")
     if source.decode_threads < 0:
         raise ConfigError(f"{prefix}.decode_threads", "must be 0 (FFmpeg's choice) or more")
-    if source.decoder not in SOURCE_DECODERS:
-        raise ConfigError(f"{prefix}.decoder", f"'{source.decoder}' is not one of {list(SOURCE_DECODERS)}")
-    if source.decoder != "opencv" and source.kind not in ("file", "rtsp"):
-        raise ConfigError(f"{prefix}.decoder", f"'{source.decoder}' decodes file and rtsp sources, not "
-                                               f"{source.kind}")
     for key in ("width", "height"):
         if getattr(source, key) < 32:
             raise ConfigError(f"{prefix}.{key}", "must be at least 32")
@@ -299,8 +283,6 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
     metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
     split_bind(metrics.bind)  # raises ConfigError
     daemon = _build(DaemonConfig, document.get("daemon", {}), "daemon")
-    if daemon.log_level not in LOG_LEVELS:
-        raise ConfigError("daemon.log_level", f"'{daemon.log_level}' is not one of {list(LOG_LEVELS)}")
     if daemon.status_interval_seconds < 0:
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     preview = _preview(document.get("preview", {}))

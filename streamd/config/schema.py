@@ -1,8 +1,19 @@
-"""The configuration's shape: dataclasses with named defaults. Validation lives in load.py."""
+"""The configuration's shape, and the single source of truth for it: every key's default, what it
+means, the values it allows and the source kinds it applies to. Validation (load.py), README's
+configuration reference (reference.py renders it; a test compares) and ``configs/example.toml``
+(a test checks its keys) all read it from here.
+
+Allowed values that other modules define (backends, precisions, layouts, preprocessing conventions)
+are named here as ``"module:ATTRIBUTE"`` and read from that registry only when a config is validated
+or the reference rendered: ``import streamd.config`` stays light, and the registries, which build
+from these dataclasses, do not import back into a circle.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib
+from dataclasses import MISSING, dataclass, field
+from typing import Any
 
 DEFAULT_PUBLISH_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_METRICS_BIND = "127.0.0.1:9400"
@@ -21,137 +32,214 @@ SOURCE_DECODERS = ("opencv", "nvdec", "jetson", "auto")
 # model.zero_copy: frames read in place from mapped host memory by the GPU path. "auto": on an
 # integrated GPU (Jetson) only; "on": forced, also on a discrete GPU (slower there: to test the path).
 ZERO_COPY_MODES = ("auto", "on", "off")
+PACES = ("native", "fast")
+RTSP_TRANSPORTS = ("tcp", "udp")
 # The longest a detector batch waits for more frames after its first one (see ModelConfig.max_batch).
 DEFAULT_BATCH_WINDOW_SECONDS = 0.020
+
+# Registries of allowed values defined elsewhere, read on use (see the module docstring).
+BACKENDS = "streamd.inference.registry:BACKENDS"
+PRECISIONS = "streamd.inference.tensorrt_build:PRECISIONS"
+CONVENTIONS = "streamd.decode.preprocess:CONVENTIONS"
+LAYOUTS = "streamd.decode.yolox:LAYOUTS"
+
+_LIVE = ("rtsp",)
+_READ = ("file", "image", "synthetic")  # the kinds the plain capture loop reads (paced, looped, counted)
+
+
+def setting(default: Any = MISSING, doc: str = "", *, choices: tuple[str, ...] | str = (),
+            extra_choices: tuple[str, ...] = (), kinds: tuple[str, ...] = (), shown: str = "", key: str = "") -> Any:
+    """A config key. ``doc``: what it means (markdown, README's "meaning" column); ``choices``: the
+    allowed values, or a ``"module:ATTRIBUTE"`` registry (its keys, or its items), with
+    ``extra_choices`` allowed before them ("auto"); ``kinds``: the source kinds it applies to (empty:
+    all); ``shown``: the default as the reference shows it, when not the value itself; ``key``: the
+    key a user writes, when not the field's name."""
+    metadata = {"doc": doc, "choices": choices, "extra_choices": extra_choices, "kinds": kinds, "shown": shown,
+                "key": key}
+    if default is MISSING:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def allowed_values(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """The values a setting allows (empty: any value of its type)."""
+    choices = metadata.get("choices", ())
+    if isinstance(choices, str):
+        module_name, attribute = choices.split(":")
+        choices = tuple(getattr(importlib.import_module(module_name), attribute))
+    return (*metadata.get("extra_choices", ()), *choices)
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    id: str
-    kind: str
-    url: str = ""
-    # file: "native" paces at the file's fps (a live-camera stand-in), "fast" reads flat out and
-    # never drops a frame (benchmarks); image: repeats at `fps`.
-    pace: str = "native"
-    loop: bool = False
-    max_frames: int = 0  # end the source after this many frames; 0: unbounded
-    fps: float = 0.0  # 0: the source's own rate (file) or 10 (image, synthetic)
-    # file: FFmpeg decoder threads. The capture thread already runs beside inference, and one
-    # decoder thread costs about half the CPU of FFmpeg's default per frame (vtest.avi: 0.39 vs
-    # 0.72 ms); 0 lets FFmpeg choose (large files at high rates).
-    decode_threads: int = 1
-    # file, rtsp: "opencv" (CPU) or "nvdec" (GPU; needs the `nvdec` extra and the GPU detector).
-    decoder: str = "opencv"
-    # rtsp
-    transport: str = "tcp"
-    open_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 3.0
-    stall_timeout_seconds: float = 5.0
-    backoff_initial_seconds: float = 0.5
-    backoff_max_seconds: float = 10.0
-    # synthetic
-    width: int = 640
-    height: int = 480
-    seed: int = 0
+    id: str = setting(doc="letters, digits, `_ . -`; the ZeroMQ topic and the `source` metric label")
+    kind: str = setting(doc="what the source is", choices=SOURCE_KINDS)
+    url: str = setting("", "`rtsp://...` or a file path (required for rtsp, file, image). A file that is missing "
+                           "or unreadable is retried like a dead camera, not a config error",
+                       kinds=("file", "image", "rtsp"), shown="—")
+    pace: str = setting("native", "`native`: deliver at the source's fps, like a camera (an image repeats at `fps`); "
+                                  "`fast`: read flat out and never drop (benchmarks)", choices=PACES, kinds=_READ)
+    loop: bool = setting(False, "start over at the end", kinds=_READ)
+    max_frames: int = setting(0, "end the source after this many frames (0: unbounded)", kinds=_READ)
+    fps: float = setting(0.0, "override the rate (0: the file's own; images and synthetic default to 10)",
+                         kinds=_READ)
+    # The capture thread already runs beside inference, and one decoder thread costs about half the
+    # CPU of FFmpeg's default per frame (vtest.avi: 0.39 vs 0.72 ms); 0 lets FFmpeg choose (large
+    # files at high rates).
+    decode_threads: int = setting(1, "FFmpeg decoder threads (one costs about half the CPU per frame of FFmpeg's "
+                                     "default; 0 lets FFmpeg choose)", kinds=("file",))
+    decoder: str = setting("opencv", "`opencv` (FFmpeg on the CPU), `jetson` (GStreamer: `nvv4l2decoder` on a Jetson, "
+                                     "`avdec_h264` elsewhere; `pip install 'streamd[gstreamer]'`; see \"Jetson\"), "
+                                     "`auto` (`jetson` on a Jetson with `nvv4l2decoder`, else `opencv`), or `nvdec` "
+                                     "(NVDEC through PyNvVideoCodec, `pip install 'streamd[nvdec]'`; frames stay in "
+                                     "GPU memory on `model.device`, so it needs the GPU path: `model.backend = "
+                                     "\"tensorrt\"` and `model.max_batch` ≥ 2, a config error otherwise). A missing "
+                                     "PyNvVideoCodec or GPU stops the start with one error naming the source (exit "
+                                     "1); a codec NVDEC cannot decode is that source's open error, retried like a "
+                                     "dead camera", choices=SOURCE_DECODERS, kinds=("file", "rtsp"))
+    transport: str = setting("tcp", "RTSP transport", choices=RTSP_TRANSPORTS, kinds=_LIVE)
+    open_timeout_seconds: float = setting(5.0, "RTSP open timeout", kinds=_LIVE)
+    read_timeout_seconds: float = setting(3.0, "RTSP read timeout", kinds=_LIVE)
+    stall_timeout_seconds: float = setting(5.0, "no new frame for this long: the source is stalled and reopened",
+                                           kinds=_LIVE)
+    backoff_initial_seconds: float = setting(0.5, "first reconnect (or reopen) delay, doubled per failure; each "
+                                                  "wait drawn from half to all of it (jitter)")
+    backoff_max_seconds: float = setting(10.0, "the reconnect delay's cap")
+    width: int = setting(640, "synthetic scene width", kinds=("synthetic",))
+    height: int = setting(480, "synthetic scene height", kinds=("synthetic",))
+    seed: int = setting(0, "synthetic scene seed", kinds=("synthetic",))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str
-    classes: tuple[str, ...]
-    input_width: int = 0  # 0: taken from the model
-    input_height: int = 0
-    score_threshold: float = 0.3
-    nms_threshold: float = 0.45
-    max_detections: int = 100
-    preprocessing: str = "yolox"
-    layout: str = "auto"
-    backend: str = "onnxruntime"
+    path: str = setting(doc="ONNX model (or TensorRT engine for `backend = \"tensorrt\"`), or "
+                            "`builtin:synthetic-shapes`")
+    classes: tuple[str, ...] = setting(doc="list of names, or a file with one name a line",
+                                       shown="`NAME.names` or `classes.txt` beside the model; else, for a model "
+                                             "with 80 classes, the COCO names (logged)")
+    input_width: int = setting(0, "`[width, height]`; required when the model's input is dynamic",
+                               key="input_size", shown="the model's")
+    input_height: int = setting(0, key="input_size")  # written as input_size = [width, height]
+    score_threshold: float = setting(0.3, "detection score (objectness × class), between 0 and 1")
+    nms_threshold: float = setting(0.45, "class-aware NMS IoU, between 0 and 1")
+    max_detections: int = setting(100, "per frame")
+    preprocessing: str = setting("yolox", "`yolox`: BGR 0-255, letterbox top-left, pad 114 (official YOLOX "
+                                          "exports); `legacy`: RGB /255, ImageNet mean/std, centred, pad 128",
+                                 choices=CONVENTIONS)
+    layout: str = setting("auto", "`yolox` ([B, N, 5+C], raw boxes), `yolox-decoded` (boxes decoded in the graph), "
+                                  "`heads` (three [B, 5+C, H, W] logit maps); `auto`: detected from the outputs, and "
+                                  "a layout that fits none is an error at start-up",
+                          choices=LAYOUTS, extra_choices=("auto",))
+    backend: str = setting("onnxruntime", "`auto`: TensorRT when it imports and a GPU is present, else ONNX Runtime",
+                           choices=BACKENDS, extra_choices=("auto",))
     # CPU backends: frames run side by side on `workers` threads with `threads` cores each.
-    # 0 = auto: 2 workers (1 on a single core) sharing the cores; workers = 1 and threads = 0
-    # gives the lowest latency per frame instead of the highest throughput.
-    workers: int = 0
-    threads: int = 0
-    # ONNX Runtime: run the cast/transpose/normalise of preprocessing inside the model graph (same
-    # numbers, less host time per frame); only the letterbox stays on the host.
-    fold_preprocessing: bool = True
-    # Cross-stream batching: up to `max_batch` frames (the newest of several sources) per detector
-    # call; 1 runs one frame at a time. A batch waits for more frames at most the fastest source's
-    # frame period minus the batch's own time, and never more than `batch_window_seconds` (20 ms:
-    # one 50 fps period; at 30 fps cameras the derived window is usually the shorter).
-    max_batch: int = 1
-    batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS
-    precision: str = "fp32"
-    model_id: str = ""  # published in messages; default: the model file's stem
-    # The GPU (CUDA device ordinal) the GPU path runs on: engine, kernels, buffers and the NVDEC
-    # decoders of this daemon's sources. One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
-    device: int = 0
-    # GPU path: read host frames (and, at max_batch 1, write candidates) in mapped page-locked host
-    # memory instead of copying them (streamd.gpu.zero_copy, zero_copy_batch); one of ZERO_COPY_MODES.
-    zero_copy: str = "auto"
+    workers: int = setting(0, "CPU: frames run side by side on this many workers; 0 = auto (2, 1 on a single core). "
+                              "`workers = 1` with `threads = 0` runs one frame at a time over all cores with ONNX "
+                              "Runtime's own threading: on the 2-core dev VM that measured p50 8.1 ms, p99 49 ms "
+                              "frame age at 10 fps (a busy moment) against 9.4 / 10.3 ms for the default, and 94 "
+                              "instead of 222 fps")
+    threads: int = setting(0, "CPU: cores per worker; 0 = auto (the cores shared among the workers; with one "
+                              "worker, the backend's default)")
+    fold_preprocessing: bool = setting(True, "ONNX Runtime: run cast, HWC→CHW, channel swap and normalisation inside "
+                                             "the model graph (same outputs, less host time); only the letterbox "
+                                             "stays on the host")
+    max_batch: int = setting(1, "cross-stream batching: up to this many frames, the newest of different sources, "
+                                "per detector call; 1 runs one frame at a time. ONNX Runtime gives a model exported "
+                                "with a fixed batch of 1 a dynamic batch (a graph edit, refused naming the node where "
+                                "it cannot be proven safe) and checks at start-up that a batch gives the outputs of "
+                                "single frames. On the CPU it does not pay: yolox_nano on the 2-core dev VM (busy, "
+                                "pairs measured back to back), two 1-thread sessions at batch 2 / 4 / 8 ran 1.00 / "
+                                "0.87 / 0.85 × the frames per second of batch 1, one 1-thread session 0.96 / 1.00 / "
+                                "0.96, and the whole pipeline over 4 file sources at max_batch 2 / 4 0.86 / 0.90 × "
+                                "max_batch 1 (`tools/ort_batch_bench.py`, 2026-11-30). It is meant for the GPU")
+    # 20 ms: one 50 fps period; at 30 fps cameras the derived window is usually the shorter.
+    batch_window_seconds: float = setting(DEFAULT_BATCH_WINDOW_SECONDS,
+                                          "the longest a batch waits for more frames after its first one. The "
+                                          "window is the fastest streaming source's frame period minus the measured "
+                                          "batch time, capped by this; a source that is not streaming (connecting, "
+                                          "stalled, backing off, finished, or silent for 3 of its periods) is never "
+                                          "waited for")
+    precision: str = setting("fp32", "TensorRT engine precision", choices=PRECISIONS)
+    model_id: str = setting("", "the `model` field of messages", shown="file stem")
+    # One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
+    device: int = setting(0, "the GPU (CUDA device number) of the GPU path: engine, kernels, buffers and the "
+                             "`nvdec` sources' decoders. A device that is not visible stops the start with an error "
+                             "(exit 1). One daemon per GPU: see \"Several GPUs\"")
+    # streamd.gpu.zero_copy, zero_copy_batch.
+    zero_copy: str = setting("auto", "GPU path: `auto` reads host frames in place from mapped host memory (and, at "
+                                     "`max_batch` 1, writes candidates there) on an integrated GPU (Jetson), copies "
+                                     "elsewhere; `on` forces zero-copy (a discrete GPU too: slower there, for "
+                                     "testing), `off` never. See \"Jetson\"", choices=ZERO_COPY_MODES)
 
 
 @dataclass(frozen=True)
 class PublishConfig:
-    endpoint: str = DEFAULT_PUBLISH_ENDPOINT
-    send_hwm: int = DEFAULT_SEND_HWM
-    # Batch jobs over files: hold the sources until a subscriber is there (at most this long), so
-    # the first frames are not published to nobody. 0: start at once (live cameras).
-    wait_for_subscriber_seconds: float = 0.0
-    # CURVE (ZeroMQ's authentication and encryption): this daemon's secret key file (`streamd keys`
-    # writes NAME.key_secret) and a folder of the authorised subscribers' NAME.key files, re-read on
-    # change. Empty: plaintext, for 127.0.0.1.
-    curve_secret_key: str = ""
-    curve_authorized_keys: str = ""
+    endpoint: str = setting(DEFAULT_PUBLISH_ENDPOINT, "ZeroMQ XPUB endpoint; `tcp://0.0.0.0:5555` serves other hosts")
+    send_hwm: int = setting(DEFAULT_SEND_HWM, "messages queued per subscriber before drops (counted)")
+    wait_for_subscriber_seconds: float = setting(0.0, "batch jobs over files: hold the sources until a subscriber has "
+                                                      "subscribed, at most this long, so the first frames are not "
+                                                      "published to nobody; 0: start at once (live cameras)")
+    # CURVE (ZeroMQ's authentication and encryption), re-read on change. Empty: plaintext, for 127.0.0.1.
+    curve_secret_key: str = setting("", "plaintext when empty; the daemon's `NAME.key_secret` from `streamd keys`: "
+                                        "CURVE, see \"Authenticated subscribers\". A key file that is missing or "
+                                        "holds no key pair is a config error (exit 2)")
+    curve_authorized_keys: str = setting("", "with CURVE, required: a folder of the subscribers' `NAME.key` files, "
+                                             "re-read when it changes; a folder that does not exist is a config "
+                                             "error (exit 2)")
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    bind: str = DEFAULT_METRICS_BIND
-    enabled: bool = True
+    bind: str = setting(DEFAULT_METRICS_BIND, "`/metrics`, `/healthz`, `/readyz`; port 0 picks a free one (logged)")
+    enabled: bool = setting(True, "serve them")
 
 
 @dataclass(frozen=True)
 class PreviewConfig:
-    """Live annotated preview over HTTP (streamd.preview). Off unless asked for: it serves camera
-    pictures. Frames are copied and encoded only while someone watches a source."""
+    """Live annotated preview over HTTP (streamd.preview). Frames are copied and encoded only while
+    someone watches a source."""
 
-    enabled: bool = False
-    bind: str = DEFAULT_PREVIEW_BIND
-    fps: float = 5.0  # the most preview frames per second per watched source
-    # Downscaled to at most this wide before encoding: JPEG costs 1.0 ms at 640x360 and 7.5 ms at
-    # 1920x1080 on one core of the 2-core dev VM (quality 70, 2026-11-26).
-    max_width: int = 640
-    jpeg_quality: int = 70
-    max_viewers: int = 4  # open streams over all sources; one more gets 503
-    # A viewer whose socket takes no data for this long is dropped (it never slows the pipeline).
-    client_timeout_seconds: float = 5.0
+    enabled: bool = setting(False, "serve the preview (the built-in demo turns it on). Off by default: it shows "
+                                   "camera pictures, without authentication")
+    bind: str = setting(DEFAULT_PREVIEW_BIND, "its own address, apart from `metrics.bind`, so opening metrics to a "
+                                              "remote Prometheus does not open the cameras; port 0 picks a free one "
+                                              "(logged)")
+    fps: float = setting(5.0, "the most preview frames per second per watched source (at most 60)")
+    # JPEG costs 1.0 ms at 640x360 and 7.5 ms at 1920x1080 on one core of the 2-core dev VM
+    # (quality 70, 2026-11-26).
+    max_width: int = setting(640, "frames are downscaled to at most this wide before JPEG encoding (NVDEC frames "
+                                  "are downloaded already thinned)")
+    jpeg_quality: int = setting(70, "1-100")
+    max_viewers: int = setting(4, "open streams over all sources; one more gets 503")
+    client_timeout_seconds: float = setting(5.0, "a viewer whose connection takes no data for this long is dropped "
+                                                 "(it never slows the pipeline)")
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Multi-object tracking per source (streamd.tracking): each published detection gets a track id.
-    On by default: it costs well under 0.3 ms a frame and only adds message fields."""
+    """Multi-object tracking per source (streamd.tracking): each published detection gets a track id."""
 
-    enabled: bool = True
-    # ByteTrack's split: detections at or above this start and continue tracks; those below it
-    # (down to model.score_threshold) only continue tracks that are already running.
-    high_score_threshold: float = 0.5
-    new_track_score_threshold: float = 0.6  # an unmatched detection at least this sure starts a track
-    match_iou_threshold: float = 0.2  # least IoU of a track's predicted box and a high-score detection
-    # A track with no detection is kept (lost) this many source frames, dropped frames included,
-    # for the object to come back from an occlusion or a missed detection under the same id.
-    lost_track_buffer_frames: int = 30
+    enabled: bool = setting(True, "track objects per source. On by default: it costs about 0.2 ms a frame with 50 "
+                                  "objects on the 2-core dev VM and only adds fields to messages, and ids are what "
+                                  "counting, dwell time and line crossing need")
+    high_score_threshold: float = setting(0.5, "detections at or above it start and continue tracks; those below it "
+                                               "(down to `model.score_threshold`) only continue running tracks "
+                                               "(ByteTrack's second association)")
+    new_track_score_threshold: float = setting(0.6, "an unmatched detection at least this sure starts a track (at "
+                                                    "least `high_score_threshold`)")
+    match_iou_threshold: float = setting(0.2, "least IoU of a track's predicted box and a high-score detection")
+    lost_track_buffer_frames: int = setting(30, "a track with no detection is kept this many source frames (dropped "
+                                                "frames count) and comes back under the same id; 0: never")
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    log_level: str = "info"
-    # A frame older than this when the pipeline takes it is dropped (counted), never processed.
-    max_frame_age_seconds: float = 0.0  # 0: no limit
-    # One INFO line per source this often (fps, frame age p50, drops, state): a daemon under
-    # journald says it is alive without a metrics scrape. 0: off.
-    status_interval_seconds: float = 60.0
+    log_level: str = setting("info", "log messages at this level and above", choices=LOG_LEVELS)
+    max_frame_age_seconds: float = setting(0.0, "frames older than this when the pipeline takes them are dropped "
+                                                "and counted as `too_old`; 0 = off")
+    # A daemon under journald says it is alive without a metrics scrape.
+    status_interval_seconds: float = setting(60.0, "one log line per source this often: fps, frame age p50 and drops "
+                                                   "over the interval, state; 0 = off")
 
 
 @dataclass(frozen=True)
@@ -164,3 +252,9 @@ class Config:
     path: str = ""  # where it was loaded from, for messages
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# [section] -> its dataclass, in the order of the reference; sources is an array of tables.
+SECTIONS: dict[str, type] = {"sources": SourceConfig, "model": ModelConfig, "publish": PublishConfig,
+                             "metrics": MetricsConfig, "daemon": DaemonConfig, "preview": PreviewConfig,
+                             "tracking": TrackingConfig}

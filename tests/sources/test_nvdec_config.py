@@ -30,7 +30,7 @@ def test_decoder_defaults_to_opencv_and_accepts_nvdec(tiny_model: Path, tmp_path
 
 @pytest.mark.parametrize(("source", "message"), [
     ({"kind": "file", "url": "v.mp4", "decoder": "cuvid"}, "is not one of"),
-    ({"kind": "synthetic", "decoder": "nvdec"}, "decodes file and rtsp sources"),
+    ({"kind": "synthetic", "decoder": "nvdec"}, "applies to file, rtsp sources, not synthetic"),
 ])
 def test_bad_decoder_is_a_config_error(tiny_model: Path, source: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as raised:
