@@ -1,14 +1,7 @@
-"""Configuration: one TOML file, validated up front (schema.py), loaded by load.py."""
+"""Configuration: one TOML file, validated up front. schema.py is the single source of truth (every
+key's default, meaning and allowed values), load.py validates a file against it, reference.py renders
+README's configuration reference from it."""
 
 from streamd.config.load import load_config, parse_config
-from streamd.config.schema import (
-    Config,
-    DaemonConfig,
-    MetricsConfig,
-    ModelConfig,
-    PublishConfig,
-    SourceConfig,
-)
 
-__all__ = ["Config", "DaemonConfig", "MetricsConfig", "ModelConfig", "PublishConfig",
-           "SourceConfig", "load_config", "parse_config"]
+__all__ = ["load_config", "parse_config"]

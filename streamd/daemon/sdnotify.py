@@ -50,6 +50,3 @@ class SystemdNotifier:
 
     def stopping(self) -> None:
         self.notify("STOPPING=1")
-
-    def status(self, text: str) -> None:
-        self.notify(f"STATUS={text}")
