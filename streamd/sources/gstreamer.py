@@ -154,12 +154,7 @@ class GStreamerReader(FrameReader):
         return self._fps if self._config.kind == "file" else 0.0  # a live camera paces itself
 
     def rewind(self) -> bool:
-        self.close()
-        try:
-            self.open()
-        except SourceError:
-            return False
-        return True
+        return self.reopen()
 
     def close(self) -> None:
         """Stop the pipeline (joins its streaming threads, closes its sockets); idempotent."""

@@ -48,6 +48,16 @@ class FrameReader(ABC):
         """Restart from the first frame (looping files); False when that failed."""
         return False
 
+    def reopen(self) -> bool:
+        """``close()`` then ``open()``: a rewind for readers that cannot seek reliably; False when the
+        reopen failed (the capture loop then treats the source as ended)."""
+        self.close()
+        try:
+            self.open()
+        except SourceError:
+            return False
+        return True
+
 
 def check_media_file(path: str) -> None:
     """SourceError unless ``path`` is a readable file: a clear reason instead of a decoder's guess
@@ -145,13 +155,7 @@ class VideoFileReader(FrameReader):
         return self._fps
 
     def rewind(self) -> bool:
-        # Reopening is more reliable than seeking to 0 across codecs/containers.
-        self.close()
-        try:
-            self.open()
-        except SourceError:
-            return False
-        return True
+        return self.reopen()  # more reliable than seeking to 0 across codecs/containers
 
     def close(self) -> None:
         if self._capture is not None:
