@@ -26,7 +26,7 @@ from streamd.metrics.definitions import StreamdMetrics
 from streamd.publish.message import encode
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
-from streamd.sources.slot import FrameSignal
+from streamd.sources.latest_frame import FrameSignal
 from streamd.tracking.sources import SourceTrackers
 
 log = logging.getLogger(__name__)

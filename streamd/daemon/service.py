@@ -28,9 +28,9 @@ from streamd.preview.http import PreviewServer, build_preview
 from streamd.publish.publisher import Publisher
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame_pool import FramePool
+from streamd.sources.latest_frame import FrameSignal
 from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
 from streamd.sources.readers import make_reader
-from streamd.sources.slot import FrameSignal
 from streamd.tracking.sources import SourceTrackers
 
 log = logging.getLogger(__name__)

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "tools/quantize.py") -> 
         if value <= 0:
             print(f"quantize: error: {name} must be positive, got {value}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    from streamd.quantize.pipeline import run
+    from streamd.quantize.run import run
 
     try:
         return run(args)

@@ -17,9 +17,9 @@ from streamd.errors import SourceError
 from streamd.frame import Frame
 from streamd.sources.backoff import Backoff
 from streamd.sources.frame_pool import FramePool
+from streamd.sources.latest_frame import FrameSignal, LatestFrameSlot
 from streamd.sources.readers import FrameReader, make_reader, redact
 from streamd.sources.report import CaptureReport
-from streamd.sources.slot import FrameSignal, LatestFrameSlot
 from streamd.sources.supervisor import LOG_EVERY_N_FAILURES, LiveSupervisor
 
 log = logging.getLogger(__name__)

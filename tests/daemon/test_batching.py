@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from streamd.daemon.batching import STALLED_PERIODS, BatchCollector
 from streamd.frame import Frame
 from streamd.metrics.definitions import StreamdMetrics
-from streamd.sources.slot import LatestFrameSlot
+from streamd.sources.latest_frame import LatestFrameSlot
 
 IMAGE = np.zeros((4, 4, 3), np.uint8)
 

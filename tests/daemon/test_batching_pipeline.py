@@ -23,7 +23,7 @@ from streamd.metrics.definitions import StreamdMetrics
 from streamd.publish.publisher import Publisher
 from streamd.publish.subscriber import Subscriber
 from streamd.sources.capture import CaptureSource
-from streamd.sources.slot import FrameSignal
+from streamd.sources.latest_frame import FrameSignal
 
 TIMINGS = StageTimings(0.0, 0.0, 0.0)
 

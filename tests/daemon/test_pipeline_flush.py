@@ -16,8 +16,8 @@ from streamd.metrics.definitions import StreamdMetrics
 from streamd.publish.publisher import Publisher
 from streamd.publish.subscriber import Subscriber
 from streamd.sources.capture import CaptureSource
+from streamd.sources.latest_frame import FrameSignal
 from streamd.sources.readers import FrameReader
-from streamd.sources.slot import FrameSignal
 from tests.daemon.test_batching_pipeline import BatchingDetector
 
 FRAMES = 10
