@@ -80,6 +80,7 @@ def bench_config(args: argparse.Namespace, streams: int) -> Config:
         "publish": {"endpoint": "tcp://127.0.0.1:*", "send_hwm": 100000},
         "metrics": {"enabled": False},
         "daemon": {"max_frame_age_seconds": args.max_frame_age, "status_interval_seconds": 0},
+        "tracking": {"enabled": not getattr(args, "no_tracking", False)},
     }
     try:
         return parse_config(document, Path.cwd(), "(bench --streams)")
@@ -407,7 +408,8 @@ def run_streams_bench(args: argparse.Namespace) -> int:
                      "decoder": args.decoder, "max_batch": args.max_batch or "auto", "device": args.device,
                      "batch_window_seconds": args.batch_window, "workers": args.workers, "threads": args.threads,
                      "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
-                     "max_frame_age_seconds": args.max_frame_age},
+                     "max_frame_age_seconds": args.max_frame_age,
+                     "tracking": not getattr(args, "no_tracking", False)},
         "real_time": {"min_fps_per_stream": min_fps, "fps_share": REAL_TIME_FPS_SHARE,
                       "max_frame_age_p99_seconds": args.max_age_p99},
         "sweep": None, "runs": [],

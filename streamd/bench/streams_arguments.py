@@ -66,6 +66,8 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                             "config's default)")
     group.add_argument("--max-frame-age", type=float, default=0.0, metavar="SECONDS",
                        help="daemon.max_frame_age_seconds (default 0: off)")
+    group.add_argument("--no-tracking", action="store_true",
+                       help="tracking.enabled = false (tracking is on by default and costs host time per frame)")
     group.add_argument("--standin-engine", action="store_true",
                        help="GPU without TensorRT: run the model through the torch stand-in engine "
                             "(streamd.gpu.standin_engine) on the GPU pipeline; implies --backend tensorrt")

@@ -248,3 +248,22 @@ def test_gpu_busy_is_none_without_a_gpu(tmp_path: Path, monkeypatch: pytest.Monk
     sampler = GpuBusySampler()
     sampler.start()
     assert sampler.stop() == {"busy_fraction": None, "per_gpu": [], "method": None, "samples": 0}
+
+
+@pytest.mark.parametrize(("flags", "tracking"), [([], True), (["--no-tracking"], False)])
+def test_tracking_follows_the_flag(tmp_path: Path, tiny_model: Path, flags: list[str], tracking: bool) -> None:
+    """Tracking is on in the bench as in the daemon; --no-tracking measures without its host time."""
+    from streamd.bench.streams import bench_config  # noqa: PLC0415
+    from streamd.bench.streams_arguments import add_streams_arguments  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model")
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--classes", default="")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    add_streams_arguments(parser)
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    args = parser.parse_args(["--model", str(tiny_model), "--video", str(video), *flags])
+    assert bench_config(args, 2).tracking.enabled is tracking
