@@ -7,7 +7,7 @@
 #      two GPUs with one daemon each (model.device 0 and 1) -> two_gpus.json; one GPU with two daemons ->
 #      one_gpu_two_daemons.json; two GPUs with two daemons each -> two_gpus_four_daemons.json. Ratios two GPUs /
 #      one GPU (target >= 1.8) for one and for two daemons per GPU.
-#   4. tools/gpu_scale_check.py --only scale (the tool's own loop, no daemon, 64 cameras) if time is left
+#   4. one daemon without tracking at 1.25 x step 2's answer (what tracking's host time costs), if time is left
 # Everything lands in $OUT (or ./out): acceptance.log, the JSON above, sweep_gpu0.png, summary.json (key numbers).
 #
 # The device call (from the repository root here; .whl and .devdata are git-ignored, so they are carried):
@@ -173,12 +173,12 @@ fi
 say "streams at real time: one daemon $ONE_GPU; two GPUs x one daemon $TWO_GPUS; one GPU x two daemons" \
     "$ONE_GPU_TWO_DAEMONS; two GPUs x two daemons $TWO_GPUS_FOUR_DAEMONS"
 
-# 4. the scale check's own loop (no daemon), if time is left -----------------------------------------------
-if (( BUDGET - $(elapsed) > 45 )); then
-    say "gpu_scale_check --only scale --scale 64"
-    timeout "$(step_timeout 45 0)" python3 tools/gpu_scale_check.py --video "$VIDEO" --video2 .devdata/vtest720.mp4 \
-        --reschange "$STREAMD_H264_RESCHANGE" --model "$MODEL" --only scale --scale 64 --seconds 5 \
-        --out "$MULTI/scale64.json" | grep -v '^\[scale 64\]'
+# 4. what tracking (on by default, host time per frame) costs one daemon: the same bench without it, if time is left
+if (( BUDGET - $(elapsed) > 40 )); then
+    NO_TRACK_N=$(( ONE_GPU > 0 ? ONE_GPU + ONE_GPU / 4 : 32 ))
+    say "one daemon, $NO_TRACK_N streams, --no-tracking"
+    timeout "$(step_timeout 40 0)" "${BENCH[@]}" --device 0 --streams "$NO_TRACK_N" --no-tracking \
+        --json "$OUT/no_tracking.json" | grep " streams "
 fi
 
 # Summary --------------------------------------------------------------------------------------------------
@@ -232,10 +232,7 @@ summary = {
     "two_gpus_over_one": {"one_daemon_per_gpu": round(two / one, 2) if one else None,
                           "two_daemons_per_gpu": round(two_four / one_two, 2) if one_two else None,
                           "target": 1.8},
-    "scale_check_64": {k: v for k, v in ((load_path("/tmp/acceptance_multi/scale64.json") or {}).get("scale", {})
-                                         .get("64") or {}).items()
-                       if k in ("published_fps_per_stream", "frame_age_ms", "loop_cycle_ms", "submit_batch_ms",
-                                "host_cpu_cores", "batch_size")},
+    "one_daemon_no_tracking": [brief(run) for run in (load("no_tracking.json") or {}).get("runs", [])],
     "seconds": seconds,
 }
 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -254,8 +251,8 @@ for name in ("two_gpus_one_daemon_each", "one_gpu_two_daemons", "two_gpus_two_da
               + "; ".join(f"dev {d} fps min {r and r.get('fps_per_stream_min')} p99 {r and r.get('frame_age_ms_p99')} ms "
                           f"cores {r and r.get('daemon_cpu_cores')} gpu {r and r.get('gpu_busy_fraction')}"
                           for d, r in zip(case["devices"], case["runs"])))
-if summary["scale_check_64"]:
-    print(f"  scale check (tool loop, 64 cameras): {json.dumps(summary['scale_check_64'])}")
+for run in summary["one_daemon_no_tracking"]:
+    print(f"  one daemon without tracking: {run}")
 EOF
 # At most 8 files come back from a device call: everything but the log and the summary travels in one archive.
 (cd "$OUT" && tar czf results.tgz --exclude=results.tgz --exclude=acceptance.log --exclude=summary.json . \
