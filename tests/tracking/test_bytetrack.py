@@ -109,11 +109,11 @@ def test_a_source_that_starts_over_starts_new_tracks() -> None:
 def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
     from prometheus_client import CollectorRegistry
 
-    from streamd.decode.detections import Detections
     from streamd.frame import Frame
     from streamd.inference.detector import DetectionResult, StageTimings
     from streamd.metrics.definitions import StreamdMetrics
     from streamd.tracking.sources import SourceTrackers
+    from streamd.yolox.detections import Detections
 
     registry = CollectorRegistry()
     trackers = SourceTrackers(TrackingConfig(lost_track_buffer_frames=5), ["a"], StreamdMetrics(registry))
@@ -153,3 +153,43 @@ def test_an_object_back_from_behind_another_off_its_prediction_keeps_its_id() ->
     assert run(0, 50) == [1]
     assert run(1, 50) == [NO_TRACK]  # another class: a new object
     assert run(0, 150) == [NO_TRACK]  # too far: a new object
+
+
+def _hidden_then_back(tracker: ByteTracker, back: list[float], classes: list[int] | None = None,
+                      size: float = 40.0, first_class: int = 0, later_class: int = 0):
+    """A track moving right 5 px a frame for 10 frames (its first box of ``first_class``, the others of
+    ``later_class``), hidden 8 frames, then ``back`` at frame 18 (50 px lower than predicted)."""
+    for index in range(10):
+        step(tracker, index, [box(100 + 5 * index, 100, size)], classes=[first_class if index == 0 else later_class])
+    for index in range(10, 18):
+        step(tracker, index, [])
+    return step(tracker, 18, [back], classes=classes)
+
+
+def test_a_much_larger_box_near_a_lost_small_track_starts_a_new_object() -> None:
+    # A fragment of a large neighbour near where a small object went behind it must not take its id.
+    assert _hidden_then_back(ByteTracker(TrackingConfig()), box(190, 150, 40)).track_ids.tolist() == [1]
+    assert _hidden_then_back(ByteTracker(TrackingConfig()), box(190, 150, 100)).track_ids.tolist() == [NO_TRACK]
+    # An object whose visible part shrank before it disappeared comes back at its full size.
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(10):
+        step(tracker, index, [box(100 + 5 * index, 100, 60 if index < 5 else 20)])
+    for index in range(10, 18):
+        step(tracker, index, [])
+    assert step(tracker, 18, [box(190, 130, 60)]).track_ids.tolist() == [1]
+
+
+def test_a_track_takes_the_class_most_of_its_boxes_have() -> None:
+    # First boxed as class 0, then nine times as class 1: back off its prediction as class 1, it is
+    # recovered (lost-track recovery needs the track's class), as class 0 it is not.
+    back = box(190, 150)
+    assert _hidden_then_back(ByteTracker(TrackingConfig()), back, [1], later_class=1).track_ids.tolist() == [1]
+    assert _hidden_then_back(ByteTracker(TrackingConfig()), back, [0], later_class=1).track_ids.tolist() == [NO_TRACK]
+
+
+def test_a_lost_track_is_recovered_before_a_new_track_of_the_same_object_confirms() -> None:
+    # Back first under another class (a new, unconfirmed track), then under its own class: the lost
+    # track takes the box instead of the unconfirmed one being confirmed under a new id.
+    tracker = ByteTracker(TrackingConfig())
+    assert _hidden_then_back(tracker, box(190, 150), [1]).track_ids.tolist() == [NO_TRACK]
+    assert step(tracker, 19, [box(195, 150)]).track_ids.tolist() == [1]
