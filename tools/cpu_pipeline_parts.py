@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streamd.bench import run as bench  # noqa: E402
 from streamd.bench.arguments import add_bench_arguments  # noqa: E402
 from streamd.daemon import batching, pipeline  # noqa: E402
-from streamd.decode import preprocess, yolox  # noqa: E402
 from streamd.inference import onnxruntime_backend  # noqa: E402
 from streamd.publish import publisher  # noqa: E402
 from streamd.sources import capture, readers  # noqa: E402
 from streamd.tracking import sources as tracking  # noqa: E402
+from streamd.yolox import postprocess, preprocess  # noqa: E402
 
 # (owner, attribute, part): the calls timed.
 PARTS = (
@@ -38,7 +38,7 @@ PARTS = (
     (batching.BatchCollector, "next_batch", "batch collector"),
     (preprocess.Preprocessor, "letterbox", "letterbox"),
     (onnxruntime_backend.OnnxRuntimeBackend, "infer", "inference (session.run)"),
-    (yolox.YoloxDecoder, "decode", "YOLOX decode + NMS"),
+    (postprocess.YoloxDecoder, "decode", "YOLOX decode + NMS"),
     (tracking.SourceTrackers, "apply", "tracking"),
     (pipeline, "encode", "JSON encode"),
     (publisher.Publisher, "send", "ZeroMQ send"),

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Event, Stream, elapsed_seconds  # noqa: E402
-from streamd.decode.preprocess import CONVENTIONS, YOLOX, Preprocessor  # noqa: E402
-from streamd.decode.yolox import YoloxDecoder  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
-from streamd.gpu.decode import GpuYoloxDecoder  # noqa: E402
 from streamd.gpu.detector import GpuDetector  # noqa: E402
+from streamd.gpu.postprocess import GpuYoloxDecoder  # noqa: E402
 from streamd.gpu.preprocess import GpuLetterbox  # noqa: E402
-from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: E402
+from streamd.yolox.postprocess import YoloxDecoder  # noqa: E402
+from streamd.yolox.preprocess import CONVENTIONS, YOLOX, Preprocessor  # noqa: E402
+from tests.gpu.standin_engine import TorchGraphEngine  # noqa: E402
 
 SCORE, NMS = 0.3, 0.45
 

@@ -37,10 +37,10 @@ import cv2  # noqa: E402
 from streamd.config.schema import SourceConfig  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Event, Stream, elapsed_seconds  # noqa: E402
-from streamd.decode.preprocess import YOLOX, Preprocessor  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
 from streamd.sources.device_image import DeviceNV12  # noqa: E402
 from streamd.sources.nvdec import NvdecReader  # noqa: E402
+from streamd.yolox.preprocess import YOLOX, Preprocessor  # noqa: E402
 
 SCORE, NMS = 0.3, 0.45
 INPUT = 416
@@ -342,7 +342,7 @@ def letterbox_check(video: str, video2: str) -> dict:
 def engine_check(model: str) -> dict:
     import onnxruntime as ort
 
-    from streamd.gpu.standin_engine import TorchGraphEngine
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     runtime.use_device(0)
     engine = TorchGraphEngine(model, max_batch=48)
@@ -417,7 +417,7 @@ def compare(first, second) -> dict:
 def equality_check(model: str, video: str) -> dict:
     from streamd.gpu.batch_detector import BatchGpuDetector
     from streamd.gpu.detector import GpuDetector
-    from streamd.gpu.standin_engine import TorchGraphEngine
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     runtime.use_device(0)
     capture = cv2.VideoCapture(video)
@@ -681,7 +681,7 @@ def scale_run(model: str, video: str, count: int, seconds: float, max_batch: int
 
 def scale_check(model: str, video: str, counts: list[int], seconds: float, intervals: list[float]) -> dict:
     from streamd.gpu.batch_detector import BatchGpuDetector
-    from streamd.gpu.standin_engine import TorchGraphEngine
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     runtime.use_device(0)
     max_batch = max(counts)

@@ -4,7 +4,7 @@
     python3 tools/gpu_zero_copy_check.py [--model M.onnx] [--video V.avi] [--frames 150] [--rounds 3]
 
 Runs on any CUDA GPU with cuda-python, torch and onnx (the detector runs on the torch stand-in engine,
-``streamd.gpu.standin_engine``, NOT TensorRT). Modes, all on one engine:
+``tests.gpu.standin_engine``, NOT TensorRT). Modes, all on one engine:
 
 - ``copy``: ``GpuDetector``, frames in pinned memory uploaded on a copy stream, candidates copied back;
 - ``zero_copy_frames``: ``ZeroCopyGpuDetector(mapped_results=False)``, the letterbox kernel reads each
@@ -46,13 +46,13 @@ sys.path.insert(0, str(REPO))
 
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.device_info import cuda_versions, device_info  # noqa: E402
-from streamd.decode.preprocess import YOLOX  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
 from streamd.gpu.batch_detector import BatchGpuDetector  # noqa: E402
 from streamd.gpu.detector import GpuDetector  # noqa: E402
-from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: E402
 from streamd.gpu.zero_copy import ZeroCopyGpuDetector, resolve_zero_copy  # noqa: E402
 from streamd.gpu.zero_copy_batch import ZeroCopyBatchGpuDetector  # noqa: E402
+from streamd.yolox.preprocess import YOLOX  # noqa: E402
+from tests.gpu.standin_engine import TorchGraphEngine  # noqa: E402
 
 SHARED = Path(os.environ.get("STREAMD_SHARED", REPO.parent / "shared"))
 SCORE, NMS = 0.3, 0.45

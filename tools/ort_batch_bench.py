@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from streamd.decode.preprocess import YOLOX
 from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.onnx_batch import make_batch_dynamic
+from streamd.yolox.preprocess import YOLOX
 
 
 def _session(model_bytes: bytes, threads: int):

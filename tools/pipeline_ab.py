@@ -32,8 +32,8 @@ from gpu_bench import NMS, SCORE, load_frames, run_pipeline, same, time_kernel  
 
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Stream  # noqa: E402
-from streamd.decode.preprocess import YOLOX  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
+from streamd.yolox.preprocess import YOLOX  # noqa: E402
 
 
 class GcTimer:
@@ -53,7 +53,7 @@ class GcTimer:
 
 def make(package: str, model: str, slots: int):
     detector_module = importlib.import_module(f"{package}.gpu.detector")
-    engine_module = importlib.import_module(f"{package}.gpu.standin_engine")
+    engine_module = importlib.import_module("tests.gpu.standin_engine")  # the same stand-in for both
     return detector_module.GpuDetector(engine_module.TorchGraphEngine(model), YOLOX, 80, SCORE, NMS, slots=slots,
                                        max_detections=100)
 

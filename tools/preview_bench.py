@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamd.config.load import parse_config  # noqa: E402
 from streamd.daemon.service import Service  # noqa: E402
-from streamd.decode.detections import Detections  # noqa: E402
 from streamd.preview.hub import PreviewHub  # noqa: E402
 from streamd.publish.subscriber import Subscriber  # noqa: E402
+from streamd.yolox.detections import Detections  # noqa: E402
 
 SOURCE = "bench"
 

@@ -38,8 +38,8 @@ from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from streamd.decode.preprocess import YOLOX, Preprocessor  # noqa: E402
 from streamd.sources.synthetic import CLASSES, TRAINING_SEED_BASE, SyntheticScene  # noqa: E402
+from streamd.yolox.preprocess import YOLOX, Preprocessor  # noqa: E402
 
 STRIDES = (8, 16, 32)
 MAX_OBJECTS = 8  # the generator places at most 7 shapes per scene

@@ -21,12 +21,12 @@ import numpy as np
 from streamd.config.load import parse_config
 from streamd.config.schema import Config
 from streamd.daemon.service import Service
-from streamd.decode.preprocess import CONVENTIONS, Preprocessor
 from streamd.errors import ConfigError
 from streamd.inference.detector import DetectionResult
 from streamd.inference.factory import build_detector, build_detectors, cpu_parallelism
 from streamd.inference.host_detector import HostDetector
 from streamd.publish.subscriber import Subscriber
+from streamd.yolox.preprocess import CONVENTIONS, Preprocessor
 
 EXIT_BAD_ARGUMENTS = 2
 # The config keys bench fills from its flags: an error names the flag the user typed.

@@ -1,16 +1,23 @@
 """``streamd bench --standin-engine``: the GPU detector of backend ``tensorrt`` built on the torch stand-in
-engine (``streamd.gpu.standin_engine``, the real YOLOX computation as CUDA graphs) where TensorRT is
-absent. Installed in ``streamd.inference.registry.DETECTOR_BUILDERS`` for the bench's runs only."""
+engine (``tests/gpu/standin_engine.py``: test code, in a checkout only; the real YOLOX computation
+as CUDA graphs) where TensorRT is absent. Installed in ``streamd.inference.registry.DETECTOR_BUILDERS``
+for the bench's runs only."""
 
 from __future__ import annotations
 
 from streamd.config.schema import ModelConfig
+from streamd.errors import BackendError
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
 
 
 def open_standin_engine(options: BackendOptions):
-    from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415 - needs torch
+    try:
+        from tests.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415 - test code: a checkout, and torch
+    except ImportError as error:
+        raise BackendError("--standin-engine runs the torch stand-in engine (tests/gpu/standin_engine.py), test code "
+                           "that is not installed: run `python -m streamd bench` from a source checkout, with torch "
+                           f"({error})") from error
 
     return TorchGraphEngine(options.model_path, device=options.device,
                             max_batch=int(options.extra.get("max_batch", 1)))

@@ -70,7 +70,7 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                        help="tracking.enabled = false (tracking is on by default and costs host time per frame)")
     group.add_argument("--standin-engine", action="store_true",
                        help="GPU without TensorRT: run the model through the torch stand-in engine "
-                            "(streamd.gpu.standin_engine) on the GPU pipeline; implies --backend tensorrt")
+                            "(tests/gpu/standin_engine.py, a checkout only); implies --backend tensorrt")
     group.add_argument("--seconds", type=float, default=10.0, help="measured window per run (default: %(default)s)")
     group.add_argument("--warmup-seconds", type=float, default=3.0,
                        help="run this long before measuring (default: %(default)s)")

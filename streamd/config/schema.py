@@ -40,8 +40,8 @@ DEFAULT_BATCH_WINDOW_SECONDS = 0.020
 # Registries of allowed values defined elsewhere, read on use (see the module docstring).
 BACKENDS = "streamd.inference.registry:BACKENDS"
 PRECISIONS = "streamd.inference.tensorrt_build:PRECISIONS"
-CONVENTIONS = "streamd.decode.preprocess:CONVENTIONS"
-LAYOUTS = "streamd.decode.yolox:LAYOUTS"
+CONVENTIONS = "streamd.yolox.preprocess:CONVENTIONS"
+LAYOUTS = "streamd.yolox.postprocess:LAYOUTS"
 
 _LIVE = ("rtsp",)
 _READ = ("file", "image", "synthetic")  # the kinds the plain capture loop reads (paced, looped, counted)

@@ -47,11 +47,11 @@ def offline_accuracy(onnx_path: str | Path, seeds: Iterable[int], frames_per_see
                      height: int = 480, score_threshold: float = ACCURACY_SCORE_THRESHOLD,
                      nms_threshold: float = ACCURACY_NMS_THRESHOLD) -> dict[str, float]:
     """Score ``onnx_path`` (official YOLOX layout, "yolox" preprocessing) on frames 0.. of ``seeds``."""
-    from streamd.decode.layout import input_size  # noqa: PLC0415 - only this path needs onnxruntime
-    from streamd.decode.preprocess import YOLOX  # noqa: PLC0415
-    from streamd.decode.yolox import YoloxDecoder  # noqa: PLC0415
     from streamd.inference.host_detector import HostDetector  # noqa: PLC0415
     from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend  # noqa: PLC0415
+    from streamd.yolox.layout import input_size  # noqa: PLC0415 - only this path needs onnxruntime
+    from streamd.yolox.postprocess import YoloxDecoder  # noqa: PLC0415
+    from streamd.yolox.preprocess import YOLOX  # noqa: PLC0415
 
     # The daemon's own host detector (letterbox, ONNX Runtime, decode), one frame at a time.
     backend = OnnxRuntimeBackend(onnx_path)

@@ -36,15 +36,15 @@ import numpy as np
 
 from streamd.cuda import memory, runtime
 from streamd.cuda.stream import Event, Stream, elapsed_seconds
-from streamd.decode.detections import Detections
-from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
 from streamd.frame import Allocator, Frame
-from streamd.gpu.batch_decode import GpuBatchYoloxDecoder
+from streamd.gpu.batch_postprocess import GpuBatchYoloxDecoder
 from streamd.gpu.batch_preprocess import FrameSurface, GpuBatchLetterbox
 from streamd.gpu.engine import DeviceEngine
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
 from streamd.sources.device_image import DeviceNV12
+from streamd.yolox.detections import Detections
+from streamd.yolox.preprocess import Convention
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import logging
 import numpy as np
 
 from streamd.cuda import memory, nvrtc, runtime
-from streamd.gpu.decode import HEADER_BYTES, RECORD_BYTES, RECORD_FLOATS, GpuYoloxDecoder
 from streamd.gpu.kernels import BATCH_DECODE_SOURCE
+from streamd.gpu.postprocess import HEADER_BYTES, RECORD_BYTES, RECORD_FLOATS, GpuYoloxDecoder
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamd.cuda import memory, nvrtc, stream
-from streamd.decode.preprocess import Convention, Letterbox, letterbox_geometry
 from streamd.gpu.kernels import BATCH_LETTERBOX_SOURCE
 from streamd.gpu.preprocess import COMPILE_OPTIONS
+from streamd.yolox.preprocess import Convention, Letterbox, letterbox_geometry
 
 _BLOCK = (32, 8, 1)
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,

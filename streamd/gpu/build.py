@@ -13,8 +13,6 @@ import numpy as np
 from streamd.config.schema import ModelConfig
 from streamd.cuda import runtime
 from streamd.cuda.device_info import device_info
-from streamd.decode.layout import input_size, resolve_layout
-from streamd.decode.preprocess import CONVENTIONS, Preprocessor
 from streamd.errors import BackendError, ModelLayoutError
 from streamd.gpu.batch_detector import BatchGpuDetector
 from streamd.gpu.detector import GpuDetector
@@ -25,6 +23,8 @@ from streamd.inference.base import describe_io
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
 from streamd.inference.tensorrt_backend import TensorRTBackend, TensorRTEngine, open_engine
+from streamd.yolox.layout import input_size, resolve_layout
+from streamd.yolox.preprocess import CONVENTIONS, Preprocessor
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""GpuDetector: the double-buffered asynchronous GPU pipeline behind the Detector interface.
+"""GpuDetector: double-buffered asynchronous GPU detection (frames in flight) behind the Detector interface.
 
 Per frame, on two streams and with no device-wide synchronisation:
   copy stream:    pinned uint8 frame -> device frame                      (event ``uploaded``)
@@ -19,16 +19,16 @@ import numpy as np
 
 from streamd.cuda import memory, runtime
 from streamd.cuda.stream import Stream, elapsed_seconds
-from streamd.decode.detections import Detections
-from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
 from streamd.frame import Allocator, Frame
-from streamd.gpu.decode import GpuYoloxDecoder
 from streamd.gpu.engine import DeviceEngine
+from streamd.gpu.in_flight import InFlightFrame
+from streamd.gpu.postprocess import GpuYoloxDecoder
 from streamd.gpu.preprocess import GpuLetterbox
-from streamd.gpu.slots import Slot
 from streamd.inference.base import TensorSpec
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
+from streamd.yolox.detections import Detections
+from streamd.yolox.preprocess import Convention
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class GpuDetector(Detector):
             raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "
                                f"[1, {self.decoder.cells}, {self.decoder.channels}] for a {input_width}x"
                                f"{input_height} input and {num_classes} classes")
-        self._slots: list[Slot] = []
+        self._slots: list[InFlightFrame] = []
         self._copy_stream = Stream()
         self._compute_stream = Stream()
         try:
@@ -102,7 +102,7 @@ class GpuDetector(Detector):
             self._copy_stream.close()
             self.decoder.close()
             raise
-        self._in_flight: deque[Slot] = deque()
+        self._in_flight: deque[InFlightFrame] = deque()
         self._ready: list[DetectionResult] = []
         self._next = 0
         self._closed = False
@@ -206,7 +206,7 @@ class GpuDetector(Detector):
         if self._closed:
             raise BackendError("GpuDetector is closed")
 
-    def _enqueue(self, slot: Slot, frame: Frame) -> None:
+    def _enqueue(self, slot: InFlightFrame, frame: Frame) -> None:
         image = frame.image
         if not isinstance(image, np.ndarray):
             raise BackendError(f"GpuDetector takes host BGR frames, got {image!r:.80} from source {frame.source_id}; "
@@ -232,12 +232,12 @@ class GpuDetector(Detector):
         slot.frame = frame
         slot.enqueued_at = time.perf_counter()
 
-    def _allocate_slot(self, index: int, max_frame_bytes: int, tensors: list[TensorSpec]) -> Slot:
+    def _allocate_slot(self, index: int, max_frame_bytes: int, tensors: list[TensorSpec]) -> InFlightFrame:
         """One slot's buffers (``streamd.gpu.zero_copy`` allocates mapped host memory instead)."""
-        return Slot.allocate(index, max_frame_bytes, tensors, self.decoder.device_area_nbytes,
+        return InFlightFrame.allocate(index, max_frame_bytes, tensors, self.decoder.device_area_nbytes,
                              self.decoder.new_host_area())
 
-    def _stage_frame(self, slot: Slot, image: np.ndarray, width: int, height: int) -> int:
+    def _stage_frame(self, slot: InFlightFrame, image: np.ndarray, width: int, height: int) -> int:
         """Get the frame to the device: its device address, on the compute stream's order."""
         nbytes = image.nbytes
         if nbytes > slot.host_frame.nbytes:
@@ -259,11 +259,11 @@ class GpuDetector(Detector):
         compute.wait(slot.uploaded)
         return slot.device_frame.ptr
 
-    def _fetch_results(self, slot: Slot, compute: Stream) -> None:
+    def _fetch_results(self, slot: InFlightFrame, compute: Stream) -> None:
         """Bring the frame's candidates where the host reads them (after ``done``)."""
         self.decoder.copy_back(slot.device_area.ptr, slot.host_area, compute.ptr)
 
-    def _harvest(self, slot: Slot) -> DetectionResult:
+    def _harvest(self, slot: InFlightFrame) -> DetectionResult:
         waited = time.perf_counter()
         slot.done.synchronize()
         started = time.perf_counter()

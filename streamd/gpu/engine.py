@@ -1,7 +1,7 @@
 """What the GPU pipeline needs of an inference engine: enqueue on a stream, I/O at device addresses.
 
 TensorRT's execution context is the real one (``streamd.inference.tensorrt_backend.TensorRTEngine``);
-``streamd.gpu.standin_engine`` is a torch stand-in used to measure the pipeline where TensorRT is absent.
+``tests/gpu/standin_engine.py`` (test code) is a torch stand-in to measure it where TensorRT is absent.
 """
 
 from __future__ import annotations

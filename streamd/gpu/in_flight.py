@@ -1,6 +1,7 @@
-"""One pipeline slot: the buffers and events one in-flight frame owns.
+"""One in-flight frame: the buffers and events it owns while the GPU works on it (GpuDetector
+keeps ``slots`` of them and cycles through them).
 
-Per slot: a pinned uint8 host frame, the device frame, the network input and outputs on the device,
+Per in-flight frame: a pinned uint8 host frame, the device frame, the network input and outputs on the device,
 the device candidate area and its pinned host copy, and the events that order and time the work.
 """
 
@@ -11,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamd.cuda import memory, stream
-from streamd.decode.preprocess import Letterbox
 from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
+from streamd.yolox.preprocess import Letterbox
 
 
 def _nbytes(spec: TensorSpec) -> int:
@@ -27,7 +28,7 @@ def _nbytes(spec: TensorSpec) -> int:
 
 
 @dataclass
-class Slot:
+class InFlightFrame:
     index: int
     host_frame: memory.PinnedBuffer
     device_frame: memory.DeviceBuffer
@@ -53,7 +54,7 @@ class Slot:
 
     @classmethod
     def allocate(cls, index: int, max_frame_bytes: int, tensors: list[TensorSpec], area_nbytes: int,
-                 host_area: memory.PinnedBuffer) -> Slot:
+                 host_area: memory.PinnedBuffer) -> InFlightFrame:
         device_tensors = {spec.name: memory.DeviceBuffer(_nbytes(spec), tuple(spec.shape), spec.dtype)
                           for spec in tensors}
         slot = cls(index=index,

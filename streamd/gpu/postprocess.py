@@ -14,11 +14,11 @@ import logging
 import numpy as np
 
 from streamd.cuda import memory, nvrtc, runtime
-from streamd.decode.detections import Detections
-from streamd.decode.nms import class_aware_nms_indices
-from streamd.decode.yolox import STRIDES, grid_cells
 from streamd.errors import ModelLayoutError
 from streamd.gpu.kernels import DECODE_SOURCE
+from streamd.yolox.detections import Detections
+from streamd.yolox.nms import class_aware_nms_indices
+from streamd.yolox.postprocess import STRIDES, grid_cells
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import ctypes
 import numpy as np
 
 from streamd.cuda import nvrtc
-from streamd.decode.preprocess import Convention, Letterbox, letterbox_geometry
 from streamd.gpu.kernels import LETTERBOX_SOURCE
+from streamd.yolox.preprocess import Convention, Letterbox, letterbox_geometry
 
 _BLOCK = (32, 8, 1)
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,

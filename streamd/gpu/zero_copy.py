@@ -38,10 +38,10 @@ from streamd.cuda.device_info import DeviceInfo
 from streamd.cuda.mapped import DeviceAlias, MappedBuffer, device_pointer_of
 from streamd.errors import BackendError
 from streamd.frame import Allocator
-from streamd.gpu.decode import _BLOCK as _DECODE_BLOCK
-from streamd.gpu.decode import HEADER_BYTES, RECORD_BYTES, GpuYoloxDecoder
 from streamd.gpu.detector import GpuDetector
-from streamd.gpu.slots import Slot
+from streamd.gpu.in_flight import InFlightFrame
+from streamd.gpu.postprocess import _BLOCK as _DECODE_BLOCK
+from streamd.gpu.postprocess import HEADER_BYTES, RECORD_BYTES, GpuYoloxDecoder
 from streamd.inference.base import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class MappedResultsDecoder(GpuYoloxDecoder):
 
 
 @dataclass
-class MappedSlot(Slot):
+class MappedSlot(InFlightFrame):
     """A slot whose frame buffer is mapped host memory; ``device_frame`` aliases its device address."""
 
     def grow_frame(self, nbytes: int) -> None:
@@ -178,7 +178,7 @@ class ZeroCopyGpuDetector(GpuDetector):
 
     # -- GpuDetector's hooks ----------------------------------------------------------------------
 
-    def _allocate_slot(self, index: int, max_frame_bytes: int, tensors: list[TensorSpec]) -> Slot:
+    def _allocate_slot(self, index: int, max_frame_bytes: int, tensors: list[TensorSpec]) -> InFlightFrame:
         # The engine's input and output stay in device memory (TensorRT writes them many times per frame).
         device_tensors = {spec.name: memory.DeviceBuffer.for_array(tuple(spec.shape), spec.dtype) for spec in tensors}
         host_frame = MappedBuffer((max_frame_bytes,), np.uint8)
@@ -200,7 +200,7 @@ class ZeroCopyGpuDetector(GpuDetector):
         slot.addresses = {name: buffer.ptr for name, buffer in device_tensors.items()}
         return slot
 
-    def _stage_frame(self, slot: Slot, image: np.ndarray, width: int, height: int) -> int:
+    def _stage_frame(self, slot: InFlightFrame, image: np.ndarray, width: int, height: int) -> int:
         nbytes = image.nbytes
         if nbytes > slot.host_frame.nbytes:
             slot.grow_frame(nbytes)

@@ -18,8 +18,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamd.decode.detections import Detections
 from streamd.frame import Allocator, Frame
+from streamd.yolox.detections import Detections
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from streamd.config.schema import ModelConfig
-from streamd.decode.layout import input_size, resolve_layout
-from streamd.decode.preprocess import CONVENTIONS
-from streamd.decode.yolox import YoloxDecoder
 from streamd.errors import BackendError, ModelLayoutError
 from streamd.inference.detector import Detector
 from streamd.inference.host_detector import HostDetector
 from streamd.inference.registry import BackendOptions, detector_builder, open_backend, resolve_backend_name
+from streamd.yolox.layout import input_size, resolve_layout
+from streamd.yolox.postprocess import YoloxDecoder
+from streamd.yolox.preprocess import CONVENTIONS
 
 log = logging.getLogger(__name__)
 

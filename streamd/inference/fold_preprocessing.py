@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
+from streamd.yolox.preprocess import Convention
 
 FOLDED_INPUT_NAME = "streamd_frames_uint8"
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamd.decode.preprocess import Convention, Letterbox, Preprocessor
-from streamd.decode.yolox import YoloxDecoder
 from streamd.frame import Frame
 from streamd.inference.base import InferenceBackend
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
+from streamd.yolox.postprocess import YoloxDecoder
+from streamd.yolox.preprocess import Convention, Letterbox, Preprocessor
 
 
 class HostDetector(Detector):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from streamd.decode.preprocess import Convention
 from streamd.errors import BackendError
 from streamd.inference.base import InferenceBackend, TensorIO, TensorSpec
 from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.onnx_batch import make_batch_dynamic
 from streamd.inference.registry import BackendOptions
+from streamd.yolox.preprocess import Convention
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,

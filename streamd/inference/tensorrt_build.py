@@ -1,7 +1,7 @@
 """Build TensorRT engines from ONNX, and cache them keyed by everything that makes an engine invalid.
 
 This is the one ONNX -> network + builder config -> serialized engine path of the project: the
-daemon's TensorRT backend and ``streamd quantize --engine`` (``streamd/quantize/tensorrt_builder.py``)
+daemon's TensorRT backend and ``streamd quantize --engine`` (``streamd/quantize/engine.py``)
 both build through :func:`serialize_network`.
 
 The cache key holds the TensorRT version, the GPU's name and compute capability, the precision, the

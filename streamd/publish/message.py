@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.decode.detections import Detections
+from streamd.yolox.detections import Detections
 
 SCHEMA = "streamd.detections/1"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamd.decode.preprocess import Convention, Preprocessor
 from streamd.quantize.errors import QuantizeError
 from streamd.quantize.progress import progress
+from streamd.yolox.preprocess import Convention, Preprocessor
 
 logger = logging.getLogger(__name__)
 

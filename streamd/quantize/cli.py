@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamd.decode.preprocess import CONVENTIONS
 from streamd.inference.tensorrt_build import PRECISIONS
 from streamd.quantize.errors import EXIT_BAD_INPUT, QuantizeError
 from streamd.quantize.qdq import METHODS
+from streamd.yolox.preprocess import CONVENTIONS
 
 logger = logging.getLogger("streamd.quantize")
 

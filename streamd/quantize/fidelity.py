@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from streamd.decode.layout import OutputInfo, resolve_layout
-from streamd.decode.yolox import YoloxDecoder
 from streamd.errors import BackendError
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
 from streamd.quantize.errors import QuantizeError
+from streamd.yolox.layout import OutputInfo, resolve_layout
+from streamd.yolox.postprocess import YoloxDecoder
 
 REFERENCE_SCORE_THRESHOLD = 0.3
 CANDIDATE_SCORE_THRESHOLD = 0.01

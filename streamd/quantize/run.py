@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import onnx
 
-from streamd.decode.preprocess import CONVENTIONS
 from streamd.quantize.calibration import ImageSet, list_images, load_images
 from streamd.quantize.errors import EXIT_FIDELITY_MISSED, EXIT_OK, QuantizeError
 from streamd.quantize.fidelity import DetectionModelSpec, FidelityMeter, ModelRunner
@@ -23,6 +22,7 @@ from streamd.quantize.model import ModelInfo, load_model, save_model
 from streamd.quantize.qdq import QdqQuantizer, calibration_cache_key, count_qdq_nodes
 from streamd.quantize.report import print_summary, write_report
 from streamd.quantize.sensitivity import LayerSensitivity, SearchStep, SensitivitySearch, int8_mac_share
+from streamd.yolox.preprocess import CONVENTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _score(args: argparse.Namespace, evaluation: ImageSet, meter: FidelityMeter)
 
 def run(args: argparse.Namespace) -> int:
     """Everything after argument parsing; raises :class:`QuantizeError` for bad input."""
-    from streamd.quantize.tensorrt_builder import build_engine_for_report
+    from streamd.quantize.engine import build_engine_for_report
 
     timer = _Timer()
     started = time.monotonic()

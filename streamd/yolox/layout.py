@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from streamd.decode.yolox import STRIDES
 from streamd.errors import BackendError, ModelLayoutError
+from streamd.yolox.postprocess import STRIDES
 
 
 class TensorShape(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from streamd.decode.detections import Detections
+from streamd.yolox.detections import Detections
 
 
 def class_aware_nms_indices(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,

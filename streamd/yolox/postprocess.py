@@ -8,7 +8,7 @@ Layouts:
 - ``heads``: three [B, 5+C, H, W] maps (strides 8/16/32), every term a raw logit.
 
 Grids are computed once per decoder; inputs are never mutated. Which layout a model has is read
-by ``streamd.decode.layout``.
+by ``streamd.yolox.layout``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamd.decode.detections import Detections
-from streamd.decode.nms import class_aware_nms
 from streamd.errors import ModelLayoutError
+from streamd.yolox.detections import Detections
+from streamd.yolox.nms import class_aware_nms
 
 STRIDES = (8, 16, 32)
 LAYOUTS = ("yolox", "yolox-decoded", "heads")

@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from streamd.config.schema import SourceConfig
 from streamd.daemon.pipeline import Pipeline
-from streamd.decode.detections import Detections
 from streamd.frame import Frame
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
 from streamd.metrics.definitions import StreamdMetrics
@@ -24,6 +23,7 @@ from streamd.publish.publisher import Publisher
 from streamd.publish.subscriber import Subscriber
 from streamd.sources.capture import CaptureSource
 from streamd.sources.latest_frame import FrameSignal
+from streamd.yolox.detections import Detections
 
 TIMINGS = StageTimings(0.0, 0.0, 0.0)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamd.decode.preprocess import letterbox_geometry
-from streamd.decode.yolox import YoloxDecoder
+from streamd.yolox.postprocess import YoloxDecoder
+from streamd.yolox.preprocess import letterbox_geometry
 
 
 def assert_equal_to_cpu_decode(results, raw: np.ndarray, width: int, height: int, num_classes: int = 80,

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import CONVENTIONS, YOLOX, Preprocessor
 from streamd.frame import Frame
 from streamd.sources.device_image import DeviceNV12
+from streamd.yolox.preprocess import CONVENTIONS, YOLOX, Preprocessor
 from tests.support import VTEST, YOLOX_NANO, require_shared
 
 NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the stand-in engine needs torch")
@@ -87,7 +87,7 @@ def test_standin_engine_batches_equal_batch_one() -> None:
     require_shared(YOLOX_NANO)
     from streamd.cuda import memory
     from streamd.cuda.stream import Stream
-    from streamd.gpu.standin_engine import TorchGraphEngine
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     engine = TorchGraphEngine(YOLOX_NANO, max_batch=4)
     assert engine.inputs[0].shape == (None, 3, 416, 416)
@@ -118,7 +118,7 @@ def test_batch_detector_equals_single_frame_detector() -> None:
     require_shared(YOLOX_NANO, VTEST)
     from streamd.gpu.batch_detector import BatchGpuDetector
     from streamd.gpu.detector import GpuDetector
-    from streamd.gpu.standin_engine import TorchGraphEngine
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     capture = cv2.VideoCapture(str(VTEST))
     images = []

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import YOLOX
 from streamd.frame import Frame
+from streamd.yolox.preprocess import YOLOX
 from tests.support import VTEST, YOLOX_NANO, require_shared
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
@@ -41,7 +41,7 @@ def vtest_batches() -> list[list[Frame]]:
 
 def detector(in_flight: int, idle_factor: float = 0.0):
     from streamd.gpu.batch_detector import BatchGpuDetector  # noqa: PLC0415
-    from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415
+    from tests.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415
 
     return BatchGpuDetector(TorchGraphEngine(YOLOX_NANO, max_batch=MAX_BATCH), YOLOX, 80, 0.3, 0.45,
                             max_batch=MAX_BATCH, in_flight=in_flight, idle_factor=idle_factor)

@@ -28,9 +28,9 @@ def config(pace: str, frames: int):
 
 
 def gpu_detectors(model):
-    from streamd.decode.preprocess import CONVENTIONS  # noqa: PLC0415
     from streamd.gpu.detector import GpuDetector  # noqa: PLC0415
-    from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415
+    from streamd.yolox.preprocess import CONVENTIONS  # noqa: PLC0415
+    from tests.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415
 
     detector = GpuDetector(TorchGraphEngine(model.path), CONVENTIONS[model.preprocessing], len(model.classes),
                            model.score_threshold, model.nms_threshold, max_detections=model.max_detections,

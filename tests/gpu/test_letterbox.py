@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import CONVENTIONS, Preprocessor
+from streamd.yolox.preprocess import CONVENTIONS, Preprocessor
 
 SIZES = [(1920, 1080, 640, 640), (768, 576, 416, 416), (300, 200, 640, 640), (1001, 703, 416, 320), (64, 48, 64, 64)]
 

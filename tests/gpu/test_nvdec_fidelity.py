@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from streamd.config.schema import SourceConfig
-from streamd.decode.preprocess import YOLOX
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
 from streamd.frame import Frame
+from streamd.yolox.preprocess import YOLOX
 from tests.support import YOLOX_NANO, require_shared
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"needs {name}")
@@ -52,8 +52,8 @@ def test_nvdec_detections_match_opencv_decode() -> None:
     if not VIDEO or not Path(VIDEO).is_file():
         pytest.skip("set STREAMD_H264_VIDEO to an H.264 file")
     from streamd.gpu.batch_detector import BatchGpuDetector  # noqa: PLC0415
-    from streamd.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415
     from streamd.sources.nvdec import NvdecReader  # noqa: PLC0415
+    from tests.gpu.standin_engine import TorchGraphEngine  # noqa: PLC0415
 
     capture = cv2.VideoCapture(VIDEO)
     host_images = []

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import YOLOX
 from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
+from streamd.yolox.preprocess import YOLOX
 from tests.gpu.support import assert_equal_to_cpu_decode
-from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
+from tests.gpu.test_postprocess import CELLS, HEIGHT, WIDTH, synthetic_output
 
 
 class FixedOutputEngine:
@@ -127,7 +127,7 @@ def test_standin_engine_double_buffered_equals_synchronous() -> None:
     if model is None:
         pytest.skip("yolox_nano.onnx not found (set STREAMD_TEST_MODEL)")
     from streamd.gpu.detector import GpuDetector
-    from streamd.gpu.standin_engine import TorchGraphEngine
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     items = frames(16)
     single = run(GpuDetector(TorchGraphEngine(model), YOLOX, 80, 0.05, 0.45, slots=1), items)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.decode.yolox import YoloxDecoder
+from streamd.yolox.postprocess import YoloxDecoder
 
 WIDTH = HEIGHT = 416
 CELLS = sum((WIDTH // s) * (HEIGHT // s) for s in (8, 16, 32))
@@ -26,7 +26,7 @@ def synthetic_output(seed: int, hot_cells: int) -> np.ndarray:
 def gpu_decode(raw: np.ndarray, score: float, capacity: int, layout: str = "yolox"):
     from streamd.cuda import memory
     from streamd.cuda.stream import Stream
-    from streamd.gpu.decode import GpuYoloxDecoder
+    from streamd.gpu.postprocess import GpuYoloxDecoder
 
     decoder = GpuYoloxDecoder(layout, WIDTH, HEIGHT, 80, score, 0.45, 300, host_capacity=capacity)
     stream = Stream()

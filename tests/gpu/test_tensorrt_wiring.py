@@ -11,8 +11,8 @@ import pytest
 
 from streamd.config.schema import ModelConfig
 from tests.gpu.support import assert_equal_to_cpu_decode
-from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
 from tests.gpu.test_pipeline import FixedOutputEngine, frames
+from tests.gpu.test_postprocess import CELLS, HEIGHT, WIDTH, synthetic_output
 from tests.inference import tensorrt_standin as standin
 
 IO = {"images": {"mode": "input", "shape": [1, 3, HEIGHT, WIDTH], "dtype": "FLOAT",

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import YOLOX
 from streamd.frame import Frame
 from streamd.inference.base import TensorSpec
-from tests.gpu.test_decode import CELLS, HEIGHT, WIDTH, synthetic_output
+from streamd.yolox.preprocess import YOLOX
 from tests.gpu.test_pipeline import _model_path, frames
+from tests.gpu.test_postprocess import CELLS, HEIGHT, WIDTH, synthetic_output
 
 
 class InputRecordingEngine:
@@ -198,8 +198,8 @@ def test_standin_engine_zero_copy_equals_copy() -> None:
     if model is None:
         pytest.skip("yolox_nano.onnx not found (set STREAMD_TEST_MODEL)")
     from streamd.gpu.detector import GpuDetector
-    from streamd.gpu.standin_engine import TorchGraphEngine
     from streamd.gpu.zero_copy import ZeroCopyGpuDetector
+    from tests.gpu.standin_engine import TorchGraphEngine
 
     items = frames(12)
     outcomes = []
@@ -271,8 +271,8 @@ def test_batch_detector_reads_pool_frames_in_place(monkeypatch) -> None:
     import cv2
 
     from streamd.gpu.batch_detector import BatchGpuDetector
-    from streamd.gpu.standin_engine import TorchGraphEngine
     from streamd.gpu.zero_copy_batch import ZeroCopyBatchGpuDetector
+    from tests.gpu.standin_engine import TorchGraphEngine
     from tests.support import VTEST, YOLOX_NANO, require_shared
 
     require_shared(YOLOX_NANO, VTEST)

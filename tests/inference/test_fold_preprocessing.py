@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import LEGACY, YOLOX, Convention, Preprocessor
 from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
+from streamd.yolox.preprocess import LEGACY, YOLOX, Convention, Preprocessor
 from tests.support import YOLOX_NANO, require_shared
 
 

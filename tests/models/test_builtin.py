@@ -32,7 +32,7 @@ def test_synthetic_shapes_ships_with_its_classes() -> None:
 def test_the_model_has_the_official_yolox_layout() -> None:
     import onnxruntime  # noqa: PLC0415
 
-    from streamd.decode.layout import OutputInfo, detect_layout  # noqa: PLC0415
+    from streamd.yolox.layout import OutputInfo, detect_layout  # noqa: PLC0415
 
     session = onnxruntime.InferenceSession(str(builtin_model("synthetic-shapes").onnx_path),
                                            providers=["CPUExecutionProvider"])

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from streamd.decode.detections import Detections
+from streamd.yolox.detections import Detections
 
 
 def result(source_id: str, image: np.ndarray, boxes: list[tuple[float, float, float, float]] | None = None,

@@ -13,11 +13,11 @@ from prometheus_client.utils import floatToGoString
 
 from streamd.config import parse_config
 from streamd.daemon.service import Service
-from streamd.decode.detections import Detections
 from streamd.metrics.definitions import LATENCY_BUCKETS
 from streamd.publish.message import decode, encode
 from streamd.publish.publisher import Publisher, shared_context
 from streamd.publish.subscriber import Subscriber
+from streamd.yolox.detections import Detections
 
 FRAMES = 4000
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import YOLOX, preprocess
 from streamd.quantize.calibration import ArrayDataReader, list_images, load_images
 from streamd.quantize.errors import QuantizeError
+from streamd.yolox.preprocess import YOLOX, preprocess
 
 
 def test_folder_is_listed_sorted_by_name(image_folder: Path) -> None:

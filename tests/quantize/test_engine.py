@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
-from streamd.quantize import tensorrt_builder
+from streamd.quantize import engine as engine_step
+from streamd.quantize.engine import EngineOptions, build_engine
 from streamd.quantize.errors import EngineBuildError, QuantizeError
-from streamd.quantize.tensorrt_builder import EngineOptions, build_engine
 from tests.inference import tensorrt_standin as standin
 
 
@@ -118,7 +118,7 @@ def test_legacy_calibrator_feeds_every_image_and_caches(monkeypatch, models, tmp
         def free(self) -> None:
             copies.append(None)
 
-    monkeypatch.setattr(tensorrt_builder, "_DeviceInput", FakeDeviceInput)
+    monkeypatch.setattr(engine_step, "_DeviceInput", FakeDeviceInput)
     inputs = np.arange(2 * 3 * 64 * 64, dtype=np.float32).reshape(2, 3, 64, 64)
     cache = tmp_path / "calib.cache"
     build_engine(EngineOptions("int8", legacy_calibrator=True), tmp_path / "m.engine", None, float_path,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from streamd.config.load import parse_config
-from streamd.decode.detections import Detections
 from streamd.errors import ConfigError
 from streamd.publish.message import SCHEMA, decode, encode
 from streamd.publish.subscriber import format_message
+from streamd.yolox.detections import Detections
 
 
 def detections(track_ids: list[int] | None) -> Detections:

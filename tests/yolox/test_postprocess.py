@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from streamd.decode.layout import OutputInfo, boxes_look_decoded, detect_layout
-from streamd.decode.yolox import YoloxDecoder
 from streamd.errors import ModelLayoutError
+from streamd.yolox.layout import OutputInfo, boxes_look_decoded, detect_layout
+from streamd.yolox.postprocess import YoloxDecoder
 
 INPUT_WIDTH, INPUT_HEIGHT, NUM_CLASSES = 96, 64, 4
 SCORE_THRESHOLD, NMS_THRESHOLD = 0.3, 0.45

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamd.decode.preprocess import LEGACY, YOLOX, Preprocessor, letterbox_geometry
+from streamd.yolox.preprocess import LEGACY, YOLOX, Preprocessor, letterbox_geometry
 
 
 def yolox_reference(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
