@@ -87,22 +87,17 @@ extern "C" __global__ void letterbox_f16(LETTERBOX_ARGS) {
 }
 """
 
-# YOLOX decode + score filter + compaction, one thread per grid cell, for the [B, N, 5+C] layouts
-# (``yolox``: raw box terms; ``yolox-decoded``: pixel boxes). The arithmetic is the CPU decoder's, in
-# the same float32 order, so scores are bit-identical; exp is taken in double and rounded, the most
-# accurate float32 result. A surviving cell appends one 8-float record
-# (x1, y1, x2, y2, score, class, cell, 0) at an atomic counter; the host sorts records by cell to
-# restore the CPU decoder's order before NMS.
-DECODE_SOURCE = r"""
-extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int cells, int channels,
-                                            const float* __restrict__ grid, int boxes_decoded,
-                                            float threshold, int* __restrict__ counter,
-                                            float* __restrict__ records, int capacity) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= cells) return;
-    const float* row = rows + (size_t)i * channels;
+# One grid cell of a [B, N, 5+C] output (``yolox``: raw box terms; ``yolox-decoded``: pixel boxes),
+# shared by both decode kernels: false when it does not pass the score threshold, else its 8-float
+# record (x1, y1, x2, y2, score, class, cell, 0). The arithmetic is the CPU decoder's, in the same
+# float32 order, so scores are bit-identical; exp is taken in double and rounded, the most accurate
+# float32 result.
+_CANDIDATE_SOURCE = r"""
+__device__ __forceinline__ bool yolox_candidate(const float* __restrict__ row, int channels,
+                                                const float* __restrict__ grid, int i, int boxes_decoded,
+                                                float threshold, float* __restrict__ record) {
     const float objectness = row[4];
-    if (!(objectness > threshold)) return;
+    if (!(objectness > threshold)) return false;
     float best = row[5];
     int best_class = 0;
     for (int c = 1; c < channels - 5; ++c) {
@@ -110,7 +105,7 @@ extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int 
         if (p > best) { best = p; best_class = c; }
     }
     const float score = __fmul_rn(objectness, best);
-    if (!(score > threshold)) return;
+    if (!(score > threshold)) return false;
     float cx, cy, w, h;
     if (boxes_decoded) {
         cx = row[0]; cy = row[1]; w = row[2]; h = row[3];
@@ -121,18 +116,35 @@ extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int 
         w = __fmul_rn((float)exp((double)row[2]), stride);
         h = __fmul_rn((float)exp((double)row[3]), stride);
     }
+    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
+    record[0] = __fsub_rn(cx, hw);
+    record[1] = __fsub_rn(cy, hh);
+    record[2] = __fadd_rn(cx, hw);
+    record[3] = __fadd_rn(cy, hh);
+    record[4] = score;
+    record[5] = (float)best_class;
+    record[6] = (float)i;
+    record[7] = 0.f;
+    return true;
+}
+"""
+
+# YOLOX decode + score filter + compaction, one thread per grid cell: a surviving cell appends its
+# record at an atomic counter; the host sorts records by cell to restore the CPU decoder's order
+# before NMS.
+DECODE_SOURCE = _CANDIDATE_SOURCE + r"""
+extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int cells, int channels,
+                                            const float* __restrict__ grid, int boxes_decoded,
+                                            float threshold, int* __restrict__ counter,
+                                            float* __restrict__ records, int capacity) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= cells) return;
+    float record[8];
+    if (!yolox_candidate(rows + (size_t)i * channels, channels, grid, i, boxes_decoded, threshold, record)) return;
     const int k = atomicAdd(counter, 1);
     if (k >= capacity) return;
     float* out = records + (size_t)k * 8;
-    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
-    out[0] = __fsub_rn(cx, hw);
-    out[1] = __fsub_rn(cy, hh);
-    out[2] = __fadd_rn(cx, hw);
-    out[3] = __fadd_rn(cy, hh);
-    out[4] = score;
-    out[5] = (float)best_class;
-    out[6] = (float)i;
-    out[7] = 0.f;
+    for (int j = 0; j < 8; ++j) out[j] = record[j];
 }
 """
 
@@ -229,7 +241,7 @@ extern "C" __global__ void batch_letterbox_f32(const FrameDesc* __restrict__ fra
 # frame. Per frame: an int32 counter in ``headers`` (32-byte stride), the first ``capacity`` records
 # in ``primary`` (frame-major, so headers + primary of the whole batch are one contiguous copy
 # back), later ones in ``overflow`` at their own index (``cells`` records per frame, fetched rarely).
-BATCH_DECODE_SOURCE = r"""
+BATCH_DECODE_SOURCE = _CANDIDATE_SOURCE + r"""
 extern "C" __global__ void yolox_decode_batch_f32(const float* __restrict__ outputs, int cells, int channels,
                                                   const float* __restrict__ grid, int boxes_decoded,
                                                   float threshold, int* __restrict__ headers,
@@ -238,37 +250,11 @@ extern "C" __global__ void yolox_decode_batch_f32(const float* __restrict__ outp
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int f = blockIdx.y;
     if (i >= cells) return;
-    const float* row = outputs + ((size_t)f * cells + i) * channels;
-    const float objectness = row[4];
-    if (!(objectness > threshold)) return;
-    float best = row[5];
-    int best_class = 0;
-    for (int c = 1; c < channels - 5; ++c) {
-        const float p = row[5 + c];
-        if (p > best) { best = p; best_class = c; }
-    }
-    const float score = __fmul_rn(objectness, best);
-    if (!(score > threshold)) return;
-    float cx, cy, w, h;
-    if (boxes_decoded) {
-        cx = row[0]; cy = row[1]; w = row[2]; h = row[3];
-    } else {
-        const float gx = grid[3 * i], gy = grid[3 * i + 1], stride = grid[3 * i + 2];
-        cx = __fmul_rn(__fadd_rn(row[0], gx), stride);
-        cy = __fmul_rn(__fadd_rn(row[1], gy), stride);
-        w = __fmul_rn((float)exp((double)row[2]), stride);
-        h = __fmul_rn((float)exp((double)row[3]), stride);
-    }
+    float record[8];
+    if (!yolox_candidate(outputs + ((size_t)f * cells + i) * channels, channels, grid, i, boxes_decoded, threshold,
+                         record)) return;
     const int k = atomicAdd(headers + (size_t)f * 8, 1);
     float* out = k < capacity ? primary + ((size_t)f * capacity + k) * 8 : overflow + ((size_t)f * cells + k) * 8;
-    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
-    out[0] = __fsub_rn(cx, hw);
-    out[1] = __fsub_rn(cy, hh);
-    out[2] = __fadd_rn(cx, hw);
-    out[3] = __fadd_rn(cy, hh);
-    out[4] = score;
-    out[5] = (float)best_class;
-    out[6] = (float)i;
-    out[7] = 0.f;
+    for (int j = 0; j < 8; ++j) out[j] = record[j];
 }
 """
