@@ -26,7 +26,8 @@ def test_tracks_at_native_pace_meet_the_bar() -> None:
 
 
 def test_tracks_under_drops_meet_the_bar() -> None:
-    # 10 fps cameras, every detector call 150 ms slower: about half the frames are superseded.
-    result = daemon_tracking_accuracy(SEEDS, FRAMES_PER_SEED, fps=10.0, inference_delay_seconds=0.15)
+    # 10 fps cameras, every detector call 300 ms slower: well over half the frames are superseded. (At
+    # 150 ms the skipped share sat at 28-32 %, right at this test's 30 % floor, depending on the load.)
+    result = daemon_tracking_accuracy(SEEDS, FRAMES_PER_SEED, fps=10.0, inference_delay_seconds=0.3)
     assert result["frames_skipped"] >= 0.3 * result["frames_sent"], result
     assert result["idf1"] >= 0.80, result
