@@ -20,7 +20,7 @@ from streamd.cuda.runtime import CudaError, bindings, check, compute_capability,
 
 log = logging.getLogger(__name__)
 
-_modules: dict[str, object] = {}
+_modules: dict[tuple[str, int], object] = {}  # (source key, device) -> CUmodule
 _lock = threading.Lock()
 
 
@@ -66,7 +66,9 @@ def load_module(source: str, name: str, options: Sequence[str] = (), device: int
     arch = f"sm_{major}{minor}"
     key = hashlib.sha256("\0".join((source, arch, *options)).encode()).hexdigest()[:32]
     with _lock:
-        module = _modules.get(key)
+        # A CUmodule belongs to the context it was loaded in: two GPUs of one architecture share the
+        # compiled CUBIN (the disk cache) but each needs its own module (else CUDA_ERROR_INVALID_HANDLE).
+        module = _modules.get((key, device))
         if module is not None:
             return module
         cache_path = _cache_dir() / f"{name}-{arch}-{key}.cubin"
@@ -85,7 +87,7 @@ def load_module(source: str, name: str, options: Sequence[str] = (), device: int
                 log.warning("cannot cache kernel at %s: %s", cache_path, error)
         _, cuda_driver, _ = bindings()
         module = check(cuda_driver.cuModuleLoadData(cubin), f"cuModuleLoadData({name})")
-        _modules[key] = module
+        _modules[(key, device)] = module
         return module
 
 
