@@ -21,7 +21,7 @@
 # its timeout; the log fallback read 36), scale check 64 ok; 107 s. Sweep runs take 15-25 s each.
 # Environment knobs: ACCEPTANCE_BUDGET_SECONDS (530), SWEEP_START (32), SWEEP_MAX (128), BENCH_SECONDS (5),
 # BATCH_WINDOW (0.004), MAX_BATCH (32), SKIP_PYTEST (set: no step 1; for trying the rest),
-# WHEELS_DIR (.whl).
+# WHEELS_DIR (.whl), CASES (see step 3).
 set -u
 START=$(date +%s)
 BUDGET=${ACCEPTANCE_BUDGET_SECONDS:-530}
@@ -76,6 +76,7 @@ else
 fi
 say "pytest rc $PYTEST_RC"
 
+if [ -z "${CASES:-}" ]; then
 # 1b. issue 16 on a discrete GPU: streamd doctor, and zero-copy (mapped host memory) forced vs the copy path ---------
 say "streamd doctor"
 timeout 30 python3 -m streamd.cli doctor
@@ -83,7 +84,10 @@ say "gpu_zero_copy_check"
 timeout "$(step_timeout 60 300)" python3 tools/gpu_zero_copy_check.py --model "$MODEL" \
     --video "$STREAMD_SHARED/media/vtest.avi"  # prints its JSON and writes $OUT/gpu_zero_copy_check.json
 say "zero-copy check rc $? (0: identical detections)"
+fi
 
+ONE_GPU=0
+if [ -z "${CASES:-}" ]; then
 # 2. sweep on GPU 0 ---------------------------------------------------------------------------------------
 say "bench --sweep on GPU 0"
 timeout "$(step_timeout 200 110)" "${BENCH[@]}" --device 0 --streams "${SWEEP_START:-32}" --sweep \
@@ -103,6 +107,7 @@ EOF
 )
 rm -f "$OUT/.sweep.txt"
 say "one GPU: $ONE_GPU streams at real time"
+fi
 
 # 3. several daemons at once ------------------------------------------------------------------------------
 # One daemon is limited by its own Python host time per frame (capture threads, collector, publishing share
@@ -155,8 +160,19 @@ run_case() {
     done
     echo 0
 }
+# CASES="16:0,0,0 16:0,0,0,1,1,1": instead of steps 1b, 2 and 4, these cases (N streams per daemon: the daemons'
+# devices), each all at once, written to $OUT/case_<k>.json.
+if [ -n "${CASES:-}" ]; then
+    k=0
+    for spec in $CASES; do
+        k=$((k + 1)); n=${spec%%:*}; IFS=, read -r -a devices <<< "${spec#*:}"
+        say "case $k: ${#devices[@]} daemon(s) at once on devices ${devices[*]}, $n streams each"
+        if daemons_at_once "case_$k" "$n" "${devices[@]}"; then say "case $k: every daemon at real time"
+        else say "case $k: NOT every daemon at real time"; fi
+    done
+fi
 TWO_GPUS=0; ONE_GPU_TWO_DAEMONS=0; TWO_GPUS_FOUR_DAEMONS=0
-if (( ONE_GPU > 0 )); then
+if (( ONE_GPU > 0 )) && [ -z "${CASES:-}" ]; then
     if (( GPUS >= 2 )); then
         say "two GPUs, one daemon each (model.device 0 and 1), $ONE_GPU streams each"
         TWO_GPUS=$(run_case two_gpus 0 1)
@@ -174,7 +190,7 @@ say "streams at real time: one daemon $ONE_GPU; two GPUs x one daemon $TWO_GPUS;
     "$ONE_GPU_TWO_DAEMONS; two GPUs x two daemons $TWO_GPUS_FOUR_DAEMONS"
 
 # 4. what tracking (on by default, host time per frame) costs one daemon: the same bench without it, if time is left
-if (( BUDGET - $(elapsed) > 40 )); then
+if (( BUDGET - $(elapsed) > 40 )) && [ -z "${CASES:-}" ]; then
     NO_TRACK_N=$(( ONE_GPU > 0 ? ONE_GPU + ONE_GPU / 4 : 32 ))
     say "one daemon, $NO_TRACK_N streams, --no-tracking"
     timeout "$(step_timeout 40 0)" "${BENCH[@]}" --device 0 --streams "$NO_TRACK_N" --no-tracking \
@@ -255,6 +271,8 @@ for run in summary["one_daemon_no_tracking"]:
     print(f"  one daemon without tracking: {run}")
 EOF
 # At most 8 files come back from a device call: everything but the log and the summary travels in one archive.
-(cd "$OUT" && tar czf results.tgz --exclude=results.tgz --exclude=acceptance.log --exclude=summary.json . \
-    && find . -type f ! -name results.tgz ! -name acceptance.log ! -name summary.json -delete)
+# (a file list, not ".": the log in "." keeps growing, and tar then fails with "file changed as we read it")
+(cd "$OUT" && find . -type f ! -name acceptance.log ! -name summary.json -print0 > /tmp/results.list \
+    && tar czf /tmp/results.tgz --null -T /tmp/results.list \
+    && xargs -0 rm -f < /tmp/results.list && mv /tmp/results.tgz .)
 say "done"
