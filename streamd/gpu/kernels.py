@@ -4,6 +4,29 @@ Kept apart from the Python that launches them so each file stays short. No heade
 NVRTC needs none, and fp16 stores use one PTX ``cvt`` instead of ``cuda_fp16.h``.
 """
 
+# Shared by both letterbox kernels.
+_RESIZE_TAPS_SOURCE = r"""
+#define RESIZE_COEF_SCALE 2048.0f
+// INTER_LINEAR taps of output pixel (rx, ry) inside the resized area: source columns sx, sx1 with
+// weights a0, a1, source row sy with weights b0, b1 (11-bit fixed point), as OpenCV computes them.
+__device__ __forceinline__ void resize_taps(int rx, int ry, double scale_x, double scale_y, int src_w,
+                                            int& sx, int& sx1, int& a0, int& a1, int& sy, int& b0, int& b1) {
+    float fx = (float)((rx + 0.5) * scale_x - 0.5);
+    sx = (int)floorf(fx);
+    fx -= sx;
+    if (sx < 0) { fx = 0.f; sx = 0; }
+    if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
+    sx1 = min(sx + 1, src_w - 1);
+    a0 = __float2int_rn((1.f - fx) * RESIZE_COEF_SCALE);
+    a1 = __float2int_rn(fx * RESIZE_COEF_SCALE);
+    float fy = (float)((ry + 0.5) * scale_y - 0.5);
+    sy = (int)floorf(fy);
+    fy -= sy;
+    b0 = __float2int_rn((1.f - fy) * RESIZE_COEF_SCALE);
+    b1 = __float2int_rn(fy * RESIZE_COEF_SCALE);
+}
+"""
+
 # Letterbox: uint8 BGR HWC frame of any size -> NCHW network input (float32 or fp16).
 #
 # The resize reproduces OpenCV's INTER_LINEAR for 8-bit images bit for bit (checked against
@@ -15,8 +38,7 @@ NVRTC needs none, and fp16 stores use one PTX ``cvt`` instead of ``cuda_fp16.h``
 #
 # Thread 0 also zeroes the slot's candidate counter for the decode kernel that follows on the same
 # stream: it saves one cudaMemsetAsync call (~10 us of host time) per frame.
-LETTERBOX_SOURCE = r"""
-#define RESIZE_COEF_SCALE 2048.0f
+LETTERBOX_SOURCE = _RESIZE_TAPS_SOURCE + r"""
 
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(unsigned short* p, float v) {
@@ -39,19 +61,8 @@ __device__ void letterbox(const unsigned char* __restrict__ src, int src_w, int 
     const int rx = x - pad_x, ry = y - pad_y;
     int b = pad_value, g = pad_value, r = pad_value;
     if (rx >= 0 && ry >= 0 && rx < resized_w && ry < resized_h) {
-        float fx = (float)((rx + 0.5) * scale_x - 0.5);
-        int sx = (int)floorf(fx);
-        fx -= sx;
-        if (sx < 0) { fx = 0.f; sx = 0; }
-        if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
-        const int sx1 = min(sx + 1, src_w - 1);
-        const int a0 = __float2int_rn((1.f - fx) * RESIZE_COEF_SCALE);
-        const int a1 = __float2int_rn(fx * RESIZE_COEF_SCALE);
-        float fy = (float)((ry + 0.5) * scale_y - 0.5);
-        const int sy = (int)floorf(fy);
-        fy -= sy;
-        const int b0 = __float2int_rn((1.f - fy) * RESIZE_COEF_SCALE);
-        const int b1 = __float2int_rn(fy * RESIZE_COEF_SCALE);
+        int sx, sx1, a0, a1, sy, b0, b1;
+        resize_taps(rx, ry, scale_x, scale_y, src_w, sx, sx1, a0, a1, sy, b0, b1);
         const unsigned char* row0 = src + (size_t)min(max(sy, 0), src_h - 1) * src_pitch;
         const unsigned char* row1 = src + (size_t)min(max(sy + 1, 0), src_h - 1) * src_pitch;
         int v[3];
@@ -157,8 +168,7 @@ extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int 
 # by the CPU letterbox. Thread (0, 0) of each frame zeroes that frame's candidate counter.
 #
 # Per frame the host writes one 80-byte FrameDesc (``streamd.gpu.batch_preprocess.FRAME_DESC``).
-BATCH_LETTERBOX_SOURCE = r"""
-#define RESIZE_COEF_SCALE 2048.0f
+BATCH_LETTERBOX_SOURCE = _RESIZE_TAPS_SOURCE + r"""
 
 struct FrameDesc {
     unsigned long long src;      // BGR: packed HxWx3 rows; NV12: the luma plane
@@ -201,19 +211,8 @@ extern "C" __global__ void batch_letterbox_f32(const FrameDesc* __restrict__ fra
     int b = pad_value, g = pad_value, r = pad_value;
     if (rx >= 0 && ry >= 0 && rx < d.resized_w && ry < d.resized_h) {
         const int src_w = d.src_w, src_h = d.src_h;
-        float fx = (float)((rx + 0.5) * d.scale_x - 0.5);
-        int sx = (int)floorf(fx);
-        fx -= sx;
-        if (sx < 0) { fx = 0.f; sx = 0; }
-        if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
-        const int sx1 = min(sx + 1, src_w - 1);
-        const int a0 = __float2int_rn((1.f - fx) * RESIZE_COEF_SCALE);
-        const int a1 = __float2int_rn(fx * RESIZE_COEF_SCALE);
-        float fy = (float)((ry + 0.5) * d.scale_y - 0.5);
-        const int sy = (int)floorf(fy);
-        fy -= sy;
-        const int b0 = __float2int_rn((1.f - fy) * RESIZE_COEF_SCALE);
-        const int b1 = __float2int_rn(fy * RESIZE_COEF_SCALE);
+        int sx, sx1, a0, a1, sy, b0, b1;
+        resize_taps(rx, ry, d.scale_x, d.scale_y, src_w, sx, sx1, a0, a1, sy, b0, b1);
         const int y0 = min(max(sy, 0), src_h - 1), y1 = min(max(sy + 1, 0), src_h - 1);
         int p00[3], p01[3], p10[3], p11[3];
         fetch_bgr(d, sx, y0, p00); fetch_bgr(d, sx1, y0, p01);
