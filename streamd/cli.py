@@ -85,7 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if not args.log_level:
         logging.getLogger().setLevel(config.daemon.log_level.upper())
+    from streamd.daemon.malloc import limit_arenas  # noqa: PLC0415
     from streamd.daemon.service import run_service  # noqa: PLC0415 - keeps `--help` fast
+
+    limit_arenas()  # before the daemon's threads: RSS stays flat under churn (streamd.daemon.malloc)
 
     stop = threading.Event()
     _install_stop_signals(stop)

@@ -19,8 +19,6 @@ at 30 fps is 33 ms).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import logging
 import time
@@ -30,6 +28,7 @@ from typing import Protocol
 
 from streamd.config.load import load_config
 from streamd.config.schema import Config, ModelConfig, SourceConfig
+from streamd.daemon.malloc import return_freed_memory
 from streamd.daemon.pipeline import Pipeline
 from streamd.errors import StreamdError
 from streamd.inference.detector import Detector
@@ -204,7 +203,7 @@ class Reloader:
             service.release_source(source)
         if diff.model_changed:
             _close_all(old_detectors)
-        _return_freed_memory()
+        return_freed_memory()
 
 
 def _close_all(detectors: Sequence[Detector]) -> None:
@@ -213,17 +212,6 @@ def _close_all(detectors: Sequence[Detector]) -> None:
             detector.close()
         except Exception:  # keep closing the others
             log.exception("closing %s failed", type(detector).__name__)
-
-
-def _return_freed_memory() -> None:
-    """glibc keeps what a closed ONNX Runtime session and stopped sources freed in its arenas; give it
-    back to the system. 100 reloads in one process (a model swap every fifth, sources added and
-    removed; 2-core VM, 2026-11-30): RSS 203 -> 234 MB, flat after about 50, without; 171 -> 186 MB,
-    flat after about 40, with. A no-op where libc has no malloc_trim (musl)."""
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is not None:
-        trim(0)
 
 
 def _one_line(error: BaseException) -> str:
