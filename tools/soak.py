@@ -70,6 +70,7 @@ class Churn:
     reloads: int = 0
     reloads_applied: int = 0
     rtsp_kills: int = 0
+    rtsp_restart_failures: int = 0  # the test server itself slow to die or start (a loaded machine), not streamd
     subscriber_sessions: int = 0
     preview_sessions: int = 0
     steady_messages: int = 0
@@ -148,7 +149,7 @@ class RtspCamera:
     def kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
-            self._process.wait(10)
+            self._process.wait(60)  # 10 s was not enough at a load average of 12 on 2 cores
             self._process.stdout.close()
 
     @property
@@ -281,10 +282,13 @@ class Soak:
     def kill_camera(self) -> None:
         if self.camera is None:
             return
-        self.camera.kill()
-        self.report.churn.rtsp_kills += 1
-        if not self.stop.wait(2.0):
-            self.camera.start()
+        try:
+            self.camera.kill()
+            self.report.churn.rtsp_kills += 1
+            if not self.stop.wait(2.0):
+                self.camera.start()
+        except (subprocess.TimeoutExpired, RuntimeError):
+            self.report.churn.rtsp_restart_failures += 1  # tried again at the next interval
 
     def subscriber_session(self) -> None:
         with Subscriber(self.publish_endpoint) as subscriber:
@@ -368,7 +372,7 @@ class Soak:
             # Back to the starting configuration, camera up: threads and fds must come back.
             self.stop.clear()
             if self.camera is not None and not self.camera.running:
-                self.camera.start()
+                self.kill_camera()  # restarts it
             if args.reload_interval > 0:
                 self.reload(list(self.base_sources), 0.3)
             self.stop.set()
