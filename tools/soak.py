@@ -63,6 +63,7 @@ class Sample:
     fds: int
     gpu_memory_bytes: int | None
     sources: int  # in the config at the time
+    gpu_memory_scope: str = ""  # "process" (nvidia-smi lists the daemon) or "device" (the GPU's used memory)
 
 
 @dataclass
@@ -95,16 +96,23 @@ def process_sample(pid: int) -> tuple[int, int, int]:
     return rss_kib * 1024, len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def gpu_memory(pid: int) -> int | None:
+def gpu_memory(pid: int, device: int) -> tuple[int | None, str]:
+    """The daemon's device memory where ``nvidia-smi`` lists its process; otherwise (a sandbox that hides
+    processes from the driver) the whole device's used memory: the soak must then be alone on that GPU."""
     if shutil.which("nvidia-smi") is None:
-        return None
+        return None, ""
     result = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
                             capture_output=True, text=True, timeout=20)
     for line in result.stdout.splitlines():
         found_pid, _, used_mib = line.partition(",")
         if found_pid.strip() == str(pid):
-            return int(used_mib.strip()) * 1024 * 1024
-    return None
+            return int(used_mib.strip()) * 1024 * 1024, "process"
+    result = subprocess.run(["nvidia-smi", f"--id={device}", "--query-gpu=memory.used",
+                             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
+    try:
+        return int(result.stdout.strip()) * 1024 * 1024, "device"
+    except ValueError:
+        return None, ""
 
 
 class RtspCamera:
@@ -161,21 +169,39 @@ def synthetic(source_id: str, seed: int = 0) -> dict:
     return {"id": source_id, "kind": "synthetic", "fps": STEADY_FPS, "width": 320, "height": 240, "seed": seed}
 
 
+def video_file(source_id: str, video: Path, seed: int = 0) -> dict:
+    """GPU soak: the H.264 file looped at its own rate, decoded by NVDEC; an odd seed decodes it with OpenCV
+    instead, so a restarted churn source also changes decoder (NVDEC surfaces and pinned frames released)."""
+    return {"id": source_id, "kind": "file", "url": str(video), "loop": True,
+            "decoder": "opencv" if seed % 2 else "nvdec"}
+
+
 def render_config(sources: list[dict], score_threshold: float, preview: bool, model: str = "builtin:synthetic-shapes",
-                  backend: str = "onnxruntime") -> str:
+                  backend: str = "onnxruntime", device: int = 0, max_batch: int = 1) -> str:
     lines = []
     for source in sources:
         lines.append("[[sources]]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in source.items()]
     lines += ["[model]", f"path = {json.dumps(model)}", f"backend = {json.dumps(backend)}",
               f"score_threshold = {score_threshold}",
-              *(["workers = 1", "threads = 1"] if backend == "onnxruntime" else []),
+              *(["workers = 1", "threads = 1"] if backend == "onnxruntime" else
+                [f"device = {device}", f"max_batch = {max_batch}"]),
               "[publish]", 'endpoint = "tcp://127.0.0.1:*"', "send_hwm = 1000",
               "[metrics]", 'bind = "127.0.0.1:0"',
               "[daemon]", "status_interval_seconds = 60"]
     if preview:
         lines += ["[preview]", "enabled = true", 'bind = "127.0.0.1:0"']
     return "\n".join(lines) + "\n"
+
+
+# The daemon with backend "tensorrt" built on the torch stand-in engine (no TensorRT on the GPU test machine),
+# exactly as `streamd bench --standin-engine` installs it; otherwise `python -m streamd run`.
+STANDIN_DAEMON = """import sys
+from streamd.bench.streams import detector_builders
+from streamd.cli import main
+with detector_builders(True):
+    sys.exit(main())
+"""
 
 
 def preview_supported() -> bool:
@@ -193,7 +219,7 @@ class Soak:
         self.report = Report(args.duration, args.warmup)
         self.report.preview = preview_supported() and not args.no_preview
         self.camera: RtspCamera | None = None
-        self.base_sources: list[dict] = [synthetic("steady")]
+        self.base_sources: list[dict] = [self.source("steady")]
         self.config_path = work / "soak.toml"
         self.log_path = work / "daemon.log"
         self.daemon: subprocess.Popen | None = None
@@ -205,6 +231,15 @@ class Soak:
         self.current_sources: list[dict] = []
         self.score_threshold = 0.3
         self.reload_step = 0
+
+    def source(self, source_id: str, seed: int = 0) -> dict:
+        if self.args.video is not None:
+            return video_file(source_id, self.args.video, seed)
+        return synthetic(source_id, seed)
+
+    def render(self) -> str:
+        return render_config(self.current_sources, self.score_threshold, self.report.preview, self.args.model,
+                             self.args.backend, self.args.device, self.args.max_batch)
 
     # -- set-up ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -221,9 +256,9 @@ class Soak:
                                       "stall_timeout_seconds": 3.0, "backoff_initial_seconds": 0.2,
                                       "backoff_max_seconds": 2.0})
         self.current_sources = list(self.base_sources)
-        self.config_path.write_text(render_config(self.current_sources, self.score_threshold, self.report.preview,
-                                                   self.args.model, self.args.backend))
-        self.daemon = subprocess.Popen([sys.executable, "-m", "streamd", "run", "--config", str(self.config_path)],
+        self.config_path.write_text(self.render())
+        command = ["-c", STANDIN_DAEMON] if self.args.standin_engine else ["-m", "streamd"]
+        self.daemon = subprocess.Popen([sys.executable, *command, "run", "--config", str(self.config_path)],
                                        stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=REPO)  # noqa: SIM115
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -243,8 +278,7 @@ class Soak:
     def reload(self, sources: list[dict], score_threshold: float) -> None:
         with self.lock:
             self.current_sources, self.score_threshold = sources, score_threshold
-            self.config_path.write_text(render_config(sources, score_threshold, self.report.preview, self.args.model,
-                                                   self.args.backend))
+            self.config_path.write_text(self.render())
             before = self._log().count("reload applied")
             self.daemon.send_signal(signal.SIGHUP)
             self.report.churn.reloads += 1
@@ -263,10 +297,11 @@ class Soak:
         base = list(self.base_sources)
         seed = self.reload_step
         threshold = self.score_threshold
-        sources = {0: base + [synthetic("churn-a", seed)],
-                   1: base + [synthetic("churn-a", seed)],
-                   2: base + [synthetic("churn-a", seed), synthetic("churn-b", seed)],
-                   3: base + [synthetic("churn-a", seed), synthetic("churn-b", seed)],
+        churn_a, churn_b = self.source("churn-a", seed), self.source("churn-b", seed)
+        sources = {0: base + [churn_a],
+                   1: base + [churn_a],
+                   2: base + [churn_a, churn_b],
+                   3: base + [churn_a, churn_b],
                    4: base}[step]
         if step == 3:
             threshold = 0.35 if threshold == 0.3 else 0.3
@@ -325,8 +360,9 @@ class Soak:
     # -- the run -----------------------------------------------------------------------------
     def sample(self, started: float) -> Sample:
         rss, threads, fds = process_sample(self.daemon.pid)
-        return Sample(round(time.monotonic() - started, 1), rss, threads, fds, gpu_memory(self.daemon.pid),
-                      len(self.current_sources))
+        device_memory, scope = gpu_memory(self.daemon.pid, self.args.device) if self.args.gpu else (None, "")
+        return Sample(round(time.monotonic() - started, 1), rss, threads, fds, device_memory,
+                      len(self.current_sources), scope)
 
     def run(self) -> Report:
         args = self.args
@@ -410,6 +446,23 @@ class Soak:
             "gpu_memory_last_mb": _mb(samples[-1].gpu_memory_bytes),
             "samples": len(samples),
         }
+        device_memory = [s for s in after if s.gpu_memory_bytes is not None]
+        if args.gpu and len(device_memory) < 2:
+            report.failures.append("no GPU memory samples (nvidia-smi missing or silent)")
+        elif device_memory:
+            device_fifth = max(1, len(device_memory) // 5)
+            device_start = statistics.median(s.gpu_memory_bytes for s in device_memory[:device_fifth])
+            device_end = statistics.median(s.gpu_memory_bytes for s in device_memory[-device_fifth:])
+            device_growth = device_end / device_start - 1
+            report.summary.update({
+                "gpu_memory_scope": device_memory[-1].gpu_memory_scope,
+                "gpu_memory_after_warmup_mb": _mb(int(device_start)),
+                "gpu_memory_max_mb": _mb(max(s.gpu_memory_bytes for s in device_memory)),
+                "gpu_memory_final_mb": _mb(final.gpu_memory_bytes),
+                "gpu_memory_growth_after_warmup": round(device_growth, 4)})
+            if device_growth > args.max_gpu_memory_growth:
+                report.failures.append(f"GPU memory grew {device_growth:.1%} after warm-up "
+                                       f"(limit {args.max_gpu_memory_growth:.0%})")
         if growth > args.max_rss_growth:
             report.failures.append(f"RSS grew {growth:.1%} after warm-up (limit {args.max_rss_growth:.0%})")
         if base is None:
@@ -458,6 +511,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="builtin:synthetic-shapes", help="model.path (an absolute path)")
     parser.add_argument("--backend", default="onnxruntime", help="model.backend (tensorrt on a GPU host: device "
                         "memory is then sampled from nvidia-smi)")
+    parser.add_argument("--video", type=Path, help="GPU soak: sources are this H.264 file, looped, decoded by NVDEC "
+                        "(churn sources alternate NVDEC and OpenCV) instead of synthetic scenes")
+    parser.add_argument("--standin-engine", action="store_true", help="backend tensorrt on the torch stand-in engine "
+                        "(tests/gpu/standin_engine.py: a checkout with torch; no TensorRT needed)")
+    parser.add_argument("--device", type=int, default=0, help="model.device for backend tensorrt")
+    parser.add_argument("--max-batch", type=int, default=8, help="model.max_batch for backend tensorrt")
+    parser.add_argument("--max-gpu-memory-growth", type=float, default=0.05, help="after warm-up, as a fraction")
     parser.add_argument("--no-rtsp", action="store_true", help="no RTSP camera (no GStreamer here)")
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -465,6 +525,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.warmup:
         args.warmup = min(300.0, args.duration / 5)
+    if args.standin_engine:
+        args.backend = "tensorrt"
+        if args.model == "builtin:synthetic-shapes":
+            parser.error("--standin-engine needs --model: an ONNX file (the stand-in engine runs its graph)")
+    args.gpu = args.backend == "tensorrt"
     return args
 
 

@@ -254,7 +254,9 @@ class TorchGraphEngine:
                 self.module(images)
         torch.cuda.current_stream(self._device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: a detector swapped in by a reload captures while capture threads (NVDEC) keep working on
+        # the same device; in the default global mode their allocations and synchronisations would abort it.
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             destination.copy_(self.module(images))
         self._pool = graph.pool()
         return graph

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The 20-minute GPU soak (issue 13) and the post-refactor re-runs (issue 10) in three back-to-back device calls
+# on the 2-GPU machine kind: no call may exceed 10 minutes, so the soak runs in its own process session
+# (setsid: it outlives the call that started it while the machine stays warm) on GPU 1 and cores 0-7, and
+# everything else runs beside it on GPU 0 and other cores.
+#   phase 1: start the soak; pytest tests/gpu on GPU 0 only; tools/gpu_bench.py; one daemon, 24 NVDEC streams
+#   phase 2: `streamd bench` (CPU, ONNX Runtime) on two pinned otherwise idle cores, the CPU parts breakdown
+#   phase 3: wait for the soak's report; the NVDEC daemon test on device 0 then 1 in one process; the NVDEC
+#            RTSP test (tests/gpu/test_nvdec_rtsp.py, when it exists)
+# Each call (from the repository root here; .whl and .devdata are git-ignored, so they are carried):
+#   run(command="bash tools/gpu_session.sh 1", kind="nvidia-h200-x2", timeout_s=600,
+#       carry=[".whl", ".devdata/shared", ".devdata/reschange.h264", ".devdata/vtest720.mp4", ".devdata/vtest_320.h264"])
+# Needs what tools/gpu_acceptance.sh needs (its header), plus .devdata/shared/media/dog.jpg.
+set -u
+PHASE=${1:?phase 1, 2 or 3}
+START=$(date +%s)
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/session_phase$PHASE.log") 2>&1
+say() { echo "== [$(( $(date +%s) - START )) s] $*"; }
+
+if [ ! -d /tmp/site/PyNvVideoCodec ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "wheel install failed"; exit 1; }
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+export STREAMD_SHARED=$PWD/.devdata/shared
+export STREAMD_H264_VIDEO=$STREAMD_SHARED/media/vtest_1080p30.mp4
+export STREAMD_H264_RESCHANGE=$PWD/.devdata/reschange.h264
+export STREAMD_H264_ANNEXB=$PWD/.devdata/vtest_320.h264
+export STREAMD_GPU_REPORT_DIR=$OUT
+MODEL=$STREAMD_SHARED/models/yolox_nano.onnx
+SOAK_SECONDS=${SOAK_SECONDS:-1200}
+
+soak_status() {
+    say "soak: $(tail -c 600 /tmp/gpusoak.log 2>/dev/null | tr '\n' ' ')"
+    nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
+    nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | head -5
+}
+
+case $PHASE in
+1)
+    nvidia-smi -L
+    say "GPU soak: ${SOAK_SECONDS} s on GPU 1, cores 0-7"
+    rm -f /tmp/gpusoak.json
+    setsid nohup taskset -c 0-7 python3 tools/soak.py --video "$STREAMD_H264_VIDEO" --standin-engine --model "$MODEL" \
+        --device 1 --max-batch 8 --duration "$SOAK_SECONDS" --warmup 240 --sample-interval 10 --no-rtsp \
+        --json /tmp/gpusoak.json --keep > /tmp/gpusoak.log 2>&1 < /dev/null &
+    say "pytest tests/gpu on GPU 0"
+    CUDA_VISIBLE_DEVICES=0 taskset -c 8-31 timeout 300 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu
+    say "pytest rc $?"
+    CUDA_VISIBLE_DEVICES=0 taskset -c 8-31 timeout 120 python3 tools/gpu_bench.py --model "$MODEL" \
+        --video "$STREAMD_SHARED/media/vtest.avi" --image "$STREAMD_SHARED/media/dog.jpg"
+    say "gpu_bench rc $?"
+    taskset -c 8-31 timeout 90 python3 -m streamd bench --decoder nvdec --standin-engine --model "$MODEL" \
+        --video "$STREAMD_H264_VIDEO" --seconds 8 --warmup-seconds 2 --batch-window 0.004 --max-batch 32 \
+        --device 0 --streams 24 --json "$OUT/streams24_gpu0.json"
+    say "bench --streams 24 rc $?"
+    soak_status
+    ;;
+2)
+    soak_status
+    say "streamd bench (CPU, ONNX Runtime) on cores 30-31"
+    taskset -c 30,31 timeout 300 python3 -m streamd bench --model "$MODEL" --source "$STREAMD_SHARED/media/vtest.avi" \
+        --frames 300 --rounds 5 --paced-seconds 20 --json "$OUT/cpu_bench_2cores.json"
+    say "bench rc $?"
+    taskset -c 30,31 timeout 150 python3 tools/cpu_pipeline_parts.py --rounds 3
+    say "cpu parts rc $?"
+    soak_status
+    ;;
+3)
+    say "waiting for the soak's report"
+    for _ in $(seq 1 60); do [ -f /tmp/gpusoak.json ] && break; sleep 5; done
+    cp /tmp/gpusoak.json "$OUT/gpu_soak.json" 2>/dev/null || say "no soak report yet"
+    tail -c 4000 /tmp/gpusoak.log
+    say "NVDEC daemon test, device 0 then 1 in one process"
+    timeout 200 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu/test_daemon_nvdec.py \
+        tests/gpu/test_batch_pipelined.py
+    say "pytest rc $?"
+    if [ -f tests/gpu/test_nvdec_rtsp.py ]; then
+        timeout 200 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu/test_nvdec_rtsp.py
+        say "nvdec rtsp rc $?"
+    fi
+    ;;
+esac
