@@ -20,6 +20,16 @@ sequence larger than the maximum makes ``Decode`` fail; the decoder is then re-c
 size and the packet decoded again (not exercised: no such stream was tried). Surfaces of a size no
 longer decoded are freed as their frames are released.
 
+RTSP: ``rtsp://`` is demuxed by OpenCV's FFmpeg, not PyNvVideoCodec's: PyNvVideoCodec 2.2.4's
+``CreateDemuxer(filename="rtsp://...")`` crashed the process (SIGSEGV after the RTSP PLAY; H200,
+2026-11-30, against tests/sources/mini_rtsp_server.py, whose stream its own bundled libavformat,
+driven through ctypes, opened and read without fault), and it takes no FFmpeg options (no transport,
+no timeout). So an nvdec RTSP source opens exactly like an OpenCV one (``RtspPacketReader``: the
+OPTIONS probe, ``transport``, the open and read timeouts) with ``CAP_PROP_FORMAT = -1``, which returns
+each compressed packet (Annex-B) instead of an image; each packet goes to NVDEC as a ``PacketData``
+pointing at it. A server that dies or freezes ends the read on the read timeout like OpenCV's, and the
+supervisor reconnects.
+
 The decoders behind this reader are a small interface (:class:`PictureDecoder`): PyNvVideoCodec
 here; a Jetson decoder (GStreamer ``nvv4l2decoder``, NVMM buffers) would be another implementation
 registered in ``DECODERS`` (not written: no Jetson to test it on).
@@ -33,6 +43,8 @@ import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
+
+import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
@@ -48,6 +60,12 @@ DEFAULT_POOL_SURFACES = 8
 # reconfigured in place instead of re-created (PyNvVideoCodec's maxwidth/maxheight).
 DEFAULT_MAX_WIDTH, DEFAULT_MAX_HEIGHT = 1920, 1088
 INSTALL_HINT = "install it with: pip install 'streamd[nvdec]' (PyNvVideoCodec >= 2.2)"
+# OpenCV's codec names (CAP_PROP_FOURCC of an RTSP stream) -> PyNvVideoCodec's cudaVideoCodec member.
+RTSP_CODECS = {"h264": "H264", "avc1": "H264", "hevc": "HEVC", "hev1": "HEVC", "hvc1": "HEVC", "h265": "HEVC"}
+
+
+def is_rtsp(url: str) -> bool:
+    return url.lower().startswith(("rtsp://", "rtsps://"))
 
 
 def import_pynvvideocodec():
@@ -149,15 +167,20 @@ class PictureDecoder(ABC):
 
 
 class PyNvVideoCodecDecoder(PictureDecoder):
-    """FFmpeg demuxer (bundled with PyNvVideoCodec: files and rtsp://) + NVDEC, on the runtime's primary context."""
+    """Files: PyNvVideoCodec's bundled FFmpeg demuxer; rtsp://: OpenCV's (``RtspPacketReader``); NVDEC decodes,
+    on the runtime's primary context."""
 
-    def __init__(self, url: str, source_id: str, pool: SurfacePool, device: int = 0) -> None:
+    def __init__(self, url: str, source_id: str, pool: SurfacePool, device: int = 0,
+                 config: SourceConfig | None = None) -> None:
         self._url = url
         self._source_id = source_id
         self._pool = pool
         self._device = device
+        self._config = config or SourceConfig(source_id, "rtsp" if is_rtsp(url) else "file", url)
         self._nvc = None
         self._demuxer = None
+        self._packets = None  # RtspPacketReader: rtsp:// is demuxed by OpenCV (see the module docstring)
+        self._size = (0, 0)
         self._decoder = None
         self._stream = None
         self._fps = 0.0
@@ -168,6 +191,11 @@ class PyNvVideoCodecDecoder(PictureDecoder):
         return f"source {self._source_id} ({redact(self._url)})"
 
     def open(self) -> None:
+        if is_rtsp(self._url):  # first: a dead camera fails with its own reason, GPU or not
+            from streamd.sources.rtsp import RtspPacketReader  # noqa: PLC0415
+
+            self._packets = RtspPacketReader(self._config)
+            self._packets.open()
         nvc = import_pynvvideocodec()
         from streamd.cuda import runtime  # noqa: PLC0415
         from streamd.cuda.stream import Stream  # noqa: PLC0415
@@ -180,15 +208,33 @@ class PyNvVideoCodecDecoder(PictureDecoder):
         except runtime.CudaError as error:
             raise SourceError(f"{self._where()}: decoder 'nvdec' needs an NVIDIA GPU: {error}") from error
         self._nvc = nvc
-        try:
-            self._demuxer = nvc.CreateDemuxer(filename=self._url)
-        except Exception as error:  # PyNvVideoCodec raises its own and plain RuntimeErrors
-            raise SourceError(f"{self._where()}: cannot open the stream for NVDEC: {error}") from error
-        self._fps = float(self._demuxer.FrameRate() or 0.0)
-        self._codec = self._demuxer.GetNvCodecId()
+        if self._packets is not None:
+            self._codec = self._rtsp_codec(nvc)
+            self._size = self._packets.size
+        else:
+            try:
+                self._demuxer = nvc.CreateDemuxer(filename=self._url)
+            except Exception as error:  # PyNvVideoCodec raises its own and plain RuntimeErrors
+                raise SourceError(f"{self._where()}: cannot open the stream for NVDEC: {error}") from error
+            self._fps = float(self._demuxer.FrameRate() or 0.0)
+            self._codec = self._demuxer.GetNvCodecId()
+            self._size = (self._demuxer.Width(), self._demuxer.Height())
         if self._stream is None:
             self._stream = Stream()
-        self._create_decoder(self._demuxer.Width(), self._demuxer.Height())
+        self._create_decoder(*self._size)
+
+    def _rtsp_codec(self, nvc):
+        fourcc = self._packets.fourcc
+        name = RTSP_CODECS.get(fourcc.lower())
+        if name is None:
+            raise SourceError(f"{self._where()}: decoder 'nvdec' on RTSP takes H.264 or H.265; the camera sends "
+                              f"{fourcc or 'an unknown codec'}")
+        return getattr(nvc.cudaVideoCodec, name)
+
+    def _stream_description(self) -> str:
+        if self._demuxer is None:
+            return f"{self._packets.fourcc if self._packets is not None else '?'}"
+        return f"chroma {self._demuxer.ChromaFormat()}, {self._demuxer.BitDepth()}-bit"
 
     def _create_decoder(self, width: int, height: int) -> None:
         from streamd.cuda import runtime  # noqa: PLC0415
@@ -210,15 +256,15 @@ class PyNvVideoCodecDecoder(PictureDecoder):
                                                         cudastream=0, usedevicememory=True, **size)
         except Exception as error:
             raise SourceError(f"{self._where()}: NVDEC cannot decode this stream (codec {self._codec}, "
-                              f"{width}x{height}, chroma {self._demuxer.ChromaFormat()}, "
-                              f"{self._demuxer.BitDepth()}-bit) on GPU {self._device}: {error}") from error
+                              f"{width}x{height}, {self._stream_description()}) on GPU {self._device}: {error}"
+                              ) from error
 
     @property
     def fps(self) -> float:
         return self._fps
 
     def pictures(self) -> Iterator[DeviceNV12 | None]:
-        for packet in self._demuxer:
+        for packet in self._demuxer if self._packets is None else self._rtsp_packets():
             try:
                 decoded = self._decoder.Decode(packet)
             except Exception as error:
@@ -226,9 +272,23 @@ class PyNvVideoCodecDecoder(PictureDecoder):
             for picture in decoded:
                 yield self._copy(picture)
 
+    def _rtsp_packets(self) -> Iterator[object]:
+        """OpenCV's compressed packets as PyNvVideoCodec ``PacketData`` pointing at them; each packet's
+        bytes stay referenced here until the decoder has taken it (the next ``next()``). Ends when a read
+        fails: the connection closed, or nothing came within the read timeout."""
+        number = 0
+        while (item := self._packets.read()) is not None:
+            data = np.ascontiguousarray(item[0]).reshape(-1)
+            packet = self._nvc.PacketData()
+            packet.bsl_data = data.ctypes.data
+            packet.bsl = data.size
+            packet.pts = number
+            number += 1
+            yield packet
+
     def _redecode_after_size_change(self, packet, error: Exception) -> list:
         """A sequence larger than the decoder was created for: re-create it at the stream's new size once."""
-        width, height = self._demuxer.Width(), self._demuxer.Height()
+        width, height = (self._demuxer.Width(), self._demuxer.Height()) if self._demuxer is not None else self._size
         log.info("%s: decode failed (%s); re-creating the NVDEC decoder for %dx%d", self._where(), error,
                  width, height)
         self.resolution_changes += 1
@@ -273,6 +333,9 @@ class PyNvVideoCodecDecoder(PictureDecoder):
         # Reverse order of creation: decoder, demuxer, then (after the decoder's work) our stream.
         self._decoder = None
         self._demuxer = None
+        if self._packets is not None:
+            self._packets.close()
+            self._packets = None
         if self._stream is not None:
             try:
                 self._stream.synchronize()
@@ -299,7 +362,8 @@ class NvdecReader(FrameReader):
         self.dropped_exhausted = 0
 
     def open(self) -> None:
-        decoder = DECODERS[self._config.decoder](self._config.url, self._config.id, self.pool, self._device)
+        config = self._config
+        decoder = DECODERS[config.decoder](config.url, config.id, self.pool, self._device, config=config)
         try:
             decoder.open()
         except SourceError:

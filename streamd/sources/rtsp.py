@@ -117,6 +117,8 @@ def probe_server(url: str, timeout_seconds: float) -> None:
 class RtspReader(FrameReader):
     """One RTSP connection. ``open()`` and ``read()`` block, bounded by the configured timeouts."""
 
+    CAPTURE_PARAMS: tuple[int, ...] = ()  # more (property, value) pairs for VideoCapture
+
     def __init__(self, config: SourceConfig) -> None:
         self._config = config
         self._capture: cv2.VideoCapture | None = None
@@ -124,7 +126,7 @@ class RtspReader(FrameReader):
     def open(self) -> None:
         config = self._config
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_seconds * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_seconds * 1000)]
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_seconds * 1000), *self.CAPTURE_PARAMS]
         try:
             probe_server(config.url, config.open_timeout_seconds)
         except SourceError as error:
@@ -161,3 +163,23 @@ class RtspReader(FrameReader):
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+
+
+class RtspPacketReader(RtspReader):
+    """The same connection, demuxed only: ``read()`` returns each compressed video packet (1xN uint8,
+    H.264/H.265 in Annex-B with start codes) instead of a decoded image; for a hardware decoder (NVDEC)."""
+
+    CAPTURE_PARAMS = (cv2.CAP_PROP_FORMAT, -1)
+
+    @property
+    def fourcc(self) -> str:
+        """The stream's codec as OpenCV names it (``h264``, ``hevc``...); empty before ``open()``."""
+        if self._capture is None:
+            return ""
+        return int(self._capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").strip("\0 ")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        if self._capture is None:
+            return 0, 0
+        return int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))

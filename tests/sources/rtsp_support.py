@@ -1,12 +1,15 @@
-"""Helpers for the RTSP tests: the GStreamer server process, coded test videos, capture sources
-with their own metrics registry, and process-wide resource counts."""
+"""Helpers for the RTSP tests: the GStreamer server process (and the standard-library one,
+mini_rtsp_server.py, with its H.264 Annex-B clip), coded test videos, capture sources with their own
+metrics registry, and process-wide resource counts."""
 
 from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -108,12 +111,14 @@ class RtspServer:
     def url(self, mount: str | None = None) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{mount or self.mounts[0]}"
 
+    def command(self) -> list[str]:
+        return [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--video", str(self.video), "--port", str(self.port),
+                *[arg for mount in self.mounts for arg in ("--mount", mount)], *self.extra]
+
     def start(self) -> float:
         """Start (again, on the same port) and wait until it listens; returns time.monotonic() then."""
-        command = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--video", str(self.video), "--port", str(self.port),
-                   *[arg for mount in self.mounts for arg in ("--mount", mount)], *self.extra]
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=log, text=True)
         deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
         stdout = self.process.stdout
         while time.monotonic() < deadline:
@@ -144,6 +149,47 @@ class RtspServer:
     def thaw(self) -> None:
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)
+
+
+MINI_SERVER_SCRIPT = Path(__file__).with_name("mini_rtsp_server.py")
+
+
+class MiniRtspServerProcess(RtspServer):
+    """tests/sources/mini_rtsp_server.py (standard library only) as a child process of this Python:
+    serves an H.264 Annex-B file on any path; keeps its port across kill/restart."""
+
+    def __init__(self, video: Path, log_path: Path, fps: int = 30) -> None:
+        super().__init__(video, ["cam0"], log_path, fps=fps)
+        self.fps = fps
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(MINI_SERVER_SCRIPT), "--video", str(self.video), "--port", str(self.port),
+                "--fps", str(self.fps)]
+
+
+def write_h264_annexb(source: Path, path: Path, frames: int = 100, width: int = 320, height: int = 240,
+                      keyint: int = 10) -> Path:
+    """``frames`` frames of ``source`` as an H.264 Annex-B elementary stream for the mini server (no
+    B-frames, a keyframe every ``keyint``), with ffmpeg, else GStreamer under the system Python (which
+    encodes the whole of ``source``); RuntimeError when neither can."""
+    if shutil.which("ffmpeg"):
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-frames:v",
+                        str(frames), "-vf", f"scale={width}:{height}", "-c:v", "libx264", "-preset", "ultrafast",
+                        "-bf", "0", "-g", str(keyint), "-keyint_min", str(keyint), "-sc_threshold", "0",
+                        "-pix_fmt", "yuv420p", "-an", "-f", "h264", str(path)], check=True, timeout=120)
+        return path
+    reason = gi_missing_reason()
+    if reason:
+        raise RuntimeError(f"no ffmpeg, and {reason}")
+    launch = (f"filesrc location={source} ! decodebin ! videoconvert ! videoscale ! "
+              f"video/x-raw,width={width},height={height},format=I420 ! x264enc speed-preset=ultrafast bframes=0 "
+              f"key-int-max={keyint} ! video/x-h264,stream-format=byte-stream ! filesink location={path}")
+    script = ("import gi, sys; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); "
+              "p = Gst.parse_launch(sys.argv[1]); p.set_state(Gst.State.PLAYING); "
+              "m = p.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR); "
+              "p.set_state(Gst.State.NULL); sys.exit(0 if m and m.type == Gst.MessageType.EOS else 1)")
+    subprocess.run([SYSTEM_PYTHON, "-c", script, launch], check=True, timeout=180)
+    return path
 
 
 @dataclass

@@ -61,3 +61,25 @@ def test_device_frame_releases_once() -> None:
     image.release()
     image.release()
     assert calls == [1] and image.released
+
+
+def test_rtsp_probe_fails_a_dead_or_silent_server_before_the_demuxer() -> None:
+    """An nvdec RTSP source opens like an OpenCV one (OpenCV demuxes it): the OPTIONS probe refuses dead
+    and silent servers first, before PyNvVideoCodec or a GPU is needed."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    reader = nvdec.NvdecReader(SourceConfig("cam", "rtsp", f"rtsp://127.0.0.1:{port}/x", decoder="nvdec"))
+    with pytest.raises(SourceError, match=r"cannot open RTSP stream .* \(tcp\): connection refused"):
+        reader.open()
+    reader.close()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x"
+        reader = nvdec.NvdecReader(SourceConfig("cam", "rtsp", url, decoder="nvdec", open_timeout_seconds=0.3))
+        with pytest.raises(SourceError, match="no answer from"):
+            reader.open()
+        reader.close()
