@@ -4,7 +4,13 @@ inference slower than the cameras (frames superseded, gaps in frame_index)."""
 
 from __future__ import annotations
 
-from streamd.evaluation.tracking_accuracy import daemon_tracking_accuracy
+from streamd.evaluation.mot_metrics import clear_and_identity
+from streamd.evaluation.tracking_accuracy import (
+    daemon_tracking_accuracy,
+    record_detections,
+    replay_frame_indices,
+    replay_tracks,
+)
 from streamd.sources.synthetic import TRAINING_SEED_BASE
 
 SEEDS = (1, 2, 3)  # held out from the detector's training and from the tracker's tuning (500-505)
@@ -31,3 +37,17 @@ def test_tracks_under_drops_meet_the_bar() -> None:
     result = daemon_tracking_accuracy(SEEDS, FRAMES_PER_SEED, fps=10.0, inference_delay_seconds=0.3)
     assert result["frames_skipped"] >= 0.3 * result["frames_sent"], result
     assert result["idf1"] >= 0.80, result
+
+
+def test_recorded_detections_replay_through_the_tracker() -> None:
+    # The tuning path (README, "Tracking"): the detector's boxes recorded once, replayed through the tracker.
+    recorded = record_detections([500], 30)  # a tuning scene
+    assert {"500_0_db", "500_29_gi"} <= set(recorded)
+    assert replay_frame_indices(30, drops=False) == list(range(30))
+    dropped = replay_frame_indices(30, drops=True)
+    assert dropped[0] == 0 and {b - a for a, b in zip(dropped, dropped[1:])} <= {1, 2, 3} and len(dropped) < 25
+    for drops in (False, True):
+        sequences = replay_tracks(recorded, drops)
+        assert list(sequences) == ["500"] and len(sequences["500"]) == len(replay_frame_indices(30, drops))
+        scores = clear_and_identity(sequences)
+        assert scores["idf1"] >= 0.9 and scores["num_objects"] >= 0.8 * len(sequences["500"]), scores

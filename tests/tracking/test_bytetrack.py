@@ -98,6 +98,19 @@ def test_one_object_boxed_under_two_classes_starts_no_second_track() -> None:
     assert step(tracker, 6, [box(100, 100)], classes=[1]).track_ids.tolist() == [1]
 
 
+def test_a_second_box_of_another_class_overlapping_by_0_65_starts_no_track_and_keeps_the_id() -> None:
+    # Seen at the frame's edge (validation seed 600): the detector adds a square's box to a circle's,
+    # IoU 0.56-0.65, and the square's box outlives the circle's. It must not take the object's identity.
+    tracker = ByteTracker(TrackingConfig())
+    circle, square = [600, 80, 640, 140], [596, 74, 640, 126]  # IoU 0.646
+    for index in range(3):
+        step(tracker, index, [circle], classes=[0])
+    for index in range(3, 7):
+        update = step(tracker, index, [circle, square], scores=[0.9, 0.8], classes=[0, 1])
+        assert update.track_ids.tolist() == [1, NO_TRACK]
+    assert step(tracker, 7, [square], classes=[1]).track_ids.tolist() == [1]
+
+
 def test_a_source_that_starts_over_starts_new_tracks() -> None:
     tracker = ByteTracker(TrackingConfig())
     for index in range(5):
