@@ -74,6 +74,25 @@ case $PHASE in
     say "cpu parts rc $?"
     wait_until "${PHASE_SECONDS:-570}"
     ;;
+probe)
+    # Where the soak's device memory creep comes from: three short soaks side by side on GPU 0, each measured
+    # per process: A the full churn, B without detector swaps, C no reloads (the steady file's loop only).
+    COMMON=(--video "$STREAMD_H264_VIDEO" --standin-engine --model "$MODEL" --device 0 --max-batch 8
+            --duration "${PROBE_SECONDS:-110}" --warmup 20 --sample-interval 5 --no-rtsp --no-preview)
+    taskset -c 0-4 python3 tools/soak.py "${COMMON[@]}" --reload-interval 2 --json "$OUT/probe_a.json" > "$OUT/probe_a.log" 2>&1 &
+    taskset -c 5-9 python3 tools/soak.py "${COMMON[@]}" --reload-interval 2 --no-model-swap --json "$OUT/probe_b.json" > "$OUT/probe_b.log" 2>&1 &
+    taskset -c 10-14 python3 tools/soak.py "${COMMON[@]}" --reload-interval 0 --json "$OUT/probe_c.json" > "$OUT/probe_c.log" 2>&1 &
+    wait
+    for v in a b c; do
+        python3 - "$OUT/probe_$v.json" "$v" <<'EOF2'
+import json, sys
+d = json.load(open(sys.argv[1]))
+memory = [(s["elapsed_seconds"], round((s["gpu_memory_bytes"] or 0) / 2**20), s["sources"]) for s in d["samples"]]
+print(sys.argv[2], d["summary"].get("gpu_memory_growth_after_warmup"), d["churn"]["reloads_applied"], d["failures"])
+print("  one-source samples:", [m for m in memory if m[2] == 1][::2])
+EOF2
+    done
+    ;;
 3)
     say "waiting for the soak's report"
     for _ in $(seq 1 50); do [ -f /tmp/gpusoak.json ] && break; sleep 5; done

@@ -303,7 +303,7 @@ class Soak:
                    2: base + [churn_a, churn_b],
                    3: base + [churn_a, churn_b],
                    4: base}[step]
-        if step == 3:
+        if step == 3 and not self.args.no_model_swap:
             threshold = 0.35 if threshold == 0.3 else 0.3
         self.reload(sources, threshold)
 
@@ -518,6 +518,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", type=int, default=0, help="model.device for backend tensorrt")
     parser.add_argument("--max-batch", type=int, default=8, help="model.max_batch for backend tensorrt")
     parser.add_argument("--max-gpu-memory-growth", type=float, default=0.05, help="after warm-up, as a fraction")
+    parser.add_argument("--no-model-swap", action="store_true", help="reloads change sources only (to tell "
+                        "a detector swap's memory from the sources')")
     parser.add_argument("--no-rtsp", action="store_true", help="no RTSP camera (no GStreamer here)")
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--json", type=Path, help="write the report here")

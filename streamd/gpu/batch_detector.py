@@ -214,19 +214,12 @@ class BatchGpuDetector(Detector):
         return results
 
     def warm_up(self, batch_sizes: Sequence[int] | None = None) -> None:
-        """Run grey frames at every batch size (default 1..max_batch) in every in-flight buffer set before real
-        frames: kernel loads, the engine's first runs and (stand-in) one graph capture per size and buffer set
-        stay out of frame latency. Each buffer set gets each size: batches rotate through the sets, so one pass
-        over the sizes would leave half the (size, set) pairs to their first real batch, i.e. a graph capture
-        while the NVDEC threads work on the same device, which invalidates the capture."""
+        """Run grey frames at every batch size (default 1..max_batch) before real frames: kernel loads,
+        the engine's first runs and (stand-in) one graph capture per size stay out of frame latency."""
         width, height = self.input_size
         grey = np.full((height, width, 3), 114, np.uint8)
-        sizes = list(batch_sizes or range(1, self.max_batch + 1))
-        for _ in self._slots:
-            for size in sizes:
-                self.submit_batch([Frame("warm-up", index, 0.0, 0.0, grey) for index in range(size)])
-            if len(sizes) % len(self._slots) == 0:  # the rotation would give this set the same sizes again
-                self.submit_batch([Frame("warm-up", 0, 0.0, 0.0, grey)])
+        for size in batch_sizes or range(1, self.max_batch + 1):
+            self.submit_batch([Frame("warm-up", index, 0.0, 0.0, grey) for index in range(size)])
         self.drain()
         self._latency_ema = 0.0  # the cold runs say nothing about steady-state latency
         self._last_submit = float("-inf")

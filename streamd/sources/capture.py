@@ -16,6 +16,7 @@ from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
 from streamd.frame import Frame
 from streamd.sources.backoff import Backoff
+from streamd.sources.device_image import discard_undelivered
 from streamd.sources.frame_pool import FramePool
 from streamd.sources.latest_frame import FrameSignal, LatestFrameSlot
 from streamd.sources.readers import FrameReader, make_reader, redact
@@ -167,6 +168,7 @@ class CaptureSource:
                 delay = next_due - time.monotonic()
                 if delay > 0:
                     if self._stop.wait(delay):
+                        discard_undelivered(image)
                         return False
                 elif delay < -interval_seconds:
                     next_due = time.monotonic()

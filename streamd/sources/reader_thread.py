@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from streamd.errors import SourceError
+from streamd.sources.device_image import discard_undelivered
 from streamd.sources.readers import FrameReader
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class ReaderThread:
                 self.error = f"the stream ended or a read failed after {self.frames} frames"
                 return
             if self._abandoned.is_set():
+                discard_undelivered(item[0])
                 return
             if finished - started < self._slow_read_seconds:
                 self.last_live_frame_monotonic = finished

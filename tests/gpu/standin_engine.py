@@ -254,8 +254,9 @@ class TorchGraphEngine:
                 self.module(images)
         torch.cuda.current_stream(self._device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        # thread_local: a detector swapped in by a reload captures while capture threads (NVDEC) keep working on
-        # the same device; in the default global mode their allocations and synchronisations would abort it.
+        # thread_local: a detector swapped in by a reload captures while NVDEC capture threads keep working on the
+        # same device; only this thread's calls are checked against the capture (the 20-minute GPU soak's 40
+        # detector swaps beside running NVDEC sources all captured so).
         with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             destination.copy_(self.module(images))
         self._pool = graph.pool()
@@ -298,3 +299,9 @@ class TorchGraphEngine:
         self._graphs.clear()
         self._streams.clear()
         self._pool = None
+        self.module = None
+        # A destroyed graph's private memory pool stays reserved in torch's caching allocator until
+        # empty_cache (the next engine's graphs get a new pool): without this every detector swap of a
+        # reload kept the old engine's activations. TensorRT frees an engine's memory when it is destroyed.
+        with self._torch.cuda.device(self._device):
+            self._torch.cuda.empty_cache()
