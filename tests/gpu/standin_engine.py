@@ -257,7 +257,11 @@ class TorchGraphEngine:
         # thread_local: a detector swapped in by a reload captures while NVDEC capture threads keep working on the
         # same device; only this thread's calls are checked against the capture (the 20-minute GPU soak's 40
         # detector swaps beside running NVDEC sources all captured so).
-        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+        # stream=side: without it torch captures on its process-wide default capture stream, made once on
+        # whichever device was current at the first capture: an engine on GPU 1 after one on GPU 0 in the same
+        # process then captured on a GPU 0 stream ("operation not permitted when stream is capturing" in
+        # tests/gpu/test_daemon_nvdec.py[1]). The warm-up's stream also has cuDNN's workspace for the capture.
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool, stream=side, capture_error_mode="thread_local"):
             destination.copy_(self.module(images))
         self._pool = graph.pool()
         return graph
