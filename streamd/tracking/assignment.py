@@ -20,16 +20,26 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """(A, B) intersection over union of xyxy boxes (float64)."""
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
-    # Per axis on contiguous columns: about half the time of (A, B, 2) corner arrays at 50 x 50.
-    ax1, ay1, ax2, ay2 = (np.ascontiguousarray(boxes_a[:, i, None]) for i in range(4))
-    bx1, by1, bx2, by2 = (np.ascontiguousarray(boxes_b[:, i]) for i in range(4))
-    width = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
-    height = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    return iou_columns(*np.asarray(boxes_a, np.float64).T, *np.asarray(boxes_b, np.float64).T)
+
+
+def iou_columns(ax1: np.ndarray, ay1: np.ndarray, ax2: np.ndarray, ay2: np.ndarray,
+                bx1: np.ndarray, by1: np.ndarray, bx2: np.ndarray, by2: np.ndarray) -> np.ndarray:
+    """``iou_matrix`` of boxes given as float64 coordinate vectors (A,) and (B,), possibly strided
+    views: the tracker has its boxes so and saves building (N, 4) arrays each frame. Areas are
+    computed per box and broadcast, the same floats as per pair."""
+    width = np.minimum(ax2[:, None], bx2)
+    width -= np.maximum(ax1[:, None], bx1)
+    height = np.minimum(ay2[:, None], by2)
+    height -= np.maximum(ay1[:, None], by1)
     np.maximum(width, 0, out=width)
     np.maximum(height, 0, out=height)
-    intersection = width * height
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - intersection
-    return intersection / np.maximum(union, 1e-9)
+    width *= height  # the intersection
+    union = ((ax2 - ax1) * (ay2 - ay1))[:, None] + (bx2 - bx1) * (by2 - by1)
+    union -= width
+    np.maximum(union, 1e-9, out=union)
+    width /= union
+    return width
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:
@@ -80,12 +90,22 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
 
 def match(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the pairs that maximise total similarity, each pair above ``threshold``."""
-    valid = similarity > threshold
-    if not valid.any():
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
+    return match_valid(similarity, similarity > threshold)
+
+
+def match_valid(similarity: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``match`` with the allowed pairs given: the tracker masks out rows and columns of its full
+    IoU matrix instead of copying sub-matrices, which gives the same pairs (a row or column with no
+    allowed pair takes no part)."""
     row_count = valid.sum(axis=1)
     col_count = valid.sum(axis=0)
+    pairs = int(row_count.sum())
+    if pairs == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    if np.count_nonzero(row_count) == pairs and np.count_nonzero(col_count) == pairs:
+        # The usual case: no row or column has two candidates, every pair is unambiguous.
+        return np.nonzero(valid)
     # Unambiguous pairs: the row's only candidate, and that column's only candidate.
     unique = valid & (row_count[:, None] == 1) & (col_count[None, :] == 1)
     rows, cols = np.nonzero(unique)

@@ -30,7 +30,7 @@ import numpy as np
 
 from streamd.config.schema import TrackingConfig
 from streamd.tracking import kalman
-from streamd.tracking.assignment import iou_matrix, match
+from streamd.tracking.assignment import iou_columns, iou_matrix, match, match_valid
 
 # ByteTrack's own values: its second association accepts IoU > 0.5, its unconfirmed one IoU > 0.3.
 LOW_MATCH_IOU = 0.5
@@ -127,6 +127,9 @@ class ByteTracker:
     def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, frame_index: int,
                capture_time: float) -> TrackUpdate:
         """Associate one frame's detections; returns their track ids and ages."""
+        # Tracker arrays are small (tens of rows), so the cost is the count of numpy calls, not their
+        # work: each value below is computed once a frame and shared by the stages, state is
+        # updated in place, and matching masks the full IoU matrix rather than copying parts of it.
         ended = 0
         first_frame = self._last_index is None
         if not first_frame:
@@ -138,113 +141,127 @@ class ByteTracker:
                 first_frame = True
             elif self._ids.shape[0]:
                 self._mean[self._lost, 6:] = 0  # a lost box keeps its size (ByteTrack zeroes dh)
-                self._mean, self._covariance = kalman.predict(self._mean, self._covariance, elapsed)
+                kalman.predict_in_place(self._mean, self._covariance, elapsed)
         self._last_index, self._last_time = frame_index, capture_time
 
         count = scores.shape[0]
-        det_track = np.full(count, -1, np.int64)
         tracks = self._ids.shape[0]
+        det_track = np.full(count, -1, np.int64)
+        if count:
+            boxes = boxes_xyxy.astype(np.float64)
+            classes = class_ids.astype(np.int64)
+            self._grow_votes(int(classes.max()) + 1)
+            size = boxes[:, 2:] - boxes[:, :2]  # kalman.boxes_to_xywh, once for every stage
+            xywh = np.concatenate([boxes[:, :2] + size / 2, size], axis=1)
+            det_size = np.sqrt(xywh[:, 2] * xywh[:, 3])
+            sure = scores >= self._config.new_track_score_threshold
         if tracks and count:
-            iou = iou_matrix(kalman.xywh_to_boxes(self._mean[:, :4]), boxes_xyxy.astype(np.float64))
-            iou *= np.where(self._classes[:, None] == class_ids[None, :], 1.0, OTHER_CLASS_WEIGHT)
+            # kalman.xywh_to_boxes of the predictions, as coordinate vectors.
+            centre, half = self._mean[:, :2], self._mean[:, 2:4] / 2
+            low, high_corner = centre - half, centre + half
+            iou = iou_columns(low[:, 0], low[:, 1], high_corner[:, 0], high_corner[:, 1], *boxes.T)
+            iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids > 0
-            self._associate(iou, det_track, confirmed, high, self._config.match_iou_threshold)
             matched = np.zeros(tracks, bool)
-            matched[det_track[det_track >= 0]] = True
-            self._associate(iou, det_track, confirmed & ~self._lost & ~matched, ~high & (det_track < 0),
+            self._associate(iou, det_track, matched, confirmed, high, self._config.match_iou_threshold)
+            self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, ~high & (det_track < 0),
                             LOW_MATCH_IOU)
-            self._recover_lost(det_track, boxes_xyxy, scores, class_ids)
-            self._associate(iou, det_track, ~confirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
+            self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes)
+            self._associate(iou, det_track, matched, ~confirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
 
         matched_dets = np.flatnonzero(det_track >= 0)
         matched_tracks = det_track[matched_dets]
         started = 0
         if matched_tracks.size:
-            measurements = kalman.boxes_to_xywh(boxes_xyxy[matched_dets])
-            self._mean[matched_tracks], self._covariance[matched_tracks] = kalman.update(
-                self._mean[matched_tracks], self._covariance[matched_tracks], measurements)
-            self._full_size[matched_tracks] = np.maximum(np.sqrt(measurements[:, 2] * measurements[:, 3]),
+            mean, covariance = self._mean[matched_tracks], self._covariance[matched_tracks]
+            kalman.update_in_place(mean, covariance, xywh[matched_dets])
+            self._mean[matched_tracks], self._covariance[matched_tracks] = mean, covariance
+            self._full_size[matched_tracks] = np.maximum(det_size[matched_dets],
                                                          FULL_SIZE_DECAY * self._full_size[matched_tracks])
-            self._grow_votes(int(class_ids[matched_dets].max()) + 1)
-            self._votes[matched_tracks] *= CLASS_VOTE_DECAY
-            self._votes[matched_tracks, class_ids[matched_dets].astype(np.int64)] += 1.0
-            self._classes[matched_tracks] = self._votes[matched_tracks].argmax(axis=1)
+            votes = self._votes[matched_tracks]
+            votes *= CLASS_VOTE_DECAY
+            votes[np.arange(matched_tracks.size), classes[matched_dets]] += 1.0
+            self._votes[matched_tracks] = votes
+            self._classes[matched_tracks] = votes.argmax(axis=1)
             self._lost[matched_tracks] = False
             self._last_seen[matched_tracks] = frame_index
             newly = matched_tracks[self._ids[matched_tracks] == 0]
             started = self._confirm(newly)
 
         # Unmatched: running tracks become lost; unconfirmed ones go; lost ones go when too old.
-        keep = np.ones(tracks, bool)
+        keep = None
         if tracks:
-            unmatched = np.ones(tracks, bool)
-            unmatched[matched_tracks] = False
-            self._lost |= unmatched & (self._ids > 0)
+            dropped_out = self._ids > 0
+            dropped_out[matched_tracks] = False  # confirmed and unmatched
+            self._lost |= dropped_out
             expired = self._lost & (frame_index - self._last_seen > self._config.lost_track_buffer_frames)
-            keep = ~(unmatched & (self._ids == 0)) & ~expired
+            # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
+            keep = (self._ids > 0) & ~expired
             ended += int(np.count_nonzero(expired))
 
-        # Output before tracks are removed or added (indices refer to the tracks of this frame).
+        # Output before tracks are removed or added (indices refer to the tracks of this frame). Every
+        # matched track is confirmed by now, so each matched detection has its track's id.
         track_ids = np.full(count, NO_TRACK, np.int64)
         ages = np.zeros(count, np.int64)
         if matched_dets.size:
-            ids = self._ids[matched_tracks]  # 0 while a track is unconfirmed
-            track_ids[matched_dets] = np.where(ids > 0, ids, NO_TRACK)
-            ages[matched_dets] = np.where(track_ids[matched_dets] > 0,
-                                          frame_index - self._first_index[matched_tracks], 0)
+            track_ids[matched_dets] = self._ids[matched_tracks]
+            ages[matched_dets] = frame_index - self._first_index[matched_tracks]
 
-        if not keep.all():
+        if keep is not None and not keep.all():
             self._select(keep)
-        new = np.flatnonzero((det_track < 0) & (scores >= self._config.new_track_score_threshold))
+        new = np.flatnonzero((det_track < 0) & sure) if count else matched_dets
         if new.size and matched_dets.size:
-            duplicate = (iou_matrix(boxes_xyxy[new].astype(np.float64), boxes_xyxy[matched_dets].astype(np.float64))
-                         > DUPLICATE_IOU).any(axis=1)
+            duplicate = (iou_matrix(boxes[new], boxes[matched_dets]) > DUPLICATE_IOU).any(axis=1)
             new = new[~duplicate]
         if new.size > 1:
             # The same among the new boxes themselves: the surest one starts the track.
             new = new[np.argsort(-scores[new], kind="stable")]
-            overlap = np.triu(iou_matrix(boxes_xyxy[new].astype(np.float64), boxes_xyxy[new].astype(np.float64)), 1)
+            overlap = np.triu(iou_matrix(boxes[new], boxes[new]), 1)
             new = new[~(overlap > DUPLICATE_IOU).any(axis=0)]
+        active = matched_tracks.size
         if new.size:
-            self._add(boxes_xyxy[new], class_ids[new], frame_index)
+            self._add(xywh[new], det_size[new], classes[new], frame_index)
             if first_frame:
                 # ByteTrack confirms the first frame's tracks at once: there is nothing to confuse them with.
                 added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
                 started += self._confirm(added)
                 track_ids[new] = self._ids[added]
-        active = int(np.count_nonzero((self._ids > 0) & (self._last_seen == frame_index)))
+                active += new.size
+        # Confirmed tracks seen this frame: the matched ones and, on a first frame, the new ones.
         return TrackUpdate(track_ids, ages, active, started, ended)
 
-    def _associate(self, iou: np.ndarray, det_track: np.ndarray, track_mask: np.ndarray, det_mask: np.ndarray,
-                   threshold: float) -> None:
-        track_rows = np.flatnonzero(track_mask)
-        det_cols = np.flatnonzero(det_mask)
-        if track_rows.size == 0 or det_cols.size == 0:
-            return
-        rows, cols = match(iou[np.ix_(track_rows, det_cols)], threshold)
-        det_track[det_cols[cols]] = track_rows[rows]
+    def _associate(self, iou: np.ndarray, det_track: np.ndarray, matched: np.ndarray, track_mask: np.ndarray,
+                   det_mask: np.ndarray, threshold: float) -> None:
+        """Match the tracks of ``track_mask`` and the detections of ``det_mask`` on IoU; marks ``matched``."""
+        valid = iou > threshold
+        valid &= track_mask[:, None]
+        valid &= det_mask
+        rows, cols = match_valid(iou, valid)
+        det_track[cols] = rows
+        matched[rows] = True
 
-    def _recover_lost(self, det_track: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray,
-                      class_ids: np.ndarray) -> None:
+    def _recover_lost(self, det_track: np.ndarray, matched: np.ndarray, confirmed: np.ndarray, sure: np.ndarray,
+                      xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray) -> None:
         """Stage 5: a sure detection that would start a track, near where a lost track of its class is
         predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
-        matched = np.zeros(self._ids.shape[0], bool)
-        matched[det_track[det_track >= 0]] = True
-        lost = np.flatnonzero((self._ids > 0) & self._lost & ~matched)
-        free = np.flatnonzero((det_track < 0) & (scores >= self._config.new_track_score_threshold))
-        if lost.size == 0 or free.size == 0:
+        lost = np.flatnonzero(confirmed & self._lost & ~matched)
+        if lost.size == 0:
             return
-        detected = kalman.boxes_to_xywh(boxes_xyxy[free])
+        free = np.flatnonzero((det_track < 0) & sure)
+        if free.size == 0:
+            return
+        detected = xywh[free]
         size = np.maximum(detected[None, :, 2:], np.abs(self._mean[lost, None, 2:4]))
         offset = (self._mean[lost, None, :2] - detected[None, :, :2]) / np.maximum(size, 1e-6)
         closeness = 1.0 - np.sqrt((offset ** 2).sum(axis=2)) / LOST_RECOVERY_RADIUS
-        closeness *= self._classes[lost, None] == class_ids[None, free]
-        det_size = np.sqrt(detected[None, :, 2] * detected[None, :, 3])
-        closeness *= ((det_size <= RECOVERY_SIZE_RATIO * self._full_size[lost, None])
-                      & (det_size * RECOVERY_SIZE_RATIO >= self._full_size[lost, None]))
+        closeness *= self._classes[lost, None] == classes[None, free]
+        free_size = det_size[None, free]
+        full_size = self._full_size[lost, None]
+        closeness *= ((free_size <= RECOVERY_SIZE_RATIO * full_size) & (free_size * RECOVERY_SIZE_RATIO >= full_size))
         rows, cols = match(closeness, 0.0)
         det_track[free[cols]] = lost[rows]
+        matched[lost[rows]] = True
 
     def _confirm(self, track_indices: np.ndarray) -> int:
         if track_indices.size:
@@ -258,20 +275,18 @@ class ByteTracker:
         self._first_index, self._last_seen = self._first_index[keep], self._last_seen[keep]
         self._votes, self._full_size = self._votes[keep], self._full_size[keep]
 
-    def _add(self, boxes_xyxy: np.ndarray, class_ids: np.ndarray, frame_index: int) -> None:
-        xywh = kalman.boxes_to_xywh(boxes_xyxy)
+    def _add(self, xywh: np.ndarray, full_size: np.ndarray, classes: np.ndarray, frame_index: int) -> None:
+        """New unconfirmed tracks; ``update`` has grown the votes for ``classes``."""
         mean, covariance = kalman.initiate(xywh)
-        count = class_ids.shape[0]
+        count = classes.shape[0]
         self._mean = np.concatenate([self._mean, mean])
         self._covariance = np.concatenate([self._covariance, covariance])
         self._ids = np.concatenate([self._ids, np.zeros(count, np.int64)])
-        self._classes = np.concatenate([self._classes, class_ids.astype(np.int64)])
+        self._classes = np.concatenate([self._classes, classes])
         self._lost = np.concatenate([self._lost, np.zeros(count, bool)])
         self._first_index = np.concatenate([self._first_index, np.full(count, frame_index, np.int64)])
         self._last_seen = np.concatenate([self._last_seen, np.full(count, frame_index, np.int64)])
-        self._full_size = np.concatenate([self._full_size, np.sqrt(xywh[:, 2] * xywh[:, 3])])
-        classes = class_ids.astype(np.int64)
-        self._grow_votes(int(classes.max()) + 1)
+        self._full_size = np.concatenate([self._full_size, full_size])
         votes = np.zeros((count, self._votes.shape[1]))
         votes[np.arange(count), classes] = 1.0
         self._votes = np.concatenate([self._votes, votes])
