@@ -20,26 +20,24 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """(A, B) intersection over union of xyxy boxes (float64)."""
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
-    return iou_columns(*np.asarray(boxes_a, np.float64).T, *np.asarray(boxes_b, np.float64).T)
+    corners_a, corners_b = np.asarray(boxes_a, np.float64).T, np.asarray(boxes_b, np.float64).T
+    return iou_corners(corners_a[:2], corners_a[2:], corners_b[:2], corners_b[2:])
 
 
-def iou_columns(ax1: np.ndarray, ay1: np.ndarray, ax2: np.ndarray, ay2: np.ndarray,
-                bx1: np.ndarray, by1: np.ndarray, bx2: np.ndarray, by2: np.ndarray) -> np.ndarray:
-    """``iou_matrix`` of boxes given as float64 coordinate vectors (A,) and (B,), possibly strided
-    views: the tracker has its boxes so and saves building (N, 4) arrays each frame. Areas are
-    computed per box and broadcast, the same floats as per pair."""
-    width = np.minimum(ax2[:, None], bx2)
-    width -= np.maximum(ax1[:, None], bx1)
-    height = np.minimum(ay2[:, None], by2)
-    height -= np.maximum(ay1[:, None], by1)
-    np.maximum(width, 0, out=width)
-    np.maximum(height, 0, out=height)
-    width *= height  # the intersection
-    union = ((ax2 - ax1) * (ay2 - ay1))[:, None] + (bx2 - bx1) * (by2 - by1)
-    union -= width
+def iou_corners(low_a: np.ndarray, high_a: np.ndarray, low_b: np.ndarray, high_b: np.ndarray) -> np.ndarray:
+    """``iou_matrix`` of boxes given as float64 (2, A) / (2, B) corners (x1, y1 rows; x2, y2 rows),
+    possibly strided views: the tracker has its boxes so. Both axes go through each step in one
+    call, and areas are computed per box and broadcast: the same floats as per pair, in fewer calls."""
+    overlap = np.minimum(high_a[:, :, None], high_b[:, None, :])
+    overlap -= np.maximum(low_a[:, :, None], low_b[:, None, :])
+    np.maximum(overlap, 0, out=overlap)
+    intersection = overlap[0] * overlap[1]
+    extent_a, extent_b = high_a - low_a, high_b - low_b
+    union = (extent_a[0] * extent_a[1])[:, None] + extent_b[0] * extent_b[1]
+    union -= intersection
     np.maximum(union, 1e-9, out=union)
-    width /= union
-    return width
+    intersection /= union
+    return intersection
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:
@@ -97,15 +95,15 @@ def match_valid(similarity: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, 
     """``match`` with the allowed pairs given: the tracker masks out rows and columns of its full
     IoU matrix instead of copying sub-matrices, which gives the same pairs (a row or column with no
     allowed pair takes no part)."""
-    row_count = valid.sum(axis=1)
-    col_count = valid.sum(axis=0)
-    pairs = int(row_count.sum())
-    if pairs == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    if np.count_nonzero(row_count) == pairs and np.count_nonzero(col_count) == pairs:
-        # The usual case: no row or column has two candidates, every pair is unambiguous.
-        return np.nonzero(valid)
+    rows, cols = valid.nonzero()
+    if rows.size == 0:
+        return rows, cols
+    # The usual case: no row or column has two candidates, every pair is unambiguous. (Python sets
+    # on these few indices are quicker than numpy counts.)
+    if len(set(rows.tolist())) == rows.size and len(set(cols.tolist())) == rows.size:
+        return rows, cols
+    row_count = np.add.reduce(valid, axis=1)
+    col_count = np.add.reduce(valid, axis=0)
     # Unambiguous pairs: the row's only candidate, and that column's only candidate.
     unique = valid & (row_count[:, None] == 1) & (col_count[None, :] == 1)
     rows, cols = np.nonzero(unique)

@@ -30,7 +30,7 @@ import numpy as np
 
 from streamd.config.schema import TrackingConfig
 from streamd.tracking import kalman
-from streamd.tracking.assignment import iou_columns, iou_matrix, match, match_valid
+from streamd.tracking.assignment import iou_corners, iou_matrix, match, match_valid
 
 # ByteTrack's own values: its second association accepts IoU > 0.5, its unconfirmed one IoU > 0.3.
 LOW_MATCH_IOU = 0.5
@@ -148,18 +148,21 @@ class ByteTracker:
         tracks = self._ids.shape[0]
         det_track = np.full(count, -1, np.int64)
         if count:
-            boxes = boxes_xyxy.astype(np.float64)
+            # Coordinates as rows (x1, y1, x2, y2): the IoU's inner loops then run over contiguous
+            # memory (over a column of (K, 4) boxes they took twice as long at 50 objects).
+            corners = np.array(boxes_xyxy.T, np.float64, order="C")
+            boxes = corners.T
             classes = class_ids.astype(np.int64)
             self._grow_votes(int(classes.max()) + 1)
-            size = boxes[:, 2:] - boxes[:, :2]  # kalman.boxes_to_xywh, once for every stage
-            xywh = np.concatenate([boxes[:, :2] + size / 2, size], axis=1)
-            det_size = np.sqrt(xywh[:, 2] * xywh[:, 3])
+            size = corners[2:] - corners[:2]  # kalman.boxes_to_xywh, once for every stage
+            xywh_rows = np.concatenate([corners[:2] + size / 2, size])
+            xywh = xywh_rows.T
+            det_size = np.sqrt(xywh_rows[2] * xywh_rows[3])
             sure = scores >= self._config.new_track_score_threshold
         if tracks and count:
             # kalman.xywh_to_boxes of the predictions, as coordinate vectors.
-            centre, half = self._mean[:, :2], self._mean[:, 2:4] / 2
-            low, high_corner = centre - half, centre + half
-            iou = iou_columns(low[:, 0], low[:, 1], high_corner[:, 0], high_corner[:, 1], *boxes.T)
+            centre, half = self._mean[:, :2].T, self._mean[:, 2:4].T / 2
+            iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
             iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids > 0

@@ -87,36 +87,46 @@ def update(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -
     return new_mean, new_covariance
 
 
-def predict_in_place(mean: np.ndarray, covariance: np.ndarray, frames: float) -> None:
-    """``predict`` overwriting its arrays (the tracker's own): the same floats, computed in the same
-    order, without the copies and fresh arrays, which at tracker sizes cost more than the arithmetic."""
+def predict_in_place(mean: np.ndarray, covariance: np.ndarray, frames: int) -> None:
+    """``predict`` overwriting its arrays (the tracker's own): the same floats, each term added in
+    ``predict``'s order (floating-point addition is not associative), in fewer numpy calls, which at
+    tracker sizes cost more than the arithmetic: rows of the covariance that take the same kind of
+    term take it in one call."""
     if mean.shape[0] == 0:
         return
     scale_squared = _size_scale(mean)
     scale_squared *= scale_squared  # of the box before the step, as in predict
-    mean[:, :4] += frames * mean[:, 4:]
-    p, c, v = covariance[:, POSITION], covariance[:, CROSS], covariance[:, VELOCITY]
-    # Each term added in predict's order (floating-point addition is not associative), P before C
-    # before V since each reads the others' old values.
-    p += 2 * frames * c
-    p += frames * frames * v
-    p += frames * STD_WEIGHT_POSITION ** 2 * scale_squared
-    c += frames * v
-    v += frames * STD_WEIGHT_VELOCITY ** 2 * scale_squared
+    factors = _predict_factors.get(frames)
+    if factors is None:
+        factors = _predict_factors[frames] = (
+            np.array([[frames * frames], [frames]], np.float64),
+            np.array([[frames * STD_WEIGHT_POSITION ** 2], [frames * STD_WEIGHT_VELOCITY ** 2]]))
+    velocity_factors, noise_factors = factors
+    if frames == 1:  # the usual step; multiplying by 1 changes no float
+        mean[:, :4] += mean[:, 4:]
+    else:
+        mean[:, :4] += frames * mean[:, 4:]
+    covariance[:, POSITION] += 2 * frames * covariance[:, CROSS]
+    # P += frames^2 v and C += frames v: C reads v, which is only changed after.
+    covariance[:, POSITION:CROSS + 1] += covariance[:, VELOCITY, None] * velocity_factors
+    # P += frames q_p and V += frames q_v: process noise grows with time.
+    covariance[:, POSITION::2] += scale_squared[:, None] * noise_factors
+
+
+_predict_factors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def update_in_place(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -> None:
-    """``update`` overwriting (N, 8) / (N, 3, 4) arrays (gathered copies of the tracks matched):
-    the same floats in the same order."""
-    p, c, v = covariance[:, POSITION], covariance[:, CROSS], covariance[:, VELOCITY]
+    """``update`` overwriting (N, 8) / (N, 3, 4) arrays (gathered copies of the tracks matched, so
+    C-contiguous): the same floats in the same order, position and velocity rows in one call each."""
     innovation = _size_scale(mean)
     innovation *= innovation
     innovation *= STD_WEIGHT_POSITION ** 2
-    innovation += p
-    gain_position, gain_velocity = p / innovation, c / innovation
+    innovation += covariance[:, POSITION]
+    gains = covariance[:, POSITION:CROSS + 1] / innovation[:, None]  # position gain (p / s), velocity gain (c / s)
     residual = measurements - mean[:, :4]
-    mean[:, :4] += gain_position * residual
-    mean[:, 4:] += gain_velocity * residual
-    v -= gain_velocity * c
-    c -= gain_position * c
-    p -= gain_position * p
+    by_derivative = mean.reshape(-1, 2, 4)  # a view: position row, velocity row
+    by_derivative += gains * residual[:, None]
+    # C -= position gain * c and V -= velocity gain * c (both of the old c), then P -= position gain * p.
+    covariance[:, CROSS:] -= gains * covariance[:, CROSS, None]
+    covariance[:, POSITION] -= gains[:, 0] * covariance[:, POSITION]
