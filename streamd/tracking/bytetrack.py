@@ -146,7 +146,8 @@ class ByteTracker:
 
         count = scores.shape[0]
         tracks = self._ids.shape[0]
-        det_track = np.full(count, -1, np.int64)
+        det_track = np.empty(count, np.int64)  # np.full costs twice empty + fill at these sizes
+        det_track.fill(-1)
         if count:
             # Coordinates as rows (x1, y1, x2, y2): the IoU's inner loops then run over contiguous
             # memory (over a column of (K, 4) boxes they took twice as long at 50 objects).
@@ -163,7 +164,8 @@ class ByteTracker:
             # kalman.xywh_to_boxes of the predictions, as coordinate vectors.
             centre, half = self._mean[:, :2].T, self._mean[:, 2:4].T / 2
             iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
-            iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)
+            # Another class's pairs are weighted (a pair of the same class, times 1, would be unchanged).
+            np.multiply(iou, OTHER_CLASS_WEIGHT, out=iou, where=self._classes[:, None] != classes)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids > 0
             matched = np.zeros(tracks, bool)
@@ -171,9 +173,11 @@ class ByteTracker:
             self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, ~high & (det_track < 0),
                             LOW_MATCH_IOU)
             self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes)
-            self._associate(iou, det_track, matched, ~confirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
+            unconfirmed = ~confirmed
+            if unconfirmed.any():  # most frames have none
+                self._associate(iou, det_track, matched, unconfirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
 
-        matched_dets = np.flatnonzero(det_track >= 0)
+        matched_dets = (det_track >= 0).nonzero()[0]  # flatnonzero's wrapper costs more than this call
         matched_tracks = det_track[matched_dets]
         started = 0
         if matched_tracks.size:
@@ -201,19 +205,20 @@ class ByteTracker:
             expired = self._lost & (frame_index - self._last_seen > self._config.lost_track_buffer_frames)
             # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
             keep = (self._ids > 0) & ~expired
-            ended += int(np.count_nonzero(expired))
+            ended += np.count_nonzero(expired)
 
         # Output before tracks are removed or added (indices refer to the tracks of this frame). Every
         # matched track is confirmed by now, so each matched detection has its track's id.
-        track_ids = np.full(count, NO_TRACK, np.int64)
+        track_ids = np.empty(count, np.int64)
+        track_ids.fill(NO_TRACK)
         ages = np.zeros(count, np.int64)
         if matched_dets.size:
             track_ids[matched_dets] = self._ids[matched_tracks]
             ages[matched_dets] = frame_index - self._first_index[matched_tracks]
 
-        if keep is not None and not keep.all():
+        if keep is not None and np.count_nonzero(keep) < tracks:
             self._select(keep)
-        new = np.flatnonzero((det_track < 0) & sure) if count else matched_dets
+        new = ((det_track < 0) & sure).nonzero()[0] if count else matched_dets
         if new.size and matched_dets.size:
             duplicate = (iou_matrix(boxes[new], boxes[matched_dets]) > DUPLICATE_IOU).any(axis=1)
             new = new[~duplicate]
@@ -248,10 +253,10 @@ class ByteTracker:
                       xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray) -> None:
         """Stage 5: a sure detection that would start a track, near where a lost track of its class is
         predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
-        lost = np.flatnonzero(confirmed & self._lost & ~matched)
+        lost = (confirmed & self._lost & ~matched).nonzero()[0]
         if lost.size == 0:
             return
-        free = np.flatnonzero((det_track < 0) & sure)
+        free = ((det_track < 0) & sure).nonzero()[0]
         if free.size == 0:
             return
         detected = xywh[free]

@@ -88,19 +88,22 @@ def update(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -
 
 
 def predict_in_place(mean: np.ndarray, covariance: np.ndarray, frames: int) -> None:
-    """``predict`` overwriting its arrays (the tracker's own): the same floats, each term added in
-    ``predict``'s order (floating-point addition is not associative), in fewer numpy calls, which at
-    tracker sizes cost more than the arithmetic: rows of the covariance that take the same kind of
-    term take it in one call."""
-    if mean.shape[0] == 0:
+    """``predict`` overwriting its arrays (the tracker's own; ``covariance`` C-contiguous): the same
+    floats, each term added in ``predict``'s order (floating-point addition is not associative), in
+    fewer numpy calls, which at tracker sizes cost more than the arithmetic: rows of the covariance
+    that take the same kind of term take it in one call."""
+    count = mean.shape[0]
+    if count == 0:
         return
-    scale_squared = _size_scale(mean)
-    scale_squared *= scale_squared  # of the box before the step, as in predict
+    # The (w, h) each noise term scales with, against the covariance's rows seen as (x, y), (w, h)
+    # pairs: _size_scale's (w, h, w, h) without building it. Of the box before the step, as in predict.
+    scale_squared = np.abs(mean[:, None, None, 2:4])
+    scale_squared *= scale_squared
     factors = _predict_factors.get(frames)
     if factors is None:
         factors = _predict_factors[frames] = (
             np.array([[frames * frames], [frames]], np.float64),
-            np.array([[frames * STD_WEIGHT_POSITION ** 2], [frames * STD_WEIGHT_VELOCITY ** 2]]))
+            np.array([[[frames * STD_WEIGHT_POSITION ** 2]], [[frames * STD_WEIGHT_VELOCITY ** 2]]]))
     velocity_factors, noise_factors = factors
     if frames == 1:  # the usual step; multiplying by 1 changes no float
         mean[:, :4] += mean[:, 4:]
@@ -110,7 +113,7 @@ def predict_in_place(mean: np.ndarray, covariance: np.ndarray, frames: int) -> N
     # P += frames^2 v and C += frames v: C reads v, which is only changed after.
     covariance[:, POSITION:CROSS + 1] += covariance[:, VELOCITY, None] * velocity_factors
     # P += frames q_p and V += frames q_v: process noise grows with time.
-    covariance[:, POSITION::2] += scale_squared[:, None] * noise_factors
+    covariance.reshape(count, 3, 2, 2)[:, POSITION::2] += scale_squared * noise_factors
 
 
 _predict_factors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -119,13 +122,16 @@ _predict_factors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 def update_in_place(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -> None:
     """``update`` overwriting (N, 8) / (N, 3, 4) arrays (gathered copies of the tracks matched, so
     C-contiguous): the same floats in the same order, position and velocity rows in one call each."""
-    innovation = _size_scale(mean)
+    count = mean.shape[0]
+    # p + q_p as in update, the (w, h) scale broadcast over (x, y), (w, h) pairs as in predict_in_place.
+    innovation = np.abs(mean[:, None, 2:4])
     innovation *= innovation
     innovation *= STD_WEIGHT_POSITION ** 2
-    innovation += covariance[:, POSITION]
-    gains = covariance[:, POSITION:CROSS + 1] / innovation[:, None]  # position gain (p / s), velocity gain (c / s)
+    innovation = covariance[:, POSITION].reshape(count, 2, 2) + innovation
+    # Position gain p / s and velocity gain c / s.
+    gains = covariance[:, POSITION:CROSS + 1] / innovation.reshape(count, 1, 4)
     residual = measurements - mean[:, :4]
-    by_derivative = mean.reshape(-1, 2, 4)  # a view: position row, velocity row
+    by_derivative = mean.reshape(count, 2, 4)  # a view: position row, velocity row
     by_derivative += gains * residual[:, None]
     # C -= position gain * c and V -= velocity gain * c (both of the old c), then P -= position gain * p.
     covariance[:, CROSS:] -= gains * covariance[:, CROSS, None]
