@@ -168,13 +168,17 @@ class ByteTracker:
             np.multiply(iou, OTHER_CLASS_WEIGHT, out=iou, where=self._classes[:, None] != classes)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids > 0
-            matched = np.zeros(tracks, bool)
-            self._associate(iou, det_track, matched, confirmed, high, self._config.match_iou_threshold)
-            self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, ~high & (det_track < 0),
-                            LOW_MATCH_IOU)
-            self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes)
             unconfirmed = ~confirmed
-            if unconfirmed.any():  # most frames have none
+            any_unconfirmed = unconfirmed.any()  # most frames have none
+            matched = np.zeros(tracks, bool)
+            self._associate(iou, det_track, matched, confirmed if any_unconfirmed else None, high,
+                            self._config.match_iou_threshold)
+            low = ~high
+            if low.any():
+                self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, low & (det_track < 0),
+                                LOW_MATCH_IOU)
+            self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes)
+            if any_unconfirmed:
                 self._associate(iou, det_track, matched, unconfirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
 
         matched_dets = (det_track >= 0).nonzero()[0]  # flatnonzero's wrapper costs more than this call
@@ -239,11 +243,13 @@ class ByteTracker:
         # Confirmed tracks seen this frame: the matched ones and, on a first frame, the new ones.
         return TrackUpdate(track_ids, ages, active, started, ended)
 
-    def _associate(self, iou: np.ndarray, det_track: np.ndarray, matched: np.ndarray, track_mask: np.ndarray,
+    def _associate(self, iou: np.ndarray, det_track: np.ndarray, matched: np.ndarray, track_mask: np.ndarray | None,
                    det_mask: np.ndarray, threshold: float) -> None:
-        """Match the tracks of ``track_mask`` and the detections of ``det_mask`` on IoU; marks ``matched``."""
+        """Match the tracks of ``track_mask`` (None: all) and the detections of ``det_mask`` on IoU; marks
+        ``matched``."""
         valid = iou > threshold
-        valid &= track_mask[:, None]
+        if track_mask is not None:
+            valid &= track_mask[:, None]
         valid &= det_mask
         rows, cols = match_valid(iou, valid)
         det_track[cols] = rows
