@@ -140,7 +140,8 @@ class ByteTracker:
                 self._clear()
                 first_frame = True
             elif self._ids.shape[0]:
-                self._mean[self._lost, 6:] = 0  # a lost box keeps its size (ByteTrack zeroes dh)
+                if np.count_nonzero(self._lost):
+                    self._mean[self._lost, 6:] = 0  # a lost box keeps its size (ByteTrack zeroes dh)
                 kalman.predict_in_place(self._mean, self._covariance, elapsed)
         self._last_index, self._last_time = frame_index, capture_time
 
@@ -154,7 +155,7 @@ class ByteTracker:
             corners = np.array(boxes_xyxy.T, np.float64, order="C")
             boxes = corners.T
             classes = class_ids.astype(np.int64)
-            self._grow_votes(int(classes.max()) + 1)
+            self._grow_votes(int(np.maximum.reduce(classes)) + 1)  # ndarray.max's wrapper costs more
             size = corners[2:] - corners[:2]  # kalman.boxes_to_xywh, once for every stage
             xywh_rows = np.concatenate([corners[:2] + size / 2, size])
             xywh = xywh_rows.T
@@ -164,17 +165,16 @@ class ByteTracker:
             # kalman.xywh_to_boxes of the predictions, as coordinate vectors.
             centre, half = self._mean[:, :2].T, self._mean[:, 2:4].T / 2
             iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
-            # Another class's pairs are weighted (a pair of the same class, times 1, would be unchanged).
-            np.multiply(iou, OTHER_CLASS_WEIGHT, out=iou, where=self._classes[:, None] != classes)
+            iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids > 0
             unconfirmed = ~confirmed
-            any_unconfirmed = unconfirmed.any()  # most frames have none
+            any_unconfirmed = np.count_nonzero(unconfirmed) > 0  # most frames have none (quicker than any())
             matched = np.zeros(tracks, bool)
             self._associate(iou, det_track, matched, confirmed if any_unconfirmed else None, high,
                             self._config.match_iou_threshold)
             low = ~high
-            if low.any():
+            if np.count_nonzero(low):
                 self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, low & (det_track < 0),
                                 LOW_MATCH_IOU)
             self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes)
