@@ -40,22 +40,14 @@ def iou_corners(low_a: np.ndarray, high_a: np.ndarray, low_b: np.ndarray, high_b
     return intersection
 
 
-# Up to this many cells the solver runs on Python floats: the tracker's contested sub-problems are a
-# few rows and columns, where each numpy call of the vectorised loop costs more than its work.
-_PYTHON_SOLVER_CELLS = 400
-
-
 def hungarian(cost: np.ndarray) -> np.ndarray:
     """Minimum-cost assignment of a (R, C) matrix with R <= C: the column of each row.
 
     Shortest augmenting paths with potentials (Kuhn-Munkres, O(R^2 C)); the inner loop over
-    columns is vectorised, or for small matrices the same steps run on Python floats (the same
-    IEEE operations in the same order, so the same assignment)."""
+    columns is vectorised."""
     rows, cols = cost.shape
     if rows > cols:
         raise ValueError(f"hungarian needs rows <= columns, got {rows}x{cols}")
-    if rows * cols <= _PYTHON_SOLVER_CELLS:
-        return np.array(_hungarian_python(cost.tolist(), rows, cols), dtype=np.int64)
     u = np.zeros(rows + 1)
     v = np.zeros(cols + 1)
     owner = np.zeros(cols + 1, dtype=np.int64)  # row (1-based) assigned to each column; 0: none
@@ -91,55 +83,6 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
     assignment = np.empty(rows, dtype=np.int64)
     assigned = np.flatnonzero(owner[1:])
     assignment[owner[1:][assigned] - 1] = assigned
-    return assignment
-
-
-def _hungarian_python(cost: list[list[float]], rows: int, cols: int) -> list[int]:
-    """``hungarian``'s loop step for step on lists: slack, the first column of least slack (numpy's
-    argmin, column 1 when every candidate is infinite), and the potential updates."""
-    inf = float("inf")
-    u = [0.0] * (rows + 1)
-    v = [0.0] * (cols + 1)
-    owner = [0] * (cols + 1)
-    way = [0] * (cols + 1)
-    for row in range(1, rows + 1):
-        owner[0] = row
-        column = 0
-        min_slack = [inf] * (cols + 1)
-        used = [False] * (cols + 1)
-        while True:
-            used[column] = True
-            current = owner[column]
-            cost_row, u_current = cost[current - 1], u[current]
-            delta, nxt = inf, 1
-            free = []
-            for j in range(1, cols + 1):
-                if used[j]:
-                    continue
-                free.append(j)
-                slack = cost_row[j - 1] - u_current - v[j]
-                if slack < min_slack[j]:
-                    min_slack[j] = slack
-                    way[j] = column
-                if min_slack[j] < delta:
-                    delta, nxt = min_slack[j], j
-            for j in range(cols + 1):
-                if used[j]:
-                    u[owner[j]] += delta
-                    v[j] -= delta
-            for j in free:
-                min_slack[j] -= delta
-            column = nxt
-            if owner[column] == 0:
-                break
-        while column:
-            previous = way[column]
-            owner[column] = owner[previous]
-            column = previous
-    assignment = [0] * rows
-    for j in range(1, cols + 1):
-        if owner[j]:
-            assignment[owner[j] - 1] = j - 1
     return assignment
 
 
