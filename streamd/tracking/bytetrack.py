@@ -156,13 +156,13 @@ class ByteTracker:
             boxes = corners.T
             classes = class_ids.astype(np.int64)
             self._grow_votes(int(np.maximum.reduce(classes)) + 1)  # ndarray.max's wrapper costs more
-            size = corners[2:] - corners[:2]  # kalman.boxes_to_xywh, once for every stage
+            size = corners[2:] - corners[:2]  # xyxy -> centre and size (xywh), once for every stage
             xywh_rows = np.concatenate([corners[:2] + size / 2, size])
             xywh = xywh_rows.T
             det_size = np.sqrt(xywh_rows[2] * xywh_rows[3])
             sure = scores >= self._config.new_track_score_threshold
         if tracks and count:
-            # kalman.xywh_to_boxes of the predictions, as coordinate vectors.
+            # The predictions' xywh as corners, coordinate vectors.
             centre, half = self._mean[:, :2].T, self._mean[:, 2:4].T / 2
             iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
             iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)

@@ -3,9 +3,9 @@
 State per track: ``[cx, cy, w, h, vcx, vcy, vw, vh]`` in pixels and pixels per source frame; the
 measurement is ``[cx, cy, w, h]``. Noise is proportional to the box's size, as in ByteTrack's filter
 (its weights 1/20 for position and 1/160 for velocity), with width-scaled terms for x and w
-(BoT-SORT's xywh variant: a box's aspect ratio is not assumed constant). ``predict`` takes the
-number of source frames that passed, so frames dropped before inference widen the prediction
-instead of being mistaken for slow motion.
+(BoT-SORT's xywh variant: a box's aspect ratio is not assumed constant). ``predict_in_place``
+takes the number of source frames that passed, so frames dropped before inference widen the
+prediction instead of being mistaken for slow motion.
 
 The motion model moves each coordinate with its own velocity and all noise is diagonal, so the 8×8
 covariance never couples two coordinates: it is four 2×2 blocks (position, position-velocity,
@@ -21,18 +21,6 @@ import numpy as np
 STD_WEIGHT_POSITION = 1.0 / 20
 STD_WEIGHT_VELOCITY = 1.0 / 160
 POSITION, CROSS, VELOCITY = range(3)  # rows of a track's (3, 4) covariance
-
-
-def boxes_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
-    """(K, 4) xyxy -> (K, 4) centre x, centre y, width, height (float64)."""
-    boxes = boxes_xyxy.astype(np.float64)
-    size = boxes[:, 2:] - boxes[:, :2]
-    return np.concatenate([boxes[:, :2] + size / 2, size], axis=1)
-
-
-def xywh_to_boxes(xywh: np.ndarray) -> np.ndarray:
-    half = xywh[:, 2:4] / 2
-    return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
 
 
 def _size_scale(xywh: np.ndarray) -> np.ndarray:
@@ -52,51 +40,18 @@ def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, covariance
 
 
-def predict(mean: np.ndarray, covariance: np.ndarray, frames: float) -> tuple[np.ndarray, np.ndarray]:
-    """Advance every track by ``frames`` source frames (>= 1; more when frames were dropped)."""
-    if mean.shape[0] == 0:
-        return mean, covariance
-    new_mean = mean.copy()
-    new_mean[:, :4] += frames * mean[:, 4:]
-    p, c, v = covariance[:, POSITION], covariance[:, CROSS], covariance[:, VELOCITY]
-    scale_squared = _size_scale(mean) ** 2
-    new_covariance = np.empty_like(covariance)
-    # F P F^T + frames * Q, with F = [[1, frames], [0, 1]] per coordinate: process noise grows with time.
-    new_covariance[:, POSITION] = (p + 2 * frames * c + frames * frames * v
-                                   + frames * STD_WEIGHT_POSITION ** 2 * scale_squared)
-    new_covariance[:, CROSS] = c + frames * v
-    new_covariance[:, VELOCITY] = v + frames * STD_WEIGHT_VELOCITY ** 2 * scale_squared
-    return new_mean, new_covariance
-
-
-def update(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct (N, 8) / (N, 3, 4) with (N, 4) xywh measurements, row for row."""
-    if mean.shape[0] == 0:
-        return mean, covariance
-    p, c, v = covariance[:, POSITION], covariance[:, CROSS], covariance[:, VELOCITY]
-    innovation = p + (STD_WEIGHT_POSITION ** 2) * _size_scale(mean) ** 2
-    gain_position, gain_velocity = p / innovation, c / innovation
-    residual = measurements - mean[:, :4]
-    new_mean = mean.copy()
-    new_mean[:, :4] += gain_position * residual
-    new_mean[:, 4:] += gain_velocity * residual
-    new_covariance = np.empty_like(covariance)
-    new_covariance[:, POSITION] = p - gain_position * p
-    new_covariance[:, CROSS] = c - gain_position * c
-    new_covariance[:, VELOCITY] = v - gain_velocity * c
-    return new_mean, new_covariance
-
-
 def predict_in_place(mean: np.ndarray, covariance: np.ndarray, frames: int) -> None:
-    """``predict`` overwriting its arrays (the tracker's own; ``covariance`` C-contiguous): the same
-    floats, each term added in ``predict``'s order (floating-point addition is not associative), in
-    fewer numpy calls, which at tracker sizes cost more than the arithmetic: rows of the covariance
-    that take the same kind of term take it in one call."""
+    """Advance every track by ``frames`` source frames (>= 1; more when frames were dropped), overwriting
+    the tracker's own arrays (``covariance`` C-contiguous): F P F^T + frames * Q with F = [[1, frames],
+    [0, 1]] per coordinate, process noise growing with time. Written as few numpy calls, which at
+    tracker sizes cost more than the arithmetic: rows of the covariance that take the same kind of term
+    take it in one call (tests/tracking/test_kalman.py keeps the plain element-wise version and checks
+    these floats equal its, bit for bit)."""
     count = mean.shape[0]
     if count == 0:
         return
     # The (w, h) each noise term scales with, against the covariance's rows seen as (x, y), (w, h)
-    # pairs: _size_scale's (w, h, w, h) without building it. Of the box before the step, as in predict.
+    # pairs: _size_scale's (w, h, w, h) without building it. Of the box before the step.
     scale_squared = np.abs(mean[:, None, None, 2:4])
     scale_squared *= scale_squared
     factors = _predict_factors.get(frames)
@@ -120,10 +75,10 @@ _predict_factors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def update_in_place(mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray) -> None:
-    """``update`` overwriting (N, 8) / (N, 3, 4) arrays (gathered copies of the tracks matched, so
-    C-contiguous): the same floats in the same order, position and velocity rows in one call each."""
+    """Correct (N, 8) / (N, 3, 4) arrays (gathered copies of the tracks matched, so C-contiguous) with
+    (N, 4) xywh measurements, row for row, in place: position and velocity rows in one call each."""
     count = mean.shape[0]
-    # p + q_p as in update, the (w, h) scale broadcast over (x, y), (w, h) pairs as in predict_in_place.
+    # p + q_p, the (w, h) scale broadcast over (x, y), (w, h) pairs as in predict_in_place.
     innovation = np.abs(mean[:, None, 2:4])
     innovation *= innovation
     innovation *= STD_WEIGHT_POSITION ** 2
