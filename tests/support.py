@@ -120,6 +120,21 @@ def write_tiny_yolox_model(path: Path, input_size: int = 64, num_classes: int = 
     return path
 
 
+def write_misfit_model(path: Path) -> Path:
+    """A loadable ONNX model whose output ([1, 3]: a mean per channel) fits no YOLOX layout."""
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper  # noqa: PLC0415
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["output"], axes=[2, 3], keepdims=0)], "misfit",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
 class DaemonProcess:
     """``python -m streamd run`` as a subprocess, its output captured to a file."""
 

@@ -24,7 +24,7 @@ import pytest
 from streamd.config import parse_config
 from streamd.daemon.service import Service
 from streamd.publish.subscriber import Subscriber
-from tests.support import REPO, write_tiny_yolox_model
+from tests.support import REPO, write_misfit_model, write_tiny_yolox_model
 
 DEADLINE_SECONDS = 120.0
 GOOD_FPS = 10
@@ -281,16 +281,7 @@ def test_a_camera_that_changes_its_frame_size_gets_one_line_and_keeps_publishing
 
 
 def test_a_model_whose_output_fits_no_layout_is_one_line_at_start(tmp_path: Path, tiny_image: Path) -> None:
-    import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper  # noqa: PLC0415
-
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["output"], axes=[2, 3], keepdims=0)], "misfit",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "misfit.onnx")
+    write_misfit_model(tmp_path / "misfit.onnx")
     config = tmp_path / "misfit.toml"
     config.write_text(f'[[sources]]\nid = "still"\nkind = "image"\nurl = "{tiny_image}"\n'
                       f'[model]\npath = "{tmp_path / "misfit.onnx"}"\nclasses = ["a"]\n[metrics]\nenabled = false\n')

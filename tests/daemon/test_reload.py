@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from streamd.publish.subscriber import Subscriber
-from tests.support import free_port, http_get, wait_for_http, write_tiny_yolox_model
+from tests.support import free_port, http_get, wait_for_http, write_misfit_model, write_tiny_yolox_model
 
 DEADLINE_SECONDS = 60.0
 STEADY_FPS = 5
@@ -175,16 +175,7 @@ def test_an_invalid_config_is_refused_and_the_old_one_keeps_running(daemon_facto
 
 
 def test_a_model_that_cannot_load_is_refused(daemon_factory, tmp_path: Path, tiny_model: Path) -> None:
-    import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper  # noqa: PLC0415
-
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["output"], axes=[2, 3], keepdims=0)], "misfit",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "misfit.onnx")
+    write_misfit_model(tmp_path / "misfit.onnx")
     (tmp_path / "misfit.names").write_text("a\n")
     run = Reloadable(daemon_factory, tmp_path, [source_table("steady")], tiny_model)
     try:
