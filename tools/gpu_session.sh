@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The 20-minute GPU soak (issue 13) and the post-refactor re-runs (issue 10) in three back-to-back device calls
-# on the 2-GPU machine kind: no call may exceed 10 minutes, so the soak runs in its own process session
-# (setsid: it outlives the call that started it while the machine stays warm) on GPU 1 and cores 0-7, and
+# on the 2-GPU machine kind (or the 1-GPU kind: see GPUS below): no call may exceed 10 minutes, so the soak runs in its own process session
+# (setsid: it outlives the call that started it while the machine stays warm) on GPU 1 and cores 0-7 (GPU 0 on one GPU), and
 # everything else runs beside it on GPU 0 and other cores.
 #   phase 1: start the soak; pytest tests/gpu (both GPUs: during the soak's warm-up, which growth ignores);
 #            tools/gpu_bench.py; one daemon, 24 NVDEC streams on GPU 0
@@ -32,6 +32,11 @@ export STREAMD_H264_ANNEXB=$PWD/.devdata/vtest_320.h264
 export STREAMD_GPU_REPORT_DIR=$OUT
 MODEL=$STREAMD_SHARED/models/yolox_nano.onnx
 SOAK_SECONDS=${SOAK_SECONDS:-1200}
+# One GPU (kind nvidia-h200, 16 cores): the soak shares GPU 0 with the tests (its memory is measured per
+# process, so that is harmless) and the GPU benches are left out (they would time a shared GPU).
+GPUS=$(nvidia-smi -L | wc -l)
+if (( GPUS > 1 )); then SOAK_DEVICE=1 SOAK_CORES=0-7 OTHER_CORES=8-31 BENCH_CORES=30,31
+else SOAK_DEVICE=0 SOAK_CORES=0-7 OTHER_CORES=8-13 BENCH_CORES=14,15; fi
 
 soak_status() {
     say "soak: $(tail -c 600 /tmp/gpusoak.log 2>/dev/null | tr '\n' ' ')"
@@ -46,31 +51,33 @@ wait_until() {  # ELAPSED: print the soak's state every minute until this call h
 case $PHASE in
 1)
     rm -f /tmp/gpusoak.json
-    setsid nohup taskset -c 0-7 python3 tools/soak.py --video "$STREAMD_H264_VIDEO" --standin-engine --model "$MODEL" \
-        --device 1 --max-batch 8 --duration "$SOAK_SECONDS" --warmup 240 --sample-interval 10 --no-rtsp \
+    setsid nohup taskset -c $SOAK_CORES python3 tools/soak.py --video "$STREAMD_H264_VIDEO" --standin-engine --model "$MODEL" \
+        --device $SOAK_DEVICE --max-batch 8 --duration "$SOAK_SECONDS" --warmup 240 --sample-interval 10 --no-rtsp \
         --json /tmp/gpusoak.json --keep > /tmp/gpusoak.log 2>&1 < /dev/null &
-    say "GPU soak started: ${SOAK_SECONDS} s on GPU 1, cores 0-7 (the tests below fall in its warm-up)"
+    say "GPU soak started: ${SOAK_SECONDS} s on GPU $SOAK_DEVICE, cores $SOAK_CORES (the tests below fall in its warm-up)"
     nvidia-smi -L
     say "pytest tests/gpu"
-    taskset -c 8-31 timeout 300 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu
+    taskset -c $OTHER_CORES timeout 300 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu
     say "pytest rc $?"
-    CUDA_VISIBLE_DEVICES=0 taskset -c 8-31 timeout 100 python3 tools/gpu_bench.py --model "$MODEL" \
-        --video "$STREAMD_SHARED/media/vtest.avi" --image "$STREAMD_SHARED/media/dog.jpg"
-    say "gpu_bench rc $?"
-    taskset -c 8-31 timeout 60 python3 -m streamd bench --decoder nvdec --standin-engine --model "$MODEL" \
-        --video "$STREAMD_H264_VIDEO" --seconds 8 --warmup-seconds 2 --batch-window 0.004 --max-batch 32 \
-        --device 0 --streams 24 --json "$OUT/streams24_gpu0.json"
-    say "bench --streams 24 rc $?"
+    if (( GPUS > 1 )); then
+        CUDA_VISIBLE_DEVICES=0 taskset -c $OTHER_CORES timeout 100 python3 tools/gpu_bench.py --model "$MODEL" \
+            --video "$STREAMD_SHARED/media/vtest.avi" --image "$STREAMD_SHARED/media/dog.jpg"
+        say "gpu_bench rc $?"
+        taskset -c $OTHER_CORES timeout 60 python3 -m streamd bench --decoder nvdec --standin-engine --model "$MODEL" \
+            --video "$STREAMD_H264_VIDEO" --seconds 8 --warmup-seconds 2 --batch-window 0.004 --max-batch 32 \
+            --device 0 --streams 24 --json "$OUT/streams24_gpu0.json"
+        say "bench --streams 24 rc $?"
+    fi
     soak_status
     wait_until "${PHASE_SECONDS:-570}"
     ;;
 2)
     soak_status
-    say "streamd bench (CPU, ONNX Runtime) on cores 30-31"
-    taskset -c 30,31 timeout 300 python3 -m streamd bench --model "$MODEL" --source "$STREAMD_SHARED/media/vtest.avi" \
+    say "streamd bench (CPU, ONNX Runtime) on cores $BENCH_CORES"
+    taskset -c $BENCH_CORES timeout 300 python3 -m streamd bench --model "$MODEL" --source "$STREAMD_SHARED/media/vtest.avi" \
         --frames 300 --rounds 5 --paced-seconds 20 --json "$OUT/cpu_bench_2cores.json"
     say "bench rc $?"
-    taskset -c 30,31 timeout 150 python3 tools/cpu_pipeline_parts.py --rounds 3
+    taskset -c $BENCH_CORES timeout 150 python3 tools/cpu_pipeline_parts.py --rounds 3
     say "cpu parts rc $?"
     wait_until "${PHASE_SECONDS:-570}"
     ;;
