@@ -11,6 +11,7 @@ per-output-channel affine terms it uses, so both read one definition.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -92,7 +93,8 @@ def letterbox_geometry(frame_width: int, frame_height: int, input_width: int, in
 class Preprocessor:
     """Frame (HxWx3 uint8 BGR) -> network input (1x3xHxW), reusing its buffers between calls.
 
-    Not thread-safe: one per worker. The returned array is overwritten by the next call.
+    Not thread-safe: one per worker. The returned array is overwritten by the next call and must
+    not be written to: only the resized region is rewritten per frame, the padding once per size.
     """
 
     def __init__(self, convention: Convention, input_width: int, input_height: int,
@@ -104,7 +106,11 @@ class Preprocessor:
         self._input = np.empty((1, 3, input_height, input_width), dtype=dtype)
         self._gain = convention.channel_gain.reshape(3, 1, 1)
         self._offset = convention.channel_offset.reshape(3, 1, 1)
+        self._identity = convention.is_identity
         self._last_geometry: Letterbox | None = None
+        # The geometry whose padding ``_input`` holds, and uint8 planes of its resized region.
+        self._input_geometry: Letterbox | None = None
+        self._planes: list[np.ndarray] = []
 
     def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """Resize and pad into the uint8 canvas (HxWx3, network channel order not applied)."""
@@ -129,17 +135,35 @@ class Preprocessor:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         canvas, geometry = self.letterbox(image)
-        network_input = self._input[0]
-        # HWC -> CHW through cv2.split: about twice as fast as a strided numpy copy.
-        channels = cv2.split(canvas)
+        if geometry is not self._input_geometry:
+            # New frame size: the whole input once (its padding stays from here on), and uint8 planes
+            # sized to the resized region for the frames that follow.
+            self._convert(canvas, self._input[0])
+            self._planes = [np.empty((geometry.resized_height, geometry.resized_width), np.uint8)
+                            for _ in range(3)]
+            self._input_geometry = geometry
+            return self._input, geometry
+        # Only the resized region changes from frame to frame (25 % of a 416x416 input is padding
+        # for a 4:3 frame). HWC -> CHW through cv2.split into preallocated planes, then one cast
+        # copy per channel: 0.25 ms against 0.31 ms for a split of the whole canvas into fresh
+        # arrays (vtest, 2-core VM). The values are the same bits: same ops, same order.
+        top, left = geometry.pad_y, geometry.pad_x
+        bottom, right = top + geometry.resized_height, left + geometry.resized_width
+        channels = cv2.split(canvas[top:bottom, left:right], self._planes)
+        self._cast(channels, self._input[0, :, top:bottom, left:right])
+        return self._input, geometry
+
+    def _convert(self, canvas: np.ndarray, network_input: np.ndarray) -> None:
+        self._cast(cv2.split(canvas), network_input)
+
+    def _cast(self, channels: Sequence[np.ndarray], network_input: np.ndarray) -> None:
         if self.convention.swap_rb:
             channels = channels[::-1]
         for plane, channel in zip(network_input, channels):
-            plane[...] = channel
-        if not self.convention.is_identity:
+            np.copyto(plane, channel, casting="unsafe")
+        if not self._identity:
             network_input *= self._gain
             network_input += self._offset
-        return self._input, geometry
 
 
 def preprocess(image: np.ndarray, convention: Convention, input_width: int, input_height: int

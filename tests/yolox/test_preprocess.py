@@ -67,3 +67,22 @@ def test_boxes_map_back_to_frame_pixels(centered: bool) -> None:
 def test_rejects_non_bgr_images() -> None:
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         Preprocessor(YOLOX, 64, 64)(np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize("convention", [YOLOX, LEGACY], ids=lambda c: c.name)
+def test_reused_input_equals_a_fresh_one_bit_for_bit(convention) -> None:
+    """Only the resized region is rewritten per frame, the padding once per frame size: every call
+    gives the bits a fresh preprocessor gives, across sizes (wide, tall, back again) and frames."""
+    rng = np.random.default_rng(1)
+    sizes = [(123, 200), (123, 200), (200, 90), (200, 90), (123, 200), (96, 96), (123, 200)]
+    reused = Preprocessor(convention, 96, 80)
+    letterbox_only = Preprocessor(convention, 96, 80)
+    for height, width in sizes:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        letterbox_only.letterbox(frame)  # a canvas-only call between frames changes nothing
+        network_input, geometry = reused(frame)
+        expected, expected_geometry = Preprocessor(convention, 96, 80)(frame)
+        assert geometry == expected_geometry
+        assert network_input.dtype == expected.dtype
+        np.testing.assert_array_equal(network_input.view(np.uint32), expected.view(np.uint32))
+        np.testing.assert_array_equal(letterbox_only(frame)[0].view(np.uint32), expected.view(np.uint32))
