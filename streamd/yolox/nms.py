@@ -16,9 +16,9 @@ def class_aware_nms_indices(boxes_xyxy: np.ndarray, scores: np.ndarray, class_id
     # score_threshold=0: candidates were already filtered by the caller. Python lists, not arrays: the
     # binding converts a few dozen list items to its vectors faster than it takes the arrays (the values
     # are the same doubles, floats and ints either way).
-    keep = cv2.dnn.NMSBoxesBatched(boxes_xywh.tolist(), scores.astype(np.float64).tolist(),
-                                   class_ids.astype(np.int32).tolist(), 0.0, float(iou_threshold),
-                                   top_k=max_detections)
+    # (class ids may come as floats: the GPU path's record columns.)
+    keep = cv2.dnn.NMSBoxesBatched(boxes_xywh.tolist(), scores.tolist(), class_ids.astype(np.int32).tolist(), 0.0,
+                                   float(iou_threshold), top_k=max_detections)
     keep = np.asarray(keep, dtype=np.int64).reshape(-1)
     return keep[(-scores[keep]).argsort(kind="stable")][:max_detections]
 
@@ -29,5 +29,6 @@ def class_aware_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.nd
     if scores.shape[0] == 0:
         return Detections.empty()
     keep = class_aware_nms_indices(boxes_xyxy, scores, class_ids, iou_threshold, max_detections)
-    return Detections(boxes_xyxy[keep].astype(np.float32), scores[keep].astype(np.float32),
-                      class_ids[keep].astype(np.int32))
+    # keep is an index array: the gathers are fresh arrays already, cast only where the dtype differs.
+    return Detections(boxes_xyxy[keep].astype(np.float32, copy=False), scores[keep].astype(np.float32, copy=False),
+                      class_ids[keep].astype(np.int32, copy=False))

@@ -61,6 +61,8 @@ class YoloxDecoder:
         self.max_detections = max_detections
         self.strides = tuple(strides)
         self._grid, self._cell_stride = grid_cells(input_width, input_height, strides)
+        # (N, 3): x, y, stride per cell, so the candidates' cells are one gather, not two.
+        self._grid_stride = np.concatenate((self._grid, self._cell_stride), axis=1)
         self._objectness_logit_threshold = _logit(self.score_threshold)
 
     def flatten(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -86,20 +88,22 @@ class YoloxDecoder:
             rows = rows[candidate]
             objectness = rows[:, 4]
             class_probabilities = rows[:, 5:]
-        if rows.shape[0] == 0:
+        count = rows.shape[0]
+        if count == 0:
             return Detections.empty()
-        class_ids = np.argmax(class_probabilities, axis=1)
-        scores = objectness * class_probabilities[np.arange(rows.shape[0]), class_ids]
-        keep = scores > self.score_threshold
-        if not np.any(keep):
+        class_ids = class_probabilities.argmax(axis=1)
+        scores = objectness * class_probabilities[np.arange(count), class_ids]
+        keep = np.flatnonzero(scores > self.score_threshold)
+        if keep.shape[0] == 0:
             return Detections.empty()
-        rows, scores, class_ids, candidate = rows[keep], scores[keep], class_ids[keep], candidate[keep]
+        rows, scores, class_ids = rows[keep], scores[keep], class_ids[keep]
         if self.layout == "yolox-decoded":
-            centers, sizes = rows[:, 0:2], rows[:, 2:4]
+            centers, half_sizes = rows[:, 0:2], rows[:, 2:4] / 2
         else:
-            cell_stride = self._cell_stride[candidate]
-            centers = (rows[:, 0:2] + self._grid[candidate]) * cell_stride
-            sizes = np.exp(rows[:, 2:4]) * cell_stride
-        boxes = np.concatenate((centers - sizes / 2, centers + sizes / 2), axis=1).astype(np.float32)
-        return class_aware_nms(boxes, scores.astype(np.float32), class_ids, self.nms_threshold,
+            cells = self._grid_stride[candidate[keep]]
+            cell_stride = cells[:, 2:3]
+            centers = (rows[:, 0:2] + cells[:, 0:2]) * cell_stride
+            half_sizes = np.exp(rows[:, 2:4]) * cell_stride / 2
+        boxes = np.concatenate((centers - half_sizes, centers + half_sizes), axis=1).astype(np.float32, copy=False)
+        return class_aware_nms(boxes, scores.astype(np.float32, copy=False), class_ids, self.nms_threshold,
                                self.max_detections)
