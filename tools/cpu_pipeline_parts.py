@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streamd.bench import run as bench  # noqa: E402
 from streamd.bench.arguments import add_bench_arguments  # noqa: E402
 from streamd.daemon import batching, pipeline  # noqa: E402
-from streamd.inference import onnxruntime_backend  # noqa: E402
+from streamd.inference import host_detector, onnxruntime_backend  # noqa: E402
 from streamd.publish import publisher  # noqa: E402
 from streamd.sources import capture, readers  # noqa: E402
 from streamd.tracking import sources as tracking  # noqa: E402
@@ -37,6 +37,8 @@ PARTS = (
     (capture.CaptureSource, "deliver", "frame into the slot (capture)"),
     (batching.BatchCollector, "next_batch", "batch collector"),
     (preprocess.Preprocessor, "letterbox", "letterbox"),
+    # The letterbox and, with model.fold_preprocessing off, the host's HWC uint8 -> CHW float copy.
+    (host_detector.HostDetector, "_network_input", "network input (letterbox, + CHW float if not folded)"),
     (onnxruntime_backend.OnnxRuntimeBackend, "infer", "inference (session.run)"),
     (postprocess.YoloxDecoder, "decode", "YOLOX decode + NMS"),
     (tracking.SourceTrackers, "apply", "tracking"),
