@@ -30,6 +30,7 @@ export STREAMD_H264_VIDEO=$STREAMD_SHARED/media/vtest_1080p30.mp4
 export STREAMD_H264_RESCHANGE=$PWD/.devdata/reschange.h264
 export STREAMD_H264_ANNEXB=$PWD/.devdata/vtest_320.h264
 export STREAMD_GPU_REPORT_DIR=$OUT
+export STREAMD_TEST_MODEL=$STREAMD_SHARED/models/yolox_nano.onnx  # tests/gpu/test_pipeline.py, test_zero_copy.py
 MODEL=$STREAMD_SHARED/models/yolox_nano.onnx
 SOAK_SECONDS=${SOAK_SECONDS:-1200}
 # One GPU (kind nvidia-h200, 16 cores): the soak shares GPU 0 with the tests (its memory is measured per
