@@ -83,11 +83,12 @@ class SourceConfig:
     max_frames: int = setting(0, "end the source after this many frames (0: unbounded)", kinds=_READ)
     fps: float = setting(0.0, "override the rate (0: the file's own; images and synthetic default to 10)",
                          kinds=_READ)
-    # The capture thread already runs beside inference, and one decoder thread costs about half the
-    # CPU of FFmpeg's default per frame (vtest.avi: 0.39 vs 0.72 ms); 0 lets FFmpeg choose (large
-    # files at high rates).
-    decode_threads: int = setting(1, "FFmpeg decoder threads (one costs about half the CPU per frame of FFmpeg's "
-                                     "default; 0 lets FFmpeg choose)", kinds=("file",))
+    # The capture thread already runs beside inference, and one decoder thread costs less CPU per
+    # frame than FFmpeg's default threading (2-core VM, 2026-11-30: vtest.avi 0.39 vs 0.72 ms on a
+    # quiet day, 0.45 vs 0.58 ms on a busy one; 1080p H.264 5.1 vs 5.4 ms); 0 lets FFmpeg choose
+    # (large files at high rates: one thread decodes 1080p at about 200 fps).
+    decode_threads: int = setting(1, "FFmpeg decoder threads (one costs 5-45 % less CPU per frame than FFmpeg's "
+                                     "default, measured; 0 lets FFmpeg choose)", kinds=("file",))
     decoder: str = setting("opencv", "`opencv` (FFmpeg on the CPU), `jetson` (GStreamer: `nvv4l2decoder` on a Jetson, "
                                      "`avdec_h264` elsewhere; `pip install 'streamd[gstreamer]'`; see \"Jetson\"), "
                                      "`auto` (`jetson` on a Jetson with `nvv4l2decoder`, else `opencv`), or `nvdec` "
