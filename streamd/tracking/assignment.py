@@ -1,18 +1,23 @@
 """Box overlap and one-to-one matching, numpy only.
 
-Matching maximises total similarity over pairs above a threshold (what ByteTrack asks of ``lap``).
+Matching maximises the total of (similarity - threshold) over the pairs it takes, each above the
+threshold: ByteTrack's objective (``lap.lapjv`` with ``cost_limit``, where leaving a row and a column
+unmatched costs as much as the threshold). So a track and a box are left apart when pairing them
+would cost a better pair: two objects of one class overlapping, the front one's box is not handed to
+the hidden one's track just so that the front one's track can take a fragment of the hidden one.
+(The solver before took the most pairs, then the most similarity; see README, "Tracking".)
+
 Tracker matrices are sparse: after gating, most tracks overlap exactly one detection and that
-detection no other track. Those pairs are taken directly; only the rows and columns left (objects
-crossing or close together, a handful even with 50 objects in view) go through an exact
-Hungarian solver, so no assignment library is needed.
+detection no other track. Those pairs are taken directly (each is worth more than nothing); only the
+rows and columns left (objects crossing or close together, a handful even with 50 objects in view)
+go through an exact Hungarian solver, so no assignment library is needed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# A pair below the threshold costs this much: the solver takes as few of them as it can, and they
-# are discarded afterwards.
+# A pair below the threshold costs this much: never taken, since leaving its row unmatched costs 0.
 _FORBIDDEN = 1e6
 
 
@@ -87,14 +92,15 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
 
 
 def match(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the pairs that maximise total similarity, each pair above ``threshold``."""
-    return match_valid(similarity, similarity > threshold)
+    """Row and column indices of the pairs, each above ``threshold``, that maximise the total of
+    (similarity - threshold)."""
+    return match_valid(similarity, similarity > threshold, threshold)
 
 
-def match_valid(similarity: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``match`` with the allowed pairs given: the tracker masks out rows and columns of its full
-    IoU matrix instead of copying sub-matrices, which gives the same pairs (a row or column with no
-    allowed pair takes no part)."""
+def match_valid(similarity: np.ndarray, valid: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``match`` with the allowed pairs given (all of them above ``threshold``): the tracker masks out
+    rows and columns of its full IoU matrix instead of copying sub-matrices, which gives the same pairs
+    (a row or column with no allowed pair takes no part)."""
     rows, cols = valid.nonzero()
     if rows.size == 0:
         return rows, cols
@@ -114,11 +120,13 @@ def match_valid(similarity: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, 
     # them (such a column is valid for its own row only).
     open_cols = np.flatnonzero(valid[open_rows].any(axis=0))
     sub_valid = valid[np.ix_(open_rows, open_cols)]
-    cost = np.where(sub_valid, -similarity[np.ix_(open_rows, open_cols)], _FORBIDDEN)
-    transposed = cost.shape[0] > cost.shape[1]
-    assignment = hungarian(cost.T if transposed else cost)
-    first = np.arange(assignment.shape[0])
-    sub_rows, sub_cols = (assignment, first) if transposed else (first, assignment)
+    # Each row may also take one of its own "unmatched" columns, at no cost: a pair is taken only where
+    # it adds to the total margin. (Rows <= columns then, as the solver needs.)
+    cost = np.zeros((open_rows.size, open_cols.size + open_rows.size))
+    cost[:, :open_cols.size] = np.where(sub_valid, threshold - similarity[np.ix_(open_rows, open_cols)], _FORBIDDEN)
+    assignment = hungarian(cost)
+    sub_rows = (assignment < open_cols.size).nonzero()[0]
+    sub_cols = assignment[sub_rows]
     keep = sub_valid[sub_rows, sub_cols]
     return (np.concatenate([rows, open_rows[sub_rows[keep]]]),
             np.concatenate([cols, open_cols[sub_cols[keep]]]))

@@ -77,6 +77,28 @@ def test_a_lost_track_comes_back_within_the_buffer_and_not_after() -> None:
     assert step(tracker, 31, [box(100, 100)]).track_ids.tolist() == [2]
 
 
+def test_a_lost_track_behind_a_tracked_object_is_kept_half_the_buffer_longer() -> None:
+    # A small object (class 1) moving right 5 px a frame goes behind a large one (class 0, 120 px) and
+    # is hidden 14 frames, past the 10-frame buffer: while its predicted box lies within the large
+    # object's box it is kept (up to 15 frames) and comes back under its id. In the open, or hidden
+    # longer than 15 frames, it has ended and comes back as a new object.
+    def run(occluder: bool, hidden_frames: int) -> list[int]:
+        tracker = ByteTracker(TrackingConfig(lost_track_buffer_frames=10))
+        large = [box(300, 200, 120)] if occluder else []
+        for index in range(23):
+            step(tracker, index, large + [box(150 + 5 * index, 200)], classes=[0] * len(large) + [1])
+        for index in range(23, 23 + hidden_frames):
+            step(tracker, index, large, classes=[0] * len(large))
+        back = 23 + hidden_frames
+        update = step(tracker, back, large + [box(150 + 5 * back, 200)], classes=[0] * len(large) + [1])
+        return update.track_ids.tolist()[-1:]
+
+    assert run(True, 14) == [2]
+    assert run(True, 17) == [NO_TRACK]
+    assert run(False, 14) == [NO_TRACK]
+    assert run(False, 9) == [1]
+
+
 def test_low_score_boxes_continue_tracks_but_start_none() -> None:
     tracker = ByteTracker(TrackingConfig())
     for index in range(3):
