@@ -54,11 +54,11 @@ def test_match_maximises_the_total_margin_over_the_threshold() -> None:
 
 
 def test_a_strong_pair_is_not_split_to_make_two_weak_ones() -> None:
-    # Two objects of one class overlapping: track 0 (the front object) overlaps the merged box 0 by 0.77
-    # and a fragment (box 1) by 0.37; the hidden object's track 1 overlaps box 0 by 0.41 and box 1 not
-    # enough. Most pairs would swap them (0.37 + 0.41 > 0.77); over ByteTrack's threshold of 0.2, the
-    # front object keeps its box (0.57 against 0.17 + 0.21) and the hidden one stays unmatched.
-    similarity = np.array([[0.77, 0.37], [0.41, 0.14]])
+    # Two overlapping objects (recorded scene 706, frame 111): the front object's track 0 overlaps the
+    # merged box 0 by 0.79 and a fragment of the hidden object (box 1) by 0.39; the hidden object's
+    # lost track 1 overlaps box 0 by 0.40 and box 1 by too little. Taking the most pairs swapped them;
+    # over ByteTrack's threshold of 0.2 the front object keeps its box (0.59 against 0.19 + 0.20).
+    similarity = np.array([[0.79, 0.39], [0.40, 0.14]])
     rows, cols = match(similarity, 0.2)
     assert dict(zip(rows.tolist(), cols.tolist())) == {0: 0}
 
