@@ -19,6 +19,7 @@ For tuning, the detector's boxes can be recorded once per scene and replayed thr
 
     python -m streamd.evaluation.tracking_accuracy --seeds 600 601 --frames 300 --record val.npz
     python -m streamd.evaluation.tracking_accuracy --replay val.npz [--drops]
+    python -m streamd.evaluation.tracking_accuracy --replay val.npz --switches   # each ID switch, one a line
 """
 
 from __future__ import annotations
@@ -214,6 +215,35 @@ def replay_tracks(recorded: Mapping[str, np.ndarray], drops: bool = False,
     return sequences
 
 
+def switch_events(sequences: Mapping[str, Sequence[FrameTracks]],
+                  frame_indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """motmetrics' ID switches one by one, as the scores count them: sequence, frame (``frame_indices``
+    of each sequence's frames, default their positions), ground-truth id, the track id it was last
+    matched to, the new one, and the frames since that last match (1: the next frame)."""
+    import motmetrics  # noqa: PLC0415
+
+    from streamd.evaluation.mot_metrics import MATCH_IOU, _iou  # noqa: PLC0415
+
+    events: list[dict[str, Any]] = []
+    for name, frames in sequences.items():
+        accumulator = motmetrics.MOTAccumulator(auto_id=False)
+        for position, frame in enumerate(frames):
+            distances = 1.0 - _iou(frame.truth_boxes, frame.track_boxes)
+            distances[distances > 1 - MATCH_IOU] = np.nan
+            accumulator.update(np.asarray(frame.truth_ids).tolist(), np.asarray(frame.track_ids).tolist(), distances,
+                               frameid=frame_indices[position] if frame_indices is not None else position)
+        table = accumulator.mot_events
+        last: dict[Any, tuple[Any, int]] = {}  # ground-truth id -> (track id, frame) of its last match
+        for (frame_id, _), row in table[table.Type.isin(["MATCH", "SWITCH"])].iterrows():
+            if row.Type == "SWITCH":
+                track, seen = last.get(row.OId, (None, None))
+                events.append({"sequence": name, "frame": int(frame_id), "truth_id": int(row.OId),
+                               "from_track": None if track is None else int(track), "to_track": int(row.HId),
+                               "frames_since_match": None if seen is None else int(frame_id) - seen})
+            last[row.OId] = (row.HId, int(frame_id))
+    return events
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MOT scores (IDF1, HOTA, MOTA, ID switches) of the daemon's "
                                                  "published tracks on held-out synthetic scenes")
@@ -226,13 +256,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--record", metavar="NPZ", help="record the detector's boxes on --seeds instead (no daemon)")
     parser.add_argument("--replay", metavar="NPZ", help="score recorded detections through the tracker alone")
     parser.add_argument("--drops", action="store_true", help="with --replay: every 1 to 3 frames")
+    parser.add_argument("--switches", action="store_true",
+                        help="with --replay: also print each ID switch (JSON, one a line) before the scores")
     args = parser.parse_args(argv)
     if args.record:
         np.savez_compressed(args.record, **record_detections(args.seeds, args.frames))
         return 0
     if args.replay:
-        with np.load(args.replay) as recorded:
-            result = dict(score_tracks(replay_tracks(dict(recorded), args.drops)))
+        with np.load(args.replay) as stored:
+            recorded = dict(stored)
+        sequences = replay_tracks(recorded, args.drops)
+        if args.switches:
+            frames = max(int(name.split("_")[1]) for name in recorded) + 1
+            for event in switch_events(sequences, replay_frame_indices(frames, args.drops)):
+                print(json.dumps(event))
+        result = dict(score_tracks(sequences))
     else:
         result = daemon_tracking_accuracy(args.seeds, args.frames, args.fps, args.inference_delay_ms / 1000,
                                           args.sources_per_run)

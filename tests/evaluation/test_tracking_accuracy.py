@@ -4,12 +4,15 @@ inference slower than the cameras (frames superseded, gaps in frame_index)."""
 
 from __future__ import annotations
 
-from streamd.evaluation.mot_metrics import clear_and_identity
+import numpy as np
+
+from streamd.evaluation.mot_metrics import FrameTracks, clear_and_identity
 from streamd.evaluation.tracking_accuracy import (
     daemon_tracking_accuracy,
     record_detections,
     replay_frame_indices,
     replay_tracks,
+    switch_events,
 )
 from streamd.sources.synthetic import TRAINING_SEED_BASE
 
@@ -51,3 +54,13 @@ def test_recorded_detections_replay_through_the_tracker() -> None:
         assert list(sequences) == ["500"] and len(sequences["500"]) == len(replay_frame_indices(30, drops))
         scores = clear_and_identity(sequences)
         assert scores["idf1"] >= 0.9 and scores["num_objects"] >= 0.8 * len(sequences["500"]), scores
+
+
+def test_switch_events_list_each_switch_as_the_scores_count_it() -> None:
+    # Two objects; the tracker swaps their ids at the fourth frame (source frame 6: every other frame).
+    boxes = np.array([[0, 0, 40, 40], [100, 0, 140, 40]], np.float64)
+    frames = [FrameTracks(np.array([1, 2]), boxes, np.array(ids), boxes) for ids in ([5, 6], [5, 6], [5, 6], [6, 5])]
+    events = switch_events({"a": frames}, [0, 2, 4, 6])
+    assert clear_and_identity({"a": frames})["num_switches"] == len(events) == 2
+    assert sorted((e["truth_id"], e["from_track"], e["to_track"]) for e in events) == [(1, 5, 6), (2, 6, 5)]
+    assert {(e["sequence"], e["frame"], e["frames_since_match"]) for e in events} == {("a", 6, 2)}
