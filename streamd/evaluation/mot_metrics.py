@@ -40,21 +40,27 @@ def _iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return box_iou(a, b) if a.shape[0] and b.shape[0] else np.zeros((a.shape[0], b.shape[0]))
 
 
+def accumulate(frames: Sequence[FrameTracks], frame_ids: Sequence[int] | None = None) -> Any:
+    """A ``motmetrics.MOTAccumulator`` of one sequence, its frames numbered by ``frame_ids`` (default:
+    their positions)."""
+    import motmetrics
+
+    accumulator = motmetrics.MOTAccumulator(auto_id=False)
+    for position, frame in enumerate(frames):
+        # motmetrics.distances.iou_matrix, written out: 1.4 calls np.asfarray, gone in numpy 2.
+        distances = 1.0 - _iou(frame.truth_boxes, frame.track_boxes)
+        distances[distances > 1 - MATCH_IOU] = np.nan
+        accumulator.update(np.asarray(frame.truth_ids).tolist(), np.asarray(frame.track_ids).tolist(), distances,
+                           frameid=frame_ids[position] if frame_ids is not None else position)
+    return accumulator
+
+
 def clear_and_identity(sequences: Mapping[str, Sequence[FrameTracks]]) -> dict[str, float]:
     """motmetrics over all sequences together: IDF1, MOTA, MOTP, ID switches, counts."""
     import motmetrics
 
-    accumulators, names = [], []
-    for name, frames in sequences.items():
-        accumulator = motmetrics.MOTAccumulator(auto_id=True)
-        for frame in frames:
-            # motmetrics.distances.iou_matrix, written out: 1.4 calls np.asfarray, gone in numpy 2.
-            distances = 1.0 - _iou(frame.truth_boxes, frame.track_boxes)
-            distances[distances > 1 - MATCH_IOU] = np.nan
-            accumulator.update(np.asarray(frame.truth_ids).tolist(), np.asarray(frame.track_ids).tolist(),
-                               distances)
-        accumulators.append(accumulator)
-        names.append(name)
+    names = list(sequences)
+    accumulators = [accumulate(sequences[name]) for name in names]
     host = motmetrics.metrics.create()
     wanted = ["idf1", "idp", "idr", "mota", "motp", "num_switches", "num_unique_objects", "num_false_positives",
               "num_misses", "num_objects", "mostly_tracked", "num_fragmentations"]

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.evaluation.mot_metrics import FrameTracks, score_tracks
+from streamd.evaluation.mot_metrics import FrameTracks, accumulate, score_tracks
 from streamd.sources.synthetic import SyntheticScene, render
 
 HELD_OUT_SEEDS = (1, 2, 3, 4)  # < TRAINING_SEED_BASE; tracker tuned on seeds 500-505, validated on 600-607, 700-739
@@ -220,19 +220,9 @@ def switch_events(sequences: Mapping[str, Sequence[FrameTracks]],
     """motmetrics' ID switches one by one, as the scores count them: sequence, frame (``frame_indices``
     of each sequence's frames, default their positions), ground-truth id, the track id it was last
     matched to, the new one, and the frames since that last match (1: the next frame)."""
-    import motmetrics  # noqa: PLC0415
-
-    from streamd.evaluation.mot_metrics import MATCH_IOU, _iou  # noqa: PLC0415
-
     events: list[dict[str, Any]] = []
     for name, frames in sequences.items():
-        accumulator = motmetrics.MOTAccumulator(auto_id=False)
-        for position, frame in enumerate(frames):
-            distances = 1.0 - _iou(frame.truth_boxes, frame.track_boxes)
-            distances[distances > 1 - MATCH_IOU] = np.nan
-            accumulator.update(np.asarray(frame.truth_ids).tolist(), np.asarray(frame.track_ids).tolist(), distances,
-                               frameid=frame_indices[position] if frame_indices is not None else position)
-        table = accumulator.mot_events
+        table = accumulate(frames, frame_indices).mot_events
         last: dict[Any, tuple[Any, int]] = {}  # ground-truth id -> (track id, frame) of its last match
         for (frame_id, _), row in table[table.Type.isin(["MATCH", "SWITCH"])].iterrows():
             if row.Type == "SWITCH":
