@@ -27,7 +27,7 @@ from tests.sources.rtsp_support import (
     wait_for,
     write_h264_annexb,
 )
-from tests.support import VTEST, require_shared
+from tests.support import VTEST, read_video_frames, require_shared
 
 FRAMES = 100
 WIDTH, HEIGHT = 320, 240
@@ -46,14 +46,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def file_frames(clip: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
+    frames = read_video_frames(clip)
     assert frames and frames[0].shape == (HEIGHT, WIDTH, 3)
     return frames
 
