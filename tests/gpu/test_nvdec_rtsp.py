@@ -18,15 +18,18 @@ machine, from the repository root, with .whl and .devdata/vtest_320.h264 carried
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import pytest
 
+from streamd.sources.capture import CaptureSource
 from streamd.sources.device_image import DeviceNV12
 from tests.sources.rtsp_support import MiniRtspServerProcess, Sources, delivered_after, wait_for
 
@@ -66,18 +69,31 @@ def take_device_frame(source, size: tuple[int, int]) -> None:
         frame.release()
 
 
-def test_nvdec_rtsp_source_resumes_after_the_server_is_killed(clip: Path, tmp_path: Path) -> None:
-    size = file_size(clip)
-    victim_server = MiniRtspServerProcess(clip, tmp_path / "victim.log", fps=30)
+@contextlib.contextmanager
+def two_nvdec_cameras(clip: Path, tmp_path: Path, name: str) -> Iterator[tuple[Sources, MiniRtspServerProcess,
+                                                                             CaptureSource, CaptureSource]]:
+    """Two nvdec RTSP sources, ``name`` and "other", each on its own mini RTSP server, both streaming:
+    (sources, ``name``'s server, ``name``'s source, the other source). Everything stops on exit."""
+    server = MiniRtspServerProcess(clip, tmp_path / f"{name}.log", fps=30)
     other_server = MiniRtspServerProcess(clip, tmp_path / "other.log", fps=30)
     sources = Sources()
     try:
-        victim_server.start()
+        server.start()
         other_server.start()
-        victim = sources.start("victim", victim_server.url(), **NVDEC_RTSP)
+        source = sources.start(name, server.url(), **NVDEC_RTSP)
         other = sources.start("other", other_server.url(), **NVDEC_RTSP)
-        assert wait_for(lambda: victim.state == other.state == "streaming", timeout=40), \
-            (victim.state_history, other.state_history, victim_server.log_path.read_text()[-2000:])
+        assert wait_for(lambda: source.state == other.state == "streaming", timeout=40), \
+            (source.state_history, other.state_history, server.log_path.read_text()[-2000:])
+        yield sources, server, source, other
+    finally:
+        sources.stop_all()
+        server.kill()
+        other_server.kill()
+
+
+def test_nvdec_rtsp_source_resumes_after_the_server_is_killed(clip: Path, tmp_path: Path) -> None:
+    size = file_size(clip)
+    with two_nvdec_cameras(clip, tmp_path, "victim") as (sources, victim_server, victim, other):
         take_device_frame(victim, size)
         take_device_frame(other, size)
         port = victim_server.port
@@ -105,25 +121,13 @@ def test_nvdec_rtsp_source_resumes_after_the_server_is_killed(clip: Path, tmp_pa
         assert sources.sample("streamd_source_reconnects_total", "other") == 0
         assert sum(sources.sample("streamd_source_errors_total", "other", kind=kind)
                    for kind in ("open", "read", "stall")) == 0
-    finally:
-        sources.stop_all()
-        victim_server.kill()
-        other_server.kill()
 
 
 def test_nvdec_rtsp_source_stalls_and_recovers_when_the_server_freezes(clip: Path, tmp_path: Path) -> None:
     """SIGSTOP: the connection stays open and silent. OpenCV's read timeout (it demuxes nvdec RTSP sources)
     ends the blocked read; the watchdog reports a stall; after SIGCONT the source streams again."""
     size = file_size(clip)
-    server = MiniRtspServerProcess(clip, tmp_path / "frozen.log", fps=30)
-    other_server = MiniRtspServerProcess(clip, tmp_path / "other.log", fps=30)
-    sources = Sources()
-    try:
-        server.start()
-        other_server.start()
-        source = sources.start("frozen", server.url(), **NVDEC_RTSP)
-        other = sources.start("other", other_server.url(), **NVDEC_RTSP)
-        assert wait_for(lambda: source.state == other.state == "streaming", timeout=40)
+    with two_nvdec_cameras(clip, tmp_path, "frozen") as (sources, server, source, other):
         server.freeze()
         other_before = other.frames_delivered
         assert wait_for(lambda: sources.sample("streamd_source_errors_total", "frozen", kind="stall") >= 1,
@@ -138,7 +142,3 @@ def test_nvdec_rtsp_source_stalls_and_recovers_when_the_server_freezes(clip: Pat
         readers = [t for t in threading.enumerate() if t.name.startswith("capture-frozen-reader")]
         assert len(readers) <= 2, [t.name for t in readers]  # the live one, at most one still leaving FFmpeg
         assert other.state == "streaming" and sources.sample("streamd_source_reconnects_total", "other") == 0
-    finally:
-        sources.stop_all()
-        server.kill()
-        other_server.kill()
