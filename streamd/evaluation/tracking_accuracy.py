@@ -35,6 +35,7 @@ import numpy as np
 
 from streamd.evaluation.mot_metrics import FrameTracks, accumulate, score_tracks
 from streamd.sources.synthetic import SyntheticScene, render
+from streamd.tracking.appearance import sample_pixels, signatures_from_pixels
 
 HELD_OUT_SEEDS = (1, 2, 3, 4)  # < TRAINING_SEED_BASE; tracker tuned on seeds 500-505, validated on 600-607, 700-739
 
@@ -151,7 +152,8 @@ def daemon_tracking_accuracy(seeds: Sequence[int] = HELD_OUT_SEEDS, frames_per_s
 
 def record_detections(seeds: Sequence[int], frames_per_seed: int) -> dict[str, np.ndarray]:
     """The built-in model's detections (the daemon's detector, every frame) and the truth of each scene's
-    frames, as arrays named ``{seed}_{frame}_{db,ds,dc,gb,gi}`` (boxes, scores, classes; truth boxes, ids)."""
+    frames, as arrays named ``{seed}_{frame}_{db,ds,dc,px,gb,gi}`` (boxes, scores, classes, the pixels
+    the colour signatures are made of; truth boxes, ids)."""
     from streamd.config.load import parse_config  # noqa: PLC0415
     from streamd.frame import Frame  # noqa: PLC0415
     from streamd.inference.factory import build_detectors  # noqa: PLC0415
@@ -171,7 +173,9 @@ def record_detections(seeds: Sequence[int], frames_per_seed: int) -> dict[str, n
                 [result] = detector.submit(Frame(f"seed-{seed}", index, 0.0, 0.0, image))
                 found = result.detections
                 recorded.update({f"{seed}_{index}_db": found.boxes_xyxy, f"{seed}_{index}_ds": found.scores,
-                                 f"{seed}_{index}_dc": found.class_ids, f"{seed}_{index}_gb": truth.boxes_xyxy,
+                                 f"{seed}_{index}_dc": found.class_ids,
+                                 f"{seed}_{index}_px": sample_pixels(image, found.boxes_xyxy),
+                                 f"{seed}_{index}_gb": truth.boxes_xyxy,
                                  f"{seed}_{index}_gi": truth.track_ids})
     finally:
         detector.close()
@@ -193,7 +197,8 @@ def replay_frame_indices(frames: int, drops: bool, seed: int = 0) -> list[int]:
 def replay_tracks(recorded: Mapping[str, np.ndarray], drops: bool = False,
                   tracker_factory: Callable[[], Any] | None = None, fps: float = 10.0) -> dict[str, list[FrameTracks]]:
     """Recorded detections (``record_detections``'s arrays) through a fresh tracker per scene
-    (``tracker_factory``, default a ByteTracker with the default config); tracked boxes and truth, per seed."""
+    (``tracker_factory``, default a ByteTracker with the default config), with colour signatures where
+    the pixels were recorded; tracked boxes and truth, per seed."""
     from streamd.config.schema import TrackingConfig  # noqa: PLC0415
     from streamd.tracking.bytetrack import ByteTracker  # noqa: PLC0415
 
@@ -206,8 +211,9 @@ def replay_tracks(recorded: Mapping[str, np.ndarray], drops: bool = False,
         tracker, sequence = factory(), []
         for index in replay_frame_indices(frames, drops):
             boxes = recorded[f"{seed}_{index}_db"]
+            pixels = recorded.get(f"{seed}_{index}_px")
             update = tracker.update(boxes, recorded[f"{seed}_{index}_ds"], recorded[f"{seed}_{index}_dc"], index,
-                                    index / fps)
+                                    index / fps, None if pixels is None else signatures_from_pixels(pixels))
             tracked = update.track_ids > 0
             sequence.append(FrameTracks(recorded[f"{seed}_{index}_gi"], recorded[f"{seed}_{index}_gb"],
                                         update.track_ids[tracked], boxes[tracked]))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamd.config.schema import TrackingConfig
+from streamd.tracking import appearance as looks
 from streamd.tracking import kalman
 from streamd.tracking.assignment import iou_corners, iou_matrix, match, match_valid
 
@@ -82,6 +83,17 @@ HIDDEN_COVER = 0.5
 # not its first box's class: a detector that boxes one object as a square, then a cross, keeps
 # preferring the track's usual class instead of its first one.
 CLASS_VOTE_DECAY = 0.9
+# Appearance (streamd.tracking.appearance), when the frame's pixels are at hand: a track remembers its
+# boxes' colour signature (a running mean, APPEARANCE_MOMENTUM of the old per new observation, taken
+# only from a box no other track overlaps: a box over two objects would blend them). A track and a
+# box whose signatures share less than APPEARANCE_GATE are different objects: they are not matched.
+APPEARANCE_GATE = 0.1
+APPEARANCE_MOMENTUM = 0.8
+# Lost-track recovery needs this much similarity where both are known; with LOOK_SAME or more, the
+# box may lie RECOVERY_RADIUS_SAME_LOOK box sizes off the prediction.
+RECOVERY_LOOK_GATE = 0.3
+LOOK_SAME = 0.7
+RECOVERY_RADIUS_SAME_LOOK = 3.0
 NO_TRACK = -1  # track id of a detection that belongs to no confirmed track (ids start at 1)
 
 
@@ -117,6 +129,8 @@ class ByteTracker:
         self._last_seen = np.zeros(0, np.int64)
         self._votes = np.zeros((0, 1))
         self._full_size = np.zeros(0)
+        self._look = np.zeros((0, looks.DIMENSIONS))
+        self._has_look = np.zeros(0, bool)
 
     @property
     def track_count(self) -> int:
@@ -137,8 +151,9 @@ class ByteTracker:
         return frames
 
     def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, frame_index: int,
-               capture_time: float) -> TrackUpdate:
-        """Associate one frame's detections; returns their track ids and ages."""
+               capture_time: float, signatures: np.ndarray | None = None) -> TrackUpdate:
+        """Associate one frame's detections; returns their track ids and ages. ``signatures``: the
+        boxes' colour signatures (``appearance.colour_signatures``), None where the pixels are not at hand."""
         # Tracker arrays are small (tens of rows), so the cost is the count of numpy calls, not their
         # work: each value below is computed once a frame and shared by the stages, state is
         # updated in place, and matching masks the full IoU matrix rather than copying parts of it.
@@ -177,7 +192,10 @@ class ByteTracker:
             # The predictions' xywh as corners, coordinate vectors.
             centre, half = self._mean[:, :2].T, self._mean[:, 2:4].T / 2
             iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
+            touching = iou > 0
             iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)
+            if signatures is not None and np.count_nonzero(self._has_look):
+                self._forbid_unlike(iou, touching, signatures)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids > 0
             unconfirmed = ~confirmed
@@ -189,7 +207,7 @@ class ByteTracker:
             if np.count_nonzero(low):
                 self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, low & (det_track < 0),
                                 LOW_MATCH_IOU)
-            self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes)
+            self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes, signatures)
             if any_unconfirmed:
                 self._associate(iou, det_track, matched, unconfirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
 
@@ -209,6 +227,10 @@ class ByteTracker:
             self._classes[matched_tracks] = votes.argmax(axis=1)
             self._lost[matched_tracks] = False
             self._last_seen[matched_tracks] = frame_index
+            if signatures is not None:
+                # Only a box that no other track's prediction touches describes its object alone.
+                alone = matched_dets[np.add.reduce(touching[:, matched_dets], axis=0) <= 1]
+                self._observe_look(det_track[alone], signatures[alone])
             newly = matched_tracks[self._ids[matched_tracks] == 0]
             started = self._confirm(newly)
 
@@ -221,6 +243,7 @@ class ByteTracker:
             expired = self._lost & (frame_index - self._last_seen > self._config.lost_track_buffer_frames)
             if matched_dets.size and np.count_nonzero(expired):
                 self._keep_hidden(expired, corners[:, matched_dets], frame_index)
+
             # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
             keep = (self._ids > 0) & ~expired
             ended += np.count_nonzero(expired)
@@ -248,6 +271,9 @@ class ByteTracker:
         active = matched_tracks.size
         if new.size:
             self._add(xywh[new], det_size[new], classes[new], frame_index)
+            if signatures is not None:
+                added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
+                self._observe_look(added, signatures[new])
             if first_frame:
                 # ByteTrack confirms the first frame's tracks at once: there is nothing to confuse them with.
                 added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
@@ -269,8 +295,36 @@ class ByteTracker:
         det_track[cols] = rows
         matched[rows] = True
 
+    def _forbid_unlike(self, iou: np.ndarray, touching: np.ndarray, signatures: np.ndarray) -> None:
+        """Zeroes the IoU of overlapping pairs whose colours share less than APPEARANCE_GATE (only
+        overlapping pairs can match, so only they are compared)."""
+        rows, cols = touching.nonzero()
+        known = self._has_look[rows]
+        rows, cols = rows[known], cols[known]
+        unlike = looks.pair_similarity(self._look[rows], signatures[cols]) < APPEARANCE_GATE
+        iou[rows[unlike], cols[unlike]] = 0.0
+
+    def _look_match(self, tracks: np.ndarray, detections: np.ndarray,
+                    signatures: np.ndarray | None) -> np.ndarray | None:
+        """(T, D) colour similarity of tracks and detections, 1 where a track has no signature yet;
+        None without signatures."""
+        if signatures is None:
+            return None
+        similar = looks.similarity(self._look[tracks], signatures[detections])
+        similar[~self._has_look[tracks]] = 1.0
+        return similar
+
+    def _observe_look(self, track_indices: np.ndarray, signatures: np.ndarray) -> None:
+        if track_indices.size == 0:
+            return
+        known = self._has_look[track_indices]
+        self._look[track_indices] = np.where(known[:, None], APPEARANCE_MOMENTUM * self._look[track_indices]
+                                             + (1 - APPEARANCE_MOMENTUM) * signatures, signatures)
+        self._has_look[track_indices] = True
+
     def _recover_lost(self, det_track: np.ndarray, matched: np.ndarray, confirmed: np.ndarray, sure: np.ndarray,
-                      xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray) -> None:
+                      xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray,
+                      signatures: np.ndarray | None) -> None:
         """Stage 5: a sure detection that would start a track, near where a lost track of its class is
         predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
         lost = (confirmed & self._lost & ~matched).nonzero()[0]
@@ -282,7 +336,13 @@ class ByteTracker:
         detected = xywh[free]
         size = np.maximum(detected[None, :, 2:], np.abs(self._mean[lost, None, 2:4]))
         offset = (self._mean[lost, None, :2] - detected[None, :, :2]) / np.maximum(size, 1e-6)
-        closeness = 1.0 - np.sqrt((offset ** 2).sum(axis=2)) / LOST_RECOVERY_RADIUS
+        distance = np.sqrt((offset ** 2).sum(axis=2))
+        closeness = 1.0 - distance / LOST_RECOVERY_RADIUS
+        same = self._look_match(lost, free, signatures)
+        if same is not None:
+            far = 1.0 - distance / RECOVERY_RADIUS_SAME_LOOK
+            closeness = np.where(same >= LOOK_SAME, np.maximum(closeness, far), closeness)
+            closeness *= same >= RECOVERY_LOOK_GATE
         closeness *= self._classes[lost, None] == classes[None, free]
         free_size = det_size[None, free]
         full_size = self._full_size[lost, None]
@@ -319,6 +379,7 @@ class ByteTracker:
         self._ids, self._classes, self._lost = self._ids[keep], self._classes[keep], self._lost[keep]
         self._first_index, self._last_seen = self._first_index[keep], self._last_seen[keep]
         self._votes, self._full_size = self._votes[keep], self._full_size[keep]
+        self._look, self._has_look = self._look[keep], self._has_look[keep]
 
     def _add(self, xywh: np.ndarray, full_size: np.ndarray, classes: np.ndarray, frame_index: int) -> None:
         """New unconfirmed tracks; ``update`` has grown the votes for ``classes``."""
@@ -335,6 +396,8 @@ class ByteTracker:
         votes = np.zeros((count, self._votes.shape[1]))
         votes[np.arange(count), classes] = 1.0
         self._votes = np.concatenate([self._votes, votes])
+        self._look = np.concatenate([self._look, np.zeros((count, looks.DIMENSIONS))])
+        self._has_look = np.concatenate([self._has_look, np.zeros(count, bool)])
 
     def _grow_votes(self, classes: int) -> None:
         """Room in the class votes for class ids below ``classes``."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 
+import numpy as np
+
 from streamd.config.schema import TrackingConfig
 from streamd.inference.detector import DetectionResult
 from streamd.metrics.definitions import StreamdMetrics
+from streamd.tracking.appearance import colour_signatures
 from streamd.tracking.bytetrack import ByteTracker
 
 
@@ -16,7 +19,6 @@ class SourceTrackers:
     source's frames in frame order (the pipeline publishes them so), which the tracker relies on."""
 
     def __init__(self, config: TrackingConfig, source_ids: list[str], metrics: StreamdMetrics | None = None) -> None:
-        self._config = config
         self._config = config
         self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
         self._metrics = metrics
@@ -38,8 +40,12 @@ class SourceTrackers:
         tracker = self._trackers.get(frame.source_id)
         if tracker is None:  # a source added after start (a config reload): its own tracker from now on
             tracker = self._trackers[frame.source_id] = ByteTracker(self._config)
-        update = tracker.update(detections.boxes_xyxy, detections.scores,
-                                                        detections.class_ids, frame.index, frame.capture_time)
+        image = frame.image
+        # Device frames (NVDEC) have no host pixels: those sources track by motion alone.
+        signatures = (colour_signatures(image, detections.boxes_xyxy)
+                      if self._config.appearance and isinstance(image, np.ndarray) and image.ndim == 3 else None)
+        update = tracker.update(detections.boxes_xyxy, detections.scores, detections.class_ids, frame.index,
+                                frame.capture_time, signatures)
         if self._metrics is not None:
             source = frame.source_id
             self._metrics.tracks_active.labels(source).set(update.active)

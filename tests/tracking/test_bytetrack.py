@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamd.config.schema import TrackingConfig
+from streamd.tracking.appearance import colour_signatures
 from streamd.tracking.bytetrack import NO_TRACK, ByteTracker
 
 
@@ -228,3 +229,67 @@ def test_a_lost_track_is_recovered_before_a_new_track_of_the_same_object_confirm
     tracker = ByteTracker(TrackingConfig())
     assert _hidden_then_back(tracker, box(190, 150), [1]).track_ids.tolist() == [NO_TRACK]
     assert step(tracker, 19, [box(195, 150)]).track_ids.tolist() == [1]
+
+
+def coloured_frame(objects: list[tuple[list[float], tuple[int, int, int]]]) -> np.ndarray:
+    image = np.full((300, 600, 3), 110, np.uint8)
+    for corners, bgr in objects:
+        x1, y1, x2, y2 = (int(round(v)) for v in corners)
+        image[y1:y2, x1:x2] = bgr
+    return image
+
+
+def meet_and_turn_back(appearance: bool) -> list[list[int]]:
+    """A red and a blue square of one class meet, are boxed as one for 4 frames, and go back the way
+    they came: the ids each frame after they part."""
+    tracker = ByteTracker(TrackingConfig())
+    red, blue = (30, 30, 220), (220, 60, 30)
+    ids = []
+    for index in range(30):
+        if index <= 10:
+            left, right = 100 + 10 * index, 400 - 10 * index  # 200 and 300 at frame 10: touching
+        else:
+            left, right = 200 - 12 * (index - 14), 300 + 12 * (index - 14)
+        objects = [(box(left, 150, 50), red), (box(right, 150, 50), blue)]
+        together = 11 <= index <= 14
+        boxes = [[left - 25, 125, right + 25, 175]] if together else [corners for corners, _ in objects]
+        frame_objects = [(box(200, 150, 50), red), (box(250, 150, 50), blue)] if together else objects
+        signatures = None
+        if appearance:
+            signatures = colour_signatures(coloured_frame(frame_objects), np.array(boxes, np.float32))
+        update = tracker.update(np.array(boxes, np.float32), np.full(len(boxes), 0.9, np.float32),
+                                np.zeros(len(boxes), np.int32), index, index * 0.1, signatures)
+        if index > 16:
+            ids.append(update.track_ids.tolist())
+    return ids
+
+
+def test_colours_keep_the_ids_where_motion_alone_swaps_them() -> None:
+    with_colour = meet_and_turn_back(appearance=True)
+    # Never the other's id (a frame without one, while the filter turns round, is no switch).
+    assert all(red in (1, NO_TRACK) and blue in (2, NO_TRACK) for red, blue in with_colour), with_colour
+    assert sum(ids == [1, 2] for ids in with_colour) >= 0.8 * len(with_colour), with_colour
+    # The same boxes by motion alone: each track follows its velocity into the other's box.
+    assert all(ids != [1, 2] for ids in meet_and_turn_back(appearance=False))
+
+
+def test_a_lost_object_comes_back_far_off_its_prediction_if_it_looks_the_same() -> None:
+    red, green = (30, 30, 220), (40, 200, 40)
+
+    def run(colour_back: tuple[int, int, int]) -> list[int]:
+        tracker = ByteTracker(TrackingConfig())
+        for index in range(10):  # still, at x = 100
+            corners = box(100, 150, 40)
+            tracker.update(np.array([corners], np.float32), np.array([0.9], np.float32), np.array([0], np.int32),
+                           index, index * 0.1, colour_signatures(coloured_frame([(corners, red)]),
+                                                                 np.array([corners], np.float32)))
+        for index in range(10, 15):  # hidden
+            tracker.update(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), index,
+                           index * 0.1, np.zeros((0, 16)))
+        corners = box(200, 150, 40)  # back 2.5 box sizes away: beyond the motion-only radius of 1.5
+        return tracker.update(np.array([corners], np.float32), np.array([0.9], np.float32), np.array([0], np.int32),
+                              15, 1.5, colour_signatures(coloured_frame([(corners, colour_back)]),
+                                                         np.array([corners], np.float32))).track_ids.tolist()
+
+    assert run(red) == [1]
+    assert run(green) == [NO_TRACK]  # another object: a new track, confirmed when seen again
