@@ -239,12 +239,10 @@ def coloured_frame(objects: list[tuple[list[float], tuple[int, int, int]]]) -> n
     return image
 
 
-def meet_and_turn_back(appearance: bool) -> list[list[int]]:
+def meet_and_turn_back():
     """A red and a blue square of one class meet, are boxed as one for 4 frames, and go back the way
-    they came: the ids each frame after they part."""
-    tracker = ByteTracker(TrackingConfig())
+    they came: (frame index, boxes, frame) for 30 frames."""
     red, blue = (30, 30, 220), (220, 60, 30)
-    ids = []
     for index in range(30):
         if index <= 10:
             left, right = 100 + 10 * index, 400 - 10 * index  # 200 and 300 at frame 10: touching
@@ -254,23 +252,56 @@ def meet_and_turn_back(appearance: bool) -> list[list[int]]:
         together = 11 <= index <= 14
         boxes = [[left - 25, 125, right + 25, 175]] if together else [corners for corners, _ in objects]
         frame_objects = [(box(200, 150, 50), red), (box(250, 150, 50), blue)] if together else objects
-        signatures = None
-        if appearance:
-            signatures = colour_signatures(coloured_frame(frame_objects), np.array(boxes, np.float32))
-        update = tracker.update(np.array(boxes, np.float32), np.full(len(boxes), 0.9, np.float32),
-                                np.zeros(len(boxes), np.int32), index, index * 0.1, signatures)
+        yield index, np.array(boxes, np.float32), coloured_frame(frame_objects)
+
+
+def ids_after_parting(appearance: bool) -> list[list[int]]:
+    tracker = ByteTracker(TrackingConfig())
+    ids = []
+    for index, boxes, image in meet_and_turn_back():
+        update = tracker.update(boxes, np.full(len(boxes), 0.9, np.float32), np.zeros(len(boxes), np.int32), index,
+                                index * 0.1, colour_signatures(image, boxes) if appearance else None)
         if index > 16:
             ids.append(update.track_ids.tolist())
     return ids
 
 
+def kept_apart(ids_per_frame: list[list[int]]) -> bool:
+    """Never the other's id (a frame without one, while the filter turns round, is no switch), and both
+    ids on most frames."""
+    return (all(red in (1, NO_TRACK) and blue in (2, NO_TRACK) for red, blue in ids_per_frame)
+            and sum(ids == [1, 2] for ids in ids_per_frame) >= 0.8 * len(ids_per_frame))
+
+
 def test_colours_keep_the_ids_where_motion_alone_swaps_them() -> None:
-    with_colour = meet_and_turn_back(appearance=True)
-    # Never the other's id (a frame without one, while the filter turns round, is no switch).
-    assert all(red in (1, NO_TRACK) and blue in (2, NO_TRACK) for red, blue in with_colour), with_colour
-    assert sum(ids == [1, 2] for ids in with_colour) >= 0.8 * len(with_colour), with_colour
+    assert kept_apart(ids_after_parting(appearance=True)), ids_after_parting(appearance=True)
     # The same boxes by motion alone: each track follows its velocity into the other's box.
-    assert all(ids != [1, 2] for ids in meet_and_turn_back(appearance=False))
+    assert all(ids == [2, 1] for ids in ids_after_parting(appearance=False))
+
+
+def test_source_trackers_use_colours_of_host_frames_only() -> None:
+    from streamd.frame import Frame
+    from streamd.inference.detector import DetectionResult, StageTimings
+    from streamd.sources.device_image import DeviceNV12
+    from streamd.tracking.sources import SourceTrackers
+    from streamd.yolox.detections import Detections
+
+    def run(appearance: bool, on_device: bool) -> list[list[int]]:
+        trackers, ids = SourceTrackers(TrackingConfig(appearance=appearance), ["cam"]), []
+        for index, boxes, image in meet_and_turn_back():
+            # An NVDEC frame's pixels are in device memory (never read here: the pointers are dummies).
+            picture = DeviceNV12(1, 2, image.shape[1], image.shape[0], image.shape[1], image.shape[1]) if on_device \
+                else image
+            detections = Detections(boxes, np.full(len(boxes), 0.9, np.float32), np.zeros(len(boxes), np.int32))
+            result = trackers.apply(DetectionResult(Frame("cam", index, index * 0.1, 0.0, picture), detections,
+                                                    StageTimings(0.0, 0.0, 0.0)))
+            if index > 16:
+                ids.append(result.detections.track_ids.tolist())
+        return ids
+
+    assert kept_apart(run(appearance=True, on_device=False))
+    assert all(ids == [2, 1] for ids in run(appearance=False, on_device=False))  # motion alone, as configured
+    assert all(ids == [2, 1] for ids in run(appearance=True, on_device=True))  # no host pixels: motion alone
 
 
 def test_a_lost_object_comes_back_far_off_its_prediction_if_it_looks_the_same() -> None:
