@@ -254,7 +254,6 @@ class ByteTracker:
             expired = self._lost & (frame_index - self._last_seen > self._config.lost_track_buffer_frames)
             if matched_dets.size and np.count_nonzero(expired):
                 self._keep_hidden(expired, corners[:, matched_dets], frame_index)
-
             # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
             keep = (self._ids > 0) & ~expired
             ended += np.count_nonzero(expired)
@@ -282,12 +281,11 @@ class ByteTracker:
         active = matched_tracks.size
         if new.size:
             self._add(xywh[new], det_size[new], classes[new], frame_index)
+            added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
             if signatures is not None:
-                added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
                 self._observe_look(added, signatures[new])
             if first_frame:
                 # ByteTrack confirms the first frame's tracks at once: there is nothing to confuse them with.
-                added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
                 started += self._confirm(added)
                 track_ids[new] = self._ids[added]
                 active += new.size
@@ -328,6 +326,7 @@ class ByteTracker:
         return similar
 
     def _observe_look(self, track_indices: np.ndarray, signatures: np.ndarray) -> None:
+        """Folds these boxes' signatures into their tracks' (a track's first one is taken as it is)."""
         if track_indices.size == 0:
             return
         known = self._has_look[track_indices]
