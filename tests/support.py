@@ -162,21 +162,6 @@ class DaemonProcess:
         self._log.close()
 
 
-def read_video_frames(path: Path) -> list[np.ndarray]:
-    """Every frame of a video file as OpenCV's FFmpeg decodes it (BGR): the reference other decoders are held to."""
-    import cv2  # noqa: PLC0415 (most tests need no OpenCV)
-
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
-    return frames
-
-
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streamd.bench.media import read_frames  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Event, Stream, elapsed_seconds  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
@@ -263,18 +264,6 @@ def check_decode(model_path: str, frames: list[Frame], stream: Stream, score: fl
     return result
 
 
-def load_frames(video: str, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(video)
-    images = []
-    while len(images) < count:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(image)
-    capture.release()
-    return images
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=".devdata/yolox_nano.onnx")
@@ -292,7 +281,7 @@ def main() -> int:
     except ImportError:
         pass
     stream = Stream()
-    video_images = load_frames(args.video, args.frames)
+    video_images = read_frames(args.video, args.frames)
     dog = cv2.imread(args.image)
     rng = np.random.default_rng(0)
     big = cv2.resize(video_images[0], (1920, 1080), interpolation=cv2.INTER_CUBIC)

@@ -38,12 +38,12 @@ import time
 import traceback
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from streamd.bench.media import read_frames  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.device_info import cuda_versions, device_info  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
@@ -58,20 +58,6 @@ SHARED = Path(os.environ.get("STREAMD_SHARED", REPO.parent / "shared"))
 SCORE, NMS = 0.3, 0.45
 MODES = ("copy", "zero_copy_frames", "zero_copy")
 BATCH = 4
-
-
-def load_frames(video: Path, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    images = []
-    while len(images) < count:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(image)
-    capture.release()
-    if not images:
-        raise SystemExit(f"no frames read from {video}")
-    return images
 
 
 def make_detector(mode: str, engine: TorchGraphEngine) -> GpuDetector:
@@ -250,7 +236,9 @@ def check(args: argparse.Namespace) -> int:
                     "device": info.as_dict(), "cuda": cuda_versions(),
                     "auto_picks": "zero_copy" if resolve_zero_copy("auto", info) else "copy",
                     "model": str(args.model), "video": str(args.video)}
-    images = load_frames(args.video, args.frames)
+    images = read_frames(args.video, args.frames)
+    if not images:
+        raise SystemExit(f"no frames read from {args.video}")
     report["frames"] = len(images)
     report["frame_size"] = [int(images[0].shape[1]), int(images[0].shape[0])]
     engine = TorchGraphEngine(args.model, device=args.device)

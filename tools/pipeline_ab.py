@@ -28,8 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_bench import NMS, SCORE, load_frames, run_pipeline, same, time_kernel  # noqa: E402
+from gpu_bench import NMS, SCORE, run_pipeline, same, time_kernel  # noqa: E402
 
+from streamd.bench.media import read_frames  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Stream  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
@@ -89,7 +90,7 @@ def main() -> int:
     runtime.use_device(0)
     timer = GcTimer()
     stream = Stream()
-    images = load_frames(args.video, args.frames)
+    images = read_frames(args.video, args.frames)
     frames = [Frame("vtest", i, time.time(), time.monotonic(), image) for i, image in enumerate(images)]
     pool = [memory.PinnedBuffer(f.image.shape, np.uint8) for f in frames]
     pooled = []

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 # About what a 1080p camera streams at this scene's detail; key frame every second, like cameras.
 BITRATE_KBPS = 1200
@@ -42,3 +44,20 @@ def make_test_video(source: Path, output: Path) -> str:
         tried.append(f"{command[0]}: exit {result.returncode} {result.stderr.strip()[-300:]}")
     raise RuntimeError("cannot encode H.264 (" + "; ".join(tried) + "); install ffmpeg (with libx264) or "
                        "GStreamer with x264enc (Debian: gstreamer1.0-plugins-ugly)")
+
+
+def read_frames(path: str | Path, count: int | None = None) -> list[np.ndarray]:
+    """The first ``count`` frames (None: every frame) of a video file as OpenCV's FFmpeg decodes them
+    (BGR): the bench's inputs and the reference other decoders are held to. Fewer if the file is shorter,
+    none if it cannot be read."""
+    import cv2  # noqa: PLC0415 (making test media needs no OpenCV)
+
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    frames = []
+    while count is None or len(frames) < count:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    return frames

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streamd.bench.media import read_frames
 from streamd.config.load import parse_config
 from streamd.config.schema import Config
 from streamd.daemon.service import Service
@@ -66,20 +67,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for flag, value in (("--model", args.model), ("--source", args.source), ("--classes", args.classes)):
         if value and not Path(value).is_file():
             raise BenchArgumentError(f"{flag}: file {Path(value).absolute()} does not exist")
-
-
-def _read_frames(path: str, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(path)
-    frames = []
-    while len(frames) < count:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
-    if not frames:
-        raise SystemExit(f"streamd bench: cannot read frames from {path}")
-    return frames
 
 
 def process_cpu_seconds() -> float:
@@ -174,7 +161,9 @@ def run_bench(args: argparse.Namespace) -> int:
     except BenchArgumentError as error:
         print(f"streamd bench: {error}", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS
-    frames = _read_frames(args.source, args.frames)
+    frames = read_frames(args.source, args.frames)
+    if not frames:
+        raise SystemExit(f"streamd bench: cannot read frames from {args.source}")
     # The model exactly as given (no preprocessing folded into its graph), fed float inputs.
     plain_model = dataclasses.replace(fast_config.model, fold_preprocessing=False)
     # The limit as users know it: one session with the backend's default threading, one loop.

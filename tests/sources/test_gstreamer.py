@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamd.bench.media import read_frames
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
 from streamd.sources.capture import CaptureSource
 from streamd.sources.gstreamer import GStreamerReader, pipeline_description
 from streamd.sources.readers import make_reader
 from tests.sources.rtsp_support import gstreamer_capture_missing_reason, read_index, write_coded_video
-from tests.support import read_video_frames, skip_unless_required
+from tests.support import skip_unless_required
 
 FRAMES = 40
 
@@ -73,7 +74,7 @@ def test_file_source_frames_in_order_equal_to_opencv(h264_file: Path) -> None:
     assert reader.native_fps == pytest.approx(10.0)
     reader.close()
     reader.close()
-    reference = read_video_frames(h264_file)
+    reference = read_frames(h264_file)
     assert [read_index(f) for f in frames] == list(range(FRAMES))
     assert len(frames) == len(reference) == FRAMES
     for ours, theirs in zip(frames, reference):

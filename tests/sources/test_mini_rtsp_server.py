@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streamd.bench.media import read_frames
 from streamd.config.schema import SourceConfig
 from streamd.sources.nvdec import PyNvVideoCodecDecoder, SurfacePool
 from streamd.sources.rtsp import OPTIONS_ENV, RtspPacketReader
@@ -27,7 +28,7 @@ from tests.sources.rtsp_support import (
     wait_for,
     write_h264_annexb,
 )
-from tests.support import VTEST, read_video_frames, require_shared
+from tests.support import VTEST, require_shared
 
 FRAMES = 100
 WIDTH, HEIGHT = 320, 240
@@ -46,7 +47,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def file_frames(clip: Path) -> list[np.ndarray]:
-    frames = read_video_frames(clip)
+    frames = read_frames(clip)
     assert frames and frames[0].shape == (HEIGHT, WIDTH, 3)
     return frames
 
