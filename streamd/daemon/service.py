@@ -95,7 +95,8 @@ class Service:
             on_result = self.preview.on_result
         self.result_hook = on_result
         if self.config.tracking.enabled:
-            self.trackers = SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics)
+            self.trackers = SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics,
+                                           [s.id for s in self.config.sources if s.pace == "fast"])
         self.pipeline = self.build_pipeline(self.sources, self.detectors, self.config)
         self.pipeline.start()
         # Served once the pipeline runs, so the first /healthz already reflects it.
@@ -137,7 +138,8 @@ class Service:
         if self.publisher is None or self.metrics is None or self.frame_signal is None:
             raise RuntimeError("build_pipeline before start_detector")
         if self.trackers is not None:
-            self.trackers.retain([s.source_id for s in sources], restarted)
+            self.trackers.retain([s.source_id for s in sources], restarted,
+                                 [s.source_id for s in sources if s.config.pace == "fast"])
         return Pipeline(sources, detectors, self.publisher, self.metrics, self.frame_signal,
                         config.daemon.max_frame_age_seconds, self.result_hook, config.model.batch_window_seconds,
                         self.trackers, first_sequence)

@@ -18,14 +18,25 @@ class SourceTrackers:
     """``apply`` is called by the pipeline's publisher, under its lock: one caller at a time, and each
     source's frames in frame order (the pipeline publishes them so), which the tracker relies on."""
 
-    def __init__(self, config: TrackingConfig, source_ids: list[str], metrics: StreamdMetrics | None = None) -> None:
+    def __init__(self, config: TrackingConfig, source_ids: list[str], metrics: StreamdMetrics | None = None,
+                 index_clocked: Collection[str] = ()) -> None:
         self._config = config
         self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
         self._metrics = metrics
+        # Sources read flat out (pace "fast"): when a frame was read says how busy the machine was, not
+        # how much time passed in the scene, so their trackers count frame indices only (otherwise a
+        # scheduling hiccup would be predicted across as frames, and ids would depend on load).
+        self._index_clocked = frozenset(index_clocked)
 
-    def retain(self, source_ids: Sequence[str], restarted: Collection[str] = ()) -> None:
+    def retain(self, source_ids: Sequence[str], restarted: Collection[str] = (),
+               index_clocked: Collection[str] | None = None) -> None:
         """After a reload (between two pipelines): one tracker per source in ``source_ids``; untouched
-        sources keep theirs (tracks and ids go on), added and ``restarted`` ones start empty."""
+        sources keep theirs (tracks and ids go on), added and ``restarted`` ones start empty.
+        ``index_clocked``: the sources read flat out now (None: unchanged); one whose clock changed starts
+        empty too (its tracks' times are on the other clock)."""
+        if index_clocked is not None:
+            restarted = set(restarted) | (self._index_clocked ^ frozenset(index_clocked))
+            self._index_clocked = frozenset(index_clocked)
         self._trackers = {source_id: self._trackers[source_id]
                           if source_id in self._trackers and source_id not in restarted else ByteTracker(self._config)
                           for source_id in source_ids}
@@ -44,8 +55,9 @@ class SourceTrackers:
         # Device frames (NVDEC) have no host pixels: those sources track by motion alone.
         signatures = (colour_signatures(image, detections.boxes_xyxy)
                       if self._config.appearance and isinstance(image, np.ndarray) and image.ndim == 3 else None)
+        clock = float(frame.index) if frame.source_id in self._index_clocked else frame.capture_time
         update = tracker.update(detections.boxes_xyxy, detections.scores, detections.class_ids, frame.index,
-                                frame.capture_time, signatures)
+                                clock, signatures)
         if self._metrics is not None:
             source = frame.source_id
             self._metrics.tracks_active.labels(source).set(update.active)

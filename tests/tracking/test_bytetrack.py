@@ -206,6 +206,35 @@ def test_source_trackers_keep_sources_apart_and_take_new_ones() -> None:
     assert registry.get_sample_value("streamd_tracks_started_total", {"source": "a"}) == 2
 
 
+def test_sources_read_flat_out_track_by_frame_index_not_by_when_frames_were_read() -> None:
+    from streamd.frame import Frame
+    from streamd.inference.detector import DetectionResult, StageTimings
+    from streamd.tracking.sources import SourceTrackers
+    from streamd.yolox.detections import Detections
+
+    trackers = SourceTrackers(TrackingConfig(lost_track_buffer_frames=5), ["camera", "file"], index_clocked=["file"])
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def publish(source: str, index: int, capture_time: float) -> list[int]:
+        detections = Detections(np.array([box(100, 100)], np.float32), np.array([0.9], np.float32),
+                                np.array([0], np.int32))
+        frame = Frame(source, index, capture_time, 0.0, image)
+        result = trackers.apply(DetectionResult(frame, detections, StageTimings(0.0, 0.0, 0.0)))
+        return result.detections.track_ids.tolist()
+
+    for source in ("camera", "file"):
+        assert [publish(source, index, 1000.0 + index / 10) for index in range(3)] == [[1], [1], [1]]
+    # The next frame comes 10 s later (a camera that stalled; a file reader the machine held up): a
+    # camera's tracks are older than the buffer by then, a file's next frame is just the next frame.
+    assert publish("camera", 3, 1010.0) == [2]
+    assert publish("file", 3, 1010.0) == [1]
+    trackers.retain(["camera", "file"], index_clocked=[])  # a reload paced the file like a camera:
+    assert publish("file", 4, 1010.1) == [1]  # its tracker starts afresh (its times were frame indices)
+    assert publish("file", 5, 1010.2) == [1]
+    assert publish("file", 6, 1020.0) == [2]  # and from now on a 10 s gap is 10 s
+    assert publish("camera", 4, 1010.1) == [2]  # the camera's tracker went on
+
+
 def test_an_object_back_from_behind_another_off_its_prediction_keeps_its_id() -> None:
     # Moving right 5 px a frame, hidden 8 frames, back 50 px lower than predicted (its visible part
     # had misled the filter): IoU with the prediction is 0, but the centre is within 1.5 box sizes.
