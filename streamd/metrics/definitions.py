@@ -125,10 +125,14 @@ class StreamdMetrics:
             "streamd_tracks_active", "Confirmed tracks seen in the source's latest published frame "
             "(0 with tracking off).", ["source"], registry=registry)
         self.tracks_started = Counter(
-            "streamd_tracks_started_total", "Tracks confirmed (given an id).", ["source"], registry=registry)
+            "streamd_tracks_started_total", "New ids: tracks whose id was published for the first time.", ["source"],
+            registry=registry)
         self.tracks_ended = Counter(
-            "streamd_tracks_ended_total", "Confirmed tracks dropped: lost longer than "
+            "streamd_tracks_ended_total", "Tracks whose id was published dropped: lost longer than "
             "tracking.lost_track_buffer_frames, or the source started over.", ["source"], registry=registry)
+        self.track_ids_withheld = Counter(
+            "streamd_track_ids_withheld_total", "Boxes of tracked objects published without track_id because another "
+            "track claims them too (tracking.withhold_contested_ids).", ["source"], registry=registry)
         self.build_info = Info("streamd_build", "streamd version, backend and model.", registry=registry)
         self.config_reloads = Counter(
             "streamd_config_reloads_total", "Config reloads (SIGHUP): applied, or refused (invalid config, a model "
@@ -157,7 +161,8 @@ class StreamdMetrics:
             self.stage_seconds.labels(source_id, stage)
         self.frame_age_seconds.labels(source_id)
         for metric in (self.frames_captured, self.frames_processed, self.detections,
-                       self.source_reconnects, self.tracks_active, self.tracks_started, self.tracks_ended):
+                       self.source_reconnects, self.tracks_active, self.tracks_started, self.tracks_ended,
+                       self.track_ids_withheld):
             metric.labels(source_id)
         for reason in DROP_REASONS:
             self.frames_dropped.labels(source_id, reason)

@@ -141,6 +141,7 @@ class TrackUpdate:
     active: int  # confirmed tracks matched in this frame
     started: int  # ids published for the first time in this frame
     ended: int  # tracks whose id was published dropped in this frame (lost too long, or the tracker reset)
+    withheld: int = 0  # boxes of confirmed tracks published without an id: another track claims them
 
 
 class ByteTracker:
@@ -287,14 +288,16 @@ class ByteTracker:
         track_ids = np.empty(count, np.int64)
         track_ids.fill(NO_TRACK)
         ages = np.zeros(count, np.int64)
+        withheld = 0
         if matched_dets.size:
             shown = matched_dets
             if tracks and self._config.withhold_contested_ids:
                 # Only a box touching two predictions can be contested (most boxes touch one).
                 claimed = matched_dets[crowded[matched_dets]]
                 if claimed.size:
-                    shown = np.setdiff1d(matched_dets, claimed[self._contested(iou, claimed, det_track[claimed], keep)],
-                                         assume_unique=True)
+                    contested = claimed[self._contested(iou, claimed, det_track[claimed], keep)]
+                    shown = np.setdiff1d(matched_dets, contested, assume_unique=True)
+                    withheld = contested.size
             shown_tracks = det_track[shown]
             started += self._confirm(shown_tracks[self._ids[shown_tracks] < 0])
             track_ids[shown] = self._ids[shown_tracks]
@@ -323,7 +326,7 @@ class ByteTracker:
                 track_ids[new] = self._ids[added]
                 active += new.size
         # Confirmed tracks seen this frame: the matched ones and, on a first frame, the new ones.
-        return TrackUpdate(track_ids, ages, active, started, ended)
+        return TrackUpdate(track_ids, ages, active, started, ended, withheld)
 
     def _associate(self, iou: np.ndarray, det_track: np.ndarray, matched: np.ndarray, track_mask: np.ndarray | None,
                    det_mask: np.ndarray, threshold: float) -> None:

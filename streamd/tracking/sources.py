@@ -65,5 +65,7 @@ class SourceTrackers:
                 self._metrics.tracks_started.labels(source).inc(update.started)
             if update.ended:
                 self._metrics.tracks_ended.labels(source).inc(update.ended)
+            if update.withheld:
+                self._metrics.track_ids_withheld.labels(source).inc(update.withheld)
         tracked = dataclasses.replace(detections, track_ids=update.track_ids, track_ages_frames=update.ages_frames)
         return dataclasses.replace(result, detections=tracked)

@@ -34,8 +34,32 @@ def test_two_objects_crossing_keep_their_ids_and_show_none_while_they_overlap() 
         else:  # each box is claimed by both tracks: published without an id rather than maybe the other's
             assert update.track_ids.tolist() in ([1, 2], [NO_TRACK, NO_TRACK]), index
             withheld += [index] if update.track_ids[0] == NO_TRACK else []
+        assert update.withheld == (2 if update.track_ids[0] == NO_TRACK else 0)
     assert 9 in withheld and 10 in withheld and 11 in withheld
     assert update.ages_frames.tolist() == [40, 40] and update.started == 0
+
+
+def test_withheld_ids_are_counted_per_source() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streamd.frame import Frame
+    from streamd.inference.detector import DetectionResult, StageTimings
+    from streamd.metrics.definitions import StreamdMetrics
+    from streamd.tracking.sources import SourceTrackers
+    from streamd.yolox.detections import Detections
+
+    registry = CollectorRegistry()
+    trackers = SourceTrackers(TrackingConfig(), ["cam"], StreamdMetrics(registry))
+    image = np.zeros((8, 8, 3), np.uint8)
+    published_without_id = 0
+    for index in range(21):
+        boxes = np.array([box(100 + 10 * index, 100), box(300 - 10 * index, 100)], np.float32)
+        detections = Detections(boxes, np.array([0.9, 0.9], np.float32), np.array([0, 0], np.int32))
+        frame = Frame("cam", index, 1000.0 + index / 10, 0.0, image)
+        tracked = trackers.apply(DetectionResult(frame, detections, StageTimings(0.0, 0.0, 0.0))).detections
+        published_without_id += int(np.count_nonzero(tracked.track_ids == NO_TRACK))
+    assert published_without_id >= 6  # both boxes, at least frames 9-11
+    assert registry.get_sample_value("streamd_track_ids_withheld_total", {"source": "cam"}) == published_without_id
 
 
 def test_with_withholding_off_crossing_objects_keep_their_ids_on_every_frame() -> None:
