@@ -39,6 +39,27 @@ def test_two_objects_crossing_keep_their_ids_and_show_none_while_they_overlap() 
     assert update.ages_frames.tolist() == [40, 40] and update.started == 0
 
 
+def test_objects_that_meet_and_turn_back_get_their_ids_back_by_colour_when_their_boxes_part() -> None:
+    # Two objects of mixed colours (sharing 0.6 of them) meet and turn back: their predictions go on
+    # through each other, so by motion the tracks come out on each other's objects. While the boxes are
+    # claimed by both tracks no id is published; when they part, each track's colours fit the other box
+    # better and the identities are exchanged back.
+    first, second = np.zeros(16), np.zeros(16)
+    first[[0, 5]], second[[0, 5]] = (0.7, 0.3), (0.3, 0.7)
+    for colours, expected in ((True, [1, 2]), (False, [2, 1])):
+        tracker, published = ByteTracker(TrackingConfig()), []
+        for index in range(25):
+            left, right = (100 + 10 * index, 300 - 10 * index) if index <= 10 else (200 - 10 * (index - 10),
+                                                                                     200 + 10 * (index - 10))
+            update = tracker.update(np.array([box(left, 100), box(right, 100)], np.float32),
+                                    np.array([0.9, 0.9], np.float32), np.array([0, 0], np.int32), index,
+                                    1000.0 + index / 10, np.stack([first, second]) if colours else None)
+            published.append(update.track_ids.tolist())
+        assert [NO_TRACK, NO_TRACK] in published[8:13]  # withheld while they overlap
+        assert published[:8] == [[1, 2]] * 8
+        assert published[14:] == [expected] * 11, colours  # by motion alone the ids stay swapped
+
+
 def test_withheld_ids_are_counted_per_source() -> None:
     from prometheus_client import CollectorRegistry
 
