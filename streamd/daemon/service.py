@@ -95,8 +95,8 @@ class Service:
             on_result = self.preview.on_result
         self.result_hook = on_result
         if self.config.tracking.enabled:
-            self.trackers = SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics,
-                                           [s.id for s in self.config.sources if s.pace == "fast"])
+            # build_pipeline's retain tells it which sources are read flat out.
+            self.trackers = SourceTrackers(self.config.tracking, [s.id for s in self.config.sources], metrics)
         self.pipeline = self.build_pipeline(self.sources, self.detectors, self.config)
         self.pipeline.start()
         # Served once the pipeline runs, so the first /healthz already reflects it.
