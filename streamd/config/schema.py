@@ -233,7 +233,9 @@ class TrackingConfig:
                                                 "frames count) and comes back under the same id; 0: never")
     withhold_contested_ids: bool = setting(True, "a box that another track's predicted box also claims (where "
                                                  "objects overlap) is published without `track_id` until the claim "
-                                                 "ends, rather than with an id that may be the other object's")
+                                                 "ends, rather than with an id that may be the other object's; a new "
+                                                 "track's first id waits until no other track's box touches it (at "
+                                                 "most `lost_track_buffer_frames`)")
     appearance: bool = setting(True, "a colour signature of each box (64 pixels sampled in it) helps a lost track's "
                                      "object come back under its id; needs the frame on the host (OpenCV, GStreamer "
                                      "and synthetic sources; NVDEC frames stay on the GPU and track by motion alone)")
