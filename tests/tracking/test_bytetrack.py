@@ -109,7 +109,7 @@ def test_a_track_claimed_from_its_start_by_a_lost_track_of_its_class_takes_its_i
 
 
 def test_a_new_track_touching_another_tracks_box_gets_its_id_only_once_clear_of_it() -> None:
-    # Beside a tracked object, a box the detector adds (another class, overlapping it by IoU 0.15: too
+    # Beside a tracked object, a box the detector adds (another class, overlapping it by IoU 0.14: too
     # little to be dropped as a duplicate) starts a track. While the tracked object's predicted box touches
     # it, its id is held back (published without one); once it moves clear it gets the next id. With
     # withholding off it is published at once.
@@ -119,7 +119,7 @@ def test_a_new_track_touching_another_tracks_box_gets_its_id_only_once_clear_of_
             assert step(tracker, index, [box(100, 100)]).track_ids.tolist() == [1]
         published = []
         for index in range(3, 20):
-            beside = 130 + 6 * max(0, index - 10)  # overlaps the tracked box until frame 12, then leaves
+            beside = 130 + 6 * max(0, index - 10)  # overlaps the tracked box until frame 11, then leaves
             update = step(tracker, index, [box(100, 100), box(beside, 100)], scores=[0.9, 0.8], classes=[0, 1])
             assert update.track_ids[0] == 1
             published.append(int(update.track_ids[1]))
