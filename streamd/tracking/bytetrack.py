@@ -417,7 +417,7 @@ class ByteTracker:
         if np.count_nonzero(unpublished):
             young = frame_index - self._first_index[matched_tracks] < self._config.lost_track_buffer_frames
             contested |= unpublished & young & (strongest > NEW_ID_CLEAR_IOU)
-        for column in (contested & (self._ids[matched_tracks] < 0)).nonzero()[0]:
+        for column in (contested & unpublished).nonzero()[0]:
             track, claimant = matched_tracks[column], int(rival[:, column].argmax())
             if (self._ids[claimant] > 0 and self._lost[claimant] and keep[claimant]
                     and self._classes[claimant] == self._classes[track] and self._look_alike(claimant, track)):
