@@ -60,6 +60,28 @@ def test_objects_that_meet_and_turn_back_get_their_ids_back_by_colour_when_their
         assert published[14:] == [expected] * 11, colours  # by motion alone the ids stay swapped
 
 
+def test_objects_of_alike_looks_that_part_after_a_pile_up_get_their_ids_back_by_where_they_were_heading() -> None:
+    # A (moving right) passes behind B (moving up): B's box alone, then one box over both, then that box
+    # and a fragment of A, then B's box alone again. Both tracks followed those boxes, so when A and B
+    # part the Kalman predictions put each track on the other's box; with no colours to tell them apart
+    # (none here, as for NVDEC frames), where each was heading when last shown decides, and gives the ids
+    # back to their objects. The boxes were published without ids meanwhile.
+    def one_box_over(*boxes: list[float]) -> list[float]:
+        corners = np.array(boxes)
+        return [*corners[:, :2].min(axis=0), *corners[:, 2:].max(axis=0)]
+
+    tracker, published = ByteTracker(TrackingConfig()), []
+    for index in range(30):
+        a, b = box(100 + 8 * index, 200), box(200, 300 - 8 * index)
+        boxes = {10: [b], 11: [one_box_over(a, b)], 12: [one_box_over(a, b)], 15: [b],
+                 13: [one_box_over(a, b), box(100 + 8 * index, 200, 25)],
+                 14: [one_box_over(a, b), box(100 + 8 * index, 200, 25)]}.get(index, [a, b])
+        published.append(step(tracker, index, boxes).track_ids.tolist())
+    assert published[:10] == [[1, 2]] * 10 and published[10] == [2]
+    assert all(ids == [NO_TRACK] * len(ids) for ids in published[11:17])  # until they are apart
+    assert published[17:] == [[1, 2]] * 13  # by the Kalman predictions alone: [2, 1]
+
+
 def test_withheld_ids_are_counted_per_source() -> None:
     from prometheus_client import CollectorRegistry
 
