@@ -169,7 +169,8 @@ RELEASE_SWAP_MARGIN = 0.1
 # taken. Kalman's own velocities cannot do it: during the contest both tracks followed the same boxes.
 # Recorded scenes (the eight sets, 201-240 and 241-280, the seventh pass's held-out seeds, after their
 # one run), ID switches every frame / two draws of drops: 38 / 28 / 35 -> 36 / 28 / 35 (one swap on
-# 241-280 undone), nothing else changed.
+# 241-280 undone), nothing else changed; without colours (no swap on release before) 44 / 39 / 41 -> 38 /
+# 37 / 37, no set or draw more.
 RELEASE_MOTION_WEIGHT = 0.3
 _IDENTITY_FIELDS = ("_ids", "_first_index", "_look", "_has_look", "_votes", "_classes", "_full_size",
                     "_free_motion")
