@@ -450,10 +450,7 @@ class ByteTracker:
             track, claimant = matched_tracks[column], int(rival[:, column].argmax())
             if (self._ids[claimant] > 0 and self._lost[claimant] and keep[claimant]
                     and self._classes[claimant] == self._classes[track] and self._look_alike(claimant, track)):
-                self._ids[track], self._first_index[track] = self._ids[claimant], self._first_index[claimant]
-                # The object's full size is the lost track's too (it may have come back as a part of itself).
-                self._full_size[track] = max(self._full_size[track], self._full_size[claimant])
-                keep[claimant] = False
+                self._take_lost_identity(track, claimant, keep)
                 contested[column] = False
         return contested
 
@@ -478,8 +475,7 @@ class ByteTracker:
                 if other_box == box or other_box in done or self._classes[other] != self._classes[track]:
                     continue
                 pair = [track, other]
-                if (signatures is not None and self._has_look[track] and self._has_look[other]
-                        and looks.similarity(self._look[[track]], self._look[[other]])[0, 0] < LOOK_SAME):
+                if signatures is not None and not self._look_alike(track, other, LOOK_SAME):
                     fit = looks.similarity(self._look[pair], signatures[[box, other_box]])
                 else:
                     fit = -RELEASE_MOTION_WEIGHT * self._heading_distances(pair, xywh[[box, other_box]], frame_index)
@@ -505,12 +501,11 @@ class ByteTracker:
         offset = expected[:, None, :] - boxes_xywh[None, :, :2]
         return np.sqrt((offset ** 2).sum(axis=2)) / max(size, 1e-6)
 
-    def _look_alike(self, first: int, second: int) -> bool:
-        """Two tracks share MERGE_LOOK_GATE of their colours, or one has no signature to compare."""
+    def _look_alike(self, first: int, second: int, gate: float = MERGE_LOOK_GATE) -> bool:
+        """Two tracks share ``gate`` of their colours, or one has no signature to compare."""
         if not (self._has_look[first] and self._has_look[second]):
             return True
-        return bool(looks.similarity(self._look[first:first + 1], self._look[second:second + 1])[0, 0]
-                    >= MERGE_LOOK_GATE)
+        return bool(looks.similarity(self._look[first:first + 1], self._look[second:second + 1])[0, 0] >= gate)
 
     def _recover_lost(self, det_track: np.ndarray, matched: np.ndarray, confirmed: np.ndarray, sure: np.ndarray,
                       xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray,
@@ -556,9 +551,15 @@ class ByteTracker:
             return
         rows, cols = match(self._recovery_closeness(lost, dets, xywh, det_size, classes, signatures), 0.0)
         for claimant, track in zip(lost[rows].tolist(), det_track[dets[cols]].tolist()):
-            self._ids[track], self._first_index[track] = self._ids[claimant], self._first_index[claimant]
-            self._full_size[track] = max(self._full_size[track], self._full_size[claimant])
-            keep[claimant] = False
+            self._take_lost_identity(track, claimant, keep)
+
+    def _take_lost_identity(self, track: int, lost: int, keep: np.ndarray) -> None:
+        """A never-published track is the lost track's object: it takes its id and age, and the lost track
+        goes (removed from ``keep``)."""
+        self._ids[track], self._first_index[track] = self._ids[lost], self._first_index[lost]
+        # The object's full size is the lost track's too (it may have come back as a part of itself).
+        self._full_size[track] = max(self._full_size[track], self._full_size[lost])
+        keep[lost] = False
 
     def _keep_hidden(self, expired: np.ndarray, matched_corners: np.ndarray, frame_index: int) -> None:
         """Clears ``expired`` for the lost tracks that are behind a box matched in this frame (their
