@@ -53,6 +53,14 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
     rows, cols = cost.shape
     if rows > cols:
         raise ValueError(f"hungarian needs rows <= columns, got {rows}x{cols}")
+    # One or two rows (most of the tracker's crowded corners: two objects crossing): every assignment
+    # at once, in a few numpy calls instead of the Python loop's tens.
+    if rows == 1:
+        return np.argmin(cost, axis=1)
+    if rows == 2:
+        totals = cost[0][:, None] + cost[1]
+        totals.reshape(-1)[::cols + 1] = np.inf  # both rows in one column
+        return np.array(divmod(int(np.argmin(totals)), cols))
     u = np.zeros(rows + 1)
     v = np.zeros(cols + 1)
     owner = np.zeros(cols + 1, dtype=np.int64)  # row (1-based) assigned to each column; 0: none
@@ -102,12 +110,23 @@ def match_valid(similarity: np.ndarray, valid: np.ndarray, threshold: float) -> 
     rows and columns of its full IoU matrix instead of copying sub-matrices, which gives the same pairs
     (a row or column with no allowed pair takes no part)."""
     rows, cols = valid.nonzero()
+    return match_pairs(similarity, rows, cols, threshold, valid)
+
+
+def match_pairs(similarity: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float,
+                valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``match_valid`` with the allowed pairs given as their rows and columns, in row-major order (the
+    tracker keeps the overlapping pairs so: a frame's matrix is mostly zeros); ``valid``, their mask,
+    where the caller has it."""
     if rows.size == 0:
         return rows, cols
     # The usual case: no row or column has two candidates, every pair is unambiguous. (Python sets
     # on these few indices are quicker than numpy counts.)
     if len(set(rows.tolist())) == rows.size and len(set(cols.tolist())) == rows.size:
         return rows, cols
+    if valid is None:
+        valid = np.zeros(similarity.shape, bool)
+        valid[rows, cols] = True
     row_count = np.add.reduce(valid, axis=1)
     col_count = np.add.reduce(valid, axis=0)
     # Unambiguous pairs: the row's only candidate, and that column's only candidate.

@@ -43,7 +43,7 @@ import numpy as np
 from streamd.config.schema import TrackingConfig
 from streamd.tracking import appearance as looks
 from streamd.tracking import kalman
-from streamd.tracking.assignment import iou_corners, iou_matrix, match, match_valid
+from streamd.tracking.assignment import iou_corners, iou_matrix, match, match_pairs
 
 # ByteTrack's own values: its second association accepts IoU > 0.5, its unconfirmed one IoU > 0.3.
 LOW_MATCH_IOU = 0.5
@@ -201,19 +201,20 @@ class ByteTracker:
         self._clear()
 
     def _clear(self) -> None:
-        self._mean = np.zeros((0, 8))
-        self._covariance = np.zeros((0, 3, 4))
+        self._mean = np.zeros((8, 0))  # Kalman state, tracks as the last axis (streamd.tracking.kalman)
+        self._covariance = np.zeros((3, 4, 0))
         self._ids = np.zeros(0, np.int64)  # 0 while unconfirmed, UNPUBLISHED until first published
         self._classes = np.zeros(0, np.int64)
         self._lost = np.zeros(0, bool)
         self._first_index = np.zeros(0, np.int64)
         self._last_seen = np.zeros(0, np.int64)
         self._votes = np.zeros((0, 1))
+        self._one_hot = np.eye(1)  # row c: a vote for class c, as wide as the votes
         self._full_size = np.zeros(0)
         self._look = np.zeros((0, looks.DIMENSIONS))
         self._has_look = np.zeros(0, bool)
         self._withheld = np.zeros(0, bool)  # its box was published without its id in its last match
-        self._free_motion = np.zeros((0, 5))  # x, y, vx, vy and frame index when last shown with its id
+        self._free_motion = np.zeros((0, 9))  # Kalman mean and frame index when last shown with its id
 
     @property
     def track_count(self) -> int:
@@ -251,7 +252,7 @@ class ByteTracker:
                 first_frame = True
             elif self._ids.shape[0]:
                 if np.count_nonzero(self._lost):
-                    self._mean[self._lost, 6:] = 0  # a lost box keeps its size (ByteTrack zeroes dh)
+                    np.copyto(self._mean[6:], 0.0, where=self._lost)  # a lost box keeps its size (ByteTrack zeroes dh)
                 kalman.predict_in_place(self._mean, self._covariance, elapsed)
         self._last_index, self._last_time = frame_index, capture_time
 
@@ -273,40 +274,49 @@ class ByteTracker:
             sure = scores >= self._config.new_track_score_threshold
         if tracks and count:
             # The predictions' xywh as corners, coordinate vectors.
-            centre, half = self._mean[:, :2].T, self._mean[:, 2:4].T / 2
+            centre, half = self._mean[:2], self._mean[2:4] / 2
             iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
-            touching = iou > 0
-            crowded = np.add.reduce(touching, axis=0) > 1  # boxes touching two or more predictions
-            iou *= np.where(self._classes[:, None] == classes, 1.0, OTHER_CLASS_WEIGHT)
-            if signatures is not None and np.count_nonzero(self._has_look):
-                self._weigh_by_look(iou, touching, signatures)
+            # The pairs that overlap at all (a few per box: the matrix is sparse) are the only ones that can
+            # match; their weights and the association's tests run over them alone.
+            # Row-major, as the mask's nonzero() gives them, which costs twice as much as a flat one.
+            pair_tracks, pair_dets = np.divmod((iou.reshape(-1) > 0).nonzero()[0], count)
+            crowded = np.bincount(pair_dets, minlength=count) > 1  # boxes touching two or more predictions
+            pair_iou = iou[pair_tracks, pair_dets]
+            pair_iou *= np.where(self._classes[pair_tracks] == classes[pair_dets], 1.0, OTHER_CLASS_WEIGHT)
+            # Tracks with colours; all of them as a rule (only tracks started without signatures have none).
+            looks_known = np.count_nonzero(self._has_look) if signatures is not None else 0
+            if looks_known:
+                self._weigh_by_look(pair_iou, pair_tracks, pair_dets, signatures, looks_known == tracks)
+            iou[pair_tracks, pair_dets] = pair_iou  # the weighted matrix, for contests and crowded matches
+            pairs = (pair_tracks, pair_dets, pair_iou, iou)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids != 0
             unconfirmed = ~confirmed
             any_unconfirmed = np.count_nonzero(unconfirmed) > 0  # most frames have none (quicker than any())
             matched = np.zeros(tracks, bool)
-            self._associate(iou, det_track, matched, confirmed if any_unconfirmed else None, high,
+            self._associate(pairs, det_track, matched, confirmed if any_unconfirmed else None, high,
                             self._config.match_iou_threshold)
-            low = ~high
+            low = ~high  # none matched yet: the first association took high-score boxes only
             if np.count_nonzero(low):
-                self._associate(iou, det_track, matched, confirmed & ~self._lost & ~matched, low & (det_track < 0),
-                                LOW_MATCH_IOU)
+                self._associate(pairs, det_track, matched, confirmed & ~self._lost & ~matched, low, LOW_MATCH_IOU)
             self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes, signatures)
             if any_unconfirmed:
-                self._associate(iou, det_track, matched, unconfirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
+                self._associate(pairs, det_track, matched, unconfirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
 
         matched_dets = (det_track >= 0).nonzero()[0]  # flatnonzero's wrapper costs more than this call
         matched_tracks = det_track[matched_dets]
         started = 0
         if matched_tracks.size:
-            mean, covariance = self._mean[matched_tracks], self._covariance[matched_tracks]
-            kalman.update_in_place(mean, covariance, xywh[matched_dets])
-            self._mean[matched_tracks], self._covariance[matched_tracks] = mean, covariance
+            # np.take: indexing the last axis with [..., tracks] would give arrays that are not C-contiguous.
+            mean = np.take(self._mean, matched_tracks, axis=1)
+            covariance = np.take(self._covariance, matched_tracks, axis=2)
+            kalman.update_in_place(mean, covariance, np.take(xywh_rows, matched_dets, axis=1))
+            self._mean[:, matched_tracks], self._covariance[..., matched_tracks] = mean, covariance
             self._full_size[matched_tracks] = np.maximum(det_size[matched_dets],
                                                          FULL_SIZE_DECAY * self._full_size[matched_tracks])
             votes = self._votes[matched_tracks]
             votes *= CLASS_VOTE_DECAY
-            votes[np.arange(matched_tracks.size), classes[matched_dets]] += 1.0
+            votes += self._one_hot[classes[matched_dets]]  # + 1 for the box's class
             self._votes[matched_tracks] = votes
             self._classes[matched_tracks] = votes.argmax(axis=1)
             self._lost[matched_tracks] = False
@@ -314,8 +324,9 @@ class ByteTracker:
             if signatures is not None:
                 # Only a box that no other track's prediction touches describes its object alone.
                 alone = matched_dets[~crowded[matched_dets]]
-                self._observe_look(det_track[alone], signatures[alone])
-            self._ids[matched_tracks[self._ids[matched_tracks] == 0]] = UNPUBLISHED  # confirmed
+                self._observe_look(det_track[alone], signatures[alone], looks_known == tracks)
+            if any_unconfirmed:
+                self._ids[matched_tracks[self._ids[matched_tracks] == 0]] = UNPUBLISHED  # confirmed
 
         # Unmatched: running tracks become lost; unconfirmed ones go; lost ones go when too old.
         keep = None
@@ -324,11 +335,13 @@ class ByteTracker:
             dropped_out[matched_tracks] = False  # confirmed and unmatched
             self._lost |= dropped_out
             expired = self._lost & (frame_index - self._last_seen > self._config.lost_track_buffer_frames)
-            if matched_dets.size and np.count_nonzero(expired):
-                self._keep_hidden(expired, corners[:, matched_dets], frame_index)
             # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
-            keep = (self._ids != 0) & ~expired
-            ended += np.count_nonzero(expired & (self._ids > 0))
+            keep = self._ids != 0
+            if np.count_nonzero(expired):
+                if matched_dets.size:
+                    self._keep_hidden(expired, corners[:, matched_dets], frame_index)
+                keep &= ~expired
+                ended += np.count_nonzero(expired & (self._ids > 0))
 
         # Output before tracks are removed or added (indices refer to the tracks of this frame). Every
         # matched track is confirmed by now; its detection has its id unless contested.
@@ -340,25 +353,30 @@ class ByteTracker:
             shown = matched_dets
             if tracks and self._config.withhold_contested_ids:
                 # Only a box touching two predictions can be contested (most boxes touch one).
-                claimed = matched_dets[crowded[matched_dets]]
+                crowded_matched = crowded[matched_dets]
+                claimed = matched_dets[crowded_matched]
+                contested = claimed
                 if claimed.size:
-                    contested = claimed[self._contested(iou, claimed, det_track[claimed], keep, frame_index)]
-                    shown = np.setdiff1d(matched_dets, contested, assume_unique=True)
+                    claim_holds = self._contested(iou, claimed, det_track[claimed], keep, frame_index)
+                    contested = claimed[claim_holds]
                     withheld = contested.size
-                else:
-                    contested = claimed
+                    if withheld:
+                        crowded_matched[crowded_matched] = claim_holds  # now: contested, among matched_dets
+                        shown = matched_dets[~crowded_matched]
                 if np.count_nonzero(self._withheld):
                     self._swap_on_release(det_track, shown, contested, signatures, xywh, frame_index)
-                self._withheld[matched_tracks] = False
-                self._withheld[det_track[contested]] = True
+                    self._withheld[matched_tracks] = False
+                if withheld:
+                    self._withheld[det_track[contested]] = True
             shown_tracks = det_track[shown]
-            self._free_motion[shown_tracks, :2] = self._mean[shown_tracks, :2]
-            self._free_motion[shown_tracks, 2:4] = self._mean[shown_tracks, 4:6]
-            self._free_motion[shown_tracks, 4] = frame_index
-            first_shown = shown[self._ids[shown_tracks] < 0]
-            if first_shown.size and keep is not None:
-                self._claim_lost_ids(first_shown, det_track, keep, xywh, det_size, classes, signatures)
-            started += self._confirm(shown_tracks[self._ids[shown_tracks] < 0])
+            # Usually every matched box is shown: the rows just updated are the shown tracks' states.
+            self._free_motion[shown_tracks, :8] = (mean if shown is matched_dets else self._mean[:, shown_tracks]).T
+            self._free_motion[shown_tracks, 8] = frame_index
+            first_shown = self._ids[shown_tracks] < 0
+            if np.count_nonzero(first_shown):
+                if keep is not None:
+                    self._claim_lost_ids(shown[first_shown], det_track, keep, xywh, det_size, classes, signatures)
+                started += self._confirm(shown_tracks[self._ids[shown_tracks] < 0])
             track_ids[shown] = self._ids[shown_tracks]
             ages[matched_dets] = frame_index - self._first_index[matched_tracks]
 
@@ -387,28 +405,30 @@ class ByteTracker:
         # Confirmed tracks seen this frame: the matched ones and, on a first frame, the new ones.
         return TrackUpdate(track_ids, ages, active, started, ended, withheld)
 
-    def _associate(self, iou: np.ndarray, det_track: np.ndarray, matched: np.ndarray, track_mask: np.ndarray | None,
-                   det_mask: np.ndarray, threshold: float) -> None:
+    def _associate(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], det_track: np.ndarray,
+                   matched: np.ndarray, track_mask: np.ndarray | None, det_mask: np.ndarray, threshold: float) -> None:
         """Match the tracks of ``track_mask`` (None: all) and the detections of ``det_mask`` on IoU; marks
-        ``matched``."""
-        valid = iou > threshold
+        ``matched``. ``pairs``: the overlapping pairs' tracks, detections and weighted IoU, and the matrix."""
+        pair_tracks, pair_dets, pair_iou, iou = pairs
+        valid = pair_iou > threshold  # thresholds are above 0: only overlapping pairs can pass
         if track_mask is not None:
-            valid &= track_mask[:, None]
-        valid &= det_mask
-        rows, cols = match_valid(iou, valid, threshold)
+            valid &= track_mask[pair_tracks]
+        valid &= det_mask[pair_dets]
+        rows, cols = match_pairs(iou, pair_tracks[valid], pair_dets[valid], threshold)
         det_track[cols] = rows
         matched[rows] = True
 
-    def _weigh_by_look(self, iou: np.ndarray, touching: np.ndarray, signatures: np.ndarray) -> None:
+    def _weigh_by_look(self, pair_iou: np.ndarray, pair_tracks: np.ndarray, pair_dets: np.ndarray,
+                       signatures: np.ndarray, all_known: bool) -> None:
         """Weighs the IoU of overlapping pairs by their colours' similarity, and zeroes it where they share
-        less than APPEARANCE_GATE (only overlapping pairs can match, so only they are compared)."""
-        rows, cols = touching.nonzero()
-        known = self._has_look[rows]
-        rows, cols = rows[known], cols[known]
-        alike = looks.pair_similarity(self._look[rows], signatures[cols])
-        iou[rows, cols] *= (1 - APPEARANCE_WEIGHT) + APPEARANCE_WEIGHT * alike
-        unlike = alike < APPEARANCE_GATE
-        iou[rows[unlike], cols[unlike]] = 0.0
+        less than APPEARANCE_GATE (only overlapping pairs can match, so only they are compared); a track
+        without a signature yet keeps its IoU."""
+        alike = looks.pair_similarity(self._look[pair_tracks], signatures[pair_dets])
+        weight = (1 - APPEARANCE_WEIGHT) + APPEARANCE_WEIGHT * alike
+        weight[alike < APPEARANCE_GATE] = 0.0
+        if not all_known:
+            weight[~self._has_look[pair_tracks]] = 1.0
+        pair_iou *= weight
 
     def _look_match(self, tracks: np.ndarray, detections: np.ndarray,
                     signatures: np.ndarray | None) -> np.ndarray | None:
@@ -420,11 +440,20 @@ class ByteTracker:
         similar[~self._has_look[tracks]] = 1.0
         return similar
 
-    def _observe_look(self, track_indices: np.ndarray, signatures: np.ndarray) -> None:
-        """Folds these boxes' signatures into their tracks' (a track's first one is taken as it is)."""
+    def _observe_look(self, track_indices: np.ndarray, signatures: np.ndarray, all_known: bool = False) -> None:
+        """Folds these boxes' signatures into their tracks' (a track's first one is taken as it is).
+        ``all_known``: every track has a signature already."""
         if track_indices.size == 0:
             return
-        known = self._has_look[track_indices]
+        if not all_known:
+            known = self._has_look[track_indices]
+            all_known = np.count_nonzero(known) == known.size
+        if all_known:  # the usual case: running tracks have colours
+            running = self._look[track_indices]
+            running *= APPEARANCE_MOMENTUM
+            running += (1 - APPEARANCE_MOMENTUM) * signatures
+            self._look[track_indices] = running
+            return
         self._look[track_indices] = np.where(known[:, None], APPEARANCE_MOMENTUM * self._look[track_indices]
                                              + (1 - APPEARANCE_MOMENTUM) * signatures, signatures)
         self._has_look[track_indices] = True
@@ -494,9 +523,9 @@ class ByteTracker:
         when last shown with its id (its centre then, moved on by its velocity then); all 0 where a track was
         never shown."""
         motion = self._free_motion[tracks]
-        if np.count_nonzero(motion[:, 4] < 0):
+        if np.count_nonzero(motion[:, 8] < 0):
             return np.zeros((2, 2))
-        expected = motion[:, :2] + motion[:, 2:4] * (frame_index - motion[:, 4:5])
+        expected = motion[:, :2] + motion[:, 4:6] * (frame_index - motion[:, 8:9])
         size = np.sqrt(boxes_xywh[:, 2] * boxes_xywh[:, 3]).mean()
         offset = expected[:, None, :] - boxes_xywh[None, :, :2]
         return np.sqrt((offset ** 2).sum(axis=2)) / max(size, 1e-6)
@@ -512,11 +541,11 @@ class ByteTracker:
                       signatures: np.ndarray | None) -> None:
         """Stage 5: a sure detection that would start a track, near where a lost track of its class is
         predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
+        free = ((det_track < 0) & sure).nonzero()[0]  # usually none: every sure box continued a track
+        if free.size == 0:
+            return
         lost = (confirmed & self._lost & ~matched).nonzero()[0]
         if lost.size == 0:
-            return
-        free = ((det_track < 0) & sure).nonzero()[0]
-        if free.size == 0:
             return
         rows, cols = match(self._recovery_closeness(lost, free, xywh, det_size, classes, signatures), 0.0)
         det_track[free[cols]] = lost[rows]
@@ -527,8 +556,9 @@ class ByteTracker:
         """(L, F) how near each detection of ``free`` is to each lost track's prediction, 1 - distance /
         radius (0 at or past the radius, or where the class, size or colours rule the pair out)."""
         detected = xywh[free]
-        size = np.maximum(detected[None, :, 2:], np.abs(self._mean[lost, None, 2:4]))
-        offset = (self._mean[lost, None, :2] - detected[None, :, :2]) / np.maximum(size, 1e-6)
+        predicted = self._mean[:4, lost].T[:, None, :]  # (L, 1, xywh)
+        size = np.maximum(detected[None, :, 2:], np.abs(predicted[..., 2:4]))
+        offset = (predicted[..., :2] - detected[None, :, :2]) / np.maximum(size, 1e-6)
         distance = np.sqrt((offset ** 2).sum(axis=2))
         closeness = 1.0 - distance / LOST_RECOVERY_RADIUS
         same = self._look_match(lost, free, signatures)
@@ -570,7 +600,7 @@ class ByteTracker:
                                 <= HIDDEN_BUFFER_FACTOR * self._config.lost_track_buffer_frames]
         if candidates.size == 0:
             return
-        centre, half = self._mean[candidates, :2].T, np.abs(self._mean[candidates, 2:4].T) / 2
+        centre, half = self._mean[:2, candidates], np.abs(self._mean[2:4, candidates]) / 2
         low, high = centre - half, centre + half
         overlap = np.minimum(high[:, :, None], matched_corners[2:, None, :])
         overlap -= np.maximum(low[:, :, None], matched_corners[:2, None, :])
@@ -585,7 +615,9 @@ class ByteTracker:
         return int(track_indices.size)
 
     def _select(self, keep: np.ndarray) -> None:
-        self._mean, self._covariance = self._mean[keep], self._covariance[keep]
+        # np.compress keeps them C-contiguous (the Kalman steps work in place on views of them).
+        self._mean = np.compress(keep, self._mean, axis=1)
+        self._covariance = np.compress(keep, self._covariance, axis=2)
         self._ids, self._classes, self._lost = self._ids[keep], self._classes[keep], self._lost[keep]
         self._first_index, self._last_seen = self._first_index[keep], self._last_seen[keep]
         self._votes, self._full_size = self._votes[keep], self._full_size[keep]
@@ -595,10 +627,10 @@ class ByteTracker:
 
     def _add(self, xywh: np.ndarray, full_size: np.ndarray, classes: np.ndarray, frame_index: int) -> None:
         """New unconfirmed tracks; ``update`` has grown the votes for ``classes``."""
-        mean, covariance = kalman.initiate(xywh)
+        mean, covariance = kalman.initiate(xywh.T)
         count = classes.shape[0]
-        self._mean = np.concatenate([self._mean, mean])
-        self._covariance = np.concatenate([self._covariance, covariance])
+        self._mean = np.concatenate([self._mean, mean], axis=1)
+        self._covariance = np.concatenate([self._covariance, covariance], axis=2)
         self._ids = np.concatenate([self._ids, np.zeros(count, np.int64)])
         self._classes = np.concatenate([self._classes, classes])
         self._lost = np.concatenate([self._lost, np.zeros(count, bool)])
@@ -611,10 +643,11 @@ class ByteTracker:
         self._look = np.concatenate([self._look, np.zeros((count, looks.DIMENSIONS))])
         self._has_look = np.concatenate([self._has_look, np.zeros(count, bool)])
         self._withheld = np.concatenate([self._withheld, np.zeros(count, bool)])
-        self._free_motion = np.concatenate([self._free_motion, np.full((count, 5), -1.0)])  # never shown yet
+        self._free_motion = np.concatenate([self._free_motion, np.full((count, 9), -1.0)])  # never shown yet
 
     def _grow_votes(self, classes: int) -> None:
         """Room in the class votes for class ids below ``classes``."""
         missing = classes - self._votes.shape[1]
         if missing > 0:
             self._votes = np.concatenate([self._votes, np.zeros((self._votes.shape[0], missing))], axis=1)
+            self._one_hot = np.eye(classes)

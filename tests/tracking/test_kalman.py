@@ -29,7 +29,8 @@ def full_filter_step(mean, covariance, measurement, frames):
 
 
 def plain_predict(mean, covariance, frames):
-    """The predict step on the 2x2 blocks, one term at a time (the readable form of predict_in_place)."""
+    """The predict step on the 2x2 blocks, one term at a time (the readable form of predict_in_place),
+    with tracks as the first axis: (N, 8) means, (N, 3, 4) covariances."""
     new_mean = mean.copy()
     new_mean[:, :4] += frames * mean[:, 4:]
     p, c, v = covariance[:, P], covariance[:, C], covariance[:, V]
@@ -68,19 +69,19 @@ def blocks_to_full(blocks: np.ndarray) -> np.ndarray:
 
 def test_block_filter_equals_the_full_filter_over_gaps() -> None:
     rng = np.random.default_rng(0)
-    start = np.array([[100.0, 80.0, 40.0, 60.0]])
-    mean, covariance = kalman.initiate(start)
-    full_mean, full_covariance = mean[0].copy(), blocks_to_full(covariance[0])
-    position = start[0].copy()
+    start = np.array([100.0, 80.0, 40.0, 60.0])
+    mean, covariance = kalman.initiate(start[:, None])  # tracks are the last axis
+    full_mean, full_covariance = mean[:, 0].copy(), blocks_to_full(covariance[..., 0])
+    position = start.copy()
     for frames in (1, 1, 3, 1, 5, 2, 1):  # frames dropped in between
         position = position + frames * np.array([3.0, -2.0, 0.5, 0.2])
         measurement = position + rng.normal(0, 1, 4)
         kalman.predict_in_place(mean, covariance, frames)
-        kalman.update_in_place(mean, covariance, measurement[None])
+        kalman.update_in_place(mean, covariance, measurement[:, None])
         full_mean, full_covariance = full_filter_step(full_mean, full_covariance, measurement, frames)
-        assert np.allclose(mean[0], full_mean)
-        assert np.allclose(blocks_to_full(covariance[0]), full_covariance)
-    assert np.allclose(mean[0, 4:6], [3.0, -2.0], atol=0.6)  # it learned the motion
+        assert np.allclose(mean[:, 0], full_mean)
+        assert np.allclose(blocks_to_full(covariance[..., 0]), full_covariance)
+    assert np.allclose(mean[4:6, 0], [3.0, -2.0], atol=0.6)  # it learned the motion
 
 
 def test_in_place_steps_equal_the_plain_steps_bit_for_bit() -> None:
@@ -89,16 +90,20 @@ def test_in_place_steps_equal_the_plain_steps_bit_for_bit() -> None:
     rng = np.random.default_rng(1)
     tracks = 7
     boxes = np.column_stack([rng.uniform(0, 800, (tracks, 2)), rng.uniform(5, 200, (tracks, 2))])
-    mean, covariance = kalman.initiate(boxes)
-    mean[:, 4:] = rng.normal(0, 3, (tracks, 4))
-    plain_mean, plain_covariance = mean.copy(), covariance.copy()
+    mean, covariance = kalman.initiate(boxes.T)  # tracks last: (8, N), (3, 4, N)
+    mean[4:] = rng.normal(0, 3, (tracks, 4)).T
+    plain_mean, plain_covariance = mean.T.copy(), covariance.transpose(2, 0, 1).copy()  # tracks first
+
+    def equal(mean, covariance, plain_mean, plain_covariance) -> bool:
+        return np.array_equal(mean.T, plain_mean) and np.array_equal(covariance.transpose(2, 0, 1), plain_covariance)
+
     for frames in (1, 2, 1, 7, 1, 3, 1, 1):
         kalman.predict_in_place(mean, covariance, frames)
         plain_mean, plain_covariance = plain_predict(plain_mean, plain_covariance, frames)
-        assert np.array_equal(mean, plain_mean) and np.array_equal(covariance, plain_covariance)
-        measurements = mean[:, :4] + rng.normal(0, 2, (tracks, 4))
+        assert equal(mean, covariance, plain_mean, plain_covariance)
+        measurements = plain_mean[:, :4] + rng.normal(0, 2, (tracks, 4))
         gathered_mean, gathered_covariance = mean.copy(), covariance.copy()  # as the tracker gathers matches
-        kalman.update_in_place(gathered_mean, gathered_covariance, measurements)
+        kalman.update_in_place(gathered_mean, gathered_covariance, measurements.T.copy())
         plain_mean, plain_covariance = plain_update(plain_mean, plain_covariance, measurements)
-        assert np.array_equal(gathered_mean, plain_mean) and np.array_equal(gathered_covariance, plain_covariance)
+        assert equal(gathered_mean, gathered_covariance, plain_mean, plain_covariance)
         mean, covariance = gathered_mean, gathered_covariance
