@@ -33,6 +33,7 @@ _LEVEL_BITS = 5  # per channel, in the bin table
 _PACK = np.array([1 << (2 * _LEVEL_BITS), 1 << _LEVEL_BITS, 1], np.float64)
 _CHANNEL_OFFSETS = np.arange(3)[:, None]
 _OFFSETS = np.zeros(0, np.intp)  # grown by _box_offsets
+_SHARES = np.zeros(0)
 _FRAME_CONSTANTS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # by (width, height)
 
 
@@ -51,8 +52,9 @@ _BINS = _bin_table()
 
 
 def _grid_indices(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
-    """(K * GRID * GRID,) flat byte offsets of the first channel of each box's grid pixels, box after box
-    (clipped to the image)."""
+    """(GRID * GRID * K,) flat byte offsets of the first channel of the boxes' grid pixels (clipped to the
+    image), interleaved: the first grid pixel of every box, then the second... (each step below then
+    runs over the K boxes, not over a box's GRID points, which at tracker sizes costs half as much)."""
     height, width = image.shape[:2]
     constants = _FRAME_CONSTANTS.get((width, height))
     if constants is None:
@@ -64,34 +66,43 @@ def _grid_indices(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
     corners = np.array(np.asarray(boxes_xyxy).reshape(-1, 4).T, np.float64, order="C")
     np.maximum(corners, 0, out=corners)
     np.minimum(corners, bounds, out=corners)
-    # Each box's GRID sample positions per axis, (x y, K, GRID). They stay below the box's far edge,
-    # which is clipped to the image's size, and the near edge to its last pixel: all inside the image.
-    points = (corners[2:] - corners[:2])[:, :, None] * _FRACTIONS
-    points += corners[:2, :, None]
+    # The GRID sample positions per axis, (x y, GRID, K). They stay below the box's far edge, which is
+    # clipped to the image's size, and the near edge to its last pixel: all inside the image.
+    points = _FRACTIONS[:, None] * (corners[2:] - corners[:2])[:, None, :]
+    points += corners[:2, None, :]
     offsets = points.astype(np.intp)
     offsets *= strides
-    return (offsets[1, :, :, None] + offsets[0, :, None, :]).reshape(-1)
+    return (offsets[1, :, None, :] + offsets[0, None, :, :]).reshape(-1)  # (row, column, box)
 
 
 def sample_pixels(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
-    """(K, GRID * GRID, 3) pixels of a HxWx3 uint8 ``image`` on the grid inside each box."""
-    return np.take(image.reshape(-1, 3), _grid_indices(image, boxes_xyxy) // 3, axis=0).reshape(-1, GRID * GRID, 3)
+    """(K, GRID * GRID, 3) pixels of a HxWx3 uint8 ``image`` on the grid inside each box, row by row."""
+    pixels = np.take(image.reshape(-1, 3), _grid_indices(image, boxes_xyxy) // 3, axis=0)
+    return np.ascontiguousarray(pixels.reshape(GRID * GRID, -1, 3).transpose(1, 0, 2))
 
 
-def _signatures(channels: np.ndarray, count: int) -> np.ndarray:
+def _signatures(channels: np.ndarray, count: int, interleaved: bool) -> np.ndarray:
     """``count`` signatures of the pixels given as a (3, count * GRID * GRID) uint8 array of their B, G
-    and R, box after box."""
+    and R, box after box or ``interleaved`` (``_grid_indices``'s order)."""
     bins = _BINS[np.dot(_PACK, channels >> (8 - _LEVEL_BITS)).astype(np.intp)]
-    bins += _box_offsets(count)
-    return np.bincount(bins, minlength=count * DIMENSIONS).reshape(count, DIMENSIONS) / (GRID * GRID)
+    offsets, shares = _box_offsets(count)
+    # Each box's bins go to its own part of the frame's joined histogram.
+    if interleaved:
+        bins.reshape(GRID * GRID, count)[...] += offsets[::GRID * GRID]
+    else:
+        bins += offsets
+    # Each pixel adds its share, 1 / GRID^2 (a power of two: the sums are exact, in any order).
+    return np.bincount(bins, shares, minlength=count * DIMENSIONS).reshape(count, DIMENSIONS)
 
 
-def _box_offsets(count: int) -> np.ndarray:
-    """Each box's first bin in the frame's joined histogram, for each of its pixels."""
-    global _OFFSETS
+def _box_offsets(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's box's first bin in the frame's joined histogram, box after box, and each pixel's share
+    of its box's histogram."""
+    global _OFFSETS, _SHARES
     if _OFFSETS.shape[0] < count * GRID * GRID:
         _OFFSETS = np.repeat(np.arange(2 * count) * DIMENSIONS, GRID * GRID)
-    return _OFFSETS[:count * GRID * GRID]
+        _SHARES = np.full(_OFFSETS.shape[0], 1.0 / (GRID * GRID))
+    return _OFFSETS[:count * GRID * GRID], _SHARES[:count * GRID * GRID]
 
 
 def signatures_from_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -100,7 +111,7 @@ def signatures_from_pixels(pixels: np.ndarray) -> np.ndarray:
     count = pixels.shape[0]
     if count == 0:
         return np.zeros((0, DIMENSIONS))
-    return _signatures(np.ascontiguousarray(pixels.reshape(-1, 3).T), count)
+    return _signatures(np.ascontiguousarray(pixels.reshape(-1, 3).T), count, interleaved=False)
 
 
 def colour_signatures(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -109,7 +120,8 @@ def colour_signatures(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
     count = int(np.asarray(boxes_xyxy).reshape(-1, 4).shape[0])
     if count == 0:
         return np.zeros((0, DIMENSIONS))
-    return _signatures(np.take(image.reshape(-1), _grid_indices(image, boxes_xyxy) + _CHANNEL_OFFSETS), count)
+    channels = np.take(image.reshape(-1), _grid_indices(image, boxes_xyxy) + _CHANNEL_OFFSETS)
+    return _signatures(channels, count, interleaved=True)
 
 
 def similarity(signatures_a: np.ndarray, signatures_b: np.ndarray) -> np.ndarray:

@@ -45,6 +45,27 @@ def iou_corners(low_a: np.ndarray, high_a: np.ndarray, low_b: np.ndarray, high_b
     return intersection
 
 
+def overlapping_pairs(low_a: np.ndarray, high_a: np.ndarray, low_b: np.ndarray,
+                      high_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of boxes that overlap at all, as ``iou_corners`` takes them: their rows, columns (in
+    row-major order) and IoU, the same floats as ``iou_corners``'s. A tracker's matrix is mostly zeros:
+    only the overlap is computed for every pair, the union for the overlapping ones."""
+    overlap = np.minimum(high_a[:, :, None], high_b[:, None, :])
+    overlap -= np.maximum(low_a[:, :, None], low_b[:, None, :])
+    np.maximum(overlap, 0, out=overlap)
+    intersection = (overlap[0] * overlap[1]).reshape(-1)
+    # A flat nonzero and divmod: the 2-D nonzero costs twice as much.
+    flat = intersection.nonzero()[0]
+    rows, cols = np.divmod(flat, low_b.shape[1])
+    intersection = intersection[flat]
+    extent_a, extent_b = high_a - low_a, high_b - low_b
+    union = (extent_a[0] * extent_a[1])[rows] + (extent_b[0] * extent_b[1])[cols]
+    union -= intersection
+    np.maximum(union, 1e-9, out=union)
+    intersection /= union
+    return rows, cols, intersection
+
+
 def hungarian(cost: np.ndarray) -> np.ndarray:
     """Minimum-cost assignment of a (R, C) matrix with R <= C: the column of each row.
 
@@ -110,23 +131,24 @@ def match_valid(similarity: np.ndarray, valid: np.ndarray, threshold: float) -> 
     rows and columns of its full IoU matrix instead of copying sub-matrices, which gives the same pairs
     (a row or column with no allowed pair takes no part)."""
     rows, cols = valid.nonzero()
-    return match_pairs(similarity, rows, cols, threshold, valid)
+    return match_pairs(rows, cols, similarity[rows, cols], similarity.shape, threshold)
 
 
-def match_pairs(similarity: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float,
-                valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``match_valid`` with the allowed pairs given as their rows and columns, in row-major order (the
-    tracker keeps the overlapping pairs so: a frame's matrix is mostly zeros); ``valid``, their mask,
-    where the caller has it."""
+def match_pairs(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int],
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``match_valid`` with the allowed pairs given as their rows, columns (in row-major order) and
+    similarities, of a matrix of ``shape``: the tracker keeps the overlapping pairs so (a frame's
+    matrix is mostly zeros)."""
     if rows.size == 0:
         return rows, cols
     # The usual case: no row or column has two candidates, every pair is unambiguous. (Python sets
     # on these few indices are quicker than numpy counts.)
     if len(set(rows.tolist())) == rows.size and len(set(cols.tolist())) == rows.size:
         return rows, cols
-    if valid is None:
-        valid = np.zeros(similarity.shape, bool)
-        valid[rows, cols] = True
+    valid = np.zeros(shape, bool)
+    valid[rows, cols] = True
+    similarity = np.zeros(shape)
+    similarity[rows, cols] = values
     row_count = np.add.reduce(valid, axis=1)
     col_count = np.add.reduce(valid, axis=0)
     # Unambiguous pairs: the row's only candidate, and that column's only candidate.

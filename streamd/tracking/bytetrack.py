@@ -43,7 +43,7 @@ import numpy as np
 from streamd.config.schema import TrackingConfig
 from streamd.tracking import appearance as looks
 from streamd.tracking import kalman
-from streamd.tracking.assignment import iou_corners, iou_matrix, match, match_pairs
+from streamd.tracking.assignment import iou_matrix, match, match_pairs, overlapping_pairs
 
 # ByteTrack's own values: its second association accepts IoU > 0.5, its unconfirmed one IoU > 0.3.
 LOW_MATCH_IOU = 0.5
@@ -240,7 +240,8 @@ class ByteTracker:
         boxes' colour signatures (``appearance.colour_signatures``), None where the pixels are not at hand."""
         # Tracker arrays are small (tens of rows), so the cost is the count of numpy calls, not their
         # work: each value below is computed once a frame and shared by the stages, state is
-        # updated in place, and matching masks the full IoU matrix rather than copying parts of it.
+        # updated in place (tracks as the last axis: contiguous rows), and association works on the
+        # pairs of boxes that overlap at all, a few per box, rather than on the whole IoU matrix.
         ended = 0
         first_frame = self._last_index is None
         if not first_frame:
@@ -275,20 +276,16 @@ class ByteTracker:
         if tracks and count:
             # The predictions' xywh as corners, coordinate vectors.
             centre, half = self._mean[:2], self._mean[2:4] / 2
-            iou = iou_corners(centre - half, centre + half, corners[:2], corners[2:])
             # The pairs that overlap at all (a few per box: the matrix is sparse) are the only ones that can
             # match; their weights and the association's tests run over them alone.
-            # Row-major, as the mask's nonzero() gives them, which costs twice as much as a flat one.
-            pair_tracks, pair_dets = np.divmod((iou.reshape(-1) > 0).nonzero()[0], count)
+            pair_tracks, pair_dets, pair_iou = overlapping_pairs(centre - half, centre + half, corners[:2], corners[2:])
             crowded = np.bincount(pair_dets, minlength=count) > 1  # boxes touching two or more predictions
-            pair_iou = iou[pair_tracks, pair_dets]
             pair_iou *= np.where(self._classes[pair_tracks] == classes[pair_dets], 1.0, OTHER_CLASS_WEIGHT)
             # Tracks with colours; all of them as a rule (only tracks started without signatures have none).
             looks_known = np.count_nonzero(self._has_look) if signatures is not None else 0
             if looks_known:
                 self._weigh_by_look(pair_iou, pair_tracks, pair_dets, signatures, looks_known == tracks)
-            iou[pair_tracks, pair_dets] = pair_iou  # the weighted matrix, for contests and crowded matches
-            pairs = (pair_tracks, pair_dets, pair_iou, iou)
+            pairs = (pair_tracks, pair_dets, pair_iou)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids != 0
             unconfirmed = ~confirmed
@@ -357,6 +354,8 @@ class ByteTracker:
                 claimed = matched_dets[crowded_matched]
                 contested = claimed
                 if claimed.size:
+                    iou = np.zeros((tracks, count))  # the weighted matrix
+                    iou[pair_tracks, pair_dets] = pair_iou
                     claim_holds = self._contested(iou, claimed, det_track[claimed], keep, frame_index)
                     contested = claimed[claim_holds]
                     withheld = contested.size
@@ -405,16 +404,17 @@ class ByteTracker:
         # Confirmed tracks seen this frame: the matched ones and, on a first frame, the new ones.
         return TrackUpdate(track_ids, ages, active, started, ended, withheld)
 
-    def _associate(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], det_track: np.ndarray,
+    def _associate(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], det_track: np.ndarray,
                    matched: np.ndarray, track_mask: np.ndarray | None, det_mask: np.ndarray, threshold: float) -> None:
         """Match the tracks of ``track_mask`` (None: all) and the detections of ``det_mask`` on IoU; marks
-        ``matched``. ``pairs``: the overlapping pairs' tracks, detections and weighted IoU, and the matrix."""
-        pair_tracks, pair_dets, pair_iou, iou = pairs
+        ``matched``. ``pairs``: the overlapping pairs' tracks, detections and weighted IoU."""
+        pair_tracks, pair_dets, pair_iou = pairs
         valid = pair_iou > threshold  # thresholds are above 0: only overlapping pairs can pass
         if track_mask is not None:
             valid &= track_mask[pair_tracks]
         valid &= det_mask[pair_dets]
-        rows, cols = match_pairs(iou, pair_tracks[valid], pair_dets[valid], threshold)
+        rows, cols = match_pairs(pair_tracks[valid], pair_dets[valid], pair_iou[valid], (matched.size, det_mask.size),
+                                 threshold)
         det_track[cols] = rows
         matched[rows] = True
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from streamd.evaluation.detection_map import box_iou
-from streamd.tracking.assignment import hungarian, iou_matrix, match
+from streamd.tracking.assignment import hungarian, iou_matrix, match, overlapping_pairs
 
 
 def brute_force_cost(cost: np.ndarray) -> float:
@@ -76,3 +76,19 @@ def test_iou_matrix_equals_the_evaluation_iou() -> None:
     boxes = np.concatenate([corners, corners + rng.uniform(5, 120, (30, 2))], axis=1)
     assert np.allclose(iou_matrix(boxes[:20], boxes[10:]), box_iou(boxes[:20], boxes[10:]))
     assert iou_matrix(boxes[:0], boxes).shape == (0, 30)
+
+
+def test_overlapping_pairs_are_the_nonzero_entries_of_the_iou_matrix_bit_for_bit() -> None:
+    # The tracker works on these pairs instead of the matrix: the same floats, in row-major order.
+    rng = np.random.default_rng(3)
+    for tracks, detections in ((50, 50), (7, 3), (1, 12), (0, 5), (5, 0)):
+        low_a, low_b = rng.uniform(0, 300, (2, tracks)), rng.uniform(0, 300, (2, detections))
+        high_a, high_b = low_a + rng.uniform(1, 150, (2, tracks)), low_b + rng.uniform(1, 150, (2, detections))
+        boxes_a, boxes_b = np.concatenate([low_a, high_a]).T, np.concatenate([low_b, high_b]).T
+        matrix = iou_matrix(boxes_a, boxes_b)
+        rows, cols, values = overlapping_pairs(low_a, high_a, low_b, high_b)
+        expected_rows, expected_cols = matrix.nonzero()
+        assert np.array_equal(rows, expected_rows) and np.array_equal(cols, expected_cols)
+        assert np.array_equal(values, matrix[expected_rows, expected_cols])
+        assert tracks * detections == 0 or rows.size > 0
+
