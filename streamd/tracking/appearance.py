@@ -31,7 +31,6 @@ _LEVEL_BITS = 5  # per channel, in the bin table
 # A colour's row in the bin table from its 5-bit channels (B, G, R): exact in float64, and one matrix
 # product instead of three shifts and ors on integer vectors.
 _PACK = np.array([1 << (2 * _LEVEL_BITS), 1 << _LEVEL_BITS, 1], np.float64)
-_CHANNEL_OFFSETS = np.arange(3)[:, None]
 _OFFSETS = np.zeros(0, np.intp)  # grown by _box_offsets
 _SHARES = np.zeros(0)
 _FRAME_CONSTANTS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # by (width, height)
@@ -52,15 +51,15 @@ _BINS = _bin_table()
 
 
 def _grid_indices(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
-    """(GRID * GRID * K,) flat byte offsets of the first channel of the boxes' grid pixels (clipped to the
-    image), interleaved: the first grid pixel of every box, then the second... (each step below then
-    runs over the K boxes, not over a box's GRID points, which at tracker sizes costs half as much)."""
+    """(GRID * GRID * K,) flat indices of the boxes' grid pixels (clipped to the image), interleaved: the
+    first grid pixel of every box, then the second... (each step below then runs over the K boxes, not
+    over a box's GRID points, which at tracker sizes costs half as much)."""
     height, width = image.shape[:2]
     constants = _FRAME_CONSTANTS.get((width, height))
     if constants is None:
         constants = _FRAME_CONSTANTS[(width, height)] = (
             np.array([[width - 1], [height - 1], [width], [height]], np.float64),  # clip of x1, y1, x2, y2
-            np.array([[[3]], [[3 * width]]], np.intp))  # bytes per step in x and in y
+            np.array([[[1]], [[width]]], np.intp))  # pixels per step in x and in y
     bounds, strides = constants
     # Coordinates as rows (x1, y1, x2, y2): the steps below then run over contiguous memory.
     corners = np.array(np.asarray(boxes_xyxy).reshape(-1, 4).T, np.float64, order="C")
@@ -77,14 +76,14 @@ def _grid_indices(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
 
 def sample_pixels(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
     """(K, GRID * GRID, 3) pixels of a HxWx3 uint8 ``image`` on the grid inside each box, row by row."""
-    pixels = np.take(image.reshape(-1, 3), _grid_indices(image, boxes_xyxy) // 3, axis=0)
+    pixels = image.reshape(-1, 3).take(_grid_indices(image, boxes_xyxy), axis=0)
     return np.ascontiguousarray(pixels.reshape(GRID * GRID, -1, 3).transpose(1, 0, 2))
 
 
-def _signatures(channels: np.ndarray, count: int, interleaved: bool) -> np.ndarray:
-    """``count`` signatures of the pixels given as a (3, count * GRID * GRID) uint8 array of their B, G
-    and R, box after box or ``interleaved`` (``_grid_indices``'s order)."""
-    bins = _BINS[np.dot(_PACK, channels >> (8 - _LEVEL_BITS)).astype(np.intp)]
+def _signatures(pixels: np.ndarray, count: int, interleaved: bool) -> np.ndarray:
+    """``count`` signatures of (count * GRID * GRID, 3) uint8 BGR pixels, box after box or ``interleaved``
+    (``_grid_indices``'s order)."""
+    bins = _BINS[np.dot(pixels >> (8 - _LEVEL_BITS), _PACK).astype(np.intp)]
     offsets, shares = _box_offsets(count)
     # Each box's bins go to its own part of the frame's joined histogram.
     if interleaved:
@@ -111,17 +110,17 @@ def signatures_from_pixels(pixels: np.ndarray) -> np.ndarray:
     count = pixels.shape[0]
     if count == 0:
         return np.zeros((0, DIMENSIONS))
-    return _signatures(np.ascontiguousarray(pixels.reshape(-1, 3).T), count, interleaved=False)
+    return _signatures(pixels.reshape(-1, 3), count, interleaved=False)
 
 
 def colour_signatures(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
     """(K, DIMENSIONS) signatures of the boxes of a HxWx3 uint8 BGR ``image``: ``signatures_from_pixels``
-    of ``sample_pixels``, gathered channel by channel (contiguous vectors: quicker)."""
+    of ``sample_pixels``, without putting the pixels box after box (the histogram does not need it)."""
     count = int(np.asarray(boxes_xyxy).reshape(-1, 4).shape[0])
     if count == 0:
         return np.zeros((0, DIMENSIONS))
-    channels = np.take(image.reshape(-1), _grid_indices(image, boxes_xyxy) + _CHANNEL_OFFSETS)
-    return _signatures(channels, count, interleaved=True)
+    pixels = image.reshape(-1, 3).take(_grid_indices(image, boxes_xyxy), axis=0)
+    return _signatures(pixels, count, interleaved=True)
 
 
 def similarity(signatures_a: np.ndarray, signatures_b: np.ndarray) -> np.ndarray:
@@ -131,4 +130,4 @@ def similarity(signatures_a: np.ndarray, signatures_b: np.ndarray) -> np.ndarray
 
 def pair_similarity(signatures_a: np.ndarray, signatures_b: np.ndarray) -> np.ndarray:
     """(P,) histogram intersection of row i of ``signatures_a`` with row i of ``signatures_b``."""
-    return np.minimum(signatures_a, signatures_b).sum(axis=1)
+    return np.add.reduce(np.minimum(signatures_a, signatures_b), axis=1)  # sum()'s wrapper costs more

@@ -288,40 +288,43 @@ class ByteTracker:
             pairs = (pair_tracks, pair_dets, pair_iou)
             high = scores >= self._config.high_score_threshold
             confirmed = self._ids != 0
-            unconfirmed = ~confirmed
-            any_unconfirmed = np.count_nonzero(unconfirmed) > 0  # most frames have none (quicker than any())
+            any_unconfirmed = np.count_nonzero(confirmed) < tracks  # most frames have none
             matched = np.zeros(tracks, bool)
             self._associate(pairs, det_track, matched, confirmed if any_unconfirmed else None, high,
                             self._config.match_iou_threshold)
             low = ~high  # none matched yet: the first association took high-score boxes only
             if np.count_nonzero(low):
-                self._associate(pairs, det_track, matched, confirmed & ~self._lost & ~matched, low, LOW_MATCH_IOU)
-            self._recover_lost(det_track, matched, confirmed, sure, xywh, det_size, classes, signatures)
+                self._associate(pairs, det_track, matched, confirmed & ~(self._lost | matched), low, LOW_MATCH_IOU)
+            free = ((det_track < 0) & sure).nonzero()[0]  # usually none: every sure box continued a track
+            if free.size:
+                self._recover_lost(det_track, matched, confirmed, free, xywh, det_size, classes, signatures)
             if any_unconfirmed:
-                self._associate(pairs, det_track, matched, unconfirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
+                self._associate(pairs, det_track, matched, ~confirmed, high & (det_track < 0), UNCONFIRMED_MATCH_IOU)
 
         matched_dets = (det_track >= 0).nonzero()[0]  # flatnonzero's wrapper costs more than this call
         matched_tracks = det_track[matched_dets]
         started = 0
         if matched_tracks.size:
             # np.take: indexing the last axis with [..., tracks] would give arrays that are not C-contiguous.
-            mean = np.take(self._mean, matched_tracks, axis=1)
-            covariance = np.take(self._covariance, matched_tracks, axis=2)
-            kalman.update_in_place(mean, covariance, np.take(xywh_rows, matched_dets, axis=1))
+            mean = self._mean.take(matched_tracks, axis=1)
+            covariance = self._covariance.take(matched_tracks, axis=2)
+            kalman.update_in_place(mean, covariance, xywh_rows.take(matched_dets, axis=1))
             self._mean[:, matched_tracks], self._covariance[..., matched_tracks] = mean, covariance
             self._full_size[matched_tracks] = np.maximum(det_size[matched_dets],
                                                          FULL_SIZE_DECAY * self._full_size[matched_tracks])
-            votes = self._votes[matched_tracks]
+            # take(axis=0): a third of the cost of [rows] on 2-D arrays.
+            votes = self._votes.take(matched_tracks, axis=0)
             votes *= CLASS_VOTE_DECAY
-            votes += self._one_hot[classes[matched_dets]]  # + 1 for the box's class
+            votes += self._one_hot.take(classes[matched_dets], axis=0)  # + 1 for the box's class
             self._votes[matched_tracks] = votes
             self._classes[matched_tracks] = votes.argmax(axis=1)
             self._lost[matched_tracks] = False
             self._last_seen[matched_tracks] = frame_index
+            crowded_matched = crowded[matched_dets]
             if signatures is not None:
                 # Only a box that no other track's prediction touches describes its object alone.
-                alone = matched_dets[~crowded[matched_dets]]
-                self._observe_look(det_track[alone], signatures[alone], looks_known == tracks)
+                alone = matched_dets[~crowded_matched]
+                self._observe_look(det_track[alone], signatures.take(alone, axis=0), looks_known == tracks)
             if any_unconfirmed:
                 self._ids[matched_tracks[self._ids[matched_tracks] == 0]] = UNPUBLISHED  # confirmed
 
@@ -331,7 +334,7 @@ class ByteTracker:
             dropped_out = self._ids != 0
             dropped_out[matched_tracks] = False  # confirmed and unmatched
             self._lost |= dropped_out
-            expired = self._lost & (frame_index - self._last_seen > self._config.lost_track_buffer_frames)
+            expired = self._lost & (self._last_seen < frame_index - self._config.lost_track_buffer_frames)
             # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
             keep = self._ids != 0
             if np.count_nonzero(expired):
@@ -350,7 +353,6 @@ class ByteTracker:
             shown = matched_dets
             if tracks and self._config.withhold_contested_ids:
                 # Only a box touching two predictions can be contested (most boxes touch one).
-                crowded_matched = crowded[matched_dets]
                 claimed = matched_dets[crowded_matched]
                 contested = claimed
                 if claimed.size:
@@ -381,7 +383,12 @@ class ByteTracker:
 
         if keep is not None and np.count_nonzero(keep) < tracks:
             self._select(keep)
-        new = ((det_track < 0) & sure).nonzero()[0] if count else matched_dets
+        if not count:
+            new = matched_dets
+        elif tracks and free.size == 0:
+            new = free  # no sure box was left for the recovery, and none has been freed since
+        else:
+            new = ((det_track < 0) & sure).nonzero()[0]
         if new.size and matched_dets.size:
             duplicate = (iou_matrix(boxes[new], boxes[matched_dets]) > DUPLICATE_IOU).any(axis=1)
             new = new[~duplicate]
@@ -423,7 +430,7 @@ class ByteTracker:
         """Weighs the IoU of overlapping pairs by their colours' similarity, and zeroes it where they share
         less than APPEARANCE_GATE (only overlapping pairs can match, so only they are compared); a track
         without a signature yet keeps its IoU."""
-        alike = looks.pair_similarity(self._look[pair_tracks], signatures[pair_dets])
+        alike = looks.pair_similarity(self._look.take(pair_tracks, axis=0), signatures.take(pair_dets, axis=0))
         weight = (1 - APPEARANCE_WEIGHT) + APPEARANCE_WEIGHT * alike
         weight[alike < APPEARANCE_GATE] = 0.0
         if not all_known:
@@ -449,7 +456,7 @@ class ByteTracker:
             known = self._has_look[track_indices]
             all_known = np.count_nonzero(known) == known.size
         if all_known:  # the usual case: running tracks have colours
-            running = self._look[track_indices]
+            running = self._look.take(track_indices, axis=0)
             running *= APPEARANCE_MOMENTUM
             running += (1 - APPEARANCE_MOMENTUM) * signatures
             self._look[track_indices] = running
@@ -536,14 +543,11 @@ class ByteTracker:
             return True
         return bool(looks.similarity(self._look[first:first + 1], self._look[second:second + 1])[0, 0] >= gate)
 
-    def _recover_lost(self, det_track: np.ndarray, matched: np.ndarray, confirmed: np.ndarray, sure: np.ndarray,
+    def _recover_lost(self, det_track: np.ndarray, matched: np.ndarray, confirmed: np.ndarray, free: np.ndarray,
                       xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray,
                       signatures: np.ndarray | None) -> None:
-        """Stage 5: a sure detection that would start a track, near where a lost track of its class is
-        predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
-        free = ((det_track < 0) & sure).nonzero()[0]  # usually none: every sure box continued a track
-        if free.size == 0:
-            return
+        """Stage 5: a sure detection that would start a track (``free``), near where a lost track of its class
+        is predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
         lost = (confirmed & self._lost & ~matched).nonzero()[0]
         if lost.size == 0:
             return
