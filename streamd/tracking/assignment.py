@@ -49,17 +49,20 @@ def overlapping_pairs(low_a: np.ndarray, high_a: np.ndarray, low_b: np.ndarray,
                       high_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs of boxes that overlap at all, as ``iou_corners`` takes them: their rows, columns (in
     row-major order) and IoU, the same floats as ``iou_corners``'s. A tracker's matrix is mostly zeros:
-    only the overlap is computed for every pair, the union for the overlapping ones."""
-    overlap = np.minimum(high_a[:, :, None], high_b[:, None, :])
-    overlap -= np.maximum(low_a[:, :, None], low_b[:, None, :])
-    np.maximum(overlap, 0, out=overlap)
-    intersection = (overlap[0] * overlap[1]).reshape(-1)
+    only the overlap along x is computed for every pair, the rest for the pairs that overlap along x."""
+    width = np.minimum(high_a[0][:, None], high_b[0])
+    width -= np.maximum(low_a[0][:, None], low_b[0])
+    width = width.reshape(-1)
     # A flat nonzero and divmod: the 2-D nonzero costs twice as much.
-    flat = intersection.nonzero()[0]
+    flat = (width > 0).nonzero()[0]
     rows, cols = np.divmod(flat, low_b.shape[1])
-    intersection = intersection[flat]
+    height = np.minimum(high_a[1].take(rows), high_b[1].take(cols))
+    height -= np.maximum(low_a[1].take(rows), low_b[1].take(cols))
+    inside = (height > 0).nonzero()[0]
+    rows, cols = rows.take(inside), cols.take(inside)
+    intersection = width.take(flat.take(inside)) * height.take(inside)
     extent_a, extent_b = high_a - low_a, high_b - low_b
-    union = (extent_a[0] * extent_a[1])[rows] + (extent_b[0] * extent_b[1])[cols]
+    union = (extent_a[0] * extent_a[1]).take(rows) + (extent_b[0] * extent_b[1]).take(cols)
     union -= intersection
     np.maximum(union, 1e-9, out=union)
     intersection /= union

@@ -267,7 +267,9 @@ class ByteTracker:
             corners = np.array(boxes_xyxy.T, np.float64, order="C")
             boxes = corners.T
             classes = class_ids.astype(np.int64)
-            self._grow_votes(int(np.maximum.reduce(classes)) + 1)  # ndarray.max's wrapper costs more
+            top_class = int(np.maximum.reduce(classes))  # ndarray.max's wrapper costs more
+            if top_class >= self._votes.shape[1]:
+                self._grow_votes(top_class + 1)
             size = corners[2:] - corners[:2]  # xyxy -> centre and size (xywh), once for every stage
             xywh_rows = np.concatenate([corners[:2] + size / 2, size])
             xywh = xywh_rows.T
