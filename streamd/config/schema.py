@@ -220,8 +220,8 @@ class PreviewConfig:
 class TrackingConfig:
     """Multi-object tracking per source (streamd.tracking): each published detection gets a track id."""
 
-    enabled: bool = setting(True, "track objects per source. On by default: it costs about 0.28 ms a frame with 50 "
-                                  "objects on the 2-core dev VM (0.16 without `appearance`) and only adds fields to "
+    enabled: bool = setting(True, "track objects per source. On by default: it costs about 0.29 ms a frame with 50 "
+                                  "objects on the 2-core dev VM (0.18 without `appearance`) and only adds fields to "
                                   "messages, and ids are what counting, dwell time and line crossing need")
     high_score_threshold: float = setting(0.5, "detections at or above it start and continue tracks; those below it "
                                                "(down to `model.score_threshold`) only continue running tracks "
