@@ -266,6 +266,9 @@ def test_a_camera_that_changes_its_frame_size_gets_one_line_and_keeps_publishing
         source = service.sources[0]
         source._reader_factory = ResizingCamera  # the capture thread has not started yet
         with Subscriber(service.publisher_endpoint()) as subscriber:
+            # Every frame is asserted below: the subscription must have reached the publisher before the
+            # first one goes out (ZeroMQ drops what is sent before; on busy cores that was frame 0).
+            assert service.wait_for_subscriber(10.0)
             service.start_sources()
             messages = []
             while len(messages) < 20 and (message := subscriber.receive(30.0)) is not None:
