@@ -126,22 +126,15 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
 def match(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the pairs, each above ``threshold``, that maximise the total of
     (similarity - threshold)."""
-    return match_valid(similarity, similarity > threshold, threshold)
-
-
-def match_valid(similarity: np.ndarray, valid: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """``match`` with the allowed pairs given (all of them above ``threshold``): the tracker masks out
-    rows and columns of its full IoU matrix instead of copying sub-matrices, which gives the same pairs
-    (a row or column with no allowed pair takes no part)."""
-    rows, cols = valid.nonzero()
+    rows, cols = (similarity > threshold).nonzero()
     return match_pairs(rows, cols, similarity[rows, cols], similarity.shape, threshold)
 
 
 def match_pairs(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int],
                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """``match_valid`` with the allowed pairs given as their rows, columns (in row-major order) and
-    similarities, of a matrix of ``shape``: the tracker keeps the overlapping pairs so (a frame's
-    matrix is mostly zeros)."""
+    """``match`` with the allowed pairs (all of them above ``threshold``) given as their rows, columns
+    (in row-major order) and similarities, of a matrix of ``shape``: the tracker keeps the overlapping
+    pairs so (a frame's matrix is mostly zeros). A row or column with no allowed pair takes no part."""
     if rows.size == 0:
         return rows, cols
     # The usual case: no row or column has two candidates, every pair is unambiguous. (Python sets
