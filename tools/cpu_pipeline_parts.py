@@ -2,17 +2,27 @@
 """Where streamd's CPU time goes in the running CPU pipeline: CPU time per frame of each part.
 
     python3 tools/cpu_pipeline_parts.py --rounds 3            # yolox_nano + vtest from ../shared
+    python3 tools/cpu_pipeline_parts.py --rounds 6 --compare-tracking --json parts.json
 
 Runs ``streamd bench``'s pipeline (file read flat out, every frame published to a real subscriber)
 with ``time.thread_time`` around each part's call, on whichever thread makes it, and prints the mean
 CPU time per call beside the process's CPU time per frame. CPU time is what a busy shared machine
 disturbs least; wall-clock fps is not. A part measured in a warm loop of its own looks cheaper
 than it is here: right after an inference its code and data are out of cache.
+
+Each round also gives streamd's own CPU a frame: the process's CPU a frame minus ``session.run``'s.
+It is the steadiest figure on a shared machine (a slower inference moves both terms) and is what the
+``streamd bench`` CPU ratio turns on: the pipeline reaches 0.93 x the raw loops' CPU a frame only
+if its own cost is at most (1 / 0.93 - 1) = 7.5 % of inference (printed as the budget).
+``--compare-tracking`` alternates rounds with tracking on and off (the order swapped every round),
+so the difference of the two medians is what tracking costs inside the pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
 import sys
 import threading
@@ -46,6 +56,8 @@ PARTS = (
     (publisher.Publisher, "send", "ZeroMQ send"),
     (pipeline.Pipeline, "_publish", "publish, all of it (tracking, encode, send, metrics)"),
 )
+INFERENCE = "inference (session.run)"
+TARGET_RATIO = 0.93  # issue 11: the pipeline's throughput over the best raw layout's
 
 
 def instrument(seconds: dict[str, list[float]]) -> None:
@@ -65,22 +77,63 @@ def instrument(seconds: dict[str, list[float]]) -> None:
         setattr(owner, attribute, timed)
 
 
+def measure_round(config, frames_wanted: int, seconds: dict[str, list[float]], label: str) -> dict:
+    """One pipeline run; prints each part's mean CPU a call, returns the round's figures (ms a frame)."""
+    seconds.clear()
+    fps, recorder, received = bench.run_pipeline(config, frames_wanted, timeout_seconds=600)
+    frames = len(recorder.frame_ages)
+    process_ms = recorder.cpu_seconds / frames * 1000
+    inference_ms = sum(seconds[INFERENCE]) / frames * 1000
+    own_ms = process_ms - inference_ms
+    print(f"{label}: {fps:.1f} fps, {received}/{frames_wanted} received, process CPU {process_ms:.2f} ms per "
+          f"frame, session.run {inference_ms:.2f}, streamd's own {own_ms:.2f} (0.93 leaves "
+          f"{inference_ms * (1 / TARGET_RATIO - 1):.2f})")
+    for _, _, part in PARTS:
+        if seconds[part]:
+            print(f"    {part:<55} {statistics.fmean(seconds[part]) * 1000:7.3f} ms x {len(seconds[part])}")
+    return {"fps": fps, "process_ms": process_ms, "inference_ms": inference_ms, "own_ms": own_ms,
+            "parts_ms": {part: statistics.fmean(values) * 1000 for part, values in seconds.items() if values}}
+
+
+def summary(rounds: list[dict]) -> dict:
+    own = statistics.median(r["own_ms"] for r in rounds)
+    inference = statistics.median(r["inference_ms"] for r in rounds)
+    return {"rounds": rounds, "own_ms_median": own, "inference_ms_median": inference,
+            "own_share_of_inference": own / inference,
+            # The CPU ratio raw / pipeline this implies when the raw loops' inference costs what the pipeline's does.
+            "implied_cpu_ratio": inference / (inference + own)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_bench_arguments(parser)
+    parser.add_argument("--compare-tracking", action="store_true",
+                        help="alternate rounds with tracking on and off; report both")
     args = parser.parse_args()
     config = bench._config(args, "fast", args.frames)
+    variants = {"tracking on" if config.tracking.enabled else "as configured": config}
+    if args.compare_tracking:
+        variants["tracking off"] = dataclasses.replace(
+            config, tracking=dataclasses.replace(config.tracking, enabled=False))
     seconds: dict[str, list[float]] = defaultdict(list)
     instrument(seconds)
+    rounds: dict[str, list[dict]] = {name: [] for name in variants}
     for round_index in range(args.rounds):
-        seconds.clear()
-        fps, recorder, received = bench.run_pipeline(config, args.frames, timeout_seconds=600)
-        frames = len(recorder.frame_ages)
-        print(f"round {round_index + 1}/{args.rounds}: {fps:.1f} fps, {received}/{args.frames} received, "
-              f"process CPU {recorder.cpu_seconds / frames * 1000:.2f} ms per frame")
-        for _, _, part in PARTS:
-            if seconds[part]:
-                print(f"    {part:<55} {statistics.fmean(seconds[part]) * 1000:7.3f} ms x {len(seconds[part])}")
+        names = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+        for name in names:
+            label = f"round {round_index + 1}/{args.rounds}" + (f", {name}" if len(variants) > 1 else "")
+            rounds[name].append(measure_round(variants[name], args.frames, seconds, label))
+    report = {name: summary(variant_rounds) for name, variant_rounds in rounds.items()}
+    for name, result in report.items():
+        print(f"{name}: streamd's own CPU {result['own_ms_median']:.2f} ms a frame (median of rounds) against "
+              f"session.run {result['inference_ms_median']:.2f}: {result['own_share_of_inference']:.1%} of "
+              f"inference, a CPU ratio of {result['implied_cpu_ratio']:.3f} (0.93 needs at most "
+              f"{1 / TARGET_RATIO - 1:.1%})")
+    if len(report) == 2:
+        on, off = report.values()
+        print(f"tracking inside the pipeline: {on['own_ms_median'] - off['own_ms_median']:.2f} ms a frame")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
