@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamd.bench import run as bench  # noqa: E402
 from streamd.bench.arguments import add_bench_arguments  # noqa: E402
+from streamd.config.schema import Config  # noqa: E402
 from streamd.daemon import batching, pipeline  # noqa: E402
 from streamd.inference import host_detector, onnxruntime_backend  # noqa: E402
 from streamd.publish import publisher  # noqa: E402
@@ -77,13 +78,15 @@ def instrument(seconds: dict[str, list[float]]) -> None:
         setattr(owner, attribute, timed)
 
 
-def measure_round(config, frames_wanted: int, seconds: dict[str, list[float]], label: str) -> dict:
+def measure_round(config: Config, frames_wanted: int, seconds: dict[str, list[float]], label: str) -> dict:
     """One pipeline run; prints each part's mean CPU a call, returns the round's figures (ms a frame)."""
     seconds.clear()
     fps, recorder, received = bench.run_pipeline(config, frames_wanted, timeout_seconds=600)
     frames = len(recorder.frame_ages)
     process_ms = recorder.cpu_seconds / frames * 1000
     inference_ms = sum(seconds[INFERENCE]) / frames * 1000
+    if inference_ms <= 0:
+        raise SystemExit("cpu_pipeline_parts: no session.run was timed (it measures the onnxruntime backend)")
     own_ms = process_ms - inference_ms
     print(f"{label}: {fps:.1f} fps, {received}/{frames_wanted} received, process CPU {process_ms:.2f} ms per "
           f"frame, session.run {inference_ms:.2f}, streamd's own {own_ms:.2f} (0.93 leaves "
@@ -111,10 +114,12 @@ def main() -> int:
                         help="alternate rounds with tracking on and off; report both")
     args = parser.parse_args()
     config = bench._config(args, "fast", args.frames)
-    variants = {"tracking on" if config.tracking.enabled else "as configured": config}
     if args.compare_tracking:
-        variants["tracking off"] = dataclasses.replace(
-            config, tracking=dataclasses.replace(config.tracking, enabled=False))
+        variants = {f"tracking {state}": dataclasses.replace(
+            config, tracking=dataclasses.replace(config.tracking, enabled=enabled))
+            for state, enabled in (("on", True), ("off", False))}
+    else:
+        variants = {"tracking on" if config.tracking.enabled else "tracking off": config}
     seconds: dict[str, list[float]] = defaultdict(list)
     instrument(seconds)
     rounds: dict[str, list[dict]] = {name: [] for name in variants}
