@@ -33,6 +33,16 @@ class _DeviceArray:
                                          "version": 3, "strides": None}
 
 
+def _value_inputs(step: tuple) -> list[str]:
+    """The names of the computed values (not constants) an interpreter step reads."""
+    op = step[0]
+    if op in ("Mul", "Add"):
+        return [spec[1] for spec in step[1:3] if spec[0] == "value"]
+    if op == "Concat":
+        return list(step[1])
+    return [step[1]]  # Conv, Sigmoid, Slice, MaxPool, Resize, Reshape, Transpose: one value input
+
+
 def _interpreter_class():
     import torch  # noqa: PLC0415 - optional, GPU machines only
     import torch.nn.functional as F  # noqa: N812, PLC0415
@@ -63,6 +73,19 @@ def _interpreter_class():
                     continue
                 attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
                 self.steps.append(self._step(node, attributes, constants))
+            # Per step, the values it reads for the last time: dropped right after it, so a forward holds its
+            # working set, not every activation at once (as TensorRT reuses activation memory). Holding them all
+            # cost 126 MB an image: the daemon's warm-up captures every batch size (1..max_batch, per in-flight
+            # buffer set), and three daemons at max_batch 32 ran out of an H200's 140 GB.
+            last_read: dict[str, int] = {}
+            for index, step in enumerate(self.steps):
+                for name in _value_inputs(step):
+                    last_read[name] = index
+            keep = {self.input_name, *self.output_names}
+            self.release_after: list[tuple[str, ...]] = [() for _ in self.steps]
+            for name, index in last_read.items():
+                if name not in keep:
+                    self.release_after[index] += (name,)
 
         def _tensor(self, name: str, value: np.ndarray) -> str:
             if name not in self._names:
@@ -118,11 +141,12 @@ def _interpreter_class():
         def forward(self, images):  # noqa: C901 - one branch per operator, flat on purpose
             values = {self.input_name: images}
             tensors = self._tensors
+            release = self.release_after
 
             def operand(spec):
                 return tensors[spec[1]] if spec[0] == "const" else values[spec[1]]
 
-            for step in self.steps:
+            for index, step in enumerate(self.steps):
                 op = step[0]
                 if op == "Conv":
                     _, x, weight, bias, params, out = step
@@ -147,6 +171,8 @@ def _interpreter_class():
                     values[step[3]] = x.reshape(shape)
                 elif op == "Transpose":
                     values[step[3]] = values[step[1]].permute(step[2])
+                for name in release[index]:
+                    del values[name]
             return values[self.output_names[0]]
 
     return OnnxInterpreter
