@@ -27,7 +27,7 @@ DOG = SHARED / "media" / "dog.jpg"
 REQUIREMENTS = {
     "shared": "the test data in ../shared (or STREAMD_SHARED)",
     "rtsp": "GStreamer's RTSP server under /usr/bin/python3 (.ci/apt-packages.txt)",
-    "gstreamer": "GStreamer through PyGObject in streamd's own Python (the test extra; .ci/apt-packages.txt)",
+    "gstreamer": "GStreamer through PyGObject in streamd's own Python (the gstreamer extra; .ci/apt-packages.txt)",
     "systemd": "systemd-analyze (.ci/apt-packages.txt)",
     "int8": "INT8 calibration in streamd quantize (onnxruntime >= 1.24)",
     "prometheus": "prometheus and promtool (Debian package prometheus, .ci/apt-packages.txt)",
