@@ -43,10 +43,15 @@ def test_make_reader_picks_gstreamer_for_jetson() -> None:
 
 
 @pytest.fixture(scope="module")
-def h264_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gstreamer_capture() -> None:
+    """Skips (fails under STREAMD_REQUIRE=gstreamer) where PyGObject or GStreamer's elements are missing."""
     reason = gstreamer_capture_missing_reason()
     if reason:
         skip_unless_required("gstreamer", reason)
+
+
+@pytest.fixture(scope="module")
+def h264_file(gstreamer_capture: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from streamd.sources.gst_elements import import_gst
 
     gst, _ = import_gst()
@@ -97,7 +102,7 @@ def test_capture_source_runs_the_gstreamer_reader(h264_file: Path) -> None:
     assert indices == list(range(FRAMES))  # pace "fast" on a file: lossless
 
 
-def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
+def test_missing_file_is_a_source_error(gstreamer_capture: None, tmp_path: Path) -> None:
     reader = GStreamerReader(SourceConfig(id="f", kind="file", url=str(tmp_path / "none.mp4"), decoder="jetson"))
     with pytest.raises(SourceError, match="does not exist"):
         reader.open()
