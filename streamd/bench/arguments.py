@@ -2,7 +2,8 @@
 
 The defaults are the test data in ``STREAMD_SHARED`` (the variable the tests use), else in
 ``../shared`` beside a source checkout. An installed package has no such folder beside it: there
-``--model`` and ``--source`` must be given (``streamd bench`` says so, naming the flags).
+``streamd bench`` measures what ``streamd run`` runs without a config, the built-in demo model on the
+synthetic scene (``--model builtin:synthetic-shapes --source synthetic``; streamd/models/demo_config.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from streamd.inference.registry import BACKEND_CHOICES
 SHARED_ENVIRONMENT = "STREAMD_SHARED"
 DEFAULT_MODEL = Path("models") / "yolox_nano.onnx"
 DEFAULT_SOURCE = Path("media") / "vtest.avi"
+# --source value: the built-in demo's synthetic scene (its [[sources]] table in streamd/models/demo_config.py).
+SYNTHETIC_SOURCE = "synthetic"
+DEMO_MODEL = "builtin:synthetic-shapes"
 
 
 def shared_data_dir() -> Path | None:
@@ -32,14 +36,16 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     shared = shared_data_dir()
     model = str(shared / DEFAULT_MODEL) if shared else None
     source = str(shared / DEFAULT_SOURCE) if shared else None
-    unset = f"required unless ${SHARED_ENVIRONMENT} is set"
-    parser.add_argument("--model", default=model, help=f"ONNX model (default: $STREAMD_SHARED/{DEFAULT_MODEL}, "
-                                                       f"here {model or unset})")
+    unset = f"${SHARED_ENVIRONMENT} is not set, so"
+    parser.add_argument("--model", default=model, help=f"ONNX model or builtin:NAME (default: "
+                                                       f"$STREAMD_SHARED/{DEFAULT_MODEL}, here "
+                                                       f"{model or f'{unset} {DEMO_MODEL}, the built-in demo model'})")
     parser.add_argument("--classes", default="", help="class-name file (default: coco_classes.txt beside the model "
                                                       "if there, else as model.classes: NAME.names, classes.txt, "
                                                       "or the COCO names for an 80-class model)")
-    parser.add_argument("--source", default=source, help=f"video file (default: $STREAMD_SHARED/{DEFAULT_SOURCE}, "
-                                                         f"here {source or unset})")
+    parser.add_argument("--source", default=source, help=f"video file, or '{SYNTHETIC_SOURCE}' for the built-in demo's "
+                                                         f"synthetic scene (default: $STREAMD_SHARED/{DEFAULT_SOURCE}, "
+                                                         f"here {source or f'{unset} {SYNTHETIC_SOURCE}'})")
     parser.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES,
                         help="inference backend (default: onnxruntime)")
     parser.add_argument("--workers", type=int, default=0, help="pipeline workers (default 0: auto, as model.workers)")

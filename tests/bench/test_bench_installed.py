@@ -1,6 +1,7 @@
-"""``streamd bench`` from an installed package (issue 9): its defaults come from $STREAMD_SHARED,
-never from the package's location; without it, --model and --source are required and the error
-names the flags. The package is copied to a site-packages-like folder, away from the checkout."""
+"""``streamd bench`` from an installed package: its defaults come from $STREAMD_SHARED, never from the
+package's location; without it, bench measures the built-in demo model on the synthetic scene (what
+``streamd run`` runs without a config). The package is copied to a site-packages-like folder, away from
+the checkout."""
 
 from __future__ import annotations
 
@@ -34,13 +35,23 @@ def bench(env: dict[str, str], cwd: Path, *flags: str) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=600)
 
 
-def test_without_streamd_shared_the_flags_are_required(installed: dict[str, str], tmp_path: Path) -> None:
-    result = bench(installed, tmp_path, "--frames", "5", "--rounds", "1", "--paced-seconds", "0")
-    assert result.returncode == 2, result.stderr
-    assert "streamd bench: --model is required" in result.stderr and "$STREAMD_SHARED" in result.stderr
-    assert "config key" not in result.stderr and "Traceback" not in result.stderr
+def test_without_streamd_shared_bench_runs_the_builtin_demo(installed: dict[str, str], tmp_path: Path) -> None:
+    """No --model, no --source, no test data: the built-in model on the synthetic scene, as `streamd run`."""
+    out = tmp_path / "bench.json"
+    result = bench(installed, tmp_path, "--frames", "10", "--rounds", "1", "--paced-seconds", "1",
+                   "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("streamd bench: $STREAMD_SHARED is not set" in result.stderr
+            and "--model builtin:synthetic-shapes (the built-in demo model)" in result.stderr
+            and "--source synthetic (the demo's synthetic scene, seed 0, 640x480 at 10 fps)" in result.stderr)
+    results = json.loads(out.read_text())
+    assert results["model"] == "builtin:synthetic-shapes" and results["source"] == "synthetic"
+    assert results["messages_received_rounds"] == [10] and results["pipeline_fps"] > 0
+    assert results["paced_fps"] == 10.0 and results["paced_frames"] == 10
     help_text = bench({**installed, "COLUMNS": "1000"}, tmp_path, "--help").stdout
-    assert "required unless $STREAMD_SHARED is set" in help_text
+    assert "here $STREAMD_SHARED is not set, so builtin:synthetic-shapes, the built-in demo model" in help_text
+    assert "here $STREAMD_SHARED is not set, so synthetic)" in help_text
 
 
 def test_a_missing_file_names_the_flag(installed: dict[str, str], tmp_path: Path) -> None:
