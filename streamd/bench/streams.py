@@ -44,7 +44,7 @@ from streamd.publish.subscriber import Subscriber
 log = logging.getLogger(__name__)
 
 # How long every source may take to reach "streaming" (NVDEC sessions start one after another:
-# 2.5-3.4 s for 48-64 on an H200, docs/gpu_scale_h200.json) before the warm-up starts anyway.
+# 2.5-3.4 s for 48-64 on an H200, benchmarks/results/2026-11-30_h200_gpu-scale-check.json) before the warm-up starts anyway.
 STREAMING_TIMEOUT_SECONDS = 60.0
 # After the window closes, messages published inside it may still be on their way.
 LATE_MESSAGES_SECONDS = 0.3
