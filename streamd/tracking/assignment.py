@@ -5,7 +5,7 @@ threshold: ByteTrack's objective (``lap.lapjv`` with ``cost_limit``, where leavi
 unmatched costs as much as the threshold). So a track and a box are left apart when pairing them
 would cost a better pair: two objects of one class overlapping, the front one's box is not handed to
 the hidden one's track just so that the front one's track can take a fragment of the hidden one.
-(The solver before took the most pairs, then the most similarity; see README, "Tracking".)
+(Taking the most pairs first, then the most similarity, swapped such tracks: docs/tracking.md.)
 
 Tracker matrices are sparse: after gating, most tracks overlap exactly one detection and that
 detection no other track. Those pairs are taken directly (each is worth more than nothing); only the

@@ -5,11 +5,11 @@ Per frame, after a Kalman prediction of every track over the source frames that 
    lost (IoU > ``match_iou_threshold``);
 2. low-score detections against the running tracks still unmatched (IoU > ``LOW_MATCH_IOU``): an
    object that is partly hidden or blurred keeps its track instead of breaking it;
-3. unconfirmed tracks (seen once) against the high-score detections left (IoU > ``UNCONFIRMED_MATCH_IOU``);
-4. a high-score detection still unmatched and at least ``new_track_score_threshold`` continues a
+3. a high-score detection still unmatched and at least ``new_track_score_threshold`` continues a
    lost track of its class whose predicted centre is near (``LOST_RECOVERY_RADIUS``: an object back
-   from behind another, off its prediction), else
-5. starts an unconfirmed track; it is confirmed, and gets its id, when it is matched again.
+   from behind another, off its prediction);
+4. unconfirmed tracks (seen once) against the high-score detections left (IoU > ``UNCONFIRMED_MATCH_IOU``);
+5. a sure detection still unmatched starts an unconfirmed track; it is confirmed when matched again.
 Running tracks left unmatched become lost; a lost track is dropped after
 ``lost_track_buffer_frames`` source frames without a detection, or up to ``HIDDEN_BUFFER_FACTOR``
 times that while its predicted box lies behind a box matched in the frame.
@@ -18,11 +18,11 @@ An id is published only where the association is clear (``withhold_contested_ids
 another track's prediction also claims (``CONTESTED_IOU``, ``CONTESTED_SHARE``) goes out without one
 until the claim ends, and a confirmed track gets its id when first published, which is held back while
 any other track's prediction touches its box (``NEW_ID_CLEAR_IOU``), so one that a lost track of its
-class and colours claims before then, or would recover (step 4) when it is shown, takes that lost track's
+class and colours claims before then, or would recover (step 3) when it is shown, takes that lost track's
 id instead of a new one.
 
 Where the frame's pixels are at hand, each box's colour signature (``appearance``) weighs the IoU
-of the pairs in 1-3 and gates step 4, which then reaches further for a box of the track's colours:
+of the pairs in 1, 2 and 4 and gates step 3, which then reaches further for a box of the track's colours:
 objects that overlapped and part again keep their ids, and one back from behind another finds its own.
 
 Departures from the paper's code, each for a reason: association prefers the track's class
@@ -32,6 +32,9 @@ centre, width and height (BoT-SORT's variant) rather than aspect ratio; ids are 
 first publication, so they count up without gaps; and the clock is the source's frame index, so frames
 dropped before inference (a gap in ``frame_index``) are predicted across, and a pause in capture
 (a reconnect, a stall: ``capture_time`` jumps while the index does not) counts as the frames it lasted.
+
+The constants below were chosen on recorded synthetic scenes; docs/tracking.md ("How the values were
+chosen") has the evidence and the held-out accuracy.
 """
 
 from __future__ import annotations
@@ -51,126 +54,59 @@ UNCONFIRMED_MATCH_IOU = 0.3
 # The source's frame period is learned from capture times; a gap up to this many frames updates it.
 _PERIOD_SAMPLE_MAX_FRAMES = 4
 _PERIOD_SMOOTHING = 0.1
-# A box of another class than its track counts this much of its IoU: a detector that changes its
-# mind about a partly hidden object (a triangle at the frame's edge read as a square) keeps the
-# track, yet two overlapping objects of different classes each keep their own. On held-out tuning
-# scenes (seeds 500-505, 300 frames each, 70 objects) ID switches were 10 matching within a class
-# only, 6 at weight 1 (class-blind, as the paper), and 6 at 0.8 with IDF1 0.931 against 0.905.
+# A box of another class than its track counts this much of its IoU: a detector that changes its mind
+# about a partly hidden object keeps the track, yet two overlapping objects of different classes each keep
+# their own (class-blind and class-only matching both made more ID switches: docs/tracking.md).
 OTHER_CLASS_WEIGHT = 0.8
-# Class-aware NMS can leave one object boxed under two classes. An unmatched box overlapping a box
-# that continued a track, or a surer new box, this much is that duplicate, and starts no track. (NMS,
-# at 0.45 by default, leaves no two boxes of one class overlapping so much: in practice this acts on
-# boxes of another class.) At 0.7, a second box of another class at the frame's edge (IoU 0.56-0.65
-# with the first) started a track that outlived the first box and took the object's identity.
-# Recorded validation scenes (seeds 600-607 and 700-739, 514 objects), every frame: ID switches
-# 20 -> 17 at 0.4-0.55 (20 at 0.6), with drops 16 -> 16; IDF1 unchanged.
+# Class-aware NMS can box one object under two classes: an unmatched box overlapping a matched box (or a
+# surer new one) by more than this is that duplicate and starts no track. NMS (0.45) leaves no two boxes
+# of one class overlapping so much, so in practice this acts across classes.
 DUPLICATE_IOU = 0.5
-# An object hidden behind another for a while comes back off its track's prediction: while it
-# disappeared, its visible box shrank and its centre drifted, so the filter's velocity is wrong. A sure
-# new box of the same class whose centre is within this many box sizes (the larger of the two boxes,
-# per axis) of a lost track's predicted centre continues that track. Tuning scenes (seeds 500-505,
-# 70 objects, 2026-11-30): ID switches 4 -> 0 and IDF1 0.933 -> 0.942 at 1.25-1.75, 2 at 1.0, and
-# IDF1 0.928 from 2.0 on (wrong links); growing the boxes for IoU instead (C-BIoU) lost IDF1.
+# Lost-track recovery: an object back from behind another comes back off its prediction (its visible box
+# shrank and drifted while it disappeared). A sure new box of a lost track's class within this many box
+# sizes (the larger box, per axis) of the track's predicted centre continues it; wider made wrong links.
 LOST_RECOVERY_RADIUS = 1.5
-# ...but only a box of about the lost object's size: a fragment of a large neighbour must not take the
-# track of a small object that went behind it. The box's size (square root of its area) must be within
-# this factor of the track's full size, the largest of its recent sizes (each observation lets the
-# remembered one shrink by FULL_SIZE_DECAY), since while it disappeared the visible box shrank.
-# Validation scenes (seeds 600-607, recorded detections, with the two rules below): ID switches 6 -> 2.
+# ...only a box within this factor of the track's full size (the largest of its recent sizes, which each
+# observation lets shrink by FULL_SIZE_DECAY): a fragment of a large neighbour must not take the track of
+# a small object that went behind it.
 RECOVERY_SIZE_RATIO = 2.0
 FULL_SIZE_DECAY = 0.97
-# A lost track whose predicted box is mostly covered (more than HIDDEN_COVER of its area) by a box
-# matched in this frame is likely behind that object rather than gone: it is kept up to this many
-# times ``lost_track_buffer_frames`` while it stays so covered, instead of expiring with the rest. An
-# object hidden behind another for longer than the buffer otherwise came back under a new id, while
-# a longer buffer for every lost track (60 frames) made wrong links elsewhere. Recorded validation
-# scenes (seeds 500-505, 600-607, 700-739, 800-839, 900-939, 2026-11-30), on top of the matching in
-# assignment.py: ID switches at every frame and with drops (replay's draw) 94 -> 84, with three
-# other draws of drops 103 -> 89, none more on any set or draw, IDF1 at most 0.0007 lower on any;
-# 2 or 3 times the buffer gave the same except on seeds 700-739 at every frame (17 and 19, not 14).
+# A lost track whose predicted box is more than HIDDEN_COVER covered by a box matched in the frame is
+# likely behind that object: it is kept up to this many times ``lost_track_buffer_frames`` while so
+# covered (a longer buffer for every lost track made wrong links elsewhere).
 HIDDEN_BUFFER_FACTOR = 1.5
 HIDDEN_COVER = 0.5
-# A track's class is the vote of its observations (each earlier one weighs this much less per new one),
-# not its first box's class: a detector that boxes one object as a square, then a cross, keeps
-# preferring the track's usual class instead of its first one.
+# A track's class is the vote of its boxes, each earlier one weighing this much less per new one: a
+# detector that boxes one object as a square, then a cross, keeps the track's usual class.
 CLASS_VOTE_DECAY = 0.9
-# Appearance (streamd.tracking.appearance), where the frame's pixels are at hand. A track remembers its
-# boxes' colour signature, a running mean (APPEARANCE_MOMENTUM of the old per new box) of only the
-# boxes no other track's prediction touches: a box over two objects would blend them. In matching, a
-# pair's IoU counts (1 - APPEARANCE_WEIGHT) + APPEARANCE_WEIGHT * similarity, so where a track could
-# take either of two boxes (objects that overlapped part again) it takes the one of its colours, and a
-# pair sharing less than APPEARANCE_GATE of their colours is not matched at all. A lost track comes
-# back only to a box sharing RECOVERY_LOOK_GATE of its colours, and from LOOK_SAME on up to
-# RECOVERY_RADIUS_SAME_LOOK box sizes off its prediction (instead of LOST_RECOVERY_RADIUS).
-# Recorded validation scenes (seeds 500-505, 600-607, 700-739, 800-839, 900-939 and 41-80, 2026-11-30),
-# ID switches every frame / two draws of drops: 84 / 59 / 62 without; 80 / 57 / 59 with the gate
-# and the recovery rules only; with weights 0.3, 0.45, 0.6: 73 / 54 / 55, 78 / 53 / 48, 78 / 51 / 44;
-# 0.3 with momentum 0.9: 73 / 54 / 52. A gate of 0.2 or 0.3 (without weight) made more: 90, 91.
-APPEARANCE_GATE = 0.1
-APPEARANCE_WEIGHT = 0.3
+# Colour signatures (streamd.tracking.appearance), where the frame's pixels are at hand.
+APPEARANCE_GATE = 0.1  # a pair sharing less of its colours is not matched at all
+APPEARANCE_WEIGHT = 0.3  # a pair's IoU counts (1 - APPEARANCE_WEIGHT) + APPEARANCE_WEIGHT * similarity
+# A track's signature: a running mean, this much of the old per new box, of only the boxes no other
+# track's prediction touches (a box over two objects would blend them).
 APPEARANCE_MOMENTUM = 0.9
-RECOVERY_LOOK_GATE = 0.3
-LOOK_SAME = 0.7
+RECOVERY_LOOK_GATE = 0.3  # the lost-track recovery continues only a box sharing this much of its colours
+LOOK_SAME = 0.7  # "the same colours": recovery up to RECOVERY_RADIUS_SAME_LOOK box sizes off the prediction
 RECOVERY_RADIUS_SAME_LOOK = 3.0
-# Contested boxes (``withhold_contested_ids``). Where two objects overlap, the detector often boxes
-# them as one box that follows the front object, or as fragments; whichever track takes such a box
-# may be the other object's, and its id goes over to the wrong object until they part (two ID
-# switches, or one if they never swap back). A matched box that another confirmed track's predicted
-# box overlaps by more than CONTESTED_IOU, and by at least CONTESTED_SHARE of its own track's overlap
-# (both after the class and colour weights, so a rival of another class or other colours claims
-# less), is published without an id: a subscriber that counts or measures dwell time sees a gap rather
-# than the other object's id. Recorded validation scenes (the six sets above), ID switches every frame /
-# two draws of drops: 73 / 54 / 52 without; 58 / 50 / 38 at share 0.5, 50 / 42 / 35 at 0.3, 40 / 35 /
-# 29 at 0.2; IoU 0.2 without a share 47 / 43 / 36; MOTA 0.6-1.2 points lower at 0.3 (boxes without ids
-# count as misses), IDF1 0.001-0.005. With the merge below, 47 / 37 / 33 at 0.3 (chosen: 0.2 gained 7 /
-# 2 / 4 more for another point of MOTA).
+# Where objects overlap, the detector's box often follows the front object, and the track taking it may be
+# the other object's. A matched box that another confirmed track's prediction overlaps by more than
+# CONTESTED_IOU and by CONTESTED_SHARE of its own track's overlap (weighted IoU) goes out without an id.
 CONTESTED_IOU = 0.1
-CONTESTED_SHARE = 0.3
-# A track whose id was never published is held back while another track's predicted box touches its box
-# at all (weighted IoU above NEW_ID_CLEAR_IOU, no share asked), for at most ``lost_track_buffer_frames``
-# from its first box: a new box against a tracked one is often that object's fragment or a duplicate
-# under another class that dies within frames, or an object coming back from behind it that a lost track
-# of its class may still claim (the merge below) -- published at once, each of these made the object
-# switch to a new id and often back. Recorded scenes (the six validation sets, 121-160 and 161-200),
-# ID switches every frame / two draws of drops: 61 / 47 / 42 -> 31 / 27 / 30; held back for 20 frames
-# or for good 32 / 28 / 30 and 30 / 27 / 31; rivals only among published tracks (no merge) 38 / 39 / 34.
-# MOTA 0.5-2 points lower, IDF1 up to 0.008 (the tuning scenes); vtest.avi: 21 person ids either way,
-# person boxes without an id 532 -> 554 of 5404.
+CONTESTED_SHARE = 0.3  # lower withholds more ids: fewer switches, lower MOTA
+# A track whose id was never published is held back while another track's prediction touches its box
+# (weighted IoU above this), for at most ``lost_track_buffer_frames`` from its first box: such a box is
+# often a fragment or duplicate of the tracked object, or an object back that a lost track will claim.
 NEW_ID_CLEAR_IOU = 0.0
-# A confirmed track whose id was never published (it was contested from the start) and whose rival is
-# a lost track of its class with the same colours (MERGE_LOOK_GATE) is that lost track's object, come
-# back where the recovery (step 4) did not reach: it takes the lost track's id and age.
+# A never-published track whose rival is a lost track of its class sharing this much of its colours is
+# that lost track's object, back where the recovery (step 3) did not reach: it takes that id and age.
 MERGE_LOOK_GATE = 0.3
-# A track held back (above) is often an object whose own track was lost meanwhile, and whose lost track's
-# prediction has drifted off its box, so that the merge above never saw the two touch. When such a track
-# is first published, a lost track that step 4 would have let continue its box (class, distance, size and
-# colours) gives it its id instead of a new one. Recorded scenes (the eight sets above and 201-240, the
-# sixth pass's held-out seeds, after their one run), ID switches every frame / two draws of drops: 40 /
-# 32 / 36 -> 33 / 27 / 34, no set or draw worse, IDF1 equal or higher. Tried with it and not kept: class
-# votes instead of the track's class (a lost track whose votes give the box's class half or a quarter of
-# its top vote: 33 / 27 / 35 and no better), hidden tracks kept 3 times the buffer instead of 1.5 (35 /
-# 27 / 33).
 UNPUBLISHED = -1  # the id of a confirmed track not yet published (0: unconfirmed; ids start at 1)
-# While a box is contested its track may follow the wrong object (the predictions cross, the boxes
-# part the other way). When a withheld box is shown again, its track and another track of its class
-# (released in the same frame or still contested) exchange identities (id, age, colours, class votes,
-# size; not the Kalman state, which follows the boxes) if each one's colours, learned only from boxes
-# no other track touched (so before the contest), fit the other's box better: the sum of the crossed
-# similarities beats the sum of the kept ones by RELEASE_SWAP_MARGIN. Ids withheld during the contest
-# make the exchange invisible to subscribers. Recorded validation scenes (the six sets and 121-160, the
-# fourth pass's held-out seeds, after their one run), ID switches every frame / two draws of drops: 59 /
-# 43 / 38 -> 52 / 41 / 34 at 0.1, 53 / 41 / 34 at 0, 52 / 41 / 37 at 0.2; no set more.
+# When a withheld box is shown again, its track and another of its class exchange identities (not the
+# Kalman state, which follows the boxes) if each one's colours, learned before the contest, fit the
+# other's box better by this much in sum. The ids were withheld meanwhile: subscribers see no exchange.
 RELEASE_SWAP_MARGIN = 0.1
-# Two objects of one class and alike colours (their tracks' colours sharing LOOK_SAME or more), or
-# tracks without colours (no host frame), cannot be told apart by colour when their boxes part. Then
-# where each track was heading when last shown with its id decides: its centre and velocity then,
-# carried forward to this frame, against the two boxes' centres (distances in box sizes, summed over
-# the pair); the crossed pairing closer by RELEASE_SWAP_MARGIN / RELEASE_MOTION_WEIGHT box sizes is
-# taken. Kalman's own velocities cannot do it: during the contest both tracks followed the same boxes.
-# Recorded scenes (the eight sets, 201-240 and 241-280, the seventh pass's held-out seeds, after their
-# one run), ID switches every frame / two draws of drops: 38 / 28 / 35 -> 36 / 28 / 35 (one swap on
-# 241-280 undone), nothing else changed; without colours (no swap on release before) 44 / 39 / 41 -> 38 /
-# 37 / 37, no set or draw more.
+# Where colours cannot tell the two apart (sharing LOOK_SAME, or none: NVDEC frames), where each was heading
+# when last shown with its id decides; distances in box sizes count this much against the margin.
 RELEASE_MOTION_WEIGHT = 0.3
 _IDENTITY_FIELDS = ("_ids", "_first_index", "_look", "_has_look", "_votes", "_classes", "_full_size",
                     "_free_motion")
@@ -548,7 +484,7 @@ class ByteTracker:
     def _recover_lost(self, det_track: np.ndarray, matched: np.ndarray, confirmed: np.ndarray, free: np.ndarray,
                       xywh: np.ndarray, det_size: np.ndarray, classes: np.ndarray,
                       signatures: np.ndarray | None) -> None:
-        """Stage 5: a sure detection that would start a track (``free``), near where a lost track of its class
+        """Step 3: a sure detection that would start a track (``free``), near where a lost track of its class
         is predicted (centre within LOST_RECOVERY_RADIUS box sizes), continues that track instead."""
         lost = (confirmed & self._lost & ~matched).nonzero()[0]
         if lost.size == 0:
@@ -580,7 +516,7 @@ class ByteTracker:
 
     def _claim_lost_ids(self, dets: np.ndarray, det_track: np.ndarray, keep: np.ndarray, xywh: np.ndarray,
                         det_size: np.ndarray, classes: np.ndarray, signatures: np.ndarray | None) -> None:
-        """Tracks about to be published for the first time (boxes ``dets``) that step 4 would have let a
+        """Tracks about to be published for the first time (boxes ``dets``) that step 3 would have let a
         lost track of their class continue, had it been lost when they started, take that track's id."""
         lost = (self._lost & (self._ids > 0) & keep).nonzero()[0]
         if lost.size == 0:

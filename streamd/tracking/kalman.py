@@ -10,11 +10,11 @@ prediction instead of being mistaken for slow motion.
 The motion model moves each coordinate with its own velocity and all noise is diagonal, so the 8×8
 covariance never couples two coordinates: it is four 2×2 blocks (position, position-velocity,
 velocity variance per coordinate). The filter is exactly the 8×8 one, in element-wise operations: no
-batched 4x4 solve and matrix products, which were a third of the tracker's time.
+batched 4x4 solve and matrix products, which would cost a third of the tracker's time.
 
 Tracks are the last axis: means are (8, N) and covariances (3, 4, N) (rows POSITION, CROSS, VELOCITY
 of each coordinate), so that every step runs over tracks in contiguous memory. With tracks first, a
-step ran its inner loop over 2 or 4 values once per track, which at tracker sizes cost twice as much.
+step would run its inner loop over 2 or 4 values once per track, twice the cost at tracker sizes.
 """
 
 from __future__ import annotations

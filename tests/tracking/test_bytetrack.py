@@ -156,7 +156,7 @@ def test_a_new_track_touching_another_tracks_box_gets_its_id_only_once_clear_of_
 def test_a_held_back_track_that_a_lost_track_would_recover_takes_its_id_when_first_shown() -> None:
     # An object (id 1) moving right 5 px a frame; beside it a box of its class 36 px ahead (touching it:
     # IoU 0.05) starts a track that is held back. The object's box then goes; the new box pulls ahead
-    # to 41 px, clear of the lost track's prediction (IoU 0, so no merge), yet within step 4's reach
+    # to 41 px, clear of the lost track's prediction (IoU 0, so no merge), yet within step 3's reach
     # (1.5 box sizes): shown for the first time, it continues id 1 rather than taking id 2.
     tracker = ByteTracker(TrackingConfig())
     for index in range(10):
@@ -166,7 +166,7 @@ def test_a_held_back_track_that_a_lost_track_would_recover_takes_its_id_when_fir
         assert update.track_ids.tolist() == [1, NO_TRACK]
     shown = step(tracker, 12, [box(100 + 5 * 12 + 41, 100)])
     assert shown.track_ids.tolist() == [1] and shown.started == 0 and shown.ages_frames.tolist() == [12]
-    # The same with the new box of another class: step 4 would not recover it, so it is a new object.
+    # The same with the new box of another class: step 3 would not recover it, so it is a new object.
     tracker = ByteTracker(TrackingConfig())
     for index in range(10):
         step(tracker, index, [box(100 + 5 * index, 100)])

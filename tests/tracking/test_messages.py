@@ -58,12 +58,12 @@ def test_bad_tracking_values_name_their_key(table: dict, key: str) -> None:
     assert key in str(error.value)
 
 
-def test_readme_and_example_config_document_every_tracking_key() -> None:
+def test_tracking_page_and_example_config_document_every_tracking_key() -> None:
     from streamd.config.schema import TrackingConfig
     from tests.support import REPO
 
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("`[tracking]` ("):]
+    page = (REPO / "docs" / "tracking.md").read_text()
+    table = page[page.index("`[tracking]` ("):]
     table = table[:table.index("\n\n", table.index("| key |"))]
     example = (REPO / "configs" / "example.toml").read_text()
     example = example[example.index("[tracking]"):]
