@@ -62,17 +62,17 @@ def test_check_tries_the_preview_port(tiny_model: Path) -> None:
     assert any(line.startswith("preview ") and "FAILED" in line and "preview.bind" in line for line in lines), lines
 
 
-def test_readme_and_example_config_document_every_preview_key() -> None:
+def test_operating_page_and_example_config_document_every_preview_key() -> None:
     import dataclasses  # noqa: PLC0415
 
     from streamd.config.schema import PreviewConfig  # noqa: PLC0415
     from tests.support import REPO  # noqa: PLC0415
 
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("`[preview]` ("):]  # the table, not an earlier mention of the section
+    page = (REPO / "docs" / "operating.md").read_text()
+    table = page[page.index("### The `[preview]` keys"):]  # the key table, not an earlier mention of the section
     table = table[:table.index("\n\n", table.index("| key |"))]
     example = (REPO / "configs" / "example.toml").read_text()
     example = example[example.index("[preview]"):]
     for field in dataclasses.fields(PreviewConfig):
-        assert f"| `{field.name}` |" in table, f"README's [preview] table lacks {field.name}"
+        assert f"| `{field.name}` |" in table, f"docs/operating.md's [preview] table lacks {field.name}"
         assert f"\n{field.name} = " in example, f"configs/example.toml's [preview] lacks {field.name}"
