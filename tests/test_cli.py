@@ -1,4 +1,4 @@
-"""The ``streamd`` command's help and messages (issue 9): every command says what it does, its
+"""The ``streamd`` command's help and messages: every command says what it does, its
 flags say their defaults, messages name files once and normalised."""
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_the_walk_sees_lazy_and_relative_imports_and_finds_a_circle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-# Stage packages that must not import each other (issue 10): detectors read frames from the neutral
+# Stage packages that must not import each other: detectors read frames from the neutral
 # streamd.frame, capture reports through streamd.sources.report.CaptureReport.
 FORBIDDEN = [("streamd.inference", "streamd.sources"), ("streamd.sources", "streamd.metrics"),
              ("streamd.metrics", "streamd.sources"), ("streamd.inference", "streamd.gpu")]

@@ -1,6 +1,6 @@
 """The configuration's shape, and the single source of truth for it: every key's default, what it
-means, the values it allows and the source kinds it applies to. Validation (load.py), README's
-configuration reference (reference.py renders it; a test compares) and ``configs/example.toml``
+means, the values it allows and the source kinds it applies to. Validation (load.py), the configuration
+reference docs/configuration.md (reference.py renders it; a test compares) and ``configs/example.toml``
 (a test checks its keys) all read it from here.
 
 Allowed values that other modules define (backends, precisions, layouts, preprocessing conventions)
@@ -49,7 +49,7 @@ _READ = ("file", "image", "synthetic")  # the kinds the plain capture loop reads
 
 def setting(default: Any = MISSING, doc: str = "", *, choices: tuple[str, ...] | str = (),
             extra_choices: tuple[str, ...] = (), kinds: tuple[str, ...] = (), shown: str = "", key: str = "") -> Any:
-    """A config key. ``doc``: what it means (markdown, README's "meaning" column); ``choices``: the
+    """A config key. ``doc``: what it does (markdown, the reference's "meaning" column); ``choices``: the
     allowed values, or a ``"module:ATTRIBUTE"`` registry (its keys, or its items), with
     ``extra_choices`` allowed before them ("auto"); ``kinds``: the source kinds it applies to (empty:
     all); ``shown``: the default as the reference shows it, when not the value itself; ``key``: the
@@ -83,14 +83,14 @@ class SourceConfig:
     max_frames: int = setting(0, "end the source after this many frames (0: unbounded)", kinds=_READ)
     fps: float = setting(0.0, "override the rate (0: the file's own; images and synthetic default to 10)",
                          kinds=_READ)
-    # The capture thread already runs beside inference, and one decoder thread costs less CPU per
-    # frame than FFmpeg's default threading (2-core VM, 2026-11-30: vtest.avi 0.39 vs 0.72 ms on a
-    # quiet day, 0.45 vs 0.58 ms on a busy one; 1080p H.264 5.1 vs 5.4 ms); 0 lets FFmpeg choose
-    # (large files at high rates: one thread decodes 1080p at about 200 fps).
-    decode_threads: int = setting(1, "FFmpeg decoder threads (one costs 5-45 % less CPU per frame than FFmpeg's "
-                                     "default, measured; 0 lets FFmpeg choose)", kinds=("file",))
+    # The capture thread already runs beside inference, so one decoder thread is enough for camera
+    # rates and spends the least CPU per frame (docs/benchmarks.md).
+    decode_threads: int = setting(1, "FFmpeg decoder threads per file. One spends the least CPU per frame; more, or "
+                                     "0 (FFmpeg chooses), decode a large file faster when it is read flat out, at "
+                                     "more CPU per frame", kinds=("file",))
     decoder: str = setting("opencv", "`opencv` (FFmpeg on the CPU), `jetson` (GStreamer: `nvv4l2decoder` on a Jetson, "
-                                     "`avdec_h264` elsewhere; `pip install 'streamd[gstreamer]'`; see \"Jetson\"), "
+                                     "`avdec_h264` elsewhere; `pip install 'streamd[gstreamer]'`; see "
+                                     "[Jetson](deploy/jetson.md)), "
                                      "`auto` (`jetson` on a Jetson with `nvv4l2decoder`, else `opencv`), or `nvdec` "
                                      "(NVDEC through PyNvVideoCodec, `pip install 'streamd[nvdec]'`; frames stay in "
                                      "GPU memory on `model.device`, so it needs the GPU path: `model.backend = "
@@ -135,10 +135,10 @@ class ModelConfig:
                            choices=BACKENDS, extra_choices=("auto",))
     # CPU backends: frames run side by side on `workers` threads with `threads` cores each.
     workers: int = setting(0, "CPU: frames run side by side on this many workers; 0 = auto (2, 1 on a single core). "
+                              "More workers raise throughput and keep frame age steady when the machine is busy. "
                               "`workers = 1` with `threads = 0` runs one frame at a time over all cores with ONNX "
-                              "Runtime's own threading: on the 2-core dev VM that measured p50 8.1 ms, p99 49 ms "
-                              "frame age at 10 fps (a busy moment) against 9.4 / 10.3 ms for the default, and 94 "
-                              "instead of 222 fps")
+                              "Runtime's own threading: a slightly lower median frame age on a quiet machine, but "
+                              "a long tail on a busy one and less than half the throughput")
     threads: int = setting(0, "CPU: cores per worker; 0 = auto (the cores shared among the workers; with one "
                               "worker, the backend's default)")
     fold_preprocessing: bool = setting(True, "ONNX Runtime: run cast, HWC→CHW, channel swap and normalisation inside "
@@ -148,11 +148,9 @@ class ModelConfig:
                                 "per detector call; 1 runs one frame at a time. ONNX Runtime gives a model exported "
                                 "with a fixed batch of 1 a dynamic batch (a graph edit, refused naming the node where "
                                 "it cannot be proven safe) and checks at start-up that a batch gives the outputs of "
-                                "single frames. On the CPU it does not pay: yolox_nano on the 2-core dev VM (busy, "
-                                "pairs measured back to back), two 1-thread sessions at batch 2 / 4 / 8 ran 1.00 / "
-                                "0.87 / 0.85 × the frames per second of batch 1, one 1-thread session 0.96 / 1.00 / "
-                                "0.96, and the whole pipeline over 4 file sources at max_batch 2 / 4 0.86 / 0.90 × "
-                                "max_batch 1 (`tools/ort_batch_bench.py`, 2026-11-30). It is meant for the GPU")
+                                "single frames. Raise it on the GPU, where a call for several frames costs little "
+                                "more than one; on the CPU a batch is no faster than its frames one by one, so "
+                                "keep 1 there (see [Benchmarks](benchmarks.md))")
     # 20 ms: one 50 fps period; at 30 fps cameras the derived window is usually the shorter.
     batch_window_seconds: float = setting(DEFAULT_BATCH_WINDOW_SECONDS,
                                           "the longest a batch waits for more frames after its first one. The "
@@ -165,12 +163,12 @@ class ModelConfig:
     # One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
     device: int = setting(0, "the GPU (CUDA device number) of the GPU path: engine, kernels, buffers and the "
                              "`nvdec` sources' decoders. A device that is not visible stops the start with an error "
-                             "(exit 1). One daemon per GPU: see \"Several GPUs\"")
+                             "(exit 1). One daemon per GPU: see [Several GPUs](deploy/systemd.md#several-gpus)")
     # streamd.gpu.zero_copy, zero_copy_batch.
     zero_copy: str = setting("auto", "GPU path: `auto` reads host frames in place from mapped host memory (and, at "
                                      "`max_batch` 1, writes candidates there) on an integrated GPU (Jetson), copies "
                                      "elsewhere; `on` forces zero-copy (a discrete GPU too: slower there, for "
-                                     "testing), `off` never. See \"Jetson\"", choices=ZERO_COPY_MODES)
+                                     "testing), `off` never. See [Jetson](deploy/jetson.md)", choices=ZERO_COPY_MODES)
 
 
 @dataclass(frozen=True)
@@ -182,8 +180,8 @@ class PublishConfig:
                                                       "published to nobody; 0: start at once (live cameras)")
     # CURVE (ZeroMQ's authentication and encryption), re-read on change. Empty: plaintext, for 127.0.0.1.
     curve_secret_key: str = setting("", "plaintext when empty; the daemon's `NAME.key_secret` from `streamd keys`: "
-                                        "CURVE, see \"Authenticated subscribers\". A key file that is missing or "
-                                        "holds no key pair is a config error (exit 2)")
+                                        "CURVE, see [Output](output.md#authenticated-subscribers-curve). A key "
+                                        "file that is missing or holds no key pair is a config error (exit 2)")
     curve_authorized_keys: str = setting("", "with CURVE, required: a folder of the subscribers' `NAME.key` files, "
                                              "re-read when it changes; a folder that does not exist is a config "
                                              "error (exit 2)")
@@ -206,11 +204,11 @@ class PreviewConfig:
                                               "remote Prometheus does not open the cameras; port 0 picks a free one "
                                               "(logged)")
     fps: float = setting(5.0, "the most preview frames per second per watched source (at most 60)")
-    # JPEG costs 1.0 ms at 640x360 and 7.5 ms at 1920x1080 on one core of the 2-core dev VM
-    # (quality 70, 2026-11-26).
+    # JPEG encoding costs in proportion to the pixels: 640 wide keeps a watched source cheap beside
+    # the pipeline (docs/operating.md).
     max_width: int = setting(640, "frames are downscaled to at most this wide before JPEG encoding (NVDEC frames "
-                                  "are downloaded already thinned)")
-    jpeg_quality: int = setting(70, "1-100")
+                                  "are downloaded already thinned); wider is sharper and costs more CPU per frame")
+    jpeg_quality: int = setting(70, "JPEG quality, 1-100: higher is sharper and larger")
     max_viewers: int = setting(4, "open streams over all sources; one more gets 503")
     client_timeout_seconds: float = setting(5.0, "a viewer whose connection takes no data for this long is dropped "
                                                  "(it never slows the pipeline)")
@@ -220,9 +218,9 @@ class PreviewConfig:
 class TrackingConfig:
     """Multi-object tracking per source (streamd.tracking): each published detection gets a track id."""
 
-    enabled: bool = setting(True, "track objects per source. On by default: it costs about 0.29 ms a frame with 50 "
-                                  "objects on the 2-core dev VM (0.18 without `appearance`) and only adds fields to "
-                                  "messages, and ids are what counting, dwell time and line crossing need")
+    enabled: bool = setting(True, "track objects per source. On by default: it costs little beside inference (see "
+                                  "[Tracking](tracking.md)), only adds fields to messages, and ids are what "
+                                  "counting, dwell time and line crossing need")
     high_score_threshold: float = setting(0.5, "detections at or above it start and continue tracks; those below it "
                                                "(down to `model.score_threshold`) only continue running tracks "
                                                "(ByteTrack's second association)")

@@ -1,10 +1,8 @@
 """glibc's allocator, tuned for a long-running daemon whose threads come and go (sources added and
 removed, RTSP readers abandoned and replaced, ONNX Runtime sessions swapped on a reload).
 
-Measured with ``tools/soak.py`` (all churn: a reload every 5 s with a model swap every fifth, RTSP
-server kills, subscribers, preview viewers; 2-core dev VM, 2026-11-30): with glibc's default arenas
-(up to 8 per core) RSS went 169 -> 230 MB over 50 minutes, still creeping 25 minutes in; with two
-arenas it was flat at 193 MB from the fifth minute (+0.6 % over the next ten). A no-op off glibc.
+With glibc's default arenas (up to 8 per core) such churn lets RSS creep for the best part of an hour;
+with two it levels off within minutes (``tools/soak.py``, docs/results.md). A no-op off glibc.
 """
 
 from __future__ import annotations
@@ -39,9 +37,8 @@ def limit_arenas(arenas: int = MALLOC_ARENAS) -> None:
 
 
 def return_freed_memory() -> None:
-    """Give what glibc holds free back to the system (after a reload closed a session and sources):
-    100 reloads in one process, RSS 203 -> 234 MB without, 171 -> 186 MB with, both flat after
-    about 40 (2-core dev VM, 2026-11-30)."""
+    """Give what glibc holds free back to the system (after a reload closed a session and sources), so
+    RSS after many reloads stays near where it started rather than keeping the peak."""
     libc = _libc()
     trim = getattr(libc, "malloc_trim", None) if libc is not None else None
     if trim is not None:

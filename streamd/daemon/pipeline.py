@@ -113,10 +113,8 @@ class Pipeline:
                 self._complete(ticket, self._process(detector, frames))
                 if self.max_batch > 1:
                     # The whole time away from collecting: the detector call and publishing what it
-                    # returned. Measured with the detector call alone, 48 NVDEC cameras on an H200 (stand-in
-                    # engine, 2026-11-30) published 0.21 ms a frame on top of it (10 ms a batch of 47), the
-                    # window stayed at its 20 ms cap, a cycle took 34 ms > the 33.3 ms frame period and 280
-                    # frames were superseded in 5 s.
+                    # returned. Publishing is a real share of it at many cameras: timing the call alone
+                    # would leave the batch window too long for the frame period (docs/gpu.md).
                     self._collector.observe_batch_seconds(time.perf_counter() - started)
             self._complete(None, detector.drain())
         except BaseException as error:  # reported by the service, which stops the daemon

@@ -170,10 +170,8 @@ class Service:
 
     def start_sources(self) -> None:
         # Everything start-up made (model, engine, torch or TensorRT, modules) moves out of the garbage
-        # collector's reach: a full collection then scans only what the running daemon allocates. Measured
-        # with 48 paced device-frame sources and an instant detector (2-core dev VM, 2026-11-30): one full
-        # collection of 43 ms in 10 s without, none with, and the longest young collection 14 -> 5 ms; a
-        # process with torch loaded has several times the objects to scan.
+        # collector's reach: a full collection then scans only what the running daemon allocates, and
+        # no longer pauses the pipeline for tens of milliseconds at many cameras (docs/gpu.md).
         gc.freeze()
         for source in self.sources:
             source.start()
@@ -213,8 +211,8 @@ class Service:
 
     def stop_sources(self) -> None:
         """Stop every source in parallel against one deadline. Joined one after another, each frozen
-        camera added its read timeout: 3 RTSP cameras on a SIGSTOPped server took 7-9 s to exit
-        (issue 15, 2026-11-30, 2-core VM), near the units' TimeoutStopSec=10."""
+        camera would add its read timeout, and a few frozen cameras would reach the units'
+        TimeoutStopSec=10."""
         for source in self.sources:
             source.request_stop()
         budget_seconds = max((s.join_timeout(STOP_TIMEOUT_SECONDS) for s in self.sources), default=0.0)

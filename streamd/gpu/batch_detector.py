@@ -8,9 +8,9 @@ Per ``submit_batch(frames)``, on one stream:
   one copy back of every frame's header and first candidates     (the slot's event ``done``)
 then, on the host, NMS per frame of the *previous* batch while the device runs this one.
 
-Pipelining (issue 11): the synchronous version left the device idle while the host harvested a batch
-and collected the next, and the host idle while the device ran: at 64 NVDEC cameras on an H200 the
-loop cycle's p99 was 32.9 ms, the whole 33 ms frame period (docs/gpu.md). Now each call enqueues its
+Pipelining: a synchronous call leaves the device idle while the host harvests a batch and collects
+the next, and the host idle while the device runs; at many cameras that fills the whole frame period
+(docs/gpu.md). Now each call enqueues its
 batch into one of two slots (candidate areas, pinned copy-back, staging, events) and harvests the
 batch before it, so results come one call late and the last from ``drain()``, in submission order
 (the pipeline publishes "results that arrive in a later call" in order). The device work stays on one

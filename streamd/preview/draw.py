@@ -21,7 +21,7 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 @dataclass(frozen=True)
 class Box:
     """One detection as drawn and listed: original-frame pixels, its label and score, and a track id
-    when the detections carry one (tracking, issue 14)."""
+    when the detections carry one (tracking)."""
 
     x1: float
     y1: float

@@ -34,9 +34,8 @@ def resized(image: np.ndarray, max_width: int) -> np.ndarray:
     if max_width <= 0 or width <= max_width:
         return image
     new_height = max(2, round(height * max_width / width))
-    # Linear, not area: 768x576 -> 640 took 3.5 ms of CPU with INTER_AREA against 0.5 ms (the JPEG
-    # itself 0.6 ms), and 1080p -> 640 3.5 against 0.7 ms (2-core dev VM, 2026-11-30); with area the
-    # resize was most of a viewer's cost. The boxes are drawn after it, so they stay sharp.
+    # Linear, not area: INTER_AREA costs several times the JPEG encoding itself and would be most of a
+    # viewer's cost. The boxes are drawn after the resize, so they stay sharp.
     return cv2.resize(image, (max_width, new_height), interpolation=cv2.INTER_LINEAR)
 
 

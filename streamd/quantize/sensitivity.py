@@ -50,7 +50,7 @@ class SearchStep:
     int8_mac_share: float
     map50_95: float
     map50: float
-    requantized: str | None = None  # refine steps: the excluded layer tried back in INT8
+    requantized: str | None = None  # refine steps: the excluded layer put back in INT8
 
 
 @dataclass

@@ -14,17 +14,15 @@ frame gives back when it is superseded in the slot, dropped, or published. A 108
 
 Resolution changes mid-stream: a new sequence no larger than the decoder's maximum is reconfigured
 in place (``cuvidReconfigureDecoder``) and keeps the first sequence's output size, NVDEC scaling the
-pictures into it: measured on an H200 (2026-11-30) with 1080p then 720p H.264 in one stream, all 90
-pictures came out 1920x1080, which is what OpenCV's FFmpeg reader does with the same stream. A
-sequence larger than the maximum makes ``Decode`` fail; the decoder is then re-created at the new
-size and the packet decoded again (not exercised: no such stream was tried). Surfaces of a size no
-longer decoded are freed as their frames are released.
+pictures into it (1080p then 720p H.264 comes out 1920x1080 throughout, as OpenCV's FFmpeg reader
+does; tests/gpu/test_nvdec.py). A sequence larger than the maximum makes ``Decode`` fail; the decoder
+is then re-created at the new size and the packet decoded again (no test covers this case). Surfaces
+of a size no longer decoded are freed as their frames are released.
 
 RTSP: ``rtsp://`` is demuxed by OpenCV's FFmpeg, not PyNvVideoCodec's: PyNvVideoCodec 2.2.4's
-``CreateDemuxer(filename="rtsp://...")`` crashed the process (SIGSEGV after the RTSP PLAY; H200,
-2026-11-30, against tests/sources/mini_rtsp_server.py, whose stream its own bundled libavformat,
-driven through ctypes, opened and read without fault), and it takes no FFmpeg options (no transport,
-no timeout). So an nvdec RTSP source opens exactly like an OpenCV one (``RtspPacketReader``: the
+``CreateDemuxer(filename="rtsp://...")`` crashes the process (SIGSEGV after the RTSP PLAY, on a stream
+its own bundled libavformat reads without fault), and it takes no FFmpeg options (no transport, no
+timeout). So an nvdec RTSP source opens exactly like an OpenCV one (``RtspPacketReader``: the
 OPTIONS probe, ``transport``, the open and read timeouts) with ``CAP_PROP_FORMAT = -1``, which returns
 each compressed packet (Annex-B) instead of an image; each packet goes to NVDEC as a ``PacketData``
 pointing at it. A server that dies or freezes ends the read on the read timeout like OpenCV's, and the

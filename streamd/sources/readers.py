@@ -22,9 +22,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STILL_FPS = 10.0
 # A read that fails before the frame count a file's header announces is retried: FFmpeg skips a
-# corrupt stretch one failed read at a time (an H.264 MP4 with 10 % of its bytes overwritten in the
-# middle: 10 failed reads, then the rest of the file; 2026-11-30). Past this many in a row, or at a
-# truncated file's cut, the file has ended.
+# corrupt stretch one failed read at a time (tests/daemon/test_bad_input.py). Past this many in a row,
+# or at a truncated file's cut, the file has ended.
 MAX_CONSECUTIVE_FAILED_READS = 32
 
 
@@ -129,10 +128,10 @@ class VideoFileReader(FrameReader):
         """An image this reader returned earlier that nothing references any more (its frame was
         published or dropped), to decode the next frame into; None: OpenCV allocates a new one.
 
-        Decoding into memory already mapped saves what a fresh 1.3 MB image costs in page faults:
-        vtest.avi (768x576) read 0.79 -> 0.63 ms of CPU per frame (busy 2-core dev VM, 2026-11-30).
-        A reference count of 2 (this list's and the call's) means no Frame, view or detector still
-        holds the array, and none can get it again, so overwriting it is safe."""
+        Decoding into memory already mapped saves what a fresh image costs in page faults, about a
+        fifth of the CPU a frame's read takes (docs/results.md). A reference count of 2 (this list's
+        and the call's) means no Frame, view or detector still holds the array, and none can get it
+        again, so overwriting it is safe."""
         buffers = self._buffers
         for index in range(len(buffers)):
             if sys.getrefcount(buffers[index]) == _UNREFERENCED:

@@ -1,4 +1,4 @@
-"""Config behaviour a new user meets first (issue 9): ports in range, the [model] keys a user
+"""Config behaviour a new user meets first: ports in range, the [model] keys a user
 writes, COCO names by default, normalised paths, a missing media file left to the source."""
 
 from __future__ import annotations

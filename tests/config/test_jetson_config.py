@@ -1,4 +1,4 @@
-"""Config keys of issue 16: model.zero_copy (auto/on/off) and the jetson/auto decoders."""
+"""Jetson config keys: model.zero_copy (auto/on/off) and the jetson/auto decoders."""
 
 from __future__ import annotations
 

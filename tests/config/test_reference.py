@@ -1,4 +1,4 @@
-"""The schema is the single source of truth: README's configuration reference is its rendering, and
+"""The schema is the single source of truth: docs/configuration.md's reference is its rendering, and
 configs/example.toml writes only keys the schema has, with values it allows, for the kinds they fit."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamd.config.load import parse_config
-from streamd.config.reference import BEGIN, END, render, user_fields
+from streamd.config.reference import BEGIN, END, main, render, replace_block, user_fields
 from streamd.config.schema import SECTIONS, allowed_values
 from streamd.errors import ConfigError
 
@@ -23,11 +23,27 @@ else:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_readme_reference_is_the_rendered_schema() -> None:
-    readme = (REPO / "README.md").read_text()
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    assert readme[start:end] == render(), ("README's configuration reference differs from the schema: paste "
-                                           "`python -m streamd.config.reference` over it")
+PAGE = REPO / "docs" / "configuration.md"
+MAX_PAGE_LINES = 400
+
+
+def test_the_docs_reference_is_the_rendered_schema() -> None:
+    page = PAGE.read_text()
+    start, end = page.index(BEGIN), page.index(END) + len(END)
+    assert page[start:end] == render(), ("docs/configuration.md's reference differs from the schema: run "
+                                         "`python -m streamd.config.reference --write docs/configuration.md`")
+    assert len(page.splitlines()) <= MAX_PAGE_LINES, "docs/configuration.md is too long to read as one page"
+
+
+def test_write_updates_only_the_block(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    page.write_text(f"# Intro\n\ntext\n\n{BEGIN}\nstale\n{END}\n\nafter\n")
+    assert main(["--check", str(page)]) == 1
+    assert main(["--write", str(page)]) == 0
+    assert page.read_text() == f"# Intro\n\ntext\n\n{render()}\n\nafter\n"
+    assert main(["--check", str(page)]) == 0
+    with pytest.raises(ValueError, match="has no"):
+        replace_block("# no markers\n", render())
 
 
 def test_every_key_is_described() -> None:

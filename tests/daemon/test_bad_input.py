@@ -1,4 +1,4 @@
-"""Bad input, nothing lost (issue 13): a video corrupt in the middle, a truncated file, a resolution
+"""Bad input, nothing lost: a video corrupt in the middle, a truncated file, a resolution
 change mid-stream, RTSP servers that send garbage, a model whose output fits no layout. One clear log
 line each, the affected source retried or stopped, and every other source keeps publishing.
 

@@ -1,4 +1,4 @@
-"""Daemon behaviour a new user meets first (issue 9), through a real daemon subprocess, real
+"""Daemon behaviour a new user meets first, through a real daemon subprocess, real
 sockets and HTTP GETs of /metrics: a missing media file is a retried source error while the other
 sources publish; every source kind has its last-frame metrics; the periodic status line; no
 ``_created`` series; no "streamd stopped" for a daemon that never started."""
@@ -178,7 +178,7 @@ bind = "127.0.0.1:0"
     # The camera never delivered: its age keeps growing from the daemon's start.
     wait_until(lambda: scrape(url)['streamd_source_seconds_since_last_frame{source="camera"}']
                > first['streamd_source_seconds_since_last_frame{source="camera"}'], "the camera's age to grow")
-    assert not [name for name in first if "_created" in name]  # dropped from the page (issue 9)
+    assert not [name for name in first if "_created" in name]  # noise to a reader: not on the page
 
 
 def test_status_line_per_source(daemon_factory, tiny_model: Path, tiny_image: Path) -> None:

@@ -1,4 +1,4 @@
-"""Reload without restart (issue 13): SIGHUP re-reads the config. Added sources start, removed ones
+"""Reload without restart: SIGHUP re-reads the config. Added sources start, removed ones
 stop and give back their threads and fds, changed ones restart, untouched ones never miss a frame; a
 model change swaps the detector under the same publisher; an invalid config is refused, counted, and
 the old one keeps running; systemd hears RELOADING=1 then READY=1."""

@@ -27,10 +27,9 @@ def test_tracks_at_native_pace_meet_the_bar() -> None:
     assert result["frames_received"] >= 0.5 * result["frames_sent"], result
     assert result["idf1"] >= 0.90, result
     assert result["num_unique_objects"] >= 15, result
-    # 17 ground-truth tracks: the bar (1 switch per 100 tracks) is measured over 118 by
-    # `python -m streamd.evaluation.tracking_accuracy` (README, "Tracking"); here it guards against
-    # regressions. 0 switches in 7 runs on the 2-core dev VM; one run at load average 20 failed this
-    # test, so 2 are allowed.
+    # 17 ground-truth tracks: the accuracy bar (1 switch per 100 tracks) is measured over more by
+    # `python -m streamd.evaluation.tracking_accuracy` (docs/tracking.md); this guards against
+    # regressions, with 2 switches allowed because a heavily loaded machine drops frames.
     assert result["num_switches"] <= 2, result
 
 

@@ -75,7 +75,7 @@ def test_resolution_change_mid_stream() -> None:
     finally:
         reader.close()
     # Every picture arrives; the decoder keeps the first sequence's size and scales the 720p part into it
-    # (cuvidReconfigureDecoder), exactly as OpenCV's FFmpeg reader does with the same stream (H200, 2026-11-30).
+    # (cuvidReconfigureDecoder), exactly as OpenCV's FFmpeg reader does with the same stream.
     assert len(sizes) == _pictures_read_by_opencv(RESCHANGE) > 0
     assert set(sizes) == {(1920, 1080)}
 

@@ -1,4 +1,4 @@
-"""Detection fidelity of NVDEC decoding (issue 11 acceptance): vtest re-encoded to H.264, decoded by
+"""Detection fidelity of NVDEC decoding: vtest re-encoded to H.264, decoded by
 NVDEC (NV12 on the GPU, letterboxed by the batched kernel) and by OpenCV/FFmpeg (BGR on the host), both
 through the same BatchGpuDetector and stand-in engine. The OpenCV run is the reference; fidelity is
 mAP@0.5:0.95 of the NVDEC detections against it (``streamd.evaluation.detection_map``) and must be

@@ -1,4 +1,4 @@
-"""NVDEC on RTSP (issue 11): an rtsp source with ``decoder = "nvdec"`` (packets from OpenCV's FFmpeg
+"""NVDEC on RTSP: an rtsp source with ``decoder = "nvdec"`` (packets from OpenCV's FFmpeg
 demuxer, decoded by NVDEC through PyNvVideoCodec) against tests/sources/mini_rtsp_server.py, the
 standard-library RTSP server (the GPU machine has no GStreamer). Frames arrive as DeviceNV12 at the
 file's size; the server is SIGKILLed mid-stream and restarted on its port, twice; the source resumes
@@ -7,13 +7,11 @@ nvdec camera on another server keeps streaming throughout. Frozen (SIGSTOP) inst
 stalled, streaming again after SIGCONT.
 OpenCV demuxes nvdec RTSP sources (streamd/sources/nvdec.py says why), so they have its timeouts.
 
-Needs PyNvVideoCodec and ``STREAMD_H264_ANNEXB``, an H.264 Annex-B file without B-frames (made here with
-ffmpeg from vtest.avi: .devdata/vtest_320.h264, 320x240, 200 frames, keyframe every 10). On the GPU
-machine, from the repository root, with .whl and .devdata/vtest_320.h264 carried:
+Needs PyNvVideoCodec and ``STREAMD_H264_ANNEXB``, an H.264 Annex-B file without B-frames, for example
+from vtest.avi:
 
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
-    PYTHONPATH=/tmp/site:$PWD STREAMD_H264_ANNEXB=.devdata/vtest_320.h264 \
-    python3 -m pytest -q -s tests/gpu/test_nvdec_rtsp.py
+    ffmpeg -i vtest.avi -vf scale=320:240 -frames:v 200 -c:v libx264 -bf 0 -g 10 -f h264 vtest_320.h264
+    STREAMD_H264_ANNEXB=vtest_320.h264 python -m pytest -q tests/gpu/test_nvdec_rtsp.py
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ NVDEC_RTSP = {"decoder": "nvdec", "open_timeout_seconds": 6.0, "read_timeout_sec
 def clip() -> Path:
     if not ANNEXB or not Path(ANNEXB).is_file():
         pytest.skip("set STREAMD_H264_ANNEXB to an H.264 Annex-B file without B-frames "
-                    "(e.g. .devdata/vtest_320.h264, see this module's docstring)")
+                    "(see this module's docstring)")
     return Path(ANNEXB)
 
 

@@ -15,6 +15,7 @@ from streamd.inference.base import TensorSpec
 from streamd.yolox.preprocess import YOLOX
 from tests.gpu.support import assert_equal_to_cpu_decode
 from tests.gpu.test_postprocess import CELLS, HEIGHT, WIDTH, synthetic_output
+from tests.support import YOLOX_NANO
 
 
 class FixedOutputEngine:
@@ -114,8 +115,7 @@ def test_slow_arrivals_get_their_own_result_at_once() -> None:
 
 
 def _model_path() -> Path | None:
-    for candidate in (os.environ.get("STREAMD_TEST_MODEL", ""), ".devdata/yolox_nano.onnx",
-                      "../shared/models/yolox_nano.onnx", "/work/shared/models/yolox_nano.onnx"):
+    for candidate in (os.environ.get("STREAMD_TEST_MODEL", ""), str(YOLOX_NANO)):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None

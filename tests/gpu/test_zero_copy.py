@@ -1,4 +1,4 @@
-"""Zero-copy GPU path (issue 16), forced on whatever GPU runs the tests: the letterbox kernel reads frames in
+"""Zero-copy GPU path, forced on whatever GPU runs the tests: the letterbox kernel reads frames in
 place from mapped host memory and sees exactly the pixels the copy path uploads; detections are identical;
 no upload is made, and with mapped results no copy back either."""
 

@@ -4,7 +4,7 @@
 class has ``__slots__`` (a pybind11 class has no ``__dict__``), so assigning an attribute the
 version does not have raises AttributeError, as TensorRT does; enums are real enum classes, so a
 member the version removed raises AttributeError and an ``int`` where an enum is expected raises
-TypeError. Which behaviour was checked against which source (read 2026-11-30):
+TypeError. Which behaviour was checked against which source:
 
 - pybind11 argument conversion (TensorRT ``python/src/infer/pyCore.cpp``, ``pyFoundationalTypes.cpp``):
   a wrong argument type raises TypeError ("incompatible function arguments"); ``Dims`` converts

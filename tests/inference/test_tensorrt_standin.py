@@ -1,4 +1,4 @@
-"""The TensorRT stand-in refuses what real TensorRT refuses, the way TensorRT refuses it (issue 15 item 2).
+"""The TensorRT stand-in refuses what real TensorRT refuses, the way TensorRT refuses it.
 
 One test per misuse: TypeError where pybind11 rejects an argument, AttributeError for what the
 version does not have, False / None / -1 where TensorRT reports failure by its return value,

@@ -49,7 +49,7 @@ def test_dashboard_is_importable_with_a_data_source_variable() -> None:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
     metrics = {m for _, q in panel_queries(dashboard) for m in re.findall(r"streamd_[a-z_]+", q)}
-    # Every family of issue 12's list has a panel.
+    # Every family an operator watches has a panel.
     for needed in ("streamd_frames_processed_total", "streamd_frame_age_seconds_bucket", "streamd_stage_seconds_bucket",
                    "streamd_frames_dropped_total", "streamd_source_state", "streamd_source_reconnects_total",
                    "streamd_messages_dropped_total", "streamd_batch_size_bucket"):

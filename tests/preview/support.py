@@ -28,7 +28,7 @@ def result(source_id: str, image: np.ndarray, boxes: list[tuple[float, float, fl
 
 
 class _Tracked:
-    """Detections with ``track_ids``, as tracking (issue 14) adds them."""
+    """Detections with ``track_ids``, as tracking adds them."""
 
     def __init__(self, detections: Detections, track_ids: np.ndarray) -> None:
         self.boxes_xyxy = detections.boxes_xyxy

@@ -1,4 +1,4 @@
-"""The preview follows a reload (issue 13's SIGHUP): a source added is listed and viewable, a source
+"""The preview follows a reload (SIGHUP): a source added is listed and viewable, a source
 removed is a 404, with the daemon's own preview server kept."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CURVE (issue 13): only authorised subscribers get detections; keys are ZeroMQ's own (zmq.auth)."""
+"""CURVE: only authorised subscribers get detections; keys are ZeroMQ's own (zmq.auth)."""
 
 from __future__ import annotations
 

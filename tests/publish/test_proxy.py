@@ -1,4 +1,4 @@
-"""``streamd proxy`` (issue 13): three daemons, one endpoint, CURVE on both sides."""
+"""``streamd proxy``: three daemons, one endpoint, CURVE on both sides."""
 
 from __future__ import annotations
 

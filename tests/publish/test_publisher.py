@@ -59,9 +59,8 @@ def run_timed(service: Service) -> float:
 def test_subscriber_that_never_reads_costs_counted_drops_not_progress(tiny_model: Path, tiny_image: Path) -> None:
     """A subscriber that never reads, against a run with no subscriber at all: the same frames go
     through in about the same time, and the publish stage's p99 stays within 10 ms of the run
-    without one (measured: 0.5 ms against 0.5-2 ms on a busy 2-core VM, 2026-11-30; a connected
-    peer costs ZeroMQ a little more per message than none). A blocking send would instead hang
-    at the first full queue."""
+    without one (a connected peer costs ZeroMQ a little more per message than none). A blocking
+    send would instead hang at the first full queue."""
     alone = Service(fast_config(tiny_model, tiny_image))
     alone.start_detector()
     try:

@@ -23,8 +23,8 @@ from streamd.quantize.errors import (
 )
 from tests.support import REPO, required
 
-# All-INT8 scores 0.987 mAP@0.5:0.95 on the held-out images (2026-11-30): a bar a broken
-# calibration or Q/DQ placement would miss, not 0.5, which nearly anything passes.
+# All-INT8 scores about 0.99 mAP@0.5:0.95 on the held-out images: a bar a broken calibration or
+# Q/DQ placement would miss, not 0.5, which nearly anything passes.
 MIN_FIDELITY = "0.95"
 SMALL = ["--calib-count", "12", "--eval-count", "12", "--search-count", "6"]
 # Where STREAMD_REQUIRE names int8 (CI), the tests run anyway and fail on the tool's exit 2.
@@ -72,8 +72,8 @@ def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Pa
 def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
     """Both outcomes, each asserted: all-INT8 scores 0.9967 on the calibration images, so a goal of
     0.9995 (0.985 + 0.0145) keeps two Conv in float and the held-out images then score 0.990:
-    a pass at 0.985 and a miss at 0.995 (measured 2026-11-30, onnxruntime on a 2-core x86 VM;
-    each bar 0.005 from the measured value)."""
+    a pass at 0.985 and a miss at 0.995 (onnxruntime on x86; each bar 0.005 from the value it
+    scores)."""
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.985", "--margin", "0.0145")
     search = report["search"]
     assert search["steps"] and len(search["ranking"]) == 14
@@ -105,7 +105,7 @@ def test_float_precisions_write_a_float_model(tiny_conv_model: Path, image_folde
     assert code == EXIT_OK and report["method"] is None and "int8_conv_mac_share" not in report
     model = onnx.load(str(tmp_path / "model.onnx"))
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.graph.node}
-    # fp32 is the reference itself; fp16 measured 1.0000 too (2026-11-30).
+    # fp32 is the reference itself; fp16 scores 1.0000 too.
     expected_fidelity = 1.0 if precision == "fp32" else 0.99
     assert report["fidelity"]["map50_95"] >= expected_fidelity
 

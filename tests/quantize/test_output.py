@@ -1,4 +1,4 @@
-"""What ``streamd quantize`` writes when not on a terminal (issue 9): progress lines while a phase
+"""What ``streamd quantize`` writes when not on a terminal : progress lines while a phase
 runs, no ONNX Runtime chatter, its own name in the usage line."""
 
 from __future__ import annotations

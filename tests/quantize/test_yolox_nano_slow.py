@@ -3,9 +3,8 @@ images of calib/coco_val2017_100, evaluate on the other 50, fidelity >= 0.90 wit
 conv MACs in INT8. Needs ../shared. Opt-in for a developer's quick runs:
 ``STREAMD_SLOW_TESTS=1 python -m pytest -q tests/quantize/test_yolox_nano_slow.py``.
 
-CI runs it (.ci/run sets STREAMD_SLOW_TESTS=1): 107 s on the shared 2-core VM with other work
-beside it (2026-11-30), which leaves the whole suite well inside its 30 min budget, and it is the
-only test of quantization on a real detector."""
+CI runs it (.ci/run sets STREAMD_SLOW_TESTS=1): it is the only test of quantization on a real
+detector, and about two minutes on two busy cores leaves the suite well inside its budget."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenCV's and FFmpeg's own log lines stay out of streamd's output (issue 9): a wrong RTSP path and
+"""OpenCV's and FFmpeg's own log lines stay out of streamd's output: a wrong RTSP path and
 a corrupt video make both libraries print in their own format unless streamd quiets them; streamd
 reports the same failures in its own one line. A user can still turn them on to debug a camera."""
 
@@ -52,5 +52,5 @@ def test_ffmpeg_lines_from_an_opencv_open_are_quiet_after_the_cli_set_up(rtsp_se
     after = subprocess.run([sys.executable, "-c", setup + open_it], capture_output=True, text=True, timeout=60,
                            env=plain, cwd=REPO)
     assert before.returncode == after.returncode == 0, before.stderr + after.stderr
-    assert "DESCRIBE failed" in before.stderr  # what leaked into streamd's log (issue 9)
+    assert "DESCRIBE failed" in before.stderr  # what leaks into streamd's log unless quieted
     assert after.stderr == "", after.stderr

@@ -55,7 +55,7 @@ def test_unreachable_cameras_retry_with_backoff(rtsp_server, rtsp_decoder, sourc
         with RateSampler([good]) as sampler:
             time.sleep(RUN_SECONDS)
         # Read before this test kills the good camera's server: a reconnect attempt that lands
-        # while it is down is an open error the test itself caused (issue 9: it failed 1 in 5).
+        # while it is down is an open error the test itself caused, and would fail it now and then.
         good_open_errors = sources.sample("streamd_source_errors_total", "good", kind="open")
         # A silent camera must not hold up the good one's reconnect (OpenCV's opens share one lock).
         server.kill()

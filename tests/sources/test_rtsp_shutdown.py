@@ -1,9 +1,9 @@
 """The daemon stops well under 5 s on SIGTERM/SIGINT with several cameras on a frozen server.
 
 A frozen (SIGSTOPped) server leaves every camera's reader blocked in FFmpeg until its read
-timeout. Stopped one after another, each source added that wait: 3 cameras took 7-9 s to exit
-(issue 15), near the units' ``TimeoutStopSec=10``. The sources are now stopped in parallel against
-one deadline. The cameras use the default timeouts (read 3 s), as a deployment would.
+timeout. Stopped one after another, each source would add that wait, and 3 cameras would come near
+the units' ``TimeoutStopSec=10``; the sources are stopped in parallel against one deadline. The
+cameras use the default timeouts (read 3 s), as a deployment would.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shipped units are hardened (issue 13): `systemd-analyze security --offline=yes` exposure <= 2.0,
+"""The shipped units are hardened: `systemd-analyze security --offline=yes` exposure <= 2.0,
 while keeping what the daemon needs: NVIDIA GPU device nodes, the network for cameras, and none of
 the options known to break CUDA, TensorRT or ONNX Runtime."""
 

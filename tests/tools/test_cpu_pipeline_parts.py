@@ -1,4 +1,4 @@
-"""tools/cpu_pipeline_parts.py, where the CPU pipeline's time goes (issue 11's CPU ratio): it runs the real
+"""tools/cpu_pipeline_parts.py, where the CPU pipeline's time goes: it runs the real
 pipeline, times the parts, and its tracking comparison really runs one variant without the tracker.
 Speed itself is measured there, not asserted here."""
 

@@ -1,4 +1,4 @@
-"""tools/soak.py in CI (issue 13): a 3-minute soak with churn (reloads every 2 s, RTSP server kills,
+"""tools/soak.py in CI: a 3-minute soak with churn (reloads every 2 s, RTSP server kills,
 subscribers and a preview viewer coming and going) must show no growth. The one-hour run's figures
 are in README ("Soak")."""
 

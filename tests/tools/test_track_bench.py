@@ -1,4 +1,4 @@
-"""tools/track_bench.py, the tracker's cost benchmark (issue 14's 0.3 ms bar): its modes still run and
+"""tools/track_bench.py, the tracker's cost benchmark (its bar: 0.3 ms a frame with 50 objects): its modes still run and
 report what README quotes. Speed itself is measured there, not asserted here."""
 
 from __future__ import annotations
