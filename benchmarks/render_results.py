@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""Render docs/results.md from the measurements in benchmarks/results/*.json.
+
+    python benchmarks/render_results.py            # rewrite docs/results.md
+    python benchmarks/render_results.py --check    # exit 1 when docs/results.md is not the rendering
+
+Every result file is named ``DATE_MACHINE_WHAT.json`` and carries ``commit``, ``machine``, ``command``
+and ``versions``. The page groups the files by the kind of measurement (told apart by the keys the
+measuring tool writes) and gives each group one table: one row per file with its date, machine,
+commit, the few numbers that matter for that kind, and a link to the JSON. A file of a kind this
+script does not know still gets a row, under "Other results".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+PAGE = REPO / "docs" / "results.md"
+COMMAND = "python benchmarks/render_results.py"
+PROVENANCE_KEYS = ("commit", "machine", "command", "versions")
+NAME = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})_(?P<machine>[a-z0-9-]+)_(?P<what>[a-z0-9-]+)$")
+NONE = "–"
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path
+    date: str
+    machine: str
+    what: str
+    data: dict
+
+    @property
+    def link(self) -> str:
+        # The docs site serves benchmarks/results/ at that path (docs/hooks/repo_files.py).
+        return f"[{self.what}](benchmarks/results/{self.path.name})"
+
+    @property
+    def commit(self) -> str:
+        commit = self.data.get("commit")
+        return commit[:7] if isinstance(commit, str) else NONE
+
+
+def load(folder: Path = RESULTS) -> list[Result]:
+    results = []
+    for path in sorted(folder.glob("*.json")):
+        match = NAME.match(path.stem)
+        if match is None:
+            raise ValueError(f"{path.name}: not named DATE_MACHINE_WHAT.json (lower-case, kebab-case parts)")
+        results.append(Result(path, match["date"], match["machine"], match["what"], json.loads(path.read_text())))
+    return results
+
+
+# -- formatting ---------------------------------------------------------------------------------------------
+
+def number(value: object, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return NONE
+    return f"{value * scale:.{digits}f}{suffix}"
+
+
+def dig(data: object, *keys: object) -> object:
+    """data[k1][k2]... or None where any step is missing."""
+    for key in keys:
+        if isinstance(data, dict):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
+
+
+def yes_no(value: object) -> str:
+    return NONE if value is None else ("yes" if value else "**no**")
+
+
+# -- CPU pipeline: streamd bench ---------------------------------------------------------------------------
+
+def cpu_bench_row(data: dict) -> list[str]:
+    rounds = data.get("ratio_to_best_rounds") or []
+    spread = f" ({min(rounds):.2f}–{max(rounds):.2f})" if rounds else ""
+    return [number(data.get("cpu_ratio_parallel_to_pipeline"), 3),
+            number(data.get("ratio_to_best"), 3) + spread,
+            number(data.get("pipeline_fps"), 1),
+            number(data.get("inference_mean_seconds"), 1, 1e3),
+            f"{number(data.get('frame_age_p50_over_inference'))} / {number(data.get('frame_age_p99_over_inference'))}"]
+
+
+# -- many streams: streamd bench --streams, one or several daemons ------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """Daemons running at once, ``streams`` cameras each, and their runs (one per daemon)."""
+
+    daemons: int
+    gpus: int
+    streams: int
+    real_time: bool
+    runs: list
+    tracking: bool = True
+
+    @property
+    def total(self) -> int:
+        return self.daemons * self.streams
+
+    @property
+    def label(self) -> str:
+        text = f"{self.daemons} × {self.streams}" if self.daemons > 1 else f"1 daemon, {self.streams}"
+        return text + (f" on {self.gpus} GPUs" if self.gpus > 1 else "") + ("" if self.tracking else " no tracking")
+
+
+PRINTED_RUN = re.compile(r"^\s*(\d+) streams\s+fps/stream min\s+([\d.]+).*?p99\s+([\d.]+) ms.*?cores\s+([\d.]+)"
+                         r"\s+gpu\s+([\d.]+).*?(NOT real time|real time)")
+
+
+def _bench_layouts(bench: dict) -> list[Layout]:
+    tracking = dig(bench, "settings", "tracking") is not False
+    return [Layout(1, 1, run["streams"], bool(run.get("real_time")), [run], tracking)
+            for run in bench.get("runs") or [] if "streams" in run]
+
+
+def _case_layouts(cases: list) -> list[Layout]:
+    return [Layout(len(case["devices"]), len(set(case["devices"])), case["streams_per_daemon"],
+                   bool(case.get("all_real_time")), case.get("runs") or []) for case in cases]
+
+
+def _printed_layouts(lines: list) -> list[Layout]:
+    layouts = []
+    for line in lines:
+        match = PRINTED_RUN.match(line)
+        if match:
+            streams, fps, p99, cores, gpu, verdict = match.groups()
+            run = {"published_fps": {"min": float(fps)}, "frame_age_seconds": {"p99": float(p99) / 1e3},
+                   "daemon_cpu_cores": float(cores), "gpu_busy_fraction": float(gpu)}
+            layouts.append(Layout(1, 1, int(streams), verdict == "real time", [run]))
+    return layouts
+
+
+def stream_layouts(data: dict) -> list[Layout]:
+    layouts = _bench_layouts(data) + _case_layouts(data.get("cases") or [])
+    for value in data.values():
+        if isinstance(value, dict) and isinstance(value.get("runs"), list) and "real_time" in value:
+            layouts += _bench_layouts(value)
+        elif isinstance(value, dict) and isinstance(value.get("runs_printed"), list):
+            layouts += _printed_layouts(value["runs_printed"])
+        elif isinstance(value, list) and value and all(isinstance(v, dict) and "devices" in v for v in value):
+            layouts += _case_layouts(value)
+    return layouts
+
+
+def first_value(data: object, key: str) -> object:
+    """The first value of ``key`` anywhere in nested dicts and lists (depth first), or None."""
+    if isinstance(data, dict):
+        if data.get(key) is not None:
+            return data[key]
+        data = list(data.values())
+    if isinstance(data, list):
+        for item in data:
+            found = first_value(item, key)
+            if found is not None:
+                return found
+    return None
+
+
+def streams_row(data: dict) -> list[str]:
+    layouts = stream_layouts(data)
+    passed = [layout for layout in layouts if layout.real_time]
+    decoder = first_value(data, "decoder")
+    if not passed:
+        return [decoder or NONE, NONE, "0", NONE, NONE, NONE, NONE, NONE]
+    best = max(passed, key=lambda layout: (layout.total, -layout.daemons))
+    # Every other layout at real time, with the most streams per daemon it held (one daemon: the sweep's answer).
+    largest: dict[tuple[int, int, bool], int] = {}
+    for layout in passed:
+        key = (layout.gpus, layout.daemons, layout.tracking)
+        largest[key] = max(layout.streams, largest.get(key, 0))
+    also = "; ".join(Layout(d, g, s, True, [], t).label for (g, d, t), s in sorted(largest.items())
+                     if (g, d, t) != (best.gpus, best.daemons, best.tracking))
+    runs = [run for run in best.runs if isinstance(run, dict) and "error" not in run]
+    slowest = min((dig(run, "published_fps", "min") for run in runs if dig(run, "published_fps", "min") is not None),
+                  default=None)
+    p99 = max((dig(run, "frame_age_seconds", "p99") for run in runs
+               if dig(run, "frame_age_seconds", "p99") is not None), default=None)
+    cores = [run.get("daemon_cpu_cores") for run in runs if isinstance(run.get("daemon_cpu_cores"), (int, float))]
+    busy = [run.get("gpu_busy_fraction") for run in runs if isinstance(run.get("gpu_busy_fraction"), (int, float))]
+    return [decoder or NONE, best.label, f"**{best.total}**", number(slowest, 1), number(p99, 0, 1e3),
+            number(sum(cores) if cores else None), number(max(busy) if busy else None), also or NONE]
+
+
+# -- GPU path: gpu_bench.py, pipeline_ab.py --------------------------------------------------------------
+
+def gpu_path_row(data: dict) -> list[str]:
+    if "engine_fps" in data:  # pipeline_ab.py: old and new code alternating in one process
+        summary = data.get("summary") or {}
+        host = " → ".join(number(dig(summary, f"{side} pinned", "host_ms_median"), 3) for side in ("before", "after"))
+        pool = " → ".join(number(dig(summary, f"{side} pool", "host_ms_median"), 3) for side in ("before", "after"))
+        ratios = [run.get("fps_over_engine") for runs in (data.get("runs") or {}).values() for run in runs
+                  if isinstance(run.get("fps_over_engine"), (int, float))]
+        spread = f"{min(ratios):.3f}–{max(ratios):.3f}" if ratios else NONE
+        identical = data.get("results_identical") or {}
+        return [NONE, spread, host, pool, yes_no(all(identical.values()) if identical else None), NONE, NONE]
+    pipeline = data.get("pipeline") or {}
+    ratios = [v.get("fps_over_engine_tight_loop") for k, v in pipeline.items()
+              if isinstance(v, dict) and k.startswith(("double", "triple"))
+              and isinstance(v.get("fps_over_engine_tight_loop"), (int, float))]
+    equal = [v for k, v in pipeline.items() if k.startswith("results_equal")]
+    decode = data.get("gpu_decode") or []
+    copied = max((d.get("copied_back_fraction") for d in decode if isinstance(d.get("copied_back_fraction"), float)),
+                 default=None)
+    return [number(dig(data, "letterbox", "1920x1080->640x640 yolox float32", "us_per_frame"), 2),
+            f"{min(ratios):.3f}–{max(ratios):.3f}" if ratios else NONE,
+            number(dig(pipeline, "double_buffered_pinned_frames", "host_ms_per_frame"), 3),
+            number(dig(pipeline, "double_buffered_pinned_pool_frames", "host_ms_per_frame"), 3),
+            yes_no(all(equal) if equal else None), number(copied, 2, 100, " %"),
+            number(dig(pipeline, "pinned_memory_check", "pageable_pointers"), 0)]
+
+
+# -- NVDEC decode and cross-stream batching: gpu_scale_check.py ----------------------------------------------
+
+def scale_row(data: dict) -> list[str]:
+    runs = [data[key] for key in sorted((k for k in data if re.fullmatch(r"run\d+", k)), key=lambda k: int(k[3:]))]
+    first = runs[0] if runs else {}
+    streams = first.get("nvdec_streams") or {}
+    widest = max((k for k in streams if k.isdigit()), key=int, default=None)
+    engine = first.get("engine") or {}
+    batches = [k for k in engine if re.fullmatch(r"batch_\d+", k)]
+    biggest = max(batches, key=lambda k: int(k[6:]), default=None)
+    scale = next((run["scale"] for run in reversed(runs) if isinstance(run.get("scale"), dict)), {})
+    held = [v for k, v in scale.items() if k.isdigit() and v.get("every_stream_at_29_5_fps")]
+    top = max(held, key=lambda v: v["streams"], default=None)
+    return [number(dig(first, "nvdec_single", "fps"), 0),
+            f"{number(dig(streams, widest, 'aggregate_fps'), 0)} ({widest} readers)" if widest else NONE,
+            f"{number(dig(engine, biggest, 'fps'), 0)} (batch {biggest[6:]})" if biggest else NONE,
+            f"**{top['streams']}**" if top else "0",
+            number(dig(top, "frame_age_ms", "p99"), 0), number(dig(top, "host_cpu_cores"))]
+
+
+# -- soak: tools/soak.py ------------------------------------------------------------------------------------
+
+def _failure(text: str) -> str:
+    return re.sub(r"Command '.*?' ", "", text)
+
+
+def soak_row(data: dict) -> list[str]:
+    summary = data.get("summary") or {}
+    churn = data.get("churn") or {}
+    rss = " / ".join(number(summary.get(key), 0) for key in ("rss_first_mb", "rss_after_warmup_mb", "rss_last_mb"))
+    failures = data.get("failures") or []
+    verdict = "passed" if data.get("passed") else "**failed**" + (f": {_failure(failures[0])}" if failures else "")
+    duration = data.get("duration_seconds")
+    minutes = f"{round(duration / 60, 1):g}" if isinstance(duration, (int, float)) else NONE
+    return [minutes, number(churn.get("reloads_applied"), 0),
+            number(churn.get("rtsp_kills"), 0), rss, number(summary.get("rss_growth_after_warmup"), 1, 100, " %"),
+            number(summary.get("gpu_memory_growth_after_warmup"), 2, 100, " %"),
+            f"{number(summary.get('threads_max'), 0)} / {number(summary.get('fds_max'), 0)}", verdict]
+
+
+# -- preview cost: preview_bench.py ---------------------------------------------------------------------------
+
+def preview_row(data: dict) -> list[str]:
+    return [number(dig(data, "hook", "seconds_per_call"), 1, 1e6),
+            number(dig(data, "hook", "share_of_frame"), 3, 100, " %"),
+            number(dig(data, "runs", "cpu_per_frame_idle_over_off_median"), 3),
+            number(dig(data, "windows", "cpu_per_frame_viewer_over_neighbours_median"), 3),
+            number(dig(data, "windows", "viewer_over_neighbours_median"), 3),
+            str(data.get("load_average_1min", NONE))]
+
+
+# -- groups -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Group:
+    title: str
+    about: str
+    columns: tuple[str, ...]
+    matches: Callable[[dict], bool]
+    row: Callable[[dict], list[str]]
+
+
+def _is_streams(data: dict) -> bool:
+    return bool(("runs" in data and "real_time" in data) or data.get("cases")
+                or any(isinstance(v, dict) and ("runs_printed" in v or ("runs" in v and "real_time" in v))
+                       for v in data.values()))
+
+
+GROUPS = (
+    Group("CPU pipeline: `streamd bench`",
+          "The whole pipeline against the raw backend on the same frames (ONNX Runtime on the CPU). CPU ratio: "
+          "CPU time per frame of the raw loops over the pipeline's; fps ratio: pipeline fps over the best raw "
+          "layout, median of the rounds (their range); frame age paced at 10 fps, over the inference mean.",
+          ("CPU ratio", "fps ratio", "pipeline fps", "inference ms", "frame age p50 / p99 ÷ inference"),
+          lambda d: "cpu_ratio_parallel_to_pipeline" in d, cpu_bench_row),
+    Group("Many streams: `streamd bench --streams`, one or several daemons",
+          "Cameras playing a video file in real time through the daemon. Real time: every stream publishes at "
+          "least 0.983 × the video's fps and frame age p99 is at most 150 ms. The layout with the most streams "
+          "at real time, its slowest stream, worst p99, CPU cores of all its daemons and GPU busy fraction; "
+          "other layouts at real time in the last column (daemons × streams each).",
+          ("decoder", "layout", "streams at real time", "slowest fps", "frame age p99 ms", "daemon cores", "GPU busy",
+           "also at real time"),
+          _is_streams, streams_row),
+    Group("GPU path: `gpu_bench.py`, `pipeline_ab.py`",
+          "One detector on the GPU (torch stand-in engine, not TensorRT). Letterbox kernel time for 1920×1080 → "
+          "640×640; pipelined throughput over the engine's own tight loop; host Python time per frame with "
+          "frames in pinned memory (`pipeline_ab.py`: old → new code); results identical to a synchronous run; "
+          "share of the raw output copied back; pageable host copies on the per-frame path.",
+          ("letterbox µs", "pipeline ÷ engine loop", "host ms (pinned)", "host ms (pinned pool)", "identical",
+           "copied back", "pageable copies"),
+          lambda d: ("letterbox" in d and "pipeline" in d) or "engine_fps" in d, gpu_path_row),
+    Group("NVDEC decode and cross-stream batching: `gpu_scale_check.py`",
+          "The pieces under many cameras per GPU, outside the daemon: NVDEC decode flat out (one reader; N "
+          "readers together), the stand-in engine at its largest batch, and paced NVDEC cameras through the "
+          "batch detector in the script's own loop (the most with every stream at 29.5 fps or more).",
+          ("NVDEC fps, 1 reader", "NVDEC fps, aggregate", "engine fps", "cameras at 30 fps", "frame age p99 ms",
+           "host cores"),
+          lambda d: isinstance(dig(d, "run1", "nvdec_single"), dict), scale_row),
+    Group("Soak: `tools/soak.py`",
+          "The daemon under churn (reloads, RTSP camera kills, subscribers and preview viewers coming and "
+          "going). Growth after warm-up: median of the last fifth of the samples over the first fifth after "
+          "warm-up (limit 5 %).",
+          ("minutes", "reloads", "RTSP kills", "RSS MB first / after warm-up / last", "RSS growth",
+           "GPU memory growth", "threads / fds max", "verdict"),
+          lambda d: "samples" in d and "churn" in d, soak_row),
+    Group("Preview cost: `preview_bench.py`",
+          "What the live preview costs the CPU pipeline: the hook per frame with nobody watching, whole runs "
+          "with the preview on over off (no viewer), and windows with one viewer over their neighbours without.",
+          ("hook µs / frame", "hook share of frame", "no viewer: CPU / frame on ÷ off",
+           "one viewer: CPU / frame", "one viewer: fps", "load average"),
+          lambda d: "hook" in d and "windows" in d, preview_row),
+)
+OTHER = Group("Other results", "Result files of a kind this page has no columns for.", (), lambda d: True,
+              lambda d: [])
+
+
+def table(group: Group, results: list[Result]) -> list[str]:
+    header = ("date", "machine", "result", "commit", *group.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for result in sorted(results, key=lambda r: (r.date, r.path.name), reverse=True):
+        cells = [result.date, result.machine, result.link, result.commit, *group.row(result.data)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(results: list[Result] | None = None) -> str:
+    results = load() if results is None else results
+    grouped: dict[Group, list[Result]] = {}
+    for result in results:
+        group = next((g for g in GROUPS if g.matches(result.data)), OTHER)
+        grouped.setdefault(group, []).append(result)
+    lines = [f"<!-- Generated by `{COMMAND}` from benchmarks/results/*.json: edit those, not this page. -->",
+             "# Results", "",
+             f"Every recorded measurement, one row per JSON file in `benchmarks/results/`, newest first. This page "
+             f"is generated by `{COMMAND}` (`--check` tells whether it is current); [Benchmarks](benchmarks.md) "
+             "says how each kind is measured. A file's name is `DATE_MACHINE_WHAT.json`; the machine names say "
+             "what ran it (`h200`: one NVIDIA H200, `h200x2`: two; `-2pinned`: two pinned cores of that "
+             "machine's host CPU; `cpu-2core`: a 2-core virtual machine), and each file's `machine`, `command`, "
+             "`versions` and `commit` say more. The GPU results ran the detector on the torch stand-in engine, "
+             "not TensorRT.", ""]
+    for group in (*GROUPS, OTHER):
+        if group not in grouped:
+            continue
+        lines += [f"## {group.title}", "", group.about, "", *table(group, grouped[group]), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def missing_provenance(results: list[Result] | None = None) -> list[str]:
+    """``NAME: key`` for every result file that lacks one of the provenance keys."""
+    results = load() if results is None else results
+    return [f"{r.path.name}: {key}" for r in results for key in PROVENANCE_KEYS if key not in r.data]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when docs/results.md is not the rendering")
+    args = parser.parse_args(argv)
+    results = load()
+    missing = missing_provenance(results)
+    if missing:
+        print("result files without provenance:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 1
+    page = render(results)
+    if args.check:
+        current = PAGE.read_text() if PAGE.exists() else ""
+        if current != page:
+            print(f"{PAGE.name} is stale: run `{COMMAND}`", file=sys.stderr)
+            return 1
+        return 0
+    PAGE.write_text(page)
+    print(f"wrote {PAGE} ({page.count(chr(10))} lines, {len(results)} results)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

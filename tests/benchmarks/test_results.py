@@ -1,0 +1,59 @@
+"""benchmarks/results/ is the data, docs/results.md its rendering: the page is what
+``python benchmarks/render_results.py`` writes, and every result says which commit, machine and
+command produced it and with which versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import render_results
+from tests.support import REPO
+
+RESULTS = sorted((REPO / "benchmarks" / "results").glob("*.json"))
+
+
+def test_results_page_is_the_rendering() -> None:
+    assert render_results.PAGE.read_text() == render_results.render(), (
+        "docs/results.md differs from benchmarks/results/: run `python benchmarks/render_results.py`")
+
+
+def test_page_is_short_and_links_every_result() -> None:
+    page = render_results.render()
+    assert page.count("\n") <= 400
+    for path in RESULTS:
+        assert f"(benchmarks/results/{path.name})" in page, path.name
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=[path.name for path in RESULTS])
+def test_every_result_records_its_provenance(path) -> None:
+    data = json.loads(path.read_text())
+    assert isinstance(data, dict)
+    missing = [key for key in render_results.PROVENANCE_KEYS if key not in data]
+    assert not missing, f"{path.name} lacks {missing}"
+    assert render_results.NAME.match(path.stem), f"{path.name}: not DATE_MACHINE_WHAT.json"
+
+
+def test_check_exits_1_on_a_stale_page(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(render_results, "PAGE", tmp_path / "results.md")
+    assert render_results.main(["--check"]) == 1
+    assert render_results.main([]) == 0
+    assert render_results.main(["--check"]) == 0
+
+
+def test_unknown_kinds_still_get_a_row(tmp_path) -> None:
+    day = "-".join(("2030", "01", "02"))
+    (tmp_path / f"{day}_h100_new-thing.json").write_text(
+        json.dumps({"commit": None, "machine": None, "command": None, "versions": None, "x": 1}))
+    page = render_results.render(render_results.load(tmp_path))
+    assert "## Other results" in page
+    assert f"| {day} | h100 | [new-thing](benchmarks/results/{day}_h100_new-thing.json) | – |" in page
+
+
+def test_the_script_runs_as_documented() -> None:
+    result = subprocess.run([sys.executable, "benchmarks/render_results.py", "--check"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
