@@ -1,5 +1,6 @@
 """The preview's HTML and JSON: an index of every source and one page per source. No scripts: the
-index refreshes itself every few seconds, the live view is an <img> of the MJPEG stream."""
+index refreshes itself every few seconds, with a thumbnail of each streaming source (its next annotated
+snapshot, so a thumbnail is as fresh as the page); the live view is an <img> of the MJPEG stream."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from streamd.preview.hub import PreviewHub, SourceView
 
 INDEX_REFRESH_SECONDS = 2
 DETECTIONS_LISTED = 8
+# A source whose last frame is older than this gets no thumbnail: its snapshot would wait for a frame
+# (holding a viewer slot) and delay the page's next refresh.
+THUMBNAIL_MAX_SECONDS_SINCE_FRAME = 5.0
 
 _STYLE = """body{font-family:sans-serif;margin:1em;background:#fafafa}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eee}.streaming{color:#070}.stalled,.backing_off{color:#b00}img{max-width:100%}"""
+th{background:#eee}.streaming{color:#070}.stalled,.backing_off{color:#b00}img{max-width:100%}
+img.thumb{width:320px;max-width:40vw;display:block}"""
 
 
 def source_summary(hub: PreviewHub, view: SourceView, state: str, now_monotonic: float) -> dict:
@@ -44,23 +49,36 @@ def _detections_text(detections: list[dict]) -> str:
     return escape(", ".join(shown) + (f" and {more} more" if more > 0 else ""))
 
 
+def _thumbnail(summary: dict) -> str:
+    """The index's picture cell: the source's next annotated snapshot, linked to its live view."""
+    source = escape(summary["source"])
+    since = summary["seconds_since_frame"]
+    if since is None or since > THUMBNAIL_MAX_SECONDS_SINCE_FRAME:
+        return "<td>no recent frame</td>"
+    return (f'<td><a href="/sources/{source}"><img class="thumb" src="/sources/{source}/snapshot.jpg" '
+            f'alt="latest annotated frame of {source}"></a></td>')
+
+
 def _row(summary: dict, link: bool) -> str:
     source = escape(summary["source"])
     name = f'<a href="/sources/{source}">{source}</a>' if link else source
     age = "—" if summary["frame_age_seconds"] is None else f"{summary['frame_age_seconds'] * 1000:.0f} ms"
     state = escape(summary["state"])
-    return (f'<tr><td>{name}</td><td class="{state}">{state}</td><td>{summary["fps"]:.1f}</td><td>{age}</td>'
+    picture = _thumbnail(summary) if link else ""  # the index's rows; a source's page shows the live view
+    return (f'<tr><td>{name}</td>{picture}<td class="{state}">{state}</td><td>{summary["fps"]:.1f}</td>'
+            f'<td>{age}</td>'
             f'<td>{_detections_text(summary["detections"])}</td></tr>')
 
 
 _HEADER = "<tr><th>source</th><th>state</th><th>fps</th><th>frame age</th><th>last detections</th></tr>"
+_INDEX_HEADER = _HEADER.replace("<th>source</th>", "<th>source</th><th>picture</th>")
 
 
 def index_page(hub: PreviewHub) -> str:
     rows = "\n".join(_row(s, link=True) for s in summaries(hub))
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>streamd preview</title>'
             f'<meta http-equiv="refresh" content="{INDEX_REFRESH_SECONDS}"><style>{_STYLE}</style></head><body>'
-            f"<h1>streamd: {len(hub.states())} source(s)</h1><table>{_HEADER}\n{rows}</table>"
+            f"<h1>streamd: {len(hub.states())} source(s)</h1><table>{_INDEX_HEADER}\n{rows}</table>"
             f'<p>Open a source for its live annotated view. <a href="/sources.json">JSON</a></p></body></html>')
 
 

@@ -1,6 +1,6 @@
 """Issue 12's acceptance in a real browser: `streamd run` on the built-in demo with the preview on;
-headless Chromium opens the index (the source is listed) and the source's page, and its screenshot
-shows boxes drawn in the detector's class colours (pixels of the PNG, not an HTTP status).
+headless Chromium opens the index (the source is listed, with a thumbnail) and the source's page, and their
+screenshots show boxes drawn in the detector's class colours (pixels of the PNG, not an HTTP status).
 
 With STREAMD_DOCS_IMAGES=DIR the screenshots are kept as DIR/preview_demo.png and DIR/preview_index.png
 (the pictures in docs/operating.md)."""
@@ -95,9 +95,12 @@ def browser() -> str:
 
 
 def test_preview_in_headless_chromium_shows_drawn_boxes(browser: str, demo_preview: str, tmp_path: Path) -> None:
-    index = screenshot(browser, f"{demo_preview}/", tmp_path / "index.png", tmp_path / "profile-index", "800,300")
+    index = screenshot(browser, f"{demo_preview}/", tmp_path / "index.png", tmp_path / "profile-index", "900,400")
     page = screenshot(browser, f"{demo_preview}/sources/demo", tmp_path / "demo.png", tmp_path / "profile-demo")
     assert index.std() > 5  # the table rendered, not a blank page
+    # The index shows the source's thumbnail: its annotated picture, boxes drawn.
+    index_edges = {colour: box_edges(index, colour) for colour in PALETTE[:4]}
+    assert sum(index_edges.values()) >= 1, f"no drawn box edges in the index's thumbnail: {index_edges}"
     # The demo's model finds circles, squares, triangles and crosses (classes 0-3): boxes in their colours.
     edges = {colour: box_edges(page, colour) for colour in PALETTE[:4]}
     assert sum(edges.values()) >= 2, f"no drawn box edges found in the screenshot: {edges}"

@@ -64,6 +64,32 @@ def test_index_lists_every_source_with_its_state(server: PreviewServer) -> None:
     assert status == 200 and 'src="/sources/cam/stream.mjpg"' in body
 
 
+def test_index_shows_a_thumbnail_of_each_streaming_source(server: PreviewServer) -> None:
+    """The index's picture of a source is its next annotated snapshot, fetched like a browser does."""
+    import re  # noqa: PLC0415
+
+    feeder = Feeder(server, "cam")
+    feeder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while server.hub.view("cam").latest is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, body = http_get(_url(server, "/"))
+        assert status == 200 and "<th>picture</th>" in body
+        thumbnails = re.findall(r'<img class="thumb" src="([^"]+)"', body)
+        assert thumbnails == ["/sources/cam/snapshot.jpg"], body  # door has sent no frame: no picture
+        assert "no recent frame" in body
+        status, jpeg = _get_bytes(_url(server, thumbnails[0]))
+        assert status == 200 and jpeg[:2] == b"\xff\xd8"
+        deadline = time.monotonic() + 5
+        while server.hub.viewer_count() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.hub.viewer_count() == 0  # a thumbnail holds no viewer slot once fetched
+    finally:
+        feeder.stop.set()
+        feeder.join(5)
+
+
 def test_unknown_source_is_404_listing_the_sources(server: PreviewServer) -> None:
     for path in ("/sources/nope", "/sources/nope/stream.mjpg", "/sources/cam/other", "/elsewhere"):
         status, body = http_get(_url(server, path))
