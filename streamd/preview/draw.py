@@ -62,22 +62,53 @@ def boxes_of(detections: object, class_names: Sequence[str]) -> list[Box]:
     return result
 
 
+# A label that would overlap one already placed moves down below it, at most this many times.
+MAX_LABEL_MOVES = 4
+
+Rect = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), picture pixels
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_label(box_left: int, box_top: int, width: int, height: int, image_width: int, image_height: int,
+                placed: Sequence[Rect] = ()) -> Rect:
+    """Where a ``width`` x ``height`` label of a box whose top-left corner is (``box_left``, ``box_top``) goes:
+    above the box's top edge, starting at its left edge, shifted left and down so that it stays inside the
+    picture, and moved down below any label in ``placed`` it would cover (a few times at most)."""
+    left = max(0, min(box_left, image_width - width))
+    top = box_top - height
+    if top < 0:
+        top = max(0, box_top)  # no room above the box: inside it, under its top edge
+    top = min(top, max(0, image_height - height))
+    for _ in range(MAX_LABEL_MOVES):
+        hit = next((rect for rect in placed if _overlaps((left, top, left + width, top + height), rect)), None)
+        if hit is None or hit[3] + height > image_height:
+            break
+        top = hit[3]
+    return left, top, left + width, top + height
+
+
 def annotate(image: np.ndarray, boxes: Sequence[Box], frame_width: int, frame_height: int) -> np.ndarray:
-    """Draw ``boxes`` (in original-frame pixels) on ``image``, a possibly downscaled copy; in place."""
+    """Draw ``boxes`` (in original-frame pixels) on ``image``, a possibly downscaled copy; in place. Labels
+    stay inside the picture and, where a few moves down are enough, off each other."""
     scale_x = image.shape[1] / max(1, frame_width)
     scale_y = image.shape[0] / max(1, frame_height)
     thickness = max(2, round(image.shape[1] / 320))
     font_scale = max(0.4, image.shape[1] / 1280)
     for box in boxes:
-        colour = class_colour(box.class_id)
         top_left = (round(box.x1 * scale_x), round(box.y1 * scale_y))
         bottom_right = (round(box.x2 * scale_x), round(box.y2 * scale_y))
-        cv2.rectangle(image, top_left, bottom_right, colour, thickness)
+        cv2.rectangle(image, top_left, bottom_right, class_colour(box.class_id), thickness)
+    placed: list[Rect] = []
+    for box in boxes:  # labels after every box, so no box edge crosses a label
         text = box.caption()
         (text_width, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        text_top = max(0, top_left[1] - text_height - baseline - 2)
-        cv2.rectangle(image, (top_left[0], text_top), (top_left[0] + text_width + 4, text_top + text_height
-                                                        + baseline + 2), colour, cv2.FILLED)
-        cv2.putText(image, text, (top_left[0] + 2, text_top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX,
+        left, top, right, bottom = place_label(round(box.x1 * scale_x), round(box.y1 * scale_y), text_width + 4,
+                                               text_height + baseline + 2, image.shape[1], image.shape[0], placed)
+        placed.append((left, top, right, bottom))
+        cv2.rectangle(image, (left, top), (right - 1, bottom - 1), class_colour(box.class_id), cv2.FILLED)
+        cv2.putText(image, text, (left + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX,
                     font_scale, (0, 0, 0), 1, cv2.LINE_AA)
     return image
