@@ -3,7 +3,9 @@ started before the whole file has passed."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import difflib
 import logging
 import os
 import re
@@ -43,6 +45,25 @@ _MAX_PORT = 65535
 _MODEL_INTERNAL_KEYS = ("input_width", "input_height")
 _MODEL_USER_KEYS = tuple(sorted({f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_INTERNAL_KEYS)
                                 | {"input_size"}))
+# Warnings found while a document is parsed, logged only once all of it is valid: a config error is then
+# the only line a user sees, not preceded by a remark about a key that was fine.
+_PENDING_WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("pending_warnings",
+                                                                                      default=None)
+
+
+def _warn_when_valid(message: str) -> None:
+    pending = _PENDING_WARNINGS.get()
+    if pending is None:
+        log.warning("%s", message)
+    else:
+        pending.append(message)
+
+
+def unknown_key_reason(key: str, expected: list[str] | tuple[str, ...], what: str = "key") -> str:
+    """Why ``key`` is refused: the closest of ``expected`` ("did you mean 'x'?") when one is close, then all."""
+    close = difflib.get_close_matches(key, expected, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown {what}; {hint}expected one of {list(expected)}"
 
 
 def _type_name(kind: Any) -> str:
@@ -78,7 +99,7 @@ def _build(cls: type, table: Any, prefix: str, overrides: Mapping[str, Any] | No
         full_key = f"{prefix}.{key}"
         if key not in known or key in (overrides or {}):
             expected = list(user_keys) or sorted(known - set(overrides or {}))
-            raise ConfigError(full_key, f"unknown key; expected one of {expected}")
+            raise ConfigError(full_key, unknown_key_reason(key, expected))
         values[key] = _check_type(full_key, value, hints[key])
         allowed = allowed_values(fields[key].metadata)
         if allowed and values[key] not in allowed:
@@ -128,8 +149,8 @@ def _default_classes(model_path: Path) -> tuple[str, ...]:
     count = model_class_count(model_path)
     if count == len(COCO_CLASSES):
         # A guess, if a good one (every official YOLOX export): said at WARNING, once, at start-up.
-        log.warning("model.classes not set and no %s or classes.txt beside %s: the model has 80 classes, "
-                    "using the COCO class names", model_path.with_suffix(".names").name, model_path)
+        _warn_when_valid(f"model.classes not set and no {model_path.with_suffix('.names').name} or classes.txt "
+                         f"beside {model_path}: the model has 80 classes, using the COCO class names")
         return COCO_CLASSES
     found = f"the model has {count} classes" if count else "the class count cannot be read from the model"
     raise ConfigError("model.classes", f"required key is missing: {found} and there is no "
@@ -252,12 +273,25 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
 
 
 def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: str = "") -> Config:
-    """Validate an already-parsed TOML document; relative paths resolve against ``base_dir``."""
+    """Validate an already-parsed TOML document; relative paths resolve against ``base_dir``. Warnings
+    (COCO names guessed) are logged only when the whole document is valid."""
+    pending: list[str] = []
+    token = _PENDING_WARNINGS.set(pending)
+    try:
+        config = _parse_config(document, base_dir, path)
+    finally:
+        _PENDING_WARNINGS.reset(token)
+    for message in pending:
+        log.warning("%s", message)
+    return config
+
+
+def _parse_config(document: Mapping[str, Any], base_dir: Path | str, path: str) -> Config:
     base_dir = Path(base_dir)
     known = {"sources", "model", "publish", "metrics", "daemon", "preview", "tracking"}
     for key in document:
         if key not in known:
-            raise ConfigError(key, f"unknown section; expected one of {sorted(known)}")
+            raise ConfigError(key, unknown_key_reason(key, sorted(known), "section"))
     if "sources" not in document:
         raise ConfigError("sources", "required: at least one [[sources]] table")
     raw_sources = document["sources"]
