@@ -184,6 +184,18 @@ def cmd_quantize(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return quantize_main(list(rest), prog="streamd quantize")
 
 
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's ArgumentDefaultsHelpFormatter, less its noise: "(default: X)" only where the help does not
+    say its default already and there is one to show (not None, an empty list or false)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "(default" in help_text or "%(default)" in help_text or action.default in (None, [], False) \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 def _add_log_level(parser: argparse.ArgumentParser, default_text: str) -> None:
     parser.add_argument("--log-level", choices=LOG_LEVELS, help=f"log messages at this level and above "
                                                                 f"(default: {default_text})")
@@ -194,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "files and images in, YOLOX detections out over ZeroMQ, metrics over HTTP.")
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = _DefaultsHelpFormatter
 
     run_help = "run the daemon (no --config: the built-in demo)"
     run = commands.add_parser("run", help=run_help, description=(
@@ -215,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe = commands.add_parser("subscribe", help="print detections as they arrive", formatter_class=defaults,
                                     description="Connect to a daemon's publisher and print one line per message.")
     subscribe.add_argument("endpoint", nargs="?", default=DEFAULT_PUBLISH_ENDPOINT, type=subscribe_endpoint,
-                           help="the daemon's publish.endpoint: HOST:PORT or a ZeroMQ endpoint (tcp://, ipc://)")
-    subscribe.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
-    subscribe.add_argument("--count", type=int, default=0, help="exit after this many messages (0: never)")
+                           help="the daemon's publish.endpoint: HOST:PORT or a ZeroMQ endpoint (tcp://, ipc://) "
+                                "(default: %(default)s)")
+    subscribe.add_argument("--source", action="append", default=[], help="only this source (repeatable; default: "
+                                                                         "every source)")
+    subscribe.add_argument("--count", type=int, default=0, help="exit after this many messages (default 0: never)")
     subscribe.add_argument("--server-key", metavar="FILE", help="CURVE: the daemon's (or proxy's) public key, "
                            "its NAME.key (with --key)")
     subscribe.add_argument("--key", metavar="FILE", help="CURVE: this subscriber's NAME.key_secret; its NAME.key "
@@ -257,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--send-hwm", type=int, default=DEFAULT_SEND_HWM, help="messages queued per subscriber")
     proxy.add_argument("--key", metavar="FILE", help="the proxy's NAME.key_secret (CURVE)")
     proxy.add_argument("--upstream-key", action="append", default=[], metavar="FILE",
-                       help="the daemons' public key (NAME.key): once for all, or once per --upstream in order")
+                       help="the daemons' public key (NAME.key): once for all, or once per --upstream in order "
+                            "(default: none, no CURVE upstream)")
     proxy.add_argument("--authorized-keys", metavar="FOLDER", help="subscribers' NAME.key files (CURVE downstream)")
     _add_log_level(proxy, "info")
     proxy.set_defaults(handler=cmd_proxy)

@@ -60,3 +60,18 @@ def test_coco_default_is_said_where_the_user_sees_it(tmp_path: Path, tiny_image:
     result = streamd(command, "--config", str(config))
     assert result.returncode == 0, result.stderr  # run: one image, no loop, ends by itself
     assert "using the COCO class names" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "check", "subscribe", "bench", "keys", "proxy", "doctor", "quantize"])
+def test_help_states_each_default_once_and_never_none(command: str) -> None:
+    import re  # noqa: PLC0415
+
+    result = streamd(command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for empty in ("(default: None)", "(default: [])", "(default: False)", "(default: )"):
+        assert empty not in text, f"streamd {command} --help: {empty}"
+    # One "(default" per option: the help's own wording, or argparse's, not both.
+    options = re.split(r"\n  (?=-)", text)
+    doubled = [option for option in options if option.count("(default") > 1]
+    assert not doubled, f"streamd {command} --help: {doubled}"
