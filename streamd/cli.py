@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from streamd import __version__
@@ -19,6 +20,8 @@ from streamd.errors import ConfigError, ConfigFileError, KeyFileError, StreamdEr
 log = logging.getLogger("streamd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+# `streamd subscribe` says once what to check when nothing has arrived for this long.
+SUBSCRIBE_HINT_SECONDS = 5.0
 # OpenCV's and FFmpeg's own log lines ("[ WARN:3@0.839] global cap.cpp:212 ...", "[rtsp @ 0x...]
 # method DESCRIBE failed") print from C++ in their own format; streamd reports every failure they
 # describe in its own line. Off unless the user sets these variables (to debug a camera).
@@ -47,9 +50,11 @@ def subscribe_endpoint(text: str) -> str:
     return text
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, worker: str | None = None) -> None:
+    """``worker``: a worker process's lines say which worker they come from (one journal, N processes)."""
+    prefix = f"worker {worker} " if worker is not None else ""
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s")
 
 
 def _load(path: str | None) -> Config:
@@ -81,8 +86,15 @@ def _install_reload_signal(reload_requested: threading.Event, path: str | None) 
 def cmd_run(args: argparse.Namespace) -> int:
     # Logging before the config, so what loading it decides (COCO names by default) is seen; then
     # the config's level, unless --log-level was given.
-    _setup_logging(args.log_level or "info")
-    config = _load(args.config)
+    worker_spec = getattr(args, "worker_spec", None)
+    _setup_logging(args.log_level or "info", worker=os.environ.get("STREAMD_WORKER") if worker_spec else None)
+    if worker_spec:  # a worker process of a supervisor (streamd.supervisor): its share of the sources
+        from streamd.supervisor.worker_spec import follow_supervisor, load_worker_config  # noqa: PLC0415
+
+        follow_supervisor()
+        config = load_worker_config(worker_spec)
+    else:
+        config = _load(args.config)
     if not args.log_level:
         logging.getLogger().setLevel(config.daemon.log_level.upper())
     from streamd.daemon.malloc import limit_arenas  # noqa: PLC0415
@@ -94,7 +106,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_stop_signals(stop)
     reload_requested = threading.Event()
     _install_reload_signal(reload_requested, args.config)
+    if worker_spec:
+        return run_service(config, stop, reload_requested=reload_requested,
+                           loader=lambda _path: load_worker_config(worker_spec))
+    if args.config and _worker_processes(config) > 1:
+        from streamd.supervisor.service import run_supervisor  # noqa: PLC0415
+
+        return run_supervisor(config, stop, reload_requested=reload_requested)
     return run_service(config, stop, reload_requested=reload_requested)
+
+
+def _worker_processes(config: Config) -> int:
+    from streamd.supervisor.assignment import worker_count  # noqa: PLC0415
+    from streamd.supervisor.service import devices_of  # noqa: PLC0415
+
+    return min(worker_count(config, devices_of(config)), len(config.sources))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -115,15 +141,37 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         raise KeyFileError("CURVE needs both --server-key (the daemon's NAME.key) and --key (this subscriber's "
                            "NAME.key_secret)")
     with Subscriber(endpoint, tuple(args.source) or ("",), args.server_key, args.key) as subscriber:
-        print(f"listening on {endpoint} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        what = f"source(s) {', '.join(args.source)}" if args.source else "every source"
+        curve = "CURVE" if args.key else "no CURVE"
+        print(f"waiting for detections from {endpoint} ({what}, {curve}; Ctrl-C to stop)", file=sys.stderr,
+              flush=True)
         received = 0
+        hint_at = time.monotonic() + SUBSCRIBE_HINT_SECONDS
         while not stop.is_set() and (args.count == 0 or received < args.count):
             message = subscriber.receive(0.2)
             if message is None:
+                if not received and hint_at and time.monotonic() >= hint_at:
+                    print(_nothing_received_hint(args), file=sys.stderr, flush=True)
+                    hint_at = 0.0
                 continue
             received += 1
             print(format_message(message), flush=True)
     return EXIT_OK
+
+
+def _nothing_received_hint(args: argparse.Namespace) -> str:
+    """What to check when a subscriber has heard nothing (ZeroMQ connects quietly, to a daemon or to no one)."""
+    checks = ["is the daemon running (streamd run; its log says \"publishing on ...\")",
+              f"is its publish.endpoint {args.endpoint} (from this host)"]
+    if args.source:
+        checks.append(f"does it have source(s) {', '.join(args.source)} (--source matches source ids)")
+    if args.key:
+        checks.append("is --server-key the daemon's public key and this subscriber's NAME.key in its "
+                      "publish.curve_authorized_keys folder (CURVE)")
+    else:
+        checks.append("does the daemon use CURVE (publish.curve_secret_key): then give --server-key and --key")
+    return (f"nothing received from {args.endpoint} after {SUBSCRIBE_HINT_SECONDS:g} s; still waiting. Check: "
+            + "; ".join(checks))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -214,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synthetic scene and detector. Exit status 0 ok, 1 runtime failure, 2 bad config."))
     run.add_argument("--config", "-c", help="TOML config file (default: the built-in demo)")
     _add_log_level(run, "daemon.log_level from the config, info")
+    run.add_argument("--worker-spec", help=argparse.SUPPRESS)  # set by the supervisor for its workers
     run.set_defaults(handler=cmd_run)
 
     check_help = "validate a config, open every source and the model once, try the ports"

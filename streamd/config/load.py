@@ -41,6 +41,7 @@ BUILTIN_PREFIX = "builtin:"
 _ENDPOINT = re.compile(r"^(tcp://[^:]+:(\d+|\*)|ipc://.+|inproc://.+)$")
 _BIND = re.compile(r"^(?P<host>[^:]*|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
 _MAX_PORT = 65535
+MAX_WORKERS = 64
 # [model] keys a user writes: `input_size` stands for the dataclass's input_width/input_height.
 _MODEL_INTERNAL_KEYS = ("input_width", "input_height")
 _MODEL_USER_KEYS = tuple(sorted({f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_INTERNAL_KEYS)
@@ -316,12 +317,28 @@ def _parse_config(document: Mapping[str, Any], base_dir: Path | str, path: str) 
     publish = _curve_keys(publish, base_dir)
     metrics = _build(MetricsConfig, document.get("metrics", {}), "metrics")
     split_bind(metrics.bind)  # raises ConfigError
-    daemon = _build(DaemonConfig, document.get("daemon", {}), "daemon")
+    daemon_table = document.get("daemon", {})
+    workers = _workers(daemon_table.get("workers", "auto") if isinstance(daemon_table, dict) else "auto")
+    if isinstance(daemon_table, dict):
+        daemon_table = {key: value for key, value in daemon_table.items() if key != "workers"}
+    daemon = _build(DaemonConfig, daemon_table, "daemon", overrides={"workers": workers},
+                    user_keys=tuple(sorted(f.name for f in dataclasses.fields(DaemonConfig))))
     if daemon.status_interval_seconds < 0:
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     preview = _preview(document.get("preview", {}))
     tracking = _tracking(document.get("tracking", {}))
     return Config(sources, model, publish, metrics, daemon, path, preview=preview, tracking=tracking)
+
+
+def _workers(value: Any) -> int | str:
+    """``daemon.workers``: ``"auto"`` or a whole number of processes, 1 to MAX_WORKERS."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError("daemon.workers", f"expected a number of processes or \"auto\", got {value!r}")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ConfigError("daemon.workers", f"must be 1 to {MAX_WORKERS}, got {value}")
+    return value
 
 
 def _preview(table: Any) -> PreviewConfig:
@@ -361,7 +378,9 @@ def _curve_keys(publish: PublishConfig, base_dir: Path) -> PublishConfig:
     return dataclasses.replace(publish, curve_secret_key=secret_key, curve_authorized_keys=authorized_keys)
 
 
-def load_config(path: str | Path) -> Config:
+def read_document(path: str | Path) -> tuple[dict[str, Any], Path, str]:
+    """The TOML document of a config file, the folder its relative paths resolve against, and its
+    name as messages show it."""
     config_path = Path(os.path.normpath(path))  # as given, without "a/../" (messages show it)
     try:
         text = config_path.read_text()
@@ -371,7 +390,12 @@ def load_config(path: str | Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigFileError(f"config file {config_path} is not valid TOML: {error}") from error
-    return parse_config(document, config_path.resolve().parent, str(config_path))
+    return document, config_path.resolve().parent, str(config_path)
+
+
+def load_config(path: str | Path) -> Config:
+    document, base_dir, name = read_document(path)
+    return parse_config(document, base_dir, name)
 
 
 def check_endpoint(endpoint: str, key: str) -> None:

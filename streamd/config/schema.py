@@ -247,6 +247,10 @@ class DaemonConfig:
     # A daemon under journald says it is alive without a metrics scrape.
     status_interval_seconds: float = setting(60.0, "one log line per source this often: fps, frame age p50 and drops "
                                                    "over the interval, state; 0 = off")
+    workers: int | str = setting("auto", "processes that share the sources (one pipeline each) behind one endpoint, "
+                                         "one metrics port and one preview: a number, or `auto` (one on the CPU "
+                                         "path; on the GPU path enough for the sources' pixel rate, at least one per "
+                                         "GPU of `model.device`); see [worker processes](running.md#worker-processes)")
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,11 @@ class SystemdNotifier:
         except OSError as error:  # systemd gone: nothing to tell, keep running
             log.warning("sd_notify %r failed: %s", state, error)
 
-    def ready(self, status: str = "") -> None:
-        self.notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+    def ready(self, status: str = "", **fields: str) -> None:
+        """``fields``: extra ``KEY=value`` lines (systemd ignores keys it does not know; a supervisor
+        reads where a worker serves its metrics)."""
+        extra = "".join(f"\n{key}={value}" for key, value in fields.items())
+        self.notify("READY=1" + (f"\nSTATUS={status}" if status else "") + extra)
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")

@@ -179,6 +179,15 @@ class Service:
         log.info("streamd %s publishing on %s, %d source(s)", __version__, self.publisher.bound_endpoint,
                  len(self.sources))
 
+    def addresses(self) -> dict[str, str]:
+        """Where this daemon serves its metrics and preview (the READY=1 a supervisor reads)."""
+        found = {}
+        if self.http is not None:
+            found["STREAMD_METRICS"] = f"{self.http.host}:{self.http.port}"
+        if self.preview is not None:
+            found["STREAMD_PREVIEW"] = f"{self.preview.host}:{self.preview.port}"
+        return found
+
     def publisher_endpoint(self) -> str:
         if self.publisher is None:
             raise RuntimeError("publisher not started")
@@ -257,21 +266,23 @@ def check_device_frames(config: Config, detector: Detector) -> None:
 
 
 def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None,
-                reload_requested: threading.Event | None = None) -> int:
+                reload_requested: threading.Event | None = None,
+                loader: Callable[[str], Config] | None = None) -> int:
     """Run until ``stop`` is set or every source has ended. Exit status: 0 ok, 1 pipeline failure.
-    ``reload_requested`` (set by SIGHUP) re-reads the config file (streamd.daemon.reload)."""
+    ``reload_requested`` (set by SIGHUP) re-reads the config file (streamd.daemon.reload), through
+    ``loader`` when given (a worker reads its share from the supervisor's spec file)."""
     notifier = notifier or SystemdNotifier()
     service = Service(config)
     started = False
     try:
         service.start()
         started = True
-        notifier.ready(f"{len(service.sources)} source(s)")
+        notifier.ready(f"{len(service.sources)} source(s)", **service.addresses())
         if service.pipeline is None:
             raise RuntimeError("service started without a pipeline")
         status = StatusReporter(service.registry, lambda: {s.source_id: s.state for s in service.sources},
                                 config.daemon.status_interval_seconds)
-        reloader = Reloader(service)
+        reloader = Reloader(service) if loader is None else Reloader(service, loader)
         tick_seconds = min(1.0, notifier.watchdog_seconds / 2) if notifier.watchdog_seconds else 1.0
         while not stop.wait(tick_seconds):
             if reload_requested is not None and reload_requested.is_set():

@@ -75,10 +75,15 @@ _INDEX_HEADER = _HEADER.replace("<th>source</th>", "<th>source</th><th>picture</
 
 
 def index_page(hub: PreviewHub) -> str:
-    rows = "\n".join(_row(s, link=True) for s in summaries(hub))
+    return index_html(summaries(hub))
+
+
+def index_html(source_summaries: list[dict]) -> str:
+    """The index over these sources' summaries (one process's, or a supervisor's merged list)."""
+    rows = "\n".join(_row(s, link=True) for s in source_summaries)
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>streamd preview</title>'
             f'<meta http-equiv="refresh" content="{INDEX_REFRESH_SECONDS}"><style>{_STYLE}</style></head><body>'
-            f"<h1>streamd: {len(hub.states())} source(s)</h1><table>{_INDEX_HEADER}\n{rows}</table>"
+            f"<h1>streamd: {len(source_summaries)} source(s)</h1><table>{_INDEX_HEADER}\n{rows}</table>"
             f'<p>Open a source for its live annotated view. <a href="/sources.json">JSON</a></p></body></html>')
 
 
