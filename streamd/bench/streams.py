@@ -44,7 +44,8 @@ from streamd.publish.subscriber import Subscriber
 log = logging.getLogger(__name__)
 
 # How long every source may take to reach "streaming" (NVDEC sessions start one after another:
-# 2.5-3.4 s for 48-64 on an H200, benchmarks/results/2026-11-30_h200_gpu-scale-check.json) before the warm-up starts anyway.
+# 2.5-3.4 s for 48-64 on an H200, benchmarks/results/2026-11-30_h200_gpu-scale-check.json) before the
+# warm-up starts anyway.
 STREAMING_TIMEOUT_SECONDS = 60.0
 # After the window closes, messages published inside it may still be on their way.
 LATE_MESSAGES_SECONDS = 0.3
@@ -63,7 +64,7 @@ def max_batch_for(args: argparse.Namespace, streams: int) -> int:
 
 
 def bench_config(args: argparse.Namespace, streams: int) -> Config:
-    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.workers,
+    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.detector_workers,
                                 "threads": args.threads, "max_batch": max_batch_for(args, streams),
                                 "device": args.device}
     if getattr(args, "batch_window", None) is not None:
@@ -406,7 +407,7 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         "machine": machine, "started": started, "video": args.video, "source_fps": fps,
         "settings": {"model": args.model, "backend": args.backend, "standin_engine": args.standin_engine,
                      "decoder": args.decoder, "max_batch": args.max_batch or "auto", "device": args.device,
-                     "batch_window_seconds": args.batch_window, "workers": args.workers, "threads": args.threads,
+                     "batch_window_seconds": args.batch_window, "detector_workers": args.detector_workers, "threads": args.threads,
                      "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
                      "max_frame_age_seconds": args.max_frame_age,
                      "tracking": not getattr(args, "no_tracking", False)},
