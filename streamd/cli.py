@@ -162,7 +162,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 def _nothing_received_hint(args: argparse.Namespace) -> str:
     """What to check when a subscriber has heard nothing (ZeroMQ connects quietly, to a daemon or to no one)."""
     checks = ["is the daemon running (streamd run; its log says \"publishing on ...\")",
-              f"is its publish.endpoint {args.endpoint} (from this host)"]
+              f"is its publish.endpoint {args.endpoint}"]
     if args.source:
         checks.append(f"does it have source(s) {', '.join(args.source)} (--source matches source ids)")
     if args.key:
