@@ -4,7 +4,7 @@
 space; ``cudaHostGetDevicePointer`` gives the address a kernel uses. On an integrated GPU (Jetson) that
 is the same DRAM the device allocates from, so reading it in place removes the upload and its
 bandwidth. On a discrete GPU every kernel access crosses PCIe: correct, and slower (measured by
-``tools/gpu_zero_copy_check.py``).
+``benchmarks/gpu_zero_copy_check.py``).
 """
 
 from __future__ import annotations

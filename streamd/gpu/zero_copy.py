@@ -18,7 +18,7 @@ What stays the same: the letterbox and decode kernels (same arithmetic, so the s
 engine's input and output in device memory, two slots in flight, results in order.
 
 On a discrete GPU (``model.zero_copy = "on"``) every kernel read of a frame and every record written
-crosses PCIe. That is slower than the copy path by design; ``tools/gpu_zero_copy_check.py`` measures
+crosses PCIe. That is slower than the copy path by design; ``benchmarks/gpu_zero_copy_check.py`` measures
 both and compares detections.
 """
 

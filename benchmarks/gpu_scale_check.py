@@ -1,7 +1,13 @@
-"""Issue 11's GPU building blocks, checked and timed in one run on a GPU machine; prints JSON.
+"""The pieces under many cameras per GPU (NVDEC decode, the batched letterbox, the engine at batch N,
+the batch detector), checked and timed in one run on a machine with an NVIDIA GPU; prints JSON.
 
-    python3 tools/gpu_scale_check.py --video V1080.mp4 --video2 V720.mp4 --reschange MIXED.h264 \
+    python benchmarks/gpu_scale_check.py --video V1080.mp4 --video2 V720.mp4 --reschange MIXED.h264 \
         --model yolox_nano.onnx [--streams 4,16,48] [--scale 48,64] [--seconds 8] [--out result.json]
+
+Needs PyNvVideoCodec, cuda-python (cuda-bindings), torch and onnx (the engine is the torch stand-in,
+not TensorRT). V1080.mp4: a 1080p H.264 file (``streamd bench --make-test-video`` makes one from
+vtest.avi); V720.mp4 a clip at another resolution; MIXED.h264 a stream whose resolution changes
+mid-stream. The JSON starts with the commit, machine, command and versions (``benchmarks/record.py``).
 
 Sections (each reports its own error instead of stopping the run):
   nvdec_probe      PyNvVideoCodec's frame layout and whether Decode reuses its output buffers
@@ -33,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
+from record import provenance  # noqa: E402
 
 from streamd.config.schema import SourceConfig  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
@@ -715,11 +722,12 @@ def main() -> None:
     parser.add_argument("--switch-ms", default="5", help="Python switch intervals to run the scale check with (ms)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip")
     parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
-    parser.add_argument("--out", default="")
+    parser.add_argument("--out", default="", help="also write the JSON here")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     only = set(filter(None, args.only.split(",")))
-    results: dict = {"gpu": runtime.device_name(0), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict = {**provenance(), "gpu": runtime.device_name(0),
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     plan = [
         ("nvdec_probe", nvdec_probe, args.video),
         ("nvdec_single", nvdec_single, args.video),

@@ -1,14 +1,14 @@
-"""Tracker cost per frame: ``python tools/track_bench.py [--objects 50] [--frames 2000] [--baseline MODULE]``.
+"""Tracker cost per frame: ``python benchmarks/track_bench.py [--objects 50] [--frames 2000] [--json result.json]``.
 
 Objects of 4 classes move at constant speed with detector-like jitter; a tenth of the boxes are
 missed in any frame and a few low-score ones added. Prints the median and 90th percentile of
-``ByteTracker.update`` wall time per frame (the issue's budget: 0.3 ms with 50 objects), with the
+``ByteTracker.update`` wall time per frame (the budget: 0.3 ms with 50 objects), with the
 boxes' colour signatures taken from a 1080p frame inside the timing, as the daemon does
 (``--no-appearance``: motion alone, as for NVDEC frames).
 
 ``--calibrate MODEL`` says how fast the machine is while it runs: rounds of the tracker alternate with
 rounds of ONNX Runtime's ``session.run`` of MODEL (1 thread; ../shared/models/yolox_nano.onnx is the
-reference: 14.4-14.7 ms on the dev VM where the issue's budget was first measured), and it prints
+reference: 14.4-14.7 ms on the 2-core virtual machine the budget was set on), and it prints
 both medians. Shared VMs run the same code up to twice slower from hour to hour; the ratio is what
 carries over.
 
@@ -17,6 +17,9 @@ alternate order each round (a busy machine's load then falls on both alike): a m
 ``ByteTracker``, e.g. a copy of an older ``streamd/tracking`` as package ``oldtracking`` on
 PYTHONPATH (``--baseline oldtracking.bytetrack``), with that package's colour signatures where it has an
 ``appearance`` module. It prints the median over rounds of each round's median.
+
+Each mode prints one JSON object; ``--json PATH`` also writes it there, after the commit, machine,
+command and versions (``benchmarks/record.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import time
 
 import numpy as np
+from record import provenance
 
 from streamd.config.schema import TrackingConfig
 from streamd.tracking.appearance import colour_signatures
@@ -105,7 +109,17 @@ def main() -> int:
     parser.add_argument("--calibrate", metavar="MODEL", help="alternate with session.run of this ONNX model")
     parser.add_argument("--no-appearance", dest="appearance", action="store_false",
                         help="motion alone, for both trackers")
+    parser.add_argument("--json", dest="json_path", help="also write the result here, with its provenance")
     args = parser.parse_args()
+    result = measure(args)
+    print(json.dumps(result))
+    if args.json_path:
+        with open(args.json_path, "w", encoding="utf-8") as out:
+            out.write(json.dumps({**provenance(), **result}, indent=2) + "\n")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
     data = list(frames(args.objects, args.frames))
     if args.baseline:
         baseline = importlib.import_module(args.baseline).ByteTracker
@@ -121,19 +135,16 @@ def main() -> int:
                 medians[name].append(float(np.median(
                     time_updates(tracker_class, data, args.appearance, signatures_of)[0])))
         old, new = float(np.median(medians["baseline"])), float(np.median(medians["current"]))
-        print(json.dumps({"objects": args.objects, "frames": len(data) - 50, "rounds": args.rounds,
-                          "baseline_median_ms": round(old, 4), "current_median_ms": round(new, 4),
-                          "speedup": round(old / new, 2)}))
-        return 0
+        return {"objects": args.objects, "frames": len(data) - 50, "rounds": args.rounds,
+                "baseline_median_ms": round(old, 4), "current_median_ms": round(new, 4),
+                "speedup": round(old / new, 2)}
     if args.calibrate:
-        print(json.dumps({"objects": args.objects, "frames": len(data) - 50, "appearance": args.appearance,
-                          **calibrated(data, args.calibrate, max(args.rounds, 1), args.appearance)}))
-        return 0
+        return {"objects": args.objects, "frames": len(data) - 50, "appearance": args.appearance,
+                **calibrated(data, args.calibrate, max(args.rounds, 1), args.appearance)}
     ms, tracker = time_updates(ByteTracker, data, args.appearance)
-    print(json.dumps({"objects": args.objects, "frames": len(ms), "median_ms": round(float(np.median(ms)), 3),
-                      "p90_ms": round(float(np.percentile(ms, 90)), 3), "tracks_held": tracker.track_count,
-                      "appearance": args.appearance}))
-    return 0
+    return {"objects": args.objects, "frames": len(ms), "median_ms": round(float(np.median(ms)), 3),
+            "p90_ms": round(float(np.percentile(ms, 90)), 3), "tracks_held": tracker.track_count,
+            "appearance": args.appearance}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ each pair is taken, and its quartiles over the rounds reported):
   2x1t bB:   two 1-thread sessions on two Python threads, each running batches of B (the daemon's
              CPU default is this layout at B = 1)
 
-    python tools/ort_batch_bench.py --model ../shared/models/yolox_nano.onnx --batches 1 2 4 8
+    python benchmarks/ort_batch_bench.py --model ../shared/models/yolox_nano.onnx --batches 1 2 4 8
 Prints, per layout and batch, median fps of both and the quartiles of the per-pair fps ratio.
 """
 

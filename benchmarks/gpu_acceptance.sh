@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# Issue 11's GPU acceptance in ONE device call on the 2-GPU machine kind (nvidia-h200-x2), inside 9 minutes:
+# The many-cameras-per-GPU acceptance run in one go, on a host with one or two NVIDIA GPUs, inside
+# ACCEPTANCE_BUDGET_SECONDS (530 s):
 #   1. python -m pytest -q tests/gpu (incl. the daemon with NVDEC sources on device 0 and 1, pipelined batches
 #      = synchronous ones, NVDEC vs OpenCV-decode fidelity mAP@0.5:0.95 >= 0.95 -> nvdec_fidelity.json)
+#   1b. streamd doctor, and benchmarks/gpu_zero_copy_check.py -> gpu_zero_copy_check.json
 #   2. streamd bench --streams --sweep on GPU 0 (NVDEC 1080p30 H.264 cameras, stand-in engine) -> sweep_gpu0.*
 #   3. several daemons at once, N streams each (N = step 2's largest, then 0.9 N if one misses real time):
 #      two GPUs with one daemon each (model.device 0 and 1) -> two_gpus.json; one GPU with two daemons ->
 #      one_gpu_two_daemons.json; two GPUs with two daemons each -> two_gpus_four_daemons.json. Ratios two GPUs /
 #      one GPU (target >= 1.8) for one and for two daemons per GPU.
 #   4. one daemon without tracking at 1.25 x step 2's answer (what tracking's host time costs), if time is left
-# Everything lands in $OUT (or ./out): acceptance.log, the JSON above, sweep_gpu0.png, summary.json (key numbers).
+# Everything lands in $OUT (default ./out): acceptance.log, the JSON above, sweep_gpu0.png, and summary.json
+# (the key numbers, after the commit, machine, command and versions from benchmarks/record.py).
 #
-# The device call (from the repository root here; .whl and .devdata are git-ignored, so they are carried):
-#   run(command="bash tools/gpu_acceptance.sh", kind="nvidia-h200-x2", timeout_s=600,
-#       carry=[".whl", ".devdata/shared", ".devdata/reschange.h264", ".devdata/vtest720.mp4"])
-# Needs: .whl/ with pynvvideocodec 2.2.4 and pyzmq (cp312 manylinux wheels, /work/.library/device/README.md);
-# .devdata/shared/{models/yolox_nano.onnx, models/coco_classes.txt, media/vtest.avi, media/vtest_1080p30.mp4}
-# (the last made here with: streamd bench --make-test-video .devdata/shared/media/vtest_1080p30.mp4
-#  --source .devdata/shared/media/vtest.avi), .devdata/reschange.h264 (1080p then 720p H.264, test_nvdec).
-# Tried on one H200 (2026-11-30, SKIP_PYTEST=1, budget 190 s): sweep 64 x, 32 ok, 48 x, 40 x, 36 ok (cut at 38 by
-# its timeout; the log fallback read 36), scale check 64 ok; 107 s. Sweep runs take 15-25 s each.
+# Run from the repository root on the GPU machine:
+#   bash benchmarks/gpu_acceptance.sh
+#   CASES="16:0,0,0 20:0,0,0" SKIP_PYTEST=1 bash benchmarks/gpu_acceptance.sh   # only these daemons-at-once cases
+# Needs PyNvVideoCodec 2.2.4, pyzmq, torch, onnx and cuda-python (wheels in WHEELS_DIR, default .whl, are
+# installed into /tmp/site first, for a machine without a package index), and in $STREAMD_SHARED (default
+# ../shared): models/yolox_nano.onnx, models/coco_classes.txt, media/vtest.avi, media/vtest_1080p30.mp4 (make it
+# with: streamd bench --make-test-video $STREAMD_SHARED/media/vtest_1080p30.mp4 --source
+# $STREAMD_SHARED/media/vtest.avi). STREAMD_H264_RESCHANGE, optional: an H.264 stream that changes from 1080p to
+# 720p (tests/gpu/test_nvdec.py). A sweep run takes 15-25 s.
 # Environment knobs: ACCEPTANCE_BUDGET_SECONDS (530), SWEEP_START (32), SWEEP_MAX (128), BENCH_SECONDS (5),
-# BATCH_WINDOW (0.004), MAX_BATCH (32), SKIP_PYTEST (set: no step 1; for trying the rest),
-# WHEELS_DIR (.whl), CASES (see step 3).
+# BATCH_WINDOW (0.004), MAX_BATCH (32), SKIP_PYTEST (set: no step 1), WHEELS_DIR (.whl), CASES (see step 3), OUT.
 set -u
 START=$(date +%s)
 BUDGET=${ACCEPTANCE_BUDGET_SECONDS:-530}
@@ -49,10 +51,15 @@ else
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONUNBUFFERED=1
-export STREAMD_SHARED=$PWD/.devdata/shared
-export STREAMD_H264_VIDEO=$STREAMD_SHARED/media/vtest_1080p30.mp4
-export STREAMD_H264_RESCHANGE=$PWD/.devdata/reschange.h264
+export STREAMD_SHARED=${STREAMD_SHARED:-$(cd .. && pwd)/shared}
+export STREAMD_H264_VIDEO=${STREAMD_H264_VIDEO:-$STREAMD_SHARED/media/vtest_1080p30.mp4}
+export STREAMD_H264_RESCHANGE=${STREAMD_H264_RESCHANGE:-}
 export STREAMD_GPU_REPORT_DIR=$OUT
+# The command line, with the knobs set, for the summary's provenance.
+COMMAND="bash benchmarks/gpu_acceptance.sh"
+for knob in CASES SKIP_PYTEST BENCH_SECONDS BATCH_WINDOW MAX_BATCH SWEEP_START SWEEP_MAX ACCEPTANCE_BUDGET_SECONDS; do
+    if [ -n "${!knob:-}" ]; then COMMAND="$knob='${!knob}' $COMMAND"; fi
+done
 MODEL=$STREAMD_SHARED/models/yolox_nano.onnx
 VIDEO=$STREAMD_H264_VIDEO
 for needed in "$MODEL" "$VIDEO" "$STREAMD_SHARED/media/vtest.avi"; do
@@ -77,12 +84,12 @@ fi
 say "pytest rc $PYTEST_RC"
 
 if [ -z "${CASES:-}" ]; then
-# 1b. issue 16 on a discrete GPU: streamd doctor, and zero-copy (mapped host memory) forced vs the copy path ---------
+# 1b. streamd doctor, and zero-copy (mapped host memory) forced vs the copy path on a discrete GPU ----------------
 say "streamd doctor"
 timeout 30 python3 -m streamd.cli doctor
 say "gpu_zero_copy_check"
-timeout "$(step_timeout 60 300)" python3 tools/gpu_zero_copy_check.py --model "$MODEL" \
-    --video "$STREAMD_SHARED/media/vtest.avi"  # prints its JSON and writes $OUT/gpu_zero_copy_check.json
+timeout "$(step_timeout 60 300)" python3 benchmarks/gpu_zero_copy_check.py --model "$MODEL" \
+    --video "$STREAMD_SHARED/media/vtest.avi" --out "$OUT/gpu_zero_copy_check.json"
 say "zero-copy check rc $? (0: identical detections)"
 fi
 
@@ -199,11 +206,15 @@ fi
 
 # Summary --------------------------------------------------------------------------------------------------
 say "summary"
-python3 - "$OUT" "$PYTEST_RC" "$ONE_GPU" "$TWO_GPUS" "$ONE_GPU_TWO_DAEMONS" "$TWO_GPUS_FOUR_DAEMONS" "$(elapsed)" <<'EOF'
+python3 - "$OUT" "$PYTEST_RC" "$ONE_GPU" "$TWO_GPUS" "$ONE_GPU_TWO_DAEMONS" "$TWO_GPUS_FOUR_DAEMONS" "$(elapsed)" \
+    "$COMMAND" <<'EOF'
 import json, sys
 from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from record import provenance
 out, pytest_rc = Path(sys.argv[1]), int(sys.argv[2])
 one, two, one_two, two_four, seconds = (int(v) for v in sys.argv[3:8])
+command = sys.argv[8]
 
 def load_path(path):
     try:
@@ -235,6 +246,7 @@ def cases(name):
 
 
 summary = {
+    **provenance(command),
     "pytest_tests_gpu_rc": pytest_rc,
     "nvdec_fidelity": load("nvdec_fidelity.json"),
     "one_gpu_one_daemon_streams": one,
@@ -249,6 +261,8 @@ summary = {
                           "two_daemons_per_gpu": round(two_four / one_two, 2) if one_two else None,
                           "target": 1.8},
     "one_daemon_no_tracking": [brief(run) for run in (load("no_tracking.json") or {}).get("runs", [])],
+    # CASES: every daemons-at-once case in full (case_<k>.json).
+    "cases": [case for path in sorted(out.glob("case_*.json")) for case in load_path(path) or []],
     "seconds": seconds,
 }
 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -270,9 +284,4 @@ for name in ("two_gpus_one_daemon_each", "one_gpu_two_daemons", "two_gpus_two_da
 for run in summary["one_daemon_no_tracking"]:
     print(f"  one daemon without tracking: {run}")
 EOF
-# At most 8 files come back from a device call: everything but the log and the summary travels in one archive.
-# (a file list, not ".": the log in "." keeps growing, and tar then fails with "file changed as we read it")
-(cd "$OUT" && find . -type f ! -name acceptance.log ! -name summary.json -print0 > /tmp/results.list \
-    && tar czf /tmp/results.tgz --null -T /tmp/results.list \
-    && xargs -0 rm -f < /tmp/results.list && mv /tmp/results.tgz .)
 say "done"

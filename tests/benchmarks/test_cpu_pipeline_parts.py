@@ -1,6 +1,6 @@
-"""tools/cpu_pipeline_parts.py, where the CPU pipeline's time goes: it runs the real
-pipeline, times the parts, and its tracking comparison really runs one variant without the tracker.
-Speed itself is measured there, not asserted here."""
+"""benchmarks/cpu_pipeline_parts.py, where the CPU pipeline's time goes: it runs the real pipeline, times the
+parts, its tracking comparison really runs one variant without the tracker, and its JSON records the commit,
+machine, command and versions. Speed itself is measured there, not asserted here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.render_results import PROVENANCE_KEYS
 from tests.support import REPO, VTEST, YOLOX_NANO, require_shared
 
 TRACKING = "tracking"
@@ -18,12 +19,14 @@ def test_compare_tracking_reports_streamds_own_cost_with_and_without_the_tracker
     require_shared(YOLOX_NANO, VTEST)
     report_path = tmp_path / "parts.json"
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "cpu_pipeline_parts.py"), "--model", str(YOLOX_NANO),
+        [sys.executable, str(REPO / "benchmarks" / "cpu_pipeline_parts.py"), "--model", str(YOLOX_NANO),
          "--source", str(VTEST), "--frames", "12", "--rounds", "2", "--compare-tracking", "--json", str(report_path)],
         capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
-    assert list(report) == ["tracking on", "tracking off"]
+    assert list(report) == [*PROVENANCE_KEYS, "tracking on", "tracking off"]
+    assert report["command"].startswith("python benchmarks/cpu_pipeline_parts.py --model ")
+    report = {name: report[name] for name in ("tracking on", "tracking off")}
     for variant in report.values():
         assert len(variant["rounds"]) == 2
         for measured in variant["rounds"]:

@@ -3,12 +3,16 @@
 
     mkdir -p /tmp/ab && git archive OLD streamd | tar -x -C /tmp/ab && mv /tmp/ab/streamd /tmp/ab/streamd_before
     sed -i -E 's/^(\\s*)(from|import) streamd([. ])/\\1\\2 streamd_before\\3/' $(find /tmp/ab -name '*.py')
-    python3 tools/pipeline_ab.py --before /tmp/ab --model .devdata/yolox_nano.onnx --video .devdata/vtest.avi
+    python benchmarks/pipeline_ab.py --before /tmp/ab --model yolox_nano.onnx --video vtest.avi --out result.json
 
 Host cost is gpu_bench's: time inside submit/drain (and host_frame_buffer) minus time blocked on the
 GPU. Host timings differ between machines and even between runs on one machine, so the two versions
 run alternately (A B A B ...) in the same process, on the same frames, and the spread is reported.
-Time spent in Python's garbage collector inside the timed loop is reported beside it.
+Time spent in Python's garbage collector inside the timed loop is reported beside it. Runs on a machine
+with an NVIDIA GPU, cuda-python, torch and onnx (the torch stand-in engine, not TensorRT). ``--model``
+and ``--video`` default to ``$STREAMD_SHARED`` (else ``../shared`` beside the checkout); the JSON
+(``--out``, default ./pipeline_ab.json) starts with the commit, machine, command and versions
+(``benchmarks/record.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import argparse
 import gc
 import importlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -28,7 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_bench import NMS, SCORE, run_pipeline, same, time_kernel  # noqa: E402
+from gpu_bench import NMS, SCORE, SHARED, run_pipeline, same, time_kernel  # noqa: E402
+from record import provenance  # noqa: E402
 
 from streamd.bench.media import read_frames  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
@@ -80,11 +84,11 @@ def engine_fps(detector, stream: Stream) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="folder holding the renamed package streamd_before")
-    parser.add_argument("--model", default=".devdata/yolox_nano.onnx")
-    parser.add_argument("--video", default=".devdata/vtest.avi")
+    parser.add_argument("--model", default=str(SHARED / "models" / "yolox_nano.onnx"))
+    parser.add_argument("--video", default=str(SHARED / "media" / "vtest.avi"))
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", default=os.path.join(os.environ.get("OUT", "."), "pipeline_ab.json"))
+    parser.add_argument("--out", "--output", dest="output", default="pipeline_ab.json", help="the JSON written")
     args = parser.parse_args()
     sys.path.insert(0, args.before)
     runtime.use_device(0)
@@ -99,7 +103,7 @@ def main() -> int:
         pooled.append(Frame(frame.source_id, frame.index, frame.capture_time, frame.capture_monotonic, buffer.array))
     variants = {"before": "streamd_before", "after": "streamd"}
     detectors = {name: make(package, args.model, 2) for name, package in variants.items()}
-    report: dict = {"device": runtime.device_name(0), "python": sys.version.split()[0],
+    report: dict = {**provenance(), "device": runtime.device_name(0), "python": sys.version.split()[0],
                     "engine_fps": {name: engine_fps(d, stream) for name, d in detectors.items()}}
     runs: dict = {f"{name} {mode}": [] for name in variants for mode in ("pinned", "pool", "copy")}
     outputs: dict = {}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Where streamd's CPU time goes in the running CPU pipeline: CPU time per frame of each part.
 
-    python3 tools/cpu_pipeline_parts.py --rounds 3            # yolox_nano + vtest from ../shared
-    python3 tools/cpu_pipeline_parts.py --rounds 6 --compare-tracking --json parts.json
+    python3 benchmarks/cpu_pipeline_parts.py --rounds 3            # yolox_nano + vtest from ../shared
+    python3 benchmarks/cpu_pipeline_parts.py --rounds 6 --compare-tracking --json parts.json
 
 Runs ``streamd bench``'s pipeline (file read flat out, every frame published to a real subscriber)
 with ``time.thread_time`` around each part's call, on whichever thread makes it, and prints the mean
@@ -15,7 +15,8 @@ It is the steadiest figure on a shared machine (a slower inference moves both te
 ``streamd bench`` CPU ratio turns on: the pipeline reaches 0.93 x the raw loops' CPU a frame only
 if its own cost is at most (1 / 0.93 - 1) = 7.5 % of inference (printed as the budget).
 ``--compare-tracking`` alternates rounds with tracking on and off (the order swapped every round),
-so the difference of the two medians is what tracking costs inside the pipeline.
+so the difference of the two medians is what tracking costs inside the pipeline. ``--json`` writes the
+rounds with the commit, machine, command and versions (``benchmarks/record.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from record import provenance  # noqa: E402
 
 from streamd.bench import run as bench  # noqa: E402
 from streamd.bench.arguments import add_bench_arguments  # noqa: E402
@@ -58,7 +61,7 @@ PARTS = (
     (pipeline.Pipeline, "_publish", "publish, all of it (tracking, encode, send, metrics)"),
 )
 INFERENCE = "inference (session.run)"
-TARGET_RATIO = 0.93  # issue 11: the pipeline's throughput over the best raw layout's
+TARGET_RATIO = 0.93  # the bar for the pipeline's throughput over the best raw layout's
 
 
 def instrument(seconds: dict[str, list[float]]) -> None:
@@ -138,7 +141,7 @@ def main() -> int:
         on, off = report.values()
         print(f"tracking inside the pipeline: {on['own_ms_median'] - off['own_ms_median']:.2f} ms a frame")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.json_path).write_text(json.dumps({**provenance(), **report}, indent=2) + "\n")
     return 0
 
 

@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Check and time the GPU path in one go; writes JSON (default $OUT/gpu_bench.json or ./gpu_bench.json).
+"""Check and time the GPU path in one go on a machine with an NVIDIA GPU; writes one JSON file.
 
-    python3 tools/gpu_bench.py --model .devdata/yolox_nano.onnx --video .devdata/vtest.avi \
-        --image .devdata/dog.jpg
+    python benchmarks/gpu_bench.py --model yolox_nano.onnx --video vtest.avi --image dog.jpg --out result.json
+
+Needs cuda-python (cuda-bindings), torch and onnx. ``--model``, ``--video`` and ``--image`` default to
+``$STREAMD_SHARED`` (else ``../shared`` beside the checkout) ``models/yolox_nano.onnx``,
+``media/vtest.avi`` and ``media/dog.jpg``; ``--out`` to ``./gpu_bench.json`` (a cProfile of one
+pipeline run goes beside it as ``pipeline_profile.txt``). The JSON starts with the commit, machine,
+command and versions (``benchmarks/record.py``), then the measurements.
 
 Sections: letterbox kernel (time, difference from the CPU/OpenCV reference); the stand-in engine
 (torch graph replay of the ONNX model, NOT TensorRT) against ONNX Runtime on the CPU; its tight-loop
@@ -29,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from record import provenance  # noqa: E402
+
 from streamd.bench.media import read_frames  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
 from streamd.cuda.stream import Event, Stream, elapsed_seconds  # noqa: E402
@@ -40,6 +47,7 @@ from streamd.yolox.postprocess import YoloxDecoder  # noqa: E402
 from streamd.yolox.preprocess import CONVENTIONS, YOLOX, Preprocessor  # noqa: E402
 from tests.gpu.standin_engine import TorchGraphEngine  # noqa: E402
 
+SHARED = Path(os.environ.get("STREAMD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 SCORE, NMS = 0.3, 0.45
 
 
@@ -266,20 +274,16 @@ def check_decode(model_path: str, frames: list[Frame], stream: Stream, score: fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=".devdata/yolox_nano.onnx")
-    parser.add_argument("--video", default=".devdata/vtest.avi")
-    parser.add_argument("--image", default=".devdata/dog.jpg")
+    parser.add_argument("--model", default=str(SHARED / "models" / "yolox_nano.onnx"))
+    parser.add_argument("--video", default=str(SHARED / "media" / "vtest.avi"))
+    parser.add_argument("--image", default=str(SHARED / "media" / "dog.jpg"))
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--output", default=os.path.join(os.environ.get("OUT", "."), "gpu_bench.json"))
+    parser.add_argument("--out", "--output", dest="output", default="gpu_bench.json", help="the JSON written")
     args = parser.parse_args()
 
     runtime.use_device(0)
-    report: dict = {"device": runtime.device_name(0), "compute_capability": runtime.compute_capability(0)}
-    try:
-        import torch
-        report["versions"] = {"torch": torch.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
-    except ImportError:
-        pass
+    report: dict = {**provenance(), "device": runtime.device_name(0),
+                    "compute_capability": runtime.compute_capability(0)}
     stream = Stream()
     video_images = read_frames(args.video, args.frames)
     dog = cv2.imread(args.image)

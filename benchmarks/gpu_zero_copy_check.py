@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Zero-copy vs copy GPU path on the same frames: identical detections? host cost and throughput of each.
 
-    python3 tools/gpu_zero_copy_check.py [--model M.onnx] [--video V.avi] [--frames 150] [--rounds 3]
+    python benchmarks/gpu_zero_copy_check.py --model yolox_nano.onnx --video vtest.avi --out result.json
 
 Runs on any CUDA GPU with cuda-python, torch and onnx (the detector runs on the torch stand-in engine,
 ``tests.gpu.standin_engine``, NOT TensorRT). Modes, all on one engine:
@@ -22,9 +22,11 @@ timed part is the pipeline's alone. A second feed, ``pageable``, hands ordinary 
 memcpy into the slot's buffer in every mode). Every mode's detections are compared with ``copy``'s
 (frame order, boxes, scores, classes, exactly); a first untimed pass counts the host<->device copies
 per frame. Timed rounds alternate the modes. On a discrete GPU the zero-copy modes are expected to be
-slower: the kernel reads each frame across PCIe. Prints one JSON object (also written to
-``$OUT/gpu_zero_copy_check.json`` when ``$OUT`` is set); exit 0 when every mode's detections are
-identical to the copy path's, 1 otherwise. Takes well under a minute on an H200.
+slower: the kernel reads each frame across PCIe. Prints one JSON object, starting with the commit,
+machine, command and versions (``benchmarks/record.py``), and writes it to ``--out`` when given; exit
+0 when every mode's detections are identical to the copy path's, 1 otherwise. ``--model`` and
+``--video`` default to ``$STREAMD_SHARED`` (else ``../shared`` beside the checkout)
+``models/yolox_nano.onnx`` and ``media/vtest.avi``. Takes well under a minute on an H200.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from record import provenance  # noqa: E402
 
 from streamd.bench.media import read_frames  # noqa: E402
 from streamd.cuda import memory, runtime  # noqa: E402
@@ -215,6 +219,7 @@ def main() -> int:
     parser.add_argument("--device", type=int, default=0)
     parser.add_argument("--batch-frames", type=int, default=60, help="frames for the batched detectors' "
                         f"comparison (batches of {BATCH}); 0 skips it")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     missing = [str(path) for path in (args.model, args.video) if not path.is_file()]
     if missing:
@@ -232,7 +237,7 @@ def check(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     runtime.use_device(args.device)
     info = device_info(args.device)
-    report: dict = {"check": "zero-copy vs copy GPU path (stand-in engine, not TensorRT)",
+    report: dict = {**provenance(), "check": "zero-copy vs copy GPU path (stand-in engine, not TensorRT)",
                     "device": info.as_dict(), "cuda": cuda_versions(),
                     "auto_picks": "zero_copy" if resolve_zero_copy("auto", info) else "copy",
                     "model": str(args.model), "video": str(args.video)}
@@ -305,8 +310,8 @@ def check(args: argparse.Namespace) -> int:
     report["seconds"] = time.perf_counter() - started
     text = json.dumps(report, indent=2)
     print(text)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_zero_copy_check.json").write_text(text)
+    if args.out:
+        args.out.write_text(text + "\n")
     return 0 if report["identical_detections"] else 1
 
 

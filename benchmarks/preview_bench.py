@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the live preview costs the pipeline (issue 12), measured three ways on the CPU bench's
+"""What the live preview costs the pipeline, measured three ways on the CPU bench's
 flat-out pipeline (a file read with pace "fast", every frame through inference and published to a
 real ZeroMQ subscriber):
 
@@ -13,8 +13,11 @@ real ZeroMQ subscriber):
 3. runs: whole runs with the preview off and on with no viewer, alternating, ``--rounds`` pairs:
    frames per second and CPU time per frame.
 
-    python tools/preview_bench.py --model ../shared/models/yolox_nano.onnx --video ../shared/media/vtest.avi \\
+    python benchmarks/preview_bench.py --model ../shared/models/yolox_nano.onnx --video ../shared/media/vtest.avi \\
         --seconds 120 --window-seconds 3 --rounds 4 --json preview_bench.json
+
+Prints the headline ratios; ``--json`` writes everything measured, after the commit, machine, command
+and versions (``benchmarks/record.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,8 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from record import provenance  # noqa: E402
 
 from streamd.config.load import parse_config  # noqa: E402
 from streamd.daemon.service import Service  # noqa: E402
@@ -218,8 +222,7 @@ def main() -> int:
           f"viewer window / neighbours median {windows['viewer_over_neighbours_median']:.3f}", file=sys.stderr)
     hook = measure_hook(1.0 / windows["fps_without_viewer_median"])
     runs = measure_runs(args) if args.rounds else None
-    summary = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
-               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    summary = {**provenance(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_average_1min": Path("/proc/loadavg").read_text().split()[0],
                "model": args.model, "video": args.video, "preview_fps": args.preview_fps,
                "max_width": args.max_width, "hook": hook, "windows": windows, "runs": runs}

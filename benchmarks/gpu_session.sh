@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The 20-minute GPU soak (issue 13) and the post-refactor re-runs (issue 10) in three back-to-back device calls
-# on the 2-GPU machine kind (or the 1-GPU kind: see GPUS below): no call may exceed 10 minutes, so the soak runs in its own process session
-# (setsid: it outlives the call that started it while the machine stays warm) on GPU 1 and cores 0-7 (GPU 0 on one GPU), and
-# everything else runs beside it on GPU 0 and other cores.
-#   phase 1: start the soak; pytest tests/gpu (both GPUs: during the soak's warm-up, which growth ignores);
-#            tools/gpu_bench.py; one daemon, 24 NVDEC streams on GPU 0
-#   phase 2: `streamd bench` (CPU, ONNX Runtime) on two pinned otherwise idle cores, the CPU parts breakdown
-#   phase 3: wait for the soak's report
-# Phases 1 and 2 then wait out their call (PHASE_SECONDS, 570), printing the soak's state each minute.
-# Each call (from the repository root here; .whl and .devdata are git-ignored, so they are carried):
-#   run(command="bash tools/gpu_session.sh 1", kind="nvidia-h200-x2", timeout_s=600,
-#       carry=[".whl", ".devdata/shared", ".devdata/reschange.h264", ".devdata/vtest720.mp4", ".devdata/vtest_320.h264"])
-# Needs what tools/gpu_acceptance.sh needs (its header), plus .devdata/shared/media/dog.jpg.
+# A GPU host's long run in phases: the 20-minute GPU soak (tools/soak.py: NVDEC sources, the torch stand-in
+# engine, reloads with detector swaps), with the other GPU and CPU measurements made beside it.
+#   phase 1: start the soak in its own process session (setsid) on GPU 1 and cores 0-7 (GPU 0 where there is one
+#            GPU); pytest tests/gpu during the soak's warm-up, which growth ignores; with two GPUs also
+#            benchmarks/gpu_bench.py and one daemon with 24 NVDEC streams on GPU 0
+#   phase 2: `streamd bench` (CPU, ONNX Runtime) on two pinned otherwise idle cores, and
+#            benchmarks/cpu_pipeline_parts.py there
+#   phase 3: wait for the soak's report and copy it to $OUT/gpu_soak.json
+#   probe:   three short soaks side by side on GPU 0, each measured per process: the full churn, no detector
+#            swaps, no reloads (where a device memory creep comes from)
+# Phases 1 and 2 each last PHASE_SECONDS (570) and print the soak's state every minute, so each phase fits a
+# command limited to ten minutes while the soak, in its own session, runs on across the phases.
+# Run from the repository root on the GPU machine, one phase after the other:
+#   bash benchmarks/gpu_session.sh 1; bash benchmarks/gpu_session.sh 2; bash benchmarks/gpu_session.sh 3
+# Needs what benchmarks/gpu_acceptance.sh needs (its header), plus media/dog.jpg in $STREAMD_SHARED;
+# STREAMD_H264_ANNEXB, optional: a raw H.264 (Annex-B) file for the RTSP tests in tests/gpu. Results go to $OUT
+# (default ./out); SOAK_SECONDS (1200), PROBE_SECONDS (110), PHASE_SECONDS (570), WHEELS_DIR (.whl).
 set -u
 PHASE=${1:?phase 1, 2 or 3}
 START=$(date +%s)
@@ -20,20 +24,21 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/session_phase$PHASE.log") 2>&1
 say() { echo "== [$(( $(date +%s) - START )) s] $*"; }
 
-if [ ! -d /tmp/site/PyNvVideoCodec ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "wheel install failed"; exit 1; }
+WHEELS=${WHEELS_DIR:-.whl}
+if [ ! -d /tmp/site/PyNvVideoCodec ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        "$WHEELS"/*.whl || { echo "wheel install failed"; exit 1; }
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-export STREAMD_SHARED=$PWD/.devdata/shared
-export STREAMD_H264_VIDEO=$STREAMD_SHARED/media/vtest_1080p30.mp4
-export STREAMD_H264_RESCHANGE=$PWD/.devdata/reschange.h264
-export STREAMD_H264_ANNEXB=$PWD/.devdata/vtest_320.h264
+export STREAMD_SHARED=${STREAMD_SHARED:-$(cd .. && pwd)/shared}
+export STREAMD_H264_VIDEO=${STREAMD_H264_VIDEO:-$STREAMD_SHARED/media/vtest_1080p30.mp4}
+export STREAMD_H264_RESCHANGE=${STREAMD_H264_RESCHANGE:-}
+export STREAMD_H264_ANNEXB=${STREAMD_H264_ANNEXB:-}
 export STREAMD_GPU_REPORT_DIR=$OUT
 export STREAMD_TEST_MODEL=$STREAMD_SHARED/models/yolox_nano.onnx  # tests/gpu/test_pipeline.py, test_zero_copy.py
 MODEL=$STREAMD_SHARED/models/yolox_nano.onnx
 SOAK_SECONDS=${SOAK_SECONDS:-1200}
-# One GPU (kind nvidia-h200, 16 cores): the soak shares GPU 0 with the tests (its memory is measured per
+# One GPU (16 host cores there): the soak shares GPU 0 with the tests (its memory is measured per
 # process, so that is harmless) and the GPU benches are left out (they would time a shared GPU).
 GPUS=$(nvidia-smi -L | wc -l)
 if (( GPUS > 1 )); then SOAK_DEVICE=1 SOAK_CORES=0-7 OTHER_CORES=8-31 BENCH_CORES=30,31
@@ -61,8 +66,9 @@ case $PHASE in
     taskset -c $OTHER_CORES timeout 300 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu
     say "pytest rc $?"
     if (( GPUS > 1 )); then
-        CUDA_VISIBLE_DEVICES=0 taskset -c $OTHER_CORES timeout 100 python3 tools/gpu_bench.py --model "$MODEL" \
-            --video "$STREAMD_SHARED/media/vtest.avi" --image "$STREAMD_SHARED/media/dog.jpg"
+        CUDA_VISIBLE_DEVICES=0 taskset -c $OTHER_CORES timeout 100 python3 benchmarks/gpu_bench.py --model "$MODEL" \
+            --video "$STREAMD_SHARED/media/vtest.avi" --image "$STREAMD_SHARED/media/dog.jpg" \
+            --out "$OUT/gpu_bench.json"
         say "gpu_bench rc $?"
         taskset -c $OTHER_CORES timeout 60 python3 -m streamd bench --decoder nvdec --standin-engine --model "$MODEL" \
             --video "$STREAMD_H264_VIDEO" --seconds 8 --warmup-seconds 2 --batch-window 0.004 --max-batch 32 \
@@ -78,7 +84,7 @@ case $PHASE in
     taskset -c $BENCH_CORES timeout 300 python3 -m streamd bench --model "$MODEL" --source "$STREAMD_SHARED/media/vtest.avi" \
         --frames 300 --rounds 5 --paced-seconds 20 --json "$OUT/cpu_bench_2cores.json"
     say "bench rc $?"
-    taskset -c $BENCH_CORES timeout 150 python3 tools/cpu_pipeline_parts.py --rounds 3
+    taskset -c $BENCH_CORES timeout 150 python3 benchmarks/cpu_pipeline_parts.py --rounds 3 --json "$OUT/cpu_parts.json"
     say "cpu parts rc $?"
     wait_until "${PHASE_SECONDS:-570}"
     ;;
