@@ -41,3 +41,14 @@ def test_ci_installs_every_test_extra_and_builds_the_docs_before_pytest() -> Non
     tests = commands.index("python -m pytest -q")
     apt = next(i for i, command in enumerate(commands) if command.startswith("apt-get install"))
     assert apt < install < docs < tests
+
+
+def test_license_is_the_apache_2_0_text_pyproject_names() -> None:
+    import hashlib  # noqa: PLC0415
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+    text = (REPO / "LICENSE").read_bytes()
+    # apache.org's LICENSE-2.0.txt, byte for byte (Debian ships it as /usr/share/common-licenses/Apache-2.0).
+    assert hashlib.md5(text).hexdigest() == "3b83ef96387f14655fc854ddc3c6bd57"
+    assert b"Apache License\n                           Version 2.0, January 2004" in text
