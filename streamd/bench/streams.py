@@ -64,7 +64,7 @@ def max_batch_for(args: argparse.Namespace, streams: int) -> int:
 
 
 def bench_config(args: argparse.Namespace, streams: int) -> Config:
-    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.detector_workers,
+    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.workers,
                                 "threads": args.threads, "max_batch": max_batch_for(args, streams),
                                 "device": args.device}
     if getattr(args, "batch_window", None) is not None:
@@ -407,7 +407,7 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         "machine": machine, "started": started, "video": args.video, "source_fps": fps,
         "settings": {"model": args.model, "backend": args.backend, "standin_engine": args.standin_engine,
                      "decoder": args.decoder, "max_batch": args.max_batch or "auto", "device": args.device,
-                     "batch_window_seconds": args.batch_window, "detector_workers": args.detector_workers, "threads": args.threads,
+                     "batch_window_seconds": args.batch_window, "workers": args.workers, "threads": args.threads,
                      "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
                      "max_frame_age_seconds": args.max_frame_age,
                      "tracking": not getattr(args, "no_tracking", False)},
