@@ -101,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamd.daemon.service import run_service  # noqa: PLC0415 - keeps `--help` fast
 
     limit_arenas()  # before the daemon's threads: RSS stays flat under churn (streamd.daemon.malloc)
+    if os.environ.get("STREAMD_BENCH_STANDIN_ENGINE"):
+        from streamd.bench.standin import install_if_requested  # noqa: PLC0415
+
+        install_if_requested()
 
     stop = threading.Event()
     _install_stop_signals(stop)

@@ -48,7 +48,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                                                          f"here {source or f'{unset} {SYNTHETIC_SOURCE}'})")
     parser.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES,
                         help="inference backend (default: onnxruntime)")
-    parser.add_argument("--workers", type=int, default=0, help="pipeline workers (default 0: auto, as model.workers)")
+    parser.add_argument("--detector-workers", dest="detector_workers", type=int, default=0,
+                        help="detector workers in a process (default 0: auto, as model.workers)")
     parser.add_argument("--threads", type=int, default=0,
                         help="backend threads per worker (default 0: auto, as model.threads)")
     parser.add_argument("--frames", type=int, default=300, help="frames per throughput round (default: %(default)s)")

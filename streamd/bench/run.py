@@ -32,7 +32,7 @@ from streamd.yolox.preprocess import CONVENTIONS, Preprocessor
 EXIT_BAD_ARGUMENTS = 2
 # The config keys bench fills from its flags: an error names the flag the user typed.
 _FLAG_OF_KEY = {"sources[0].url": "--source", "model.path": "--model", "model.classes": "--classes",
-                "model.backend": "--backend", "model.workers": "--workers", "model.threads": "--threads"}
+                "model.backend": "--backend", "model.workers": "--detector-workers", "model.threads": "--threads"}
 
 
 class BenchArgumentError(Exception):
@@ -94,7 +94,7 @@ def _source_fps(args: argparse.Namespace) -> float:
 def _config(args: argparse.Namespace, pace: str, max_frames: int) -> Config:
     from streamd.config.load import BUILTIN_PREFIX  # noqa: PLC0415
 
-    model = {"path": args.model, "backend": args.backend, "threads": args.threads, "workers": args.workers}
+    model = {"path": args.model, "backend": args.backend, "threads": args.threads, "workers": args.detector_workers}
     beside = Path(args.model).parent / "coco_classes.txt"
     if args.classes or (not args.model.startswith(BUILTIN_PREFIX) and beside.is_file()):
         model["classes"] = args.classes or str(beside)

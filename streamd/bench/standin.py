@@ -28,3 +28,17 @@ def build_standin_detectors(model: ModelConfig, model_id: str, workers: int = 0,
     from streamd.gpu.build import build_gpu_detector  # noqa: PLC0415 - needs cuda-python
 
     return [build_gpu_detector(model, model_id, engine_opener=open_standin_engine)]
+
+
+STANDIN_ENVIRONMENT = "STREAMD_BENCH_STANDIN_ENGINE"
+
+
+def install_if_requested() -> None:
+    """A ``streamd run`` started by ``streamd bench --workers --standin-engine`` (and its workers): backend
+    ``tensorrt`` builds on the stand-in engine, as in the bench's own process."""
+    import os  # noqa: PLC0415
+
+    from streamd.inference.registry import DETECTOR_BUILDERS  # noqa: PLC0415
+
+    if os.environ.get(STANDIN_ENVIRONMENT) == "1":
+        DETECTOR_BUILDERS["tensorrt"] = "streamd.bench.standin:build_standin_detectors"

@@ -64,7 +64,15 @@ def max_batch_for(args: argparse.Namespace, streams: int) -> int:
 
 
 def bench_config(args: argparse.Namespace, streams: int) -> Config:
-    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.workers,
+    document = bench_document(args, streams)
+    try:
+        return parse_config(document, Path.cwd(), "(bench --streams)")
+    except ConfigError as error:
+        raise BenchArgumentError(f"{error.key}: {error.reason}") from error
+
+
+def bench_document(args: argparse.Namespace, streams: int) -> dict:
+    model: dict[str, object] = {"path": args.model, "backend": args.backend, "workers": args.detector_workers,
                                 "threads": args.threads, "max_batch": max_batch_for(args, streams),
                                 "device": args.device}
     if getattr(args, "batch_window", None) is not None:
@@ -83,10 +91,7 @@ def bench_config(args: argparse.Namespace, streams: int) -> Config:
         "daemon": {"max_frame_age_seconds": args.max_frame_age, "status_interval_seconds": 0},
         "tracking": {"enabled": not getattr(args, "no_tracking", False)},
     }
-    try:
-        return parse_config(document, Path.cwd(), "(bench --streams)")
-    except ConfigError as error:
-        raise BenchArgumentError(f"{error.key}: {error.reason}") from error
+    return document
 
 
 @contextlib.contextmanager
@@ -348,6 +353,11 @@ def _measure_or_error(args: argparse.Namespace) -> Measure:
               file=sys.stderr, flush=True)
         made.append(streams)
         try:
+            if getattr(args, "workers", 1) != 1:
+                from streamd.bench.supervised import measure_streams_supervised  # noqa: PLC0415
+
+                return measure_streams_supervised(args, streams, bench_document(args, streams), _Receiver, _Window,
+                                                  _run_record)
             return measure_streams(args, streams)
         except Exception as error:
             log.debug("run with %d streams failed", streams, exc_info=True)
@@ -371,6 +381,13 @@ def _print_run(run: dict) -> None:
           f"  gpu {'-' if gpu is None else f'{gpu:.2f}'}  dropped {run['dropped']['superseded']}"
           f"  {'real time' if run.get('real_time') else 'NOT real time: ' + '; '.join(run.get('failures', []))}",
           flush=True)
+    for worker in run.get("workers") or []:
+        memory = worker.get("gpu_memory_mib")
+        print(f"        worker {worker['index']}: {worker['sources']} streams, {worker['cpu_cores']:.2f} cores, "
+              f"GPU memory {'-' if memory is None else f'{memory:.0f} MiB'}", flush=True)
+    if run.get("ceiling"):
+        nvdec = run.get("nvdec_busy_fraction")
+        print(f"        ceiling: {run['ceiling']}; NVDEC busy {'-' if nvdec is None else f'{nvdec:.2f}'}", flush=True)
 
 
 def run_streams_bench(args: argparse.Namespace) -> int:
@@ -407,7 +424,8 @@ def run_streams_bench(args: argparse.Namespace) -> int:
         "machine": machine, "started": started, "video": args.video, "source_fps": fps,
         "settings": {"model": args.model, "backend": args.backend, "standin_engine": args.standin_engine,
                      "decoder": args.decoder, "max_batch": args.max_batch or "auto", "device": args.device,
-                     "batch_window_seconds": args.batch_window, "workers": args.workers, "threads": args.threads,
+                     "batch_window_seconds": args.batch_window, "detector_workers": args.detector_workers,
+                     "threads": args.threads, "workers": getattr(args, "workers", 1),
                      "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
                      "max_frame_age_seconds": args.max_frame_age,
                      "tracking": not getattr(args, "no_tracking", False)},

@@ -32,6 +32,15 @@ def stream_counts(text: str) -> list[int]:
     return counts
 
 
+def worker_processes(text: str) -> int | str:
+    """``auto`` or a number of processes (an argparse type)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of processes (1 or more) or auto")
+    return int(text)
+
+
 def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
     shared = shared_data_dir()
     video = str(shared / DEFAULT_VIDEO) if shared else None
@@ -71,6 +80,10 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--standin-engine", action="store_true",
                        help="GPU without TensorRT: run the model through the torch stand-in engine "
                             "(tests/gpu/standin_engine.py, a checkout only); implies --backend tensorrt")
+    group.add_argument("--workers", type=worker_processes, default=1, metavar="N",
+                       help="daemon.workers: 1 (default) measures one process in this one; N or auto runs a real "
+                            "`streamd run` with N worker processes behind one endpoint and reports each worker's "
+                            "cores and GPU memory and what limits the run")
     group.add_argument("--seconds", type=float, default=10.0, help="measured window per run (default: %(default)s)")
     group.add_argument("--warmup-seconds", type=float, default=3.0,
                        help="run this long before measuring (default: %(default)s)")

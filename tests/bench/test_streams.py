@@ -71,6 +71,28 @@ def test_streams_bench_measures_every_stream_and_draws_the_plot(tmp_path: Path, 
     assert "2 streams" in result.stdout
 
 
+def test_streams_bench_through_worker_processes(tmp_path: Path, tiny_model: Path) -> None:
+    """--workers 2: a real `streamd run` with two workers; per-worker cores, the ceiling, every stream measured."""
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    out = tmp_path / "streams.json"
+    result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "3", "--workers", "2",
+                             "--model", str(tiny_model), "--video", str(video), "--seconds", "2",
+                             "--warmup-seconds", "1", "--json", str(out)],
+                            capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    for field in RUN_FIELDS:
+        assert field in run, field
+    assert run["workers_requested"] == 2
+    assert sorted(worker["sources"] for worker in run["workers"]) == [1, 2]
+    assert all(worker["cpu_cores"] > 0 for worker in run["workers"])
+    assert run["ceiling"].startswith(("host", "GPU", "NVDEC"))
+    assert all(stream["messages"] > 0 for stream in run["per_stream"])
+    assert run["batch_size"]["batches"] > 0  # the workers' batch histograms, summed
+    assert "worker 0:" in result.stdout and "ceiling:" in result.stdout
+
+
 def test_missing_video_says_how_to_make_one(tmp_path: Path, tiny_model: Path) -> None:
     missing = tmp_path / "absent.mp4"
     result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "1", "--model", str(tiny_model),
@@ -260,7 +282,7 @@ def test_tracking_follows_the_flag(tmp_path: Path, tiny_model: Path, flags: list
     parser.add_argument("--model")
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--classes", default="")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--detector-workers", dest="detector_workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     add_streams_arguments(parser)
     video = tmp_path / "clip.avi"
