@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.config.schema import (
+    ALL_GPUS,
     DEFAULT_PUBLISH_ENDPOINT,
     SOURCE_KINDS,
     Config,
@@ -43,7 +44,7 @@ _BIND = re.compile(r"^(?P<host>[^:]*|\[[0-9a-fA-F:]+\]):(?P<port>\d+)$")
 _MAX_PORT = 65535
 MAX_WORKERS = 64
 # [model] keys a user writes: `input_size` stands for the dataclass's input_width/input_height.
-_MODEL_INTERNAL_KEYS = ("input_width", "input_height")
+_MODEL_INTERNAL_KEYS = ("input_width", "input_height", "devices")
 _MODEL_USER_KEYS = tuple(sorted({f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_INTERNAL_KEYS)
                                 | {"input_size"}))
 # Warnings found while a document is parsed, logged only once all of it is valid: a config error is then
@@ -172,6 +173,7 @@ def _model(table: Any, base_dir: Path) -> ModelConfig:
         raise ConfigError("model.path", "required key is missing")
     _check_type("model.path", path_text, str)
     classes_value = table.pop("classes", None)
+    device_overrides = _devices(table.pop("device", 0))
     input_size = table.pop("input_size", None)
     size_overrides: dict[str, int] = {}
     if input_size is not None:
@@ -190,10 +192,26 @@ def _model(table: Any, base_dir: Path) -> ModelConfig:
             raise ConfigError("model.path", f"model file {model_path} does not exist")
     classes = (_load_classes(classes_value, base_dir, model_path)
                if classes_value is not None or default_classes is None else default_classes)
-    model = _build(ModelConfig, table, "model", {"path": str(model_path), "classes": classes, **size_overrides},
-                   user_keys=_MODEL_USER_KEYS)
+    model = _build(ModelConfig, table, "model", {"path": str(model_path), "classes": classes, **size_overrides,
+                                                 **device_overrides}, user_keys=_MODEL_USER_KEYS)
     _validate_model(model)
     return model
+
+
+def _devices(value: Any) -> dict[str, Any]:
+    """``model.device``: a GPU number, a list of them (a GPU listed twice gets two workers at least), or
+    ``"all"``; the workers spread over them."""
+    if value == "all":
+        return {"device": 0, "devices": (ALL_GPUS,)}
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+            raise ConfigError("model.device", f"expected GPU numbers (0 or more), got {value!r}")
+        return {"device": value[0], "devices": tuple(value)}
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError("model.device", f"expected a GPU number, a list of them or \"all\", got {value!r}")
+    if value < 0:
+        raise ConfigError("model.device", f"must be 0 or more, got {value}")
+    return {"device": value, "devices": ()}
 
 
 def _validate_model(model: ModelConfig) -> None:

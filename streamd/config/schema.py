@@ -37,6 +37,8 @@ RTSP_TRANSPORTS = ("tcp", "udp")
 # The longest a detector batch waits for more frames after its first one (see ModelConfig.max_batch).
 DEFAULT_BATCH_WINDOW_SECONDS = 0.020
 
+# model.device = "all": every GPU the service can see, counted when it starts.
+ALL_GPUS = -1
 # Registries of allowed values defined elsewhere, read on use (see the module docstring).
 BACKENDS = "streamd.inference.registry:BACKENDS"
 PRECISIONS = "streamd.inference.tensorrt_build:PRECISIONS"
@@ -163,7 +165,11 @@ class ModelConfig:
     # One daemon per GPU (systemd: streamd@gpu0, streamd@gpu1).
     device: int = setting(0, "the GPU (CUDA device number) of the GPU path: engine, kernels, buffers and the "
                              "`nvdec` sources' decoders. A device that is not visible stops the start with an error "
-                             "(exit 1). One daemon per GPU: see [Several GPUs](deploy/systemd.md#several-gpus)")
+                             "(exit 1). A list (`[0, 1]`) or `\"all\"` spreads the [worker processes]"
+                             "(running.md#worker-processes) over those GPUs, at least one worker each: one service "
+                             "for the whole box ([Several GPUs](deploy/systemd.md#several-gpus))")
+    # Written as `device = [0, 1]` or "all"; () means just `device`. Workers each get one of them.
+    devices: tuple[int, ...] = setting((), key="device")
     # streamd.gpu.zero_copy, zero_copy_batch.
     zero_copy: str = setting("auto", "GPU path: `auto` reads host frames in place from mapped host memory (and, at "
                                      "`max_batch` 1, writes candidates there) on an integrated GPU (Jetson), copies "

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from streamd import __version__
 from streamd.config.load import parse_config, read_document, split_bind
-from streamd.config.schema import Config
+from streamd.config.schema import ALL_GPUS, Config
 from streamd.daemon.reload import diff_configs
 from streamd.daemon.sdnotify import SystemdNotifier
 from streamd.errors import StreamdError
@@ -61,7 +61,12 @@ class SupervisorMetrics:
 
 
 def devices_of(config: Config) -> list[int]:
-    return [config.model.device]
+    """The GPUs the workers spread over (``model.device``: one, a list, or every visible one)."""
+    if config.model.devices == (ALL_GPUS,):
+        from streamd.cuda.runtime import device_count  # noqa: PLC0415 - the GPU path only
+
+        return list(range(device_count())) or [0]
+    return list(config.model.devices) or [config.model.device]
 
 
 class Supervisor:

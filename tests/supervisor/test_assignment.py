@@ -53,3 +53,34 @@ def test_auto_on_the_gpu_path_follows_the_pixel_rate_and_the_gpus() -> None:
     assert worker_count(gpu, [0, 1, 2]) == 3  # at least one a GPU
     few = dataclasses.replace(gpu, sources=gpu.sources[:2])
     assert worker_count(few, [0, 1, 2, 3]) == 2  # never more than the sources
+
+
+def test_model_device_spreads_the_workers_over_the_gpus(tmp_path) -> None:
+    """`device = [0, 1]`: workers alternate over the GPUs; a GPU listed twice gets two workers (one GPU
+    standing in for two in tests); the worker's own config has the single device it got."""
+    from streamd.supervisor.service import Supervisor, devices_of
+
+    config_path = tmp_path / "gpus.toml"
+    document = {"sources": [synthetic(f"s{i}") for i in range(4)],
+                "model": {"path": "builtin:synthetic-shapes", "device": [0, 1]}, "daemon": {"workers": 4}}
+    parsed = parse_config(document, tmp_path, str(config_path))
+    assert parsed.model.device == 0 and devices_of(parsed) == [0, 1]
+    supervisor = Supervisor(parsed, document, tmp_path)
+    try:
+        assert [worker.spec.device for worker in supervisor.workers] == [0, 1, 0, 1]
+        assert [worker.spec.config().model.device for worker in supervisor.workers] == [0, 1, 0, 1]
+        assert all(worker.spec.config().model.devices == () for worker in supervisor.workers)
+    finally:
+        supervisor.stop()
+    twice = parse_config({**document, "model": {**document["model"], "device": [0, 0]}}, tmp_path)
+    assert devices_of(twice) == [0, 0]
+
+
+def test_bad_device_values_name_the_key() -> None:
+    import pytest
+
+    from streamd.errors import ConfigError
+
+    for value in ([], [-1], ["0"], True, "some", -2):
+        with pytest.raises(ConfigError, match="model.device"):
+            parse_config({"sources": [synthetic("a")], "model": {"path": "builtin:synthetic-shapes", "device": value}})

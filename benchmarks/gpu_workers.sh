@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Worker processes on one GPU: `streamd bench --streams N` through one process and through the supervisor
+# with K workers, NVDEC decode, yolox_nano on the torch stand-in engine (TensorRT's place), tracking on.
+# Each run reports every stream's fps and frame age, each worker's cores and GPU memory, NVDEC and GPU busy,
+# and the ceiling. Run from the repository root on a GPU machine:
+#   DATA=path/to/folder bash benchmarks/gpu_workers.sh "IN 32 32" "W 3 72 24" "W 4 72 18"
+# DATA holds yolox_nano.onnx, coco_classes.txt and vtest_1080p30.mp4 (`streamd bench --make-test-video`);
+# WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
+# A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own) or "W WORKERS STREAMS MAX_BATCH"; JSON to $OUT.
+set -u
+OUT=${OUT:-$PWD/out}
+DATA=${DATA:?a folder with yolox_nano.onnx, coco_classes.txt and vtest_1080p30.mp4}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
+mkdir -p "$OUT"
+WHEELS=${WHEELS_DIR:-.whl}
+if ls "$WHEELS"/*.whl >/dev/null 2>&1 && [ ! -d /tmp/site/zmq ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$WHEELS"/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc
+for spec in "$@"; do
+    set -- $spec
+    if [ "$1" = IN ]; then workers=1; streams=$2; batch=$3; else workers=$2; streams=$3; batch=$4; fi
+    name="w${workers}_s${streams}_b${batch}"
+    echo "== $name $(date +%s)"
+    timeout 300 python3 -m streamd bench --streams "$streams" --workers "$workers" --max-batch "$batch" \
+        --decoder nvdec --standin-engine --model "$DATA/yolox_nano.onnx" --classes "$DATA/coco_classes.txt" \
+        --video "$DATA/vtest_1080p30.mp4" --seconds "$SECONDS_PER_RUN" --warmup-seconds 3 \
+        --json "$OUT/$name.json" 2>"$OUT/$name.err" | tail -8
+    echo "   exit $? $(date +%s)"; tail -3 "$OUT/$name.err"
+done
