@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Soak and churn (issue 13): run the daemon for a while under churn and fail on resource growth.
+"""Soak and churn: run the daemon for a while under churn and fail on resource growth.
 
     python tools/soak.py --duration 3600 --json /tmp/soak1h.json
 

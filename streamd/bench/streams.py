@@ -57,7 +57,7 @@ _DROP_REASONS = ("superseded", "too_old")
 
 def max_batch_for(args: argparse.Namespace, streams: int) -> int:
     """``--max-batch``, or (0) one frame at a time on ONNX Runtime (batching does not pay on the CPU,
-    README) and a batch of every stream on the GPU (at least 2: the batched detector takes NVDEC frames)."""
+    docs/benchmarks.md) and a batch of every stream on the GPU (at least 2: the batched detector takes NVDEC frames)."""
     if args.max_batch:
         return args.max_batch
     return 1 if args.backend == "onnxruntime" else max(2, streams)

@@ -4,7 +4,7 @@ IDF1, MOTA, ID switches and the rest come from ``motmetrics`` (py-motmetrics, th
 HOTA from ``trackeval`` (the HOTA authors' TrackEval) where it is installed. Neither is a daemon
 dependency. ``trackeval``'s declared requirements include the GUI build of OpenCV, which replaces
 ``opencv-python-headless``; its HOTA needs only numpy and SciPy, so install it with
-``pip install --no-deps trackeval`` (README, "Tracking").
+``pip install --no-deps trackeval`` (docs/tracking.md).
 
 Matching is MOTChallenge's: a track box and a ground-truth box can match at IoU >= 0.5.
 """

@@ -1,4 +1,4 @@
-"""The versioned message schema (documented in README, "Message schema").
+"""The versioned message schema (documented in docs/output.md).
 
 Each message is two ZeroMQ frames: the topic (the source id, UTF-8) and a JSON object.
 Bump SCHEMA when a field changes meaning or disappears; adding a field keeps the version.

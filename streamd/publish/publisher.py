@@ -51,7 +51,7 @@ class Publisher:
             elif not is_loopback_endpoint(endpoint):
                 log.warning("publishing in plaintext on %s, which other hosts can reach: anyone who connects "
                             "reads every detection; set publish.curve_secret_key and "
-                            "publish.curve_authorized_keys (README, \"Authenticated subscribers\")", endpoint)
+                            "publish.curve_authorized_keys (docs/output.md, \"Authenticated subscribers\")", endpoint)
             self._socket.bind(endpoint)
         except (zmq.ZMQError, StreamdError) as error:
             self.close()

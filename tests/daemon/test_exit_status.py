@@ -1,5 +1,5 @@
-"""README's exit statuses and backend choice: `streamd run` exits 1 when the model cannot load or
-the pipeline fails (2 is kept for a bad config, tested in tests/config), and backend = "auto" runs
+"""The documented exit statuses (docs/running.md) and backend choice: `streamd run` exits 1 when the model
+cannot load or the pipeline fails (2 is kept for a bad config, tested in tests/config), and backend = "auto" runs
 on ONNX Runtime where TensorRT is absent."""
 
 from __future__ import annotations

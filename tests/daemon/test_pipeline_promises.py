@@ -1,4 +1,4 @@
-"""README's latency promises through the real pipeline (capture thread, slot, pipeline worker, ONNX
+"""The latency promises (README, docs/sources.md) through the real pipeline (capture thread, slot, pipeline worker, ONNX
 Runtime, ZeroMQ publisher), in this process so the detector can be slowed down: frames too old
 are dropped and counted, and with inference slower than the source the frame age stays bounded."""
 

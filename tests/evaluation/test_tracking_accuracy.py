@@ -42,7 +42,7 @@ def test_tracks_under_drops_meet_the_bar() -> None:
 
 
 def test_recorded_detections_replay_through_the_tracker() -> None:
-    # The tuning path (README, "Tracking"): the detector's boxes recorded once, replayed through the tracker.
+    # The tuning path (docs/tracking.md): the detector's boxes recorded once, replayed through the tracker.
     recorded = record_detections([500], 30)  # a tuning scene
     assert {"500_0_db", "500_29_gi"} <= set(recorded)
     assert replay_frame_indices(30, drops=False) == list(range(30))

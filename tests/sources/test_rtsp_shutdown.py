@@ -17,7 +17,7 @@ from tests.sources.rtsp_support import wait_for
 from tests.support import free_port
 
 CAMERAS = ["cam0", "cam1", "cam2"]
-EXIT_LIMIT_SECONDS = 5.0  # README: "well under 5 s"
+EXIT_LIMIT_SECONDS = 5.0  # docs/running.md: "well under 5 s"
 
 
 def _config(server, model, publish_port: int) -> str:

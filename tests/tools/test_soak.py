@@ -1,6 +1,6 @@
 """tools/soak.py in CI: a 3-minute soak with churn (reloads every 2 s, RTSP server kills,
 subscribers and a preview viewer coming and going) must show no growth. The one-hour run's figures
-are in README ("Soak")."""
+are described in docs/benchmarks.md ("Soak")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ DURATION_SECONDS = 165
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("STREAMD_SLOW_TESTS") != "1", reason="opt-in: set STREAMD_SLOW_TESTS=1 (CI does)")
 def test_short_soak_with_churn_shows_no_growth(tmp_path: Path) -> None:
-    # RSS settles after about 40 reloads (README, "Soak"): the warm-up holds about as many.
+    # RSS settles after about 40 reloads (docs/benchmarks.md, "Soak"): the warm-up holds about as many.
     arguments = ["--duration", str(DURATION_SECONDS), "--warmup", "75", "--sample-interval", "3",
                  "--reload-interval", "2", "--rtsp-kill-interval", "20", "--subscriber-interval", "5",
                  "--preview-interval", "7", "--json", str(tmp_path / "soak.json")]
