@@ -1,4 +1,4 @@
-"""Issue 12's acceptance in a real browser: `streamd run` on the built-in demo with the preview on;
+"""The preview in a real browser: `streamd run` on the built-in demo with the preview on;
 headless Chromium opens the index (the source is listed, with a thumbnail) and the source's page, and their
 screenshots show boxes drawn in the detector's class colours (pixels of the PNG, not an HTTP status).
 
