@@ -127,7 +127,8 @@ bind = "127.0.0.1:{metrics_port}"
     url = prometheus([f"127.0.0.1:{metrics_port}"])
     started = time.monotonic()
     dashboard = json.loads(DASHBOARD.read_text())
-    queries = panel_queries(dashboard)
+    # One process has no worker series; the service with workers is scraped below.
+    queries = [(title, expr) for title, expr in panel_queries(dashboard) if "streamd_worker_" not in expr]
     deadline = time.monotonic() + DEADLINE_SECONDS
     empty = queries
     while empty and time.monotonic() < deadline:
@@ -156,3 +157,41 @@ bind = "127.0.0.1:{metrics_port}"
         time.sleep(max(0.0, started + DOCS_IMAGE_SECONDS - time.monotonic()))  # a minute of data to draw
 
         render_queries(url, queries, Path(images) / "dashboard_queries.png", tmp_path)
+
+
+def test_one_scrape_of_a_service_with_workers_holds_every_source(
+        tiny_model: Path, tiny_image: Path, daemon_factory, prometheus) -> None:  # noqa: ANN001
+    """A supervisor with two workers: Prometheus scrapes its one metrics port and finds every source's
+    series, the workers' own, and every dashboard query (the worker panel included) returns series."""
+    metrics_port = free_port()
+    sources = "".join(f'[[sources]]\nid = "{name}"\nkind = "image"\nurl = "{tiny_image}"\nloop = true\nfps = 10\n'
+                      for name in ("north", "south", "east"))
+    daemon = daemon_factory(sources + f"""
+[model]
+path = "{tiny_model}"
+[publish]
+endpoint = "tcp://127.0.0.1:{free_port()}"
+[metrics]
+bind = "127.0.0.1:{metrics_port}"
+[daemon]
+workers = 2
+""", name="service")
+    wait_for_http(f"http://127.0.0.1:{metrics_port}/healthz", 60)
+    url = prometheus([f"127.0.0.1:{metrics_port}"])
+    queries = panel_queries(json.loads(DASHBOARD.read_text()))
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    empty = queries
+    while empty and time.monotonic() < deadline:
+        time.sleep(1.0)
+        empty = [(title, expr) for title, expr in queries if not query(url, expr)]
+    assert daemon.process.poll() is None, daemon.log()
+    assert not empty, f"dashboard queries without series after {DEADLINE_SECONDS:.0f} s: {empty}"
+    up = query(url, "streamd_source_up")
+    assert {r["metric"]["source"] for r in up} == {"north", "south", "east"}
+    assert {r["metric"]["instance"] for r in up} == {f"127.0.0.1:{metrics_port}"}  # one target
+    assert {r["metric"]["worker"] for r in query(url, "streamd_worker_up == 1")} == {"0", "1"}
+    assert {r["metric"]["worker"] for r in query(url, "streamd_build_info")} == {"0", "1"}
+    expr = f"sum by (source) (rate(streamd_frames_processed_total[{RATE_WINDOW}])) > 1"
+    while time.monotonic() < deadline and len(query(url, expr)) < 3:  # a rate needs two scrapes of each
+        time.sleep(1.0)
+    assert {r["metric"]["source"] for r in query(url, expr)} == {"north", "south", "east"}
