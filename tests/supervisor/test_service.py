@@ -264,3 +264,25 @@ def test_per_source_order_holds_under_load(daemon_factory, tmp_path: Path) -> No
         assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
     finally:
         service.close()
+
+
+def test_one_preview_lists_and_relays_every_workers_sources(daemon_factory, tmp_path: Path) -> None:
+    preview_port = free_port()
+    service = Service(daemon_factory, tmp_path, [source_table(s) for s in "abc"],
+                      extra=f'[preview]\nenabled = true\nbind = "127.0.0.1:{preview_port}"\n')
+    try:
+        service.wait_ready()
+        base = f"http://127.0.0.1:{preview_port}"
+        status, body = http_get(f"{base}/sources.json")
+        assert status == 200 and {s["source"] for s in json.loads(body)["sources"]} == set("abc")
+        status, page = http_get(f"{base}/")
+        assert status == 200 and all(f'href="/sources/{s}"' in page for s in "abc")
+        import urllib.request
+
+        for source_id in "abc":  # each from whichever worker runs it
+            with urllib.request.urlopen(f"{base}/sources/{source_id}/snapshot.jpg", timeout=10) as response:
+                assert response.status == 200 and response.headers["Content-Type"] == "image/jpeg"
+                assert response.read()[:2] == b"\xff\xd8"
+        assert http_get(f"{base}/sources/nope")[0] == 404
+    finally:
+        service.close()
