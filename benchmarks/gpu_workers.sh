@@ -3,13 +3,15 @@
 # with K workers, NVDEC decode, yolox_nano on the torch stand-in engine (TensorRT's place), tracking on.
 # Each run reports every stream's fps and frame age, each worker's cores and GPU memory, NVDEC and GPU busy,
 # and the ceiling. Run from the repository root on a GPU machine:
-#   DATA=path/to/folder bash benchmarks/gpu_workers.sh "IN 32 32" "W 3 72 24" "W 4 72 18"
-# DATA holds yolox_nano.onnx, coco_classes.txt and vtest_1080p30.mp4 (`streamd bench --make-test-video`);
+#   STREAMD_SHARED=path/to/data bash benchmarks/gpu_workers.sh "IN 32 32" "W 3 72 24" "W 4 72 18"
+# The data folder holds models/yolox_nano.onnx, models/coco_classes.txt and media/vtest_1080p30.mp4 (made with
+# `streamd bench --make-test-video`); TESTS=1 first runs tests/gpu/test_workers.py.
 # WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
 # A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own) or "W WORKERS STREAMS MAX_BATCH"; JSON to $OUT.
 set -u
 OUT=${OUT:-$PWD/out}
-DATA=${DATA:?a folder with yolox_nano.onnx, coco_classes.txt and vtest_1080p30.mp4}
+DATA=${STREAMD_SHARED:?the data folder: models/yolox_nano.onnx, models/coco_classes.txt, media/vtest_1080p30.mp4}
+export STREAMD_SHARED=$DATA STREAMD_H264_VIDEO=$DATA/media/vtest_1080p30.mp4
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 mkdir -p "$OUT"
 WHEELS=${WHEELS_DIR:-.whl}
@@ -19,14 +21,15 @@ fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
+if [ "${TESTS:-0}" = 1 ]; then timeout 300 python3 -m pytest -q -x tests/gpu/test_workers.py 2>&1 | tail -15; fi
 for spec in "$@"; do
     set -- $spec
     if [ "$1" = IN ]; then workers=1; streams=$2; batch=$3; else workers=$2; streams=$3; batch=$4; fi
     name="w${workers}_s${streams}_b${batch}"
     echo "== $name $(date +%s)"
     timeout 300 python3 -m streamd bench --streams "$streams" --workers "$workers" --max-batch "$batch" \
-        --decoder nvdec --standin-engine --model "$DATA/yolox_nano.onnx" --classes "$DATA/coco_classes.txt" \
-        --video "$DATA/vtest_1080p30.mp4" --seconds "$SECONDS_PER_RUN" --warmup-seconds 3 \
+        --decoder nvdec --standin-engine --model "$DATA/models/yolox_nano.onnx" \
+        --classes "$DATA/models/coco_classes.txt" --video "$STREAMD_H264_VIDEO" --seconds "$SECONDS_PER_RUN" --warmup-seconds 3 \
         --json "$OUT/$name.json" 2>"$OUT/$name.err" | tail -8
     echo "   exit $? $(date +%s)"; tail -3 "$OUT/$name.err"
 done
