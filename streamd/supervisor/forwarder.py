@@ -90,6 +90,10 @@ class Forwarder:
     def _forward(self, parts: list[bytes]) -> None:
         if len(parts) != 2:
             return
+        if b"/" in parts[0]:  # not a detections message (their topic is a source id): passed on as it is
+            self._publisher.send(parts)
+            self.forwarded += 1
+            return
         worker = self._worker_of_source(parts[0])
         payload, own = renumber(parts[1], self.sequence + 1)
         last = self._last_own.get(worker)
