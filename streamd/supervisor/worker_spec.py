@@ -25,6 +25,7 @@ from streamd.config.schema import Config
 
 LOOPBACK_FREE_PORT = "127.0.0.1:0"
 PR_SET_PDEATHSIG = 1
+FORWARDER_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class WorkerSpec:
         document["sources"] = [table for table in document["sources"] if table.get("id") in wanted]
         publish = {key: value for key, value in document.get("publish", {}).items()
                    if key not in ("curve_secret_key", "curve_authorized_keys")}
-        publish.update(endpoint=self.publish_endpoint, wait_for_subscriber_seconds=0.0)
+        # The supervisor's forwarder is the one subscriber: sources start once it has subscribed, so a
+        # file's first frames are not published to nobody.
+        publish.update(endpoint=self.publish_endpoint, wait_for_subscriber_seconds=FORWARDER_WAIT_SECONDS)
         document["publish"] = publish
         document["metrics"] = {**document.get("metrics", {}), "enabled": True, "bind": LOOPBACK_FREE_PORT}
         if document.get("preview", {}).get("enabled"):

@@ -43,6 +43,7 @@ class Service:
     def config(self, sources: list[str]) -> str:
         return ("".join(sources) + f'[model]\npath = "{self.model}"\nclasses = ["a", "b", "c"]\n'
                 f'[publish]\nendpoint = "tcp://127.0.0.1:{self.publish_port}"\nsend_hwm = 10000\n'
+                "wait_for_subscriber_seconds = 10\n"
                 f'[metrics]\nbind = "127.0.0.1:{self.metrics_port}"\n'
                 f"[daemon]\nworkers = {self.workers}\nstatus_interval_seconds = 0\n" + self.extra)
 
@@ -73,6 +74,11 @@ class Service:
             if message is not None:
                 message["received_monotonic"] = time.monotonic()
                 self.messages.append(message)
+
+    def drain(self) -> None:
+        """What is still on its way once the service has exited."""
+        while (message := self.subscriber.receive(1.0)) is not None:
+            self.messages.append(message)
 
     def count(self, source_id: str, since: int = 0) -> int:
         return sum(m["source"] == source_id for m in self.messages[since:])
@@ -214,8 +220,13 @@ def test_finite_sources_end_the_service_with_status_0(daemon_factory, tmp_path: 
     service = Service(daemon_factory, tmp_path, [source_table(s, "max_frames = 15\npace = \"fast\"\n")
                                                   for s in "abc"])
     try:
-        assert service.daemon.process.wait(DEADLINE_SECONDS) == 0, service.daemon.log()
+        service.receive_until(lambda: service.daemon.process.poll() is not None)
+        service.drain()
+        assert service.daemon.process.returncode == 0, service.daemon.log()
         assert "worker 0 finished" in service.daemon.log() and "worker 1 finished" in service.daemon.log()
+        # Nothing lost at either end: every worker waited for the forwarder before its first frame.
+        for source_id in "abc":
+            assert service.frame_indices(source_id) == list(range(15)), source_id
     finally:
         service.close()
 
@@ -252,8 +263,8 @@ def test_per_source_order_holds_under_load(daemon_factory, tmp_path: Path) -> No
     tables = [source_table(s, 'pace = "fast"\nmax_frames = 300\n') for s in "abcdef"]
     service = Service(daemon_factory, tmp_path, tables, workers=3)
     try:
-        service.receive_until(lambda: service.daemon.process.poll() is not None and service.subscriber.receive(0.5)
-                              is None, timeout=DEADLINE_SECONDS * 2)
+        service.receive_until(lambda: service.daemon.process.poll() is not None, timeout=DEADLINE_SECONDS * 2)
+        service.drain()
         assert service.daemon.process.returncode == 0, service.daemon.log()
         per_source = defaultdict(list)
         for message in service.messages:
