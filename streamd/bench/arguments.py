@@ -57,6 +57,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paced-seconds", type=float, default=20.0,
                         help="length of the real-time (native fps) run for frame-age percentiles "
                              "(default: %(default)s); 0 skips it")
+    parser.add_argument("--files", type=int, default=2,
+                        help="end to end: this many copies of --source as file sources read flat out, through "
+                             "streamd run (one process, and workers = 2) and through the best hand-written loop "
+                             "doing the same work (decode, letterbox, ONNX Runtime, decode + NMS), --frames each, "
+                             "--rounds alternated (default: %(default)s; 0 skips it)")
     parser.add_argument("--json", dest="json_path", default="", help="write the results here as JSON")
     parser.add_argument("--accuracy", action="store_true",
                         help="instead: mAP of the built-in model on held-out synthetic scenes, through a running "

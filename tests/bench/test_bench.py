@@ -16,7 +16,7 @@ def test_bench_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--model", str(YOLOX_NANO), "--source",
                              str(VTEST), "--frames", "20", "--rounds", "1", "--paced-seconds", "2",
-                             "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+                             "--files", "0", "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
     for key in ("raw_fps", "pipeline_fps", "ratio", "frame_age_p50_seconds", "frame_age_p99_seconds",
@@ -36,6 +36,7 @@ def test_bench_writes_json(tmp_path: Path) -> None:
     best = max(results["raw_fps_rounds"][0], results["raw_parallel_fps_rounds"][0])
     assert results["ratio_to_best"] == results["pipeline_fps_rounds"][0] / best
     assert results["pipeline_cpu_seconds_per_frame_rounds"][0] > 0
+    assert "end_to_end" not in results  # --files 0: tests/bench/test_end_to_end.py runs that part
 
 
 def test_bench_accuracy_scores_the_builtin_model_through_the_daemon(tmp_path: Path) -> None:
