@@ -50,6 +50,12 @@ def subscribe_endpoint(text: str) -> str:
     return text
 
 
+def _worker_log_prefix(worker: str) -> None:
+    """A standby that became worker N says so in every later line."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s worker {worker} %(name)s: %(message)s"))
+
+
 def _setup_logging(level: str, worker: str | None = None) -> None:
     """``worker``: a worker process's lines say which worker they come from (one journal, N processes)."""
     prefix = f"worker {worker} " if worker is not None else ""
@@ -77,7 +83,9 @@ def _install_stop_signals(stop: threading.Event) -> None:
 def _install_reload_signal(reload_requested: threading.Event, path: str | None) -> None:
     """SIGHUP (systemctl reload): the daemon's main loop re-reads the config (streamd.daemon.reload)."""
     def request_reload(_signum: int, _frame: object) -> None:
-        log.info("received SIGHUP, reloading %s", path or "(the built-in demo has no file)")
+        log.info("received SIGHUP, reloading %s", path or ("the share the supervisor gave this worker"
+                                                         if os.environ.get("STREAMD_WORKER") else
+                                                         "(the built-in demo has no file)"))
         reload_requested.set()
 
     signal.signal(signal.SIGHUP, request_reload)
@@ -89,10 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     worker_spec = getattr(args, "worker_spec", None)
     _setup_logging(args.log_level or "info", worker=os.environ.get("STREAMD_WORKER") if worker_spec else None)
     if worker_spec:  # a worker process of a supervisor (streamd.supervisor): its share of the sources
-        from streamd.supervisor.worker_spec import follow_supervisor, load_worker_config  # noqa: PLC0415
+        from streamd.supervisor.worker_spec import follow_supervisor, load_worker_config, read_spec  # noqa: PLC0415
 
         follow_supervisor()
-        config = load_worker_config(worker_spec)
+        config = read_spec(worker_spec).standby_config() if args.standby else load_worker_config(worker_spec)
     else:
         config = _load(args.config)
     if not args.log_level:
@@ -110,6 +118,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_stop_signals(stop)
     reload_requested = threading.Event()
     _install_reload_signal(reload_requested, args.config)
+    if worker_spec and args.standby:
+        from streamd.supervisor.standby import run_standby  # noqa: PLC0415
+
+        def become_worker(worker_config: Config, prebuilt: tuple) -> int:
+            _worker_log_prefix(os.environ["STREAMD_WORKER"])
+            return run_service(worker_config, stop, reload_requested=reload_requested,
+                               loader=lambda _path: load_worker_config(worker_spec), prebuilt=prebuilt)
+
+        return run_standby(worker_spec, stop, reload_requested, become_worker)
     if worker_spec:
         return run_service(config, stop, reload_requested=reload_requested,
                            loader=lambda _path: load_worker_config(worker_spec))
@@ -267,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", help="TOML config file (default: the built-in demo)")
     _add_log_level(run, "daemon.log_level from the config, info")
     run.add_argument("--worker-spec", help=argparse.SUPPRESS)  # set by the supervisor for its workers
+    run.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)  # a supervisor's spare worker
     run.set_defaults(handler=cmd_run)
 
     check_help = "validate a config, open every source and the model once, try the ports"

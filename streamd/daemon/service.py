@@ -62,6 +62,8 @@ class Service:
     trackers: SourceTrackers | None = None
     result_hook: Callable[[DetectionResult, float], None] | None = None
     source_pools: dict[CaptureSource, FramePool] = field(default_factory=dict)
+    # (model config, its detectors) built before the service (a standby worker's): used when the model matches.
+    prebuilt: tuple[ModelConfig, list[Detector]] | None = None
 
     def start(self) -> None:
         self.start_detector()
@@ -109,7 +111,12 @@ class Service:
 
     # -- the parts a start and a reload (streamd.daemon.reload) build -----------------------------
     def build_detectors(self, model: ModelConfig, config: Config) -> list[Detector]:
-        detectors = build_detectors(model)
+        prebuilt, self.prebuilt = self.prebuilt, None
+        if prebuilt is not None and prebuilt[0] != model:
+            for detector in prebuilt[1]:
+                detector.close()
+            prebuilt = None
+        detectors = prebuilt[1] if prebuilt is not None else build_detectors(model)
         try:
             check_device_frames(config, detectors[0])
         except BaseException:
@@ -267,12 +274,13 @@ def check_device_frames(config: Config, detector: Detector) -> None:
 
 def run_service(config: Config, stop: threading.Event, notifier: SystemdNotifier | None = None,
                 reload_requested: threading.Event | None = None,
-                loader: Callable[[str], Config] | None = None) -> int:
+                loader: Callable[[str], Config] | None = None,
+                prebuilt: tuple[ModelConfig, list[Detector]] | None = None) -> int:
     """Run until ``stop`` is set or every source has ended. Exit status: 0 ok, 1 pipeline failure.
     ``reload_requested`` (set by SIGHUP) re-reads the config file (streamd.daemon.reload), through
     ``loader`` when given (a worker reads its share from the supervisor's spec file)."""
     notifier = notifier or SystemdNotifier()
-    service = Service(config)
+    service = Service(config, prebuilt=prebuilt)
     started = False
     try:
         service.start()

@@ -33,7 +33,7 @@ from streamd.supervisor.assignment import assign, worker_count
 from streamd.supervisor.forwarder import Forwarder
 from streamd.supervisor.scrape import WorkerMetrics, worker_json
 from streamd.supervisor.worker_spec import WorkerSpec
-from streamd.supervisor.workers import EXIT_CONFIG, Worker, stop_workers
+from streamd.supervisor.workers import EXIT_CONFIG, RESTART_RESET_AFTER_SECONDS, Worker, stop_workers
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class Supervisor:
         self.assignment = assign(config.sources, self.worker_total)
         self._worker_of_source = {s.encode(): w for s, w in self.assignment.items()}
         self.workers = [Worker(index, self.runtime_dir, self._spec(index)) for index in range(self.worker_total)]
+        # One standby per GPU once every worker is up: a dead worker's share goes to it (streamd.supervisor.standby).
+        self.standbys: dict[int, Worker] = {}
+        self._standby_count = 0
         self.publisher: Publisher | None = None
         self.forwarder: Forwarder | None = None
         self._forward_thread: threading.Thread | None = None
@@ -153,9 +156,7 @@ class Supervisor:
                     log.error("worker %d failed to start (exit status %d)", worker.index, code)
                     return EXIT_CONFIG if code == EXIT_CONFIG else EXIT_FAILURE
                 else:
-                    delay = worker.schedule_restart(now)
-                    log.error("worker %d (pid %s) died (%s); restarting it in %.1f s, its sources %s",
-                              worker.index, worker.pid, _exit_text(code), delay, ", ".join(worker.spec.source_ids))
+                    self._replace(worker, code, now)
             elif worker.hung(now):
                 log.error("worker %d (pid %s) sent no watchdog ping for %.0f s: killing and restarting it",
                           worker.index, worker.pid, now - worker.last_ping_monotonic)
@@ -169,9 +170,49 @@ class Supervisor:
             self.metrics.worker_up.labels(str(worker.index)).set(1.0 if worker.alive_and_progressing(now) else 0.0)
         if not self.ready.is_set() and all(w.state in ("up", "finished") for w in self.workers):
             self.ready.set()
+        if self.ready.is_set():
+            self._keep_standbys(now)
         if all(w.state == "finished" for w in self.workers):
             return EXIT_OK
         return None
+
+    def _replace(self, worker: Worker, code: int, now: float) -> None:
+        """A worker that ran a while and died: its standby takes its share at once; otherwise a restart
+        after the backoff delay."""
+        standby = self.standbys.get(worker.spec.device)
+        if worker.ran_long_enough(now) and standby is not None and standby.state == "standby":
+            old_pid = worker.pid
+            del self.standbys[worker.spec.device]
+            worker.take_over(standby, now)
+            worker.restarts += 1
+            worker.failures_in_a_row = 0
+            self.metrics.worker_restarts.labels(str(worker.index)).inc()
+            if self.forwarder is not None:
+                self.forwarder.worker_restarted(worker.index)
+            log.error("worker %d (pid %s) died (%s); the standby (pid %s) takes over its sources %s",
+                      worker.index, old_pid, _exit_text(code), worker.pid, ", ".join(worker.spec.source_ids))
+            return
+        delay = worker.schedule_restart(now)
+        log.error("worker %d (pid %s) died (%s); restarting it in %.1f s, its sources %s",
+                  worker.index, worker.pid, _exit_text(code), delay, ", ".join(worker.spec.source_ids))
+
+    def _keep_standbys(self, now: float) -> None:
+        """One standby process per GPU of the workers, started again when it was used or died."""
+        for device in sorted({w.spec.device for w in self.workers}):
+            standby = self.standbys.get(device)
+            if standby is not None:
+                standby.read_notifications(now)
+                if standby.poll_exit() is None:
+                    continue
+                standby.close()
+                if now - standby.started_monotonic < RESTART_RESET_AFTER_SECONDS:
+                    continue  # it dies at start: do not spin; try again later
+            template = next(w for w in self.workers if w.spec.device == device)
+            spec = dataclasses.replace(template.spec, index=-1, source_ids=())
+            self._standby_count += 1
+            standby = Worker(self.worker_total + self._standby_count, self.runtime_dir, spec, standby=True)
+            standby.start()
+            self.standbys[device] = standby
 
     def all_alive(self) -> bool:
         now = time.monotonic()
@@ -249,7 +290,7 @@ class Supervisor:
 
     # -- stopping --------------------------------------------------------------------------------
     def stop(self) -> None:
-        stop_workers(self.workers)
+        stop_workers(self.workers + list(self.standbys.values()))
         if self.forwarder is not None:
             self.forwarder.stop()
         if self._forward_thread is not None:
@@ -260,7 +301,7 @@ class Supervisor:
                     part.close()
                 except Exception:  # keep tearing down the rest
                     log.exception("closing %s failed", type(part).__name__)
-        for worker in self.workers:
+        for worker in (*self.workers, *self.standbys.values()):
             worker.close()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 

@@ -26,6 +26,7 @@ from streamd.config.schema import Config
 LOOPBACK_FREE_PORT = "127.0.0.1:0"
 PR_SET_PDEATHSIG = 1
 FORWARDER_WAIT_SECONDS = 10.0
+SUPERVISOR_PID_ENVIRONMENT = "STREAMD_SUPERVISOR_PID"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class WorkerSpec:
     def config(self) -> Config:
         return parse_config(self.worker_document(), self.base_dir, self.config_path)
 
+    def standby_config(self) -> Config:
+        """What a standby process builds its detector from: the model section, with a stand-in source
+        (a config needs one; the standby opens none)."""
+        document = self.worker_document()
+        document["sources"] = [{"id": "standby", "kind": "synthetic"}]
+        return parse_config(document, self.base_dir, self.config_path)
+
     def to_json(self) -> str:
         return json.dumps({"index": self.index, "source_ids": list(self.source_ids),
                            "publish_endpoint": self.publish_endpoint, "device": self.device,
@@ -84,7 +92,7 @@ def read_spec(path: str | Path) -> WorkerSpec:
 def follow_supervisor() -> None:
     """A worker ends with its supervisor, even one that was SIGKILLed (Linux: PR_SET_PDEATHSIG), so no
     worker outlives the service holding cameras and GPU memory."""
-    supervisor_pid = os.getppid()
+    supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENVIRONMENT, os.getppid()))
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

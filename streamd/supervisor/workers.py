@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamd.supervisor.notify_socket import NotifySocket
-from streamd.supervisor.worker_spec import WorkerSpec, write_spec
+from streamd.supervisor.worker_spec import SUPERVISOR_PID_ENVIRONMENT, WorkerSpec, write_spec
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 # hung and is killed and restarted.
 WORKER_WATCHDOG_SECONDS = 10.0
 # Restart delays: the first is short (a killed worker's cameras publish again within seconds), doubled
-# per consecutive failure, reset once a worker has run this long.
+# per consecutive failure, reset once a worker has run this long; only a worker that had run this long
+# takes over a standby process (a crash loop does not use them up).
 RESTART_INITIAL_SECONDS = 0.2
 RESTART_MAX_SECONDS = 30.0
-RESTART_RESET_AFTER_SECONDS = 60.0
+RESTART_RESET_AFTER_SECONDS = 20.0
 STOP_GRACE_SECONDS = 4.0
 EXIT_CONFIG = 2
 
@@ -53,10 +54,18 @@ class Worker:
     preview_address: str = ""
     status: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    standby: bool = False  # a spare: model loaded, no sources, waiting to take over a worker's share
+    spec_file: Path | None = None  # where its process reads its share (a spare that took over keeps its own)
 
     @property
     def spec_path(self) -> Path:
-        return self.runtime_dir / f"worker-{self.index}.json"
+        if self.spec_file is None:
+            self.spec_file = self.runtime_dir / f"{'standby' if self.standby else 'worker'}-{self.index}.json"
+        return self.spec_file
+
+    @property
+    def name(self) -> str:
+        return f"standby for GPU {self.spec.device}" if self.standby else f"worker {self.index}"
 
     @property
     def pid(self) -> int | None:
@@ -67,11 +76,14 @@ class Worker:
         if self.notify is None:
             self.notify = NotifySocket(self.runtime_dir / f"notify-{self.index}.sock")
         env = {**os.environ, **self.extra_env, "NOTIFY_SOCKET": str(self.notify.path),
-               "WATCHDOG_USEC": str(int(WORKER_WATCHDOG_SECONDS * 1e6)), "STREAMD_WORKER": str(self.index)}
+               "WATCHDOG_USEC": str(int(WORKER_WATCHDOG_SECONDS * 1e6)),
+               "STREAMD_WORKER": "standby" if self.standby else str(self.index),
+               SUPERVISOR_PID_ENVIRONMENT: str(os.getpid())}
         env.pop("WATCHDOG_PID", None)
         env.pop("LISTEN_FDS", None)
-        self.process = subprocess.Popen([sys.executable, "-m", "streamd", "run", "--worker-spec", str(self.spec_path)],
-                                        env=env, stdin=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "streamd", "run", "--worker-spec", str(self.spec_path)]
+        self.process = subprocess.Popen(command + (["--standby"] if self.standby else []), env=env,
+                                        stdin=subprocess.DEVNULL)
         self.state = "starting"
         self.started_monotonic = self.last_ping_monotonic = time.monotonic()
         self.metrics_address = self.preview_address = ""
@@ -91,6 +103,10 @@ class Worker:
         for fields in self.notify.receive():
             if "STATUS" in fields:
                 self.status = fields["STATUS"]
+            if fields.get("READY") == "1" and fields.get("STREAMD_STANDBY") == "1":
+                self.state = "standby"
+                self.last_ping_monotonic = now
+                continue
             if fields.get("READY") == "1":
                 if self.state == "starting":
                     log.info("worker %d up (pid %s): %s", self.index, self.pid, self.status)
@@ -101,6 +117,22 @@ class Worker:
                 self.last_ping_monotonic = now
             if fields.get("WATCHDOG") == "1":
                 self.last_ping_monotonic = now
+
+    def take_over(self, spare: Worker, now: float) -> None:
+        """This worker's share goes to ``spare``'s process (model already loaded): the spare reads this
+        worker's spec from its own spec file on SIGHUP and binds this worker's endpoint."""
+        write_spec(spare.spec_path, self.spec)
+        spare.signal(signal.SIGHUP)
+        self.close()
+        self.process, self.notify, self.spec_file = spare.process, spare.notify, spare.spec_path
+        spare.process = spare.notify = None
+        self.state = "starting"
+        self.started_monotonic = self.last_ping_monotonic = now
+        self.metrics_address = self.preview_address = ""
+        self.exit_code = None
+
+    def ran_long_enough(self, now: float) -> bool:
+        return now - self.started_monotonic >= RESTART_RESET_AFTER_SECONDS
 
     def poll_exit(self) -> int | None:
         if self.process is None:

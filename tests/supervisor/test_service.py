@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from streamd.publish.subscriber import Subscriber
+from streamd.supervisor.workers import RESTART_RESET_AFTER_SECONDS
 from tests.support import free_port, http_get, write_tiny_yolox_model
 
 DEADLINE_SECONDS = 60.0
@@ -94,7 +95,8 @@ def consecutive(values: list[int]) -> bool:
     return all(b == a + 1 for a, b in zip(values, values[1:]))
 
 
-def worker_pids(runtime_dir: str) -> list[int]:
+def worker_pids(runtime_dir: str, standby: bool = False) -> list[int]:
+    """Worker processes of the service (``standby``: its standby processes instead; None: both)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -102,7 +104,8 @@ def worker_pids(runtime_dir: str) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if runtime_dir.encode() in cmdline and b"--worker-spec" in cmdline:
+            if runtime_dir.encode() in cmdline and b"--worker-spec" in cmdline and (
+                    standby is None or (b"--standby" in cmdline) == standby):
                 pids.append(int(entry.name))
     return pids
 
@@ -168,6 +171,34 @@ def test_a_killed_worker_comes_back_and_the_others_run_on_without_a_gap(four_sou
     assert "worker 0 (pid" in service.daemon.log() and "died (killed by SIGKILL)" in service.daemon.log()
 
 
+def test_a_worker_that_ran_a_while_is_replaced_by_the_standby(four_sources: Service) -> None:
+    """After 20 s up, a dead worker's share goes to the standby process (model already loaded) at once;
+    a new standby is started for the next time."""
+    service = four_sources
+    service.wait_ready()
+    runtime_dir = runtime_dir_of(service.daemon.log())
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not worker_pids(runtime_dir, standby=True):
+        assert time.monotonic() < deadline, service.daemon.log()
+        time.sleep(0.2)
+    (standby_pid,) = worker_pids(runtime_dir, standby=True)
+    time.sleep(RESTART_RESET_AFTER_SECONDS + 1)
+    victim = service.workers_detail()["1"]
+    start = len(service.messages)
+    os.kill(victim["pid"], signal.SIGKILL)
+    while service.workers_detail()["1"]["pid"] == victim["pid"]:  # until the supervisor has seen it die
+        assert time.monotonic() < deadline + 30, service.daemon.log()
+        time.sleep(0.1)
+    assert service.workers_detail()["1"]["pid"] == standby_pid
+    start = len(service.messages)
+    service.receive_until(lambda: all(service.count(s, start) >= 3 for s in victim["sources"]))
+    assert f"the standby (pid {standby_pid}) takes over" in service.daemon.log()
+    # A new standby for the next time (the one that took over keeps its command line).
+    while not set(worker_pids(runtime_dir, standby=True)) - {standby_pid}:
+        assert time.monotonic() < deadline + 30, service.daemon.log()
+        time.sleep(0.2)
+
+
 def test_reload_reaches_only_the_workers_whose_share_changed(four_sources: Service) -> None:
     service = four_sources
     workers = service.wait_ready()["workers"]
@@ -200,7 +231,7 @@ def test_sigterm_stops_every_worker_within_five_seconds(four_sources: Service) -
     status, seconds = service.daemon.terminate()
     assert status == 0, service.daemon.log()
     assert seconds < STOP_LIMIT_SECONDS, service.daemon.log()
-    assert worker_pids(runtime_dir) == []
+    assert worker_pids(runtime_dir, standby=None) == []
     assert not Path(runtime_dir).exists()
 
 
@@ -211,9 +242,9 @@ def test_workers_end_with_a_supervisor_that_was_killed(four_sources: Service) ->
     service.daemon.process.kill()
     service.daemon.process.wait(10)
     deadline = time.monotonic() + 15
-    while worker_pids(runtime_dir) and time.monotonic() < deadline:
+    while worker_pids(runtime_dir, standby=None) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert worker_pids(runtime_dir) == []
+    assert worker_pids(runtime_dir, standby=None) == []
 
 
 def test_finite_sources_end_the_service_with_status_0(daemon_factory, tmp_path: Path) -> None:
