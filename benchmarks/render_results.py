@@ -107,6 +107,7 @@ class Layout:
     real_time: bool
     runs: list
     tracking: bool = True
+    workers: int = 1  # worker processes of one service (`streamd bench --workers`)
 
     @property
     def total(self) -> int:
@@ -115,6 +116,8 @@ class Layout:
     @property
     def label(self) -> str:
         text = f"{self.daemons} × {self.streams}" if self.daemons > 1 else f"1 daemon, {self.streams}"
+        if self.workers > 1:
+            text = f"1 service, {self.workers} workers, {self.streams}"
         return text + (f" on {self.gpus} GPUs" if self.gpus > 1 else "") + ("" if self.tracking else " no tracking")
 
 
@@ -124,7 +127,8 @@ PRINTED_RUN = re.compile(r"^\s*(\d+) streams\s+fps/stream min\s+([\d.]+).*?p99\s
 
 def _bench_layouts(bench: dict) -> list[Layout]:
     tracking = dig(bench, "settings", "tracking") is not False
-    return [Layout(1, 1, run["streams"], bool(run.get("real_time")), [run], tracking)
+    return [Layout(1, 1, run["streams"], bool(run.get("real_time")), [run], tracking,
+                   len(run.get("workers") or []) or 1)
             for run in bench.get("runs") or [] if "streams" in run]
 
 
@@ -181,10 +185,10 @@ def streams_row(data: dict) -> list[str]:
     # Every other layout at real time, with the most streams per daemon it held (one daemon: the sweep's answer).
     largest: dict[tuple[int, int, bool], int] = {}
     for layout in passed:
-        key = (layout.gpus, layout.daemons, layout.tracking)
+        key = (layout.gpus, layout.daemons, layout.tracking, layout.workers)
         largest[key] = max(layout.streams, largest.get(key, 0))
-    also = "; ".join(Layout(d, g, s, True, [], t).label for (g, d, t), s in sorted(largest.items())
-                     if (g, d, t) != (best.gpus, best.daemons, best.tracking))
+    also = "; ".join(Layout(d, g, s, True, [], t, w).label for (g, d, t, w), s in sorted(largest.items())
+                     if (g, d, t, w) != (best.gpus, best.daemons, best.tracking, best.workers))
     runs = [run for run in best.runs if isinstance(run, dict) and "error" not in run]
     slowest = min((dig(run, "published_fps", "min") for run in runs if dig(run, "published_fps", "min") is not None),
                   default=None)
@@ -336,6 +340,24 @@ GROUPS = (
            "one viewer: CPU / frame", "one viewer: fps", "load average"),
           lambda d: "hook" in d and "windows" in d, preview_row),
 )
+def kill_row(data: dict) -> list[str]:
+    settings = data.get("settings") or {}
+    return [str(settings.get("decoder", NONE)), f"{settings.get('streams', NONE)} × {settings.get('workers', NONE)}",
+            str(len(data.get("kills") or [])), number(data.get("worst_seconds_until_published_again"), 2),
+            str(data.get("untouched_frame_index_gaps", NONE)),
+            number(data.get("untouched_frame_age_p99_seconds"), 0, 1e3)]
+
+
+GROUPS += (
+    Group("Worker processes killed: `worker_kill.py`",
+          "A worker of a loaded service SIGKILLed again and again: the longest any of its cameras took to publish "
+          "again, and, while it was down, frame-index gaps and frame age p99 of the other workers' cameras.",
+          ("decoder", "streams × workers", "kills", "worst seconds until back", "gaps on the others",
+           "others' frame age p99 ms"),
+          lambda d: "kills" in d and "worst_seconds_until_published_again" in d, kill_row),
+)
+
+
 OTHER = Group("Other results", "Result files of a kind this page has no columns for.", (), lambda d: True,
               lambda d: [])
 
