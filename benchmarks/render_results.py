@@ -358,6 +358,44 @@ GROUPS += (
 )
 
 
+
+def end_to_end_row(data: dict) -> list[str]:
+    end_to_end = data["end_to_end"]
+    rounds = [value for value in dig(end_to_end, "per_round", "fps_ratio") or [] if isinstance(value, (int, float))]
+    spread = f" ({min(rounds):.2f}–{max(rounds):.2f})" if rounds else ""
+    variants = end_to_end.get("variants") or {}
+
+    def fps(name: str) -> str:
+        return number(dig(variants, name, "fps"), 1)
+
+    def cpu(name: str) -> str:
+        return number(dig(variants, name, "cpu_seconds_per_frame"), 1, 1e3)
+
+    hand = [name for name in variants if name.startswith("handwritten")]
+    best = max(hand, key=lambda name: dig(variants, name, "fps") or 0, default=None)
+    return [number(end_to_end.get("fps_ratio"), 3) + spread, number(end_to_end.get("fps_ratio_tracking_on"), 3),
+            number(end_to_end.get("cpu_ratio"), 3), number(end_to_end.get("cpu_ratio_tracking_on"), 3),
+            f"{fps('streamd_one_process_tracking_off')} / {cpu('streamd_one_process_tracking_off')}",
+            f"{fps('streamd_workers_2_tracking_off')} / {cpu('streamd_workers_2_tracking_off')}",
+            f"{fps(best)} / {cpu(best)} ({best.removeprefix('handwritten_').replace('_', ' ')})" if best else NONE,
+            str(end_to_end.get("messages_missing", NONE))]
+
+
+# First: such a file also holds the pipeline-against-raw keys of the group below.
+GROUPS = (
+    Group("End to end: `streamd bench` against a hand-written loop",
+          "Copies of a video read flat out through `streamd run` (one process; `workers = 2`) to a real subscriber, "
+          "against the best hand-written loop doing the same work (decode, letterbox, ONNX Runtime, YOLOX decode "
+          "+ NMS). fps ratio: the round's best streamd fps (tracking off) over the round's best hand-written fps, "
+          "median of the rounds (their range); CPU ratio: the lowest hand-written CPU per frame over the lowest "
+          "streamd's; fps and CPU ms per frame are medians, tracking off.",
+          ("fps ratio", "fps ratio, tracking on", "CPU ratio", "CPU ratio, tracking on", "1 process fps / CPU ms",
+           "workers = 2 fps / CPU ms", "hand-written best fps / CPU ms", "messages missing"),
+          lambda d: isinstance(d.get("end_to_end"), dict), end_to_end_row),
+    *GROUPS,
+)
+
+
 OTHER = Group("Other results", "Result files of a kind this page has no columns for.", (), lambda d: True,
               lambda d: [])
 
