@@ -361,10 +361,10 @@ def write_synthetic_video(path: Path, frames: int) -> None:
     """The demo's synthetic scene as a video file (MJPG), for --source synthetic."""
     import cv2  # noqa: PLC0415
 
-    from streamd.bench.run import _demo_source  # noqa: PLC0415
+    from streamd.models.demo_config import demo_source_table  # noqa: PLC0415
     from streamd.sources.synthetic import render  # noqa: PLC0415
 
-    scene = _demo_source()
+    scene = demo_source_table()
     width, height = int(scene["width"]), int(scene["height"])
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), float(scene["fps"]), (width, height))
     for index in range(frames):

@@ -41,12 +41,9 @@ class BenchArgumentError(Exception):
 
 def _demo_source() -> dict[str, object]:
     """The built-in demo's synthetic source table (``streamd run`` without --config), less its id and length."""
-    from streamd.models import demo_config_document  # noqa: PLC0415
+    from streamd.models.demo_config import demo_source_table  # noqa: PLC0415
 
-    source = dict(demo_config_document()["sources"][0])
-    for key in ("id", "max_frames"):
-        source.pop(key, None)
-    return source
+    return demo_source_table()
 
 
 def use_demo_defaults(args: argparse.Namespace) -> str | None:

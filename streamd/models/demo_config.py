@@ -50,3 +50,11 @@ bind = "127.0.0.1:9401"
 def demo_config_document() -> dict[str, Any]:
     """The demo config as a parsed TOML document, for ``streamd.config.load.parse_config``."""
     return tomllib.loads(DEMO_CONFIG_TOML)
+
+
+def demo_source_table() -> dict[str, object]:
+    """The built-in demo's synthetic source table, less its id and length (what ``streamd bench`` plays)."""
+    source = dict(demo_config_document()["sources"][0])
+    for key in ("id", "max_frames"):
+        source.pop(key, None)
+    return source

@@ -8,14 +8,23 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from streamd.config.schema import Config
 from streamd.errors import StreamdError
 from streamd.preview.pages import index_html, not_found_page
 from streamd.supervisor.scrape import worker_json
+from streamd.supervisor.workers import Worker
 
-if TYPE_CHECKING:
-    from streamd.supervisor.service import Supervisor
+
+class Supervisor(Protocol):
+    """What the preview reads of the supervisor (streamd.supervisor.service.Supervisor)."""
+
+    config: Config
+    assignment: dict[str, int]
+    workers: list[Worker]
+
+    def worker_addresses(self, kind: str = "metrics") -> list[tuple[int, str]]: ...
 
 log = logging.getLogger(__name__)
 

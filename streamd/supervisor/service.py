@@ -98,7 +98,7 @@ class Supervisor:
         ids = tuple(s.id for s in self.config.sources if self.assignment[s.id] == index)
         return WorkerSpec(index, ids, f"ipc://{self.runtime_dir}/worker-{index}.ipc",
                           self.devices[index % len(self.devices)], self._document, str(self._base_dir),
-                          self.config.path)
+                          self.config.path, max(1, _cores() // self.worker_total))
 
     def start(self) -> None:
         publish = self.config.publish
@@ -314,6 +314,10 @@ class _MergedRegistry:
 
     def collect(self):  # noqa: ANN201 - a registry's interface
         return self._collector.collect()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _exit_text(code: int) -> str:

@@ -38,6 +38,7 @@ class WorkerSpec:
     document: dict[str, Any]  # the user's config document, before narrowing
     base_dir: str  # relative paths in the document resolve against the config file's folder
     config_path: str  # for messages
+    cpu_share: int = 0  # cores for this worker's CPU detectors when model.workers/threads are auto (0: all)
 
     def worker_document(self) -> dict[str, Any]:
         document = copy.deepcopy(self.document)
@@ -53,7 +54,12 @@ class WorkerSpec:
         if document.get("preview", {}).get("enabled"):
             document["preview"] = {**document["preview"], "bind": LOOPBACK_FREE_PORT}
         document["daemon"] = {**document.get("daemon", {}), "workers": 1}
-        document.setdefault("model", {})["device"] = self.device
+        model = document.setdefault("model", {})
+        model["device"] = self.device
+        if self.cpu_share and not model.get("workers") and not model.get("threads"):
+            # K workers on C cores: each worker's CPU detectors share C / K of them, not all C each.
+            model["workers"] = min(2, self.cpu_share)
+            model["threads"] = max(1, self.cpu_share // model["workers"])
         return document
 
     def config(self) -> Config:
@@ -69,13 +75,14 @@ class WorkerSpec:
     def to_json(self) -> str:
         return json.dumps({"index": self.index, "source_ids": list(self.source_ids),
                            "publish_endpoint": self.publish_endpoint, "device": self.device,
-                           "document": self.document, "base_dir": self.base_dir, "config_path": self.config_path})
+                           "document": self.document, "base_dir": self.base_dir, "config_path": self.config_path,
+                           "cpu_share": self.cpu_share})
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSpec:
         data = json.loads(text)
         return cls(int(data["index"]), tuple(data["source_ids"]), data["publish_endpoint"], int(data["device"]),
-                   data["document"], data["base_dir"], data["config_path"])
+                   data["document"], data["base_dir"], data["config_path"], int(data.get("cpu_share", 0)))
 
 
 def write_spec(path: Path, spec: WorkerSpec) -> None:
