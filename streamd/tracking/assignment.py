@@ -15,6 +15,8 @@ go through an exact Hungarian solver, so no assignment library is needed.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # A pair below the threshold costs this much: never taken, since leaving its row unmatched costs 0.
@@ -70,13 +72,90 @@ def overlapping_pairs(low_a: np.ndarray, high_a: np.ndarray, low_b: np.ndarray,
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:
-    """Minimum-cost assignment of a (R, C) matrix with R <= C: the column of each row.
+    """Minimum-cost assignment of a (R, C) matrix of finite costs with R <= C: the column of each row.
 
-    Shortest augmenting paths with potentials (Kuhn-Munkres, O(R^2 C)); the inner loop over
-    columns is vectorised."""
+    Shortest augmenting paths with potentials (Kuhn-Munkres, O(R^2 C)). The tracker's problems are a
+    few rows (objects crossing): those are solved on Python floats (``_hungarian_lists``), which at that
+    size costs a tenth of numpy's calls; larger ones with the inner loop over columns vectorised. Both
+    take the same float steps in the same order and the first column of equal cost, so they give the
+    same assignment (tests/tracking/test_assignment.py checks them against each other, ties included)."""
     rows, cols = cost.shape
     if rows > cols:
         raise ValueError(f"hungarian needs rows <= columns, got {rows}x{cols}")
+    if rows * cols <= _LIST_SOLVER_CELLS:
+        return np.array(_hungarian_lists(cost.tolist(), cols), np.int64)
+    return _hungarian_vectorised(cost)
+
+
+# Up to this many cells a problem is solved on Python floats: about where the Python inner loop over the
+# columns starts to cost more than numpy's calls per step.
+_LIST_SOLVER_CELLS = 1024
+
+
+def _hungarian_lists(cost: list[list[float]], cols: int) -> list[int]:
+    """``hungarian`` of R rows of ``cols`` Python floats (R <= cols, at least one row)."""
+    rows = len(cost)
+    inf = math.inf
+    if rows == 1:
+        costs = cost[0]
+        return [costs.index(min(costs))]  # the first column of the least cost, as argmin
+    if rows == 2:
+        # Every pair of columns (the first of the least total in row-major order, as the vectorised argmin).
+        best, best_pair = inf, [0, 1]
+        second = cost[1]
+        for first_column, first in enumerate(cost[0]):
+            for second_column, value in enumerate(second):
+                total = first + value
+                if total < best and first_column != second_column:
+                    best, best_pair = total, [first_column, second_column]
+        return best_pair
+    u = [0.0] * (rows + 1)
+    v = [0.0] * (cols + 1)
+    owner = [0] * (cols + 1)  # row (1-based) assigned to each column; 0: none
+    way = [0] * (cols + 1)
+    columns = range(1, cols + 1)
+    for row in range(1, rows + 1):
+        owner[0] = row
+        column = 0
+        min_slack = [inf] * (cols + 1)
+        used = [False] * (cols + 1)
+        while True:
+            used[column] = True
+            current = owner[column]
+            costs, potential = cost[current - 1], u[current]
+            delta, following = inf, 0
+            for candidate in columns:
+                if used[candidate]:
+                    continue
+                slack = costs[candidate - 1] - potential - v[candidate]
+                if slack < min_slack[candidate]:
+                    min_slack[candidate] = slack
+                    way[candidate] = column
+                if min_slack[candidate] < delta:
+                    delta, following = min_slack[candidate], candidate
+            for index in range(cols + 1):
+                if used[index]:
+                    u[owner[index]] += delta
+                    v[index] -= delta
+                else:
+                    min_slack[index] -= delta
+            column = following
+            if owner[column] == 0:
+                break
+        while column:
+            previous = way[column]
+            owner[column] = owner[previous]
+            column = previous
+    assignment = [0] * rows
+    for index in columns:
+        if owner[index]:
+            assignment[owner[index] - 1] = index - 1
+    return assignment
+
+
+def _hungarian_vectorised(cost: np.ndarray) -> np.ndarray:
+    """``hungarian`` with the inner loop over columns in numpy, for problems too large for Python floats."""
+    rows, cols = cost.shape
     # One or two rows (most of the tracker's crowded corners: two objects crossing): every assignment
     # at once, in a few numpy calls instead of the Python loop's tens.
     if rows == 1:
@@ -139,31 +218,45 @@ def match_pairs(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: t
         return rows, cols
     # The usual case: no row or column has two candidates, every pair is unambiguous. (Python sets
     # on these few indices are quicker than numpy counts.)
-    if len(set(rows.tolist())) == rows.size and len(set(cols.tolist())) == rows.size:
+    row_list, col_list = rows.tolist(), cols.tolist()
+    if len(set(row_list)) == len(row_list) and len(set(col_list)) == len(col_list):
         return rows, cols
-    valid = np.zeros(shape, bool)
-    valid[rows, cols] = True
-    similarity = np.zeros(shape)
-    similarity[rows, cols] = values
-    row_count = np.add.reduce(valid, axis=1)
-    col_count = np.add.reduce(valid, axis=0)
-    # Unambiguous pairs: the row's only candidate, and that column's only candidate.
-    unique = valid & (row_count[:, None] == 1) & (col_count[None, :] == 1)
-    rows, cols = np.nonzero(unique)
-    open_rows = np.flatnonzero((row_count > 0) & ~unique.any(axis=1))
-    if open_rows.size == 0:
-        return rows, cols
-    # The other rows with every column they could take; no column of an unambiguous pair is among
-    # them (such a column is valid for its own row only).
-    open_cols = np.flatnonzero(valid[open_rows].any(axis=0))
-    sub_valid = valid[np.ix_(open_rows, open_cols)]
+    # A few tens of pairs: counted and sorted out on Python lists, a tenth of the numpy calls' cost.
+    row_count: dict[int, int] = {}
+    col_count: dict[int, int] = {}
+    for row in row_list:
+        row_count[row] = row_count.get(row, 0) + 1
+    for col in col_list:
+        col_count[col] = col_count.get(col, 0) + 1
+    # Unambiguous pairs: the row's only candidate, and that column's only candidate (in row-major order).
+    # The other pairs are those of the open rows, with every column they could take (no column of an
+    # unambiguous pair is among them: such a column is valid for its own row only).
+    matched_rows: list[int] = []
+    matched_cols: list[int] = []
+    open_pairs = []
+    for row, col, value in zip(row_list, col_list, values.tolist()):
+        if row_count[row] == 1 and col_count[col] == 1:
+            matched_rows.append(row)
+            matched_cols.append(col)
+        else:
+            open_pairs.append((row, col, value))
+    open_rows = sorted({row for row, _, _ in open_pairs})
+    open_cols = sorted({col for _, col, _ in open_pairs})
+    row_at = {row: index for index, row in enumerate(open_rows)}
+    col_at = {col: index for index, col in enumerate(open_cols)}
     # Each row may also take one of its own "unmatched" columns, at no cost: a pair is taken only where
     # it adds to the total margin. (Rows <= columns then, as the solver needs.)
-    cost = np.zeros((open_rows.size, open_cols.size + open_rows.size))
-    cost[:, :open_cols.size] = np.where(sub_valid, threshold - similarity[np.ix_(open_rows, open_cols)], _FORBIDDEN)
-    assignment = hungarian(cost)
-    sub_rows = (assignment < open_cols.size).nonzero()[0]
-    sub_cols = assignment[sub_rows]
-    keep = sub_valid[sub_rows, sub_cols]
-    return (np.concatenate([rows, open_rows[sub_rows[keep]]]),
-            np.concatenate([cols, open_cols[sub_cols[keep]]]))
+    width = len(open_cols)
+    cost = [[_FORBIDDEN] * width + [0.0] * len(open_rows) for _ in open_rows]
+    for row, col, value in open_pairs:
+        cost[row_at[row]][col_at[col]] = threshold - value
+    if len(open_rows) * (width + len(open_rows)) <= _LIST_SOLVER_CELLS:
+        assignment = _hungarian_lists(cost, width + len(open_rows))
+    else:
+        assignment = _hungarian_vectorised(np.array(cost)).tolist()
+    for index, col in enumerate(assignment):
+        # A pair taken: a column of the matrix (not the row's own "unmatched" one) and an allowed pair.
+        if col < width and cost[index][col] != _FORBIDDEN:
+            matched_rows.append(open_rows[index])
+            matched_cols.append(open_cols[col])
+    return np.array(matched_rows, np.intp), np.array(matched_cols, np.intp)

@@ -294,9 +294,7 @@ class ByteTracker:
                 claimed = matched_dets[crowded_matched]
                 contested = claimed
                 if claimed.size:
-                    iou = np.zeros((tracks, count))  # the weighted matrix
-                    iou[pair_tracks, pair_dets] = pair_iou
-                    claim_holds = self._contested(iou, claimed, det_track[claimed], keep, frame_index)
+                    claim_holds = self._contested(pairs, claimed, det_track[claimed], keep, frame_index)
                     contested = claimed[claim_holds]
                     withheld = contested.size
                     if withheld:
@@ -403,30 +401,45 @@ class ByteTracker:
                                              + (1 - APPEARANCE_MOMENTUM) * signatures, signatures)
         self._has_look[track_indices] = True
 
-    def _contested(self, iou: np.ndarray, matched_dets: np.ndarray, matched_tracks: np.ndarray,
-                   keep: np.ndarray, frame_index: int) -> np.ndarray:
+    def _contested(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], matched_dets: np.ndarray,
+                   matched_tracks: np.ndarray, keep: np.ndarray, frame_index: int) -> np.ndarray:
         """Which of these matched detections another confirmed track claims (CONTESTED_IOU, CONTESTED_SHARE of
         their own track's IoU; for a never-published track within the lost buffer of its first box, any
         claim above NEW_ID_CLEAR_IOU); a never-published track claimed by a lost track of its class and
-        colours takes that track's id (removed from ``keep``) and is no longer contested."""
-        rival = iou[:, matched_dets]  # weighted IoU; fancy indexing copies
-        columns = np.arange(matched_dets.size)
-        own = rival[matched_tracks, columns]
-        rival[matched_tracks, columns] = 0.0
-        rival[self._ids == 0] = 0.0
-        strongest = np.maximum.reduce(rival, axis=0)
-        contested = (strongest > CONTESTED_IOU) & (strongest >= CONTESTED_SHARE * own)
-        unpublished = self._ids[matched_tracks] < 0
-        if np.count_nonzero(unpublished):
-            young = frame_index - self._first_index[matched_tracks] < self._config.lost_track_buffer_frames
-            contested |= unpublished & young & (strongest > NEW_ID_CLEAR_IOU)
-        for column in (contested & unpublished).nonzero()[0]:
-            track, claimant = matched_tracks[column], int(rival[:, column].argmax())
-            if (self._ids[claimant] > 0 and self._lost[claimant] and keep[claimant]
-                    and self._classes[claimant] == self._classes[track] and self._look_alike(claimant, track)):
-                self._take_lost_identity(track, claimant, keep)
-                contested[column] = False
-        return contested
+        colours takes that track's id (removed from ``keep``) and is no longer contested. ``pairs``: the
+        overlapping pairs' tracks, detections and weighted IoU, in row-major order (every other pair's IoU
+        is 0)."""
+        # A few boxes and the pairs touching them: Python lists, not the (tracks, boxes) matrix and its calls.
+        column_of = {box: column for column, box in enumerate(matched_dets.tolist())}
+        owners = matched_tracks.tolist()
+        ids = self._ids.tolist()
+        own = [0.0] * len(owners)
+        strongest = [0.0] * len(owners)  # of the other confirmed tracks' (at least one of the column is 0)
+        claimant = [0] * len(owners)  # the first track of the strongest claim, as argmax
+        for track, box, value in zip(*(values.tolist() for values in pairs)):
+            column = column_of.get(box)
+            if column is None:
+                continue
+            if track == owners[column]:
+                own[column] = value
+            elif ids[track] != 0 and value > strongest[column]:
+                strongest[column], claimant[column] = value, track
+        contested = [claim > CONTESTED_IOU and claim >= CONTESTED_SHARE * mine for claim, mine in zip(strongest, own)]
+        unpublished = [ids[track] < 0 for track in owners]
+        if any(unpublished):
+            first_index = self._first_index.tolist()
+            buffer = self._config.lost_track_buffer_frames
+            contested = [held or (new and frame_index - first_index[track] < buffer and claim > NEW_ID_CLEAR_IOU)
+                         for held, new, track, claim in zip(contested, unpublished, owners, strongest)]
+            for column, (held, new) in enumerate(zip(contested, unpublished)):
+                if not (held and new):
+                    continue
+                track, rival = owners[column], claimant[column]
+                if (self._ids[rival] > 0 and self._lost[rival] and keep[rival]
+                        and self._classes[rival] == self._classes[track] and self._look_alike(rival, track)):
+                    self._take_lost_identity(track, rival, keep)
+                    contested[column] = False
+        return np.array(contested, bool)
 
     def _swap_on_release(self, det_track: np.ndarray, shown: np.ndarray, contested: np.ndarray,
                          signatures: np.ndarray | None, xywh: np.ndarray, frame_index: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ class SourceTrackers:
         self._config = config
         self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
         self._metrics = metrics
+        self._metric_children: dict[str, tuple[Any, Any, Any, Any]] = {}  # by source id (_source_metrics)
         # Sources read flat out (pace "fast"): when a frame was read says how busy the machine was, not
         # how much time passed in the scene, so their trackers count frame indices only (otherwise a
         # scheduling hiccup would be predicted across as frames, and ids would depend on load).
@@ -59,13 +61,22 @@ class SourceTrackers:
         update = tracker.update(detections.boxes_xyxy, detections.scores, detections.class_ids, frame.index,
                                 clock, signatures)
         if self._metrics is not None:
-            source = frame.source_id
-            self._metrics.tracks_active.labels(source).set(update.active)
+            children = self._metric_children.get(frame.source_id)
+            if children is None:
+                children = self._metric_children[frame.source_id] = self._source_metrics(frame.source_id)
+            active, started, ended, withheld = children
+            active.set(update.active)
             if update.started:
-                self._metrics.tracks_started.labels(source).inc(update.started)
+                started.inc(update.started)
             if update.ended:
-                self._metrics.tracks_ended.labels(source).inc(update.ended)
+                ended.inc(update.ended)
             if update.withheld:
-                self._metrics.track_ids_withheld.labels(source).inc(update.withheld)
+                withheld.inc(update.withheld)
         tracked = dataclasses.replace(detections, track_ids=update.track_ids, track_ages_frames=update.ages_frames)
         return dataclasses.replace(result, detections=tracked)
+
+    def _source_metrics(self, source_id: str) -> tuple[Any, Any, Any, Any]:
+        """A source's tracking metric children, looked up once (``labels()`` costs about as much as the update)."""
+        metrics = self._metrics
+        return (metrics.tracks_active.labels(source_id), metrics.tracks_started.labels(source_id),
+                metrics.tracks_ended.labels(source_id), metrics.track_ids_withheld.labels(source_id))

@@ -7,7 +7,17 @@ import itertools
 import numpy as np
 
 from streamd.evaluation.detection_map import box_iou
-from streamd.tracking.assignment import hungarian, iou_matrix, match, overlapping_pairs
+from streamd.tracking.assignment import (
+    _FORBIDDEN,
+    _hungarian_lists,
+    _hungarian_vectorised,
+    hungarian,
+    iou_matrix,
+    match,
+    match_pairs,
+    overlapping_pairs,
+)
+from tests.tracking.reference import reference_match_pairs
 
 
 def brute_force_cost(cost: np.ndarray) -> float:
@@ -92,3 +102,35 @@ def test_overlapping_pairs_are_the_nonzero_entries_of_the_iou_matrix_bit_for_bit
         assert np.array_equal(values, matrix[expected_rows, expected_cols])
         assert tracks * detections == 0 or rows.size > 0
 
+
+
+def test_the_list_and_vectorised_solvers_give_the_same_assignment_ties_included() -> None:
+    # Small problems are solved on Python floats, large ones in numpy: the same steps, the same columns.
+    rng = np.random.default_rng(4)
+    for _ in range(1500):
+        rows = int(rng.integers(1, 7))
+        cols = int(rng.integers(rows, 2 * rows + 4))
+        if rng.random() < 0.5:  # few distinct values: many ties
+            cost = rng.integers(-3, 3, (rows, cols)).astype(np.float64) / 4
+        else:
+            cost = rng.random((rows, cols)) - 0.5
+        cost[rng.random((rows, cols)) < 0.3] = _FORBIDDEN
+        expected = _hungarian_vectorised(cost)
+        assert _hungarian_lists(cost.tolist(), cols) == expected.tolist()
+        assert np.array_equal(hungarian(cost), expected)
+
+
+def test_match_pairs_equals_the_matrix_steps_pair_for_pair() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(1500):
+        shape = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+        density = rng.choice([0.03, 0.1, 0.3, 0.8])
+        values = rng.random(shape) * (rng.random(shape) < density)
+        if rng.random() < 0.5:  # ties
+            values = np.round(values * 4) / 4
+        threshold = float(rng.choice([0.0, 0.2, 0.3, 0.5]))
+        rows, cols = (values > threshold).nonzero()
+        pair_values = values[rows, cols]
+        got = match_pairs(rows, cols, pair_values, shape, threshold)
+        expected = reference_match_pairs(rows, cols, pair_values, shape, threshold)
+        assert got[0].tolist() == expected[0].tolist() and got[1].tolist() == expected[1].tolist()
