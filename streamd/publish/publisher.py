@@ -22,6 +22,7 @@ from streamd.publish.curve import ClientAuthorizer, is_loopback_endpoint, load_k
 log = logging.getLogger(__name__)
 
 _CONTEXT_LOCK = threading.Lock()
+_SEND_MORE = zmq.NOBLOCK | zmq.SNDMORE
 
 
 def shared_context() -> zmq.Context:
@@ -67,7 +68,14 @@ class Publisher:
         """True when ZeroMQ took the message for every subscriber; False when it was dropped."""
         self._read_subscriptions()
         try:
-            self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            if len(parts) == 2 and type(parts[0]) is bytes and type(parts[1]) is bytes:
+                # A message's topic and payload: the two sends send_multipart makes, without its checks of
+                # each part's type (these are bytes). A large payload is still not copied (copy_threshold).
+                # XPUB counts whole messages against the high-water mark: a full queue fails the first part.
+                self._socket.send(parts[0], _SEND_MORE)
+                self._socket.send(parts[1], zmq.NOBLOCK, copy=False)
+            else:
+                self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             if self._metrics is not None:
                 self._metrics.messages_dropped.inc()
@@ -83,7 +91,8 @@ class Publisher:
         return self.subscriptions
 
     def _read_subscriptions(self) -> None:
-        while self._socket.poll(0, zmq.POLLIN):
+        # The socket's event flags: what poll(0) reads too, without building a poller on every message.
+        while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
             event = self._socket.recv(zmq.NOBLOCK)
             if event[:1] == b"\x01":
                 self.subscriptions += 1
