@@ -285,6 +285,8 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
             raise ConfigError(f"{prefix}.{key}", "must not be negative")
     if source.decode_threads < 0:
         raise ConfigError(f"{prefix}.decode_threads", "must be 0 (FFmpeg's choice) or more")
+    if source.max_pixels < 0:
+        raise ConfigError(f"{prefix}.max_pixels", "must be 0 (no limit) or more")
     for key in ("width", "height"):
         if getattr(source, key) < 32:
             raise ConfigError(f"{prefix}.{key}", "must be at least 32")

@@ -34,6 +34,8 @@ SOURCE_DECODERS = ("opencv", "nvdec", "jetson", "auto")
 ZERO_COPY_MODES = ("auto", "on", "off")
 PACES = ("native", "fast")
 RTSP_TRANSPORTS = ("tcp", "udp")
+# sources[].max_pixels: an 8K x 8K picture (192 MB as BGR) is the largest a source delivers by default.
+DEFAULT_MAX_PIXELS = 8192 * 8192
 # The longest a detector batch waits for more frames after its first one (see ModelConfig.max_batch).
 DEFAULT_BATCH_WINDOW_SECONDS = 0.020
 
@@ -83,8 +85,8 @@ class SourceConfig:
                                   "`fast`: read flat out and never drop (benchmarks)", choices=PACES, kinds=_READ)
     loop: bool = setting(False, "start over at the end", kinds=_READ)
     max_frames: int = setting(0, "end the source after this many frames (0: unbounded)", kinds=_READ)
-    fps: float = setting(0.0, "override the rate (0: the file's own; images and synthetic default to 10)",
-                         kinds=_READ)
+    fps: float = setting(0.0, "override the rate (0: the file's own; images, synthetic scenes and files whose "
+                              "container gives no rate default to 10)", kinds=_READ)
     # The capture thread already runs beside inference, so one decoder thread is enough for camera
     # rates and spends the least CPU per frame (docs/benchmarks.md).
     decode_threads: int = setting(1, "FFmpeg decoder threads per file. One spends the least CPU per frame; more, or "
@@ -100,6 +102,12 @@ class SourceConfig:
                                      "PyNvVideoCodec or GPU stops the start with one error naming the source (exit "
                                      "1); a codec NVDEC cannot decode is that source's open error, retried like a "
                                      "dead camera", choices=SOURCE_DECODERS, kinds=("file", "rtsp"))
+    max_pixels: int = setting(DEFAULT_MAX_PIXELS, "the largest picture (width × height) the source may deliver; "
+                                                  "a bigger one is refused before decoding where the header says "
+                                                  "its size (PNG, JPEG, BMP, GIF, WebP images; videos and cameras "
+                                                  "once opened), counted and retried like a failed open. 0: no "
+                                                  "limit", kinds=("file", "image", "rtsp"), shown="67108864 "
+                                                  "(8192 × 8192)")
     transport: str = setting("tcp", "RTSP transport", choices=RTSP_TRANSPORTS, kinds=_LIVE)
     open_timeout_seconds: float = setting(5.0, "RTSP open timeout", kinds=_LIVE)
     read_timeout_seconds: float = setting(3.0, "RTSP read timeout", kinds=_LIVE)

@@ -19,7 +19,7 @@ from streamd.sources.backoff import Backoff
 from streamd.sources.device_image import discard_undelivered
 from streamd.sources.frame_pool import FramePool
 from streamd.sources.latest_frame import FrameSignal, LatestFrameSlot
-from streamd.sources.readers import FrameReader, make_reader, redact
+from streamd.sources.readers import DEFAULT_FILE_FPS, MAX_NATIVE_FPS, FrameReader, make_reader, redact
 from streamd.sources.report import CaptureReport
 from streamd.sources.supervisor import LOG_EVERY_N_FAILURES, LiveSupervisor
 
@@ -60,6 +60,7 @@ class CaptureSource:
         self.frames_delivered = 0
         self.last_frame_monotonic = 0.0
         self._frame_shape: tuple[int, ...] | None = None  # the last frame's, to say when a camera changes it
+        self._default_fps_logged = False
         self._log = logging.LoggerAdapter(log, {"source": config.id})
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -125,18 +126,32 @@ class CaptureSource:
                 reader.close()
                 self._back_off(backoff)
                 continue
-            self._log.info("source %s opened (%s)", self.source_id, redact(self.config.url) or self.config.kind)
+            # Said once, and again after a failure that was followed by frames (not on every retry).
+            self._log.log(logging.INFO if backoff.failures == 0 else logging.DEBUG, "source %s opened (%s)",
+                          self.source_id, redact(self.config.url) or self.config.kind)
+            delivered_before = self.frames_delivered
             try:
-                ended = self._stream(reader)
+                outcome = self._stream(reader)
             finally:
                 reader.close()
-            if ended:
+            if outcome == "ended":
                 count = self.frames_delivered
-                self._log.info("source %s finished after %d frame%s", self.source_id, count, "" if count == 1 else "s")
+                self._log.log(logging.INFO if count else logging.WARNING, "source %s finished after %d frame%s",
+                              self.source_id, count, "" if count == 1 else "s")
                 self.set_state("finished")
                 self.finished.set()
                 break
-            if self.frames_delivered:
+            if outcome == "empty":
+                # Opened, but a whole pass gave no frame (a file cut right after its header, a stream
+                # nothing can decode): a failed open, backed off and counted, never a busy loop.
+                failure = backoff.failures + 1
+                loud = failure == 1 or failure % LOG_EVERY_N_FAILURES == 0
+                self.record_error("open", f"{redact(self.config.url) or self.config.kind} opened but gave no frame "
+                                          f"(cut short, empty or undecodable?); retrying (failure {failure})",
+                                  logging.WARNING if loud else logging.DEBUG)
+                self._back_off(backoff)
+                continue
+            if self.frames_delivered > delivered_before:
                 backoff.reset()
             if not self._stop.is_set():
                 self.record_error("read", f"source {self.source_id} stopped delivering frames; retrying")
@@ -144,23 +159,31 @@ class CaptureSource:
                 self.count_reconnect()
         self.slot.close()
 
-    def _stream(self, reader: FrameReader) -> bool:
-        """Read until stop (False), failure (False) or the end of a non-looping source (True)."""
+    def _stream(self, reader: FrameReader) -> str:
+        """Read until stop or a failure (``"failed"``), the end of a non-looping source (``"ended"``), or
+        a pass over a looping source that gave no frame (``"empty"``: a rewind with no frame since the
+        open or the last rewind). The state turns ``streaming`` at the first frame."""
         paced = self.config.pace == "native"
-        fps = self.config.fps or reader.native_fps
-        interval_seconds = 1.0 / fps if paced and fps > 0 else 0.0
+        fps = self._pace_fps(reader) if paced else 0.0
+        interval_seconds = 1.0 / fps if fps > 0 else 0.0
         next_due = time.monotonic()
-        self.set_state("streaming")
+        frames_this_pass = 0
         while not self._stop.is_set():
             if self.config.max_frames and self.frames_delivered >= self.config.max_frames:
-                return True
+                return "ended"
             item = reader.read()
             if item is None:
                 if not self.config.loop:
-                    return True
+                    return "ended"
+                if not frames_this_pass:
+                    return "empty"
+                frames_this_pass = 0
                 if not reader.rewind():
-                    return False
+                    return "failed"
                 continue
+            frames_this_pass += 1
+            if self.state != "streaming":
+                self.set_state("streaming")
             image, ground_truth = item
             if interval_seconds:
                 # Deliver on the source's clock, as a camera would; never try to catch up a backlog.
@@ -169,12 +192,27 @@ class CaptureSource:
                 if delay > 0:
                     if self._stop.wait(delay):
                         discard_undelivered(image)
-                        return False
+                        return "failed"
                 elif delay < -interval_seconds:
                     next_due = time.monotonic()
             if not self.deliver(image, ground_truth):
-                return False
-        return False
+                return "failed"
+        return "failed"
+
+    def _pace_fps(self, reader: FrameReader) -> float:
+        """The rate ``pace = "native"`` delivers at: ``fps``, else the reader's own, else (a file whose
+        container gives no usable rate) ``DEFAULT_FILE_FPS``, said once."""
+        if self.config.fps:
+            return self.config.fps
+        fps = reader.native_fps
+        if 0 < fps < MAX_NATIVE_FPS:
+            return fps
+        if not self._default_fps_logged:
+            self._default_fps_logged = True
+            self._log.info("source %s: %s gives no frame rate%s; paced at %g fps (set fps to choose)",
+                           self.source_id, redact(self.config.url) or self.config.kind,
+                           f" (it says {fps:g})" if fps else "", DEFAULT_FILE_FPS)
+        return DEFAULT_FILE_FPS
 
     # -- what readers and the supervisor report ------------------------------------------------
     def deliver(self, image: np.ndarray, ground_truth: object | None = None) -> bool:

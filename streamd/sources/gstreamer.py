@@ -54,7 +54,7 @@ from streamd.sources.gst_elements import (
     import_gst,
     is_tegra,
 )
-from streamd.sources.readers import FrameReader, check_media_file, redact
+from streamd.sources.readers import FrameReader, check_image_header, check_media_file, check_pixels, redact
 from streamd.sources.rtsp import probe_server
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class GStreamerReader(FrameReader):
                 raise SourceError(f"cannot open RTSP stream {self._where()}: {error}") from None
         else:
             check_media_file(config.url)
+            check_image_header(config.url, config.max_pixels)  # a picture given as a video: before decoding it
         hardware = hardware_decode_available() if self._hardware is None else self._hardware
         description = pipeline_description(config, hardware)
         try:
@@ -138,6 +139,11 @@ class GStreamerReader(FrameReader):
             self.close()
             raise SourceError(f"cannot open {'RTSP stream ' if config.kind == 'rtsp' else ''}{self._where()}: "
                               f"{reason}")
+        try:  # the caps give the size only with the first decoded frame
+            check_pixels(self._where(), image.shape[1], image.shape[0], config.max_pixels, before_decoding=False)
+        except SourceError:
+            self.close()
+            raise
         self._first = image
 
     def read(self) -> tuple[np.ndarray, object | None] | None:

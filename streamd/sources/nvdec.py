@@ -46,8 +46,9 @@ import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
+from streamd.log_throttle import LogThrottle
 from streamd.sources.device_image import DeviceNV12
-from streamd.sources.readers import FrameReader, redact
+from streamd.sources.readers import FrameReader, check_pixels, redact
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,7 @@ class PyNvVideoCodecDecoder(PictureDecoder):
             self._fps = float(self._demuxer.FrameRate() or 0.0)
             self._codec = self._demuxer.GetNvCodecId()
             self._size = (self._demuxer.Width(), self._demuxer.Height())
+        check_pixels(f"{self._where()}: the stream", *self._size, self._config.max_pixels, before_decoding=True)
         if self._stream is None:
             self._stream = Stream()
         self._create_decoder(*self._size)
@@ -358,6 +360,7 @@ class NvdecReader(FrameReader):
         self._pictures: Iterator[DeviceNV12 | None] | None = None
         self._pending: deque[DeviceNV12] = deque()
         self.dropped_exhausted = 0
+        self._decode_errors = LogThrottle()  # a looping corrupt file fails the same way on every pass
 
     def open(self) -> None:
         config = self._config
@@ -383,7 +386,12 @@ class NvdecReader(FrameReader):
                     continue
                 return picture, None
         except SourceError as error:
-            log.warning("%s", error)
+            due = self._decode_errors.occurred()
+            if due is not None:
+                count, _ = due
+                log.warning("%s%s", error, "" if self._decode_errors.total == 1 else
+                            f" ({count} decode failure(s) since the last line, {self._decode_errors.total} in all; "
+                            f"summarised at most every {self._decode_errors.interval_seconds:g} s)")
             return None
         return None
 

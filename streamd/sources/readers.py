@@ -17,10 +17,17 @@ import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
+from streamd.log_throttle import LogThrottle
+from streamd.sources.image_header import describe_pixels, image_size
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STILL_FPS = 10.0
+# pace = "native" on a file whose container gives no usable frame rate (none, or a made-up one such
+# as the 25 fps FFmpeg gives a picture read as a video): this rate, as for images, never flat out.
+DEFAULT_FILE_FPS = 10.0
+# A rate of this or more is no real frame rate (FFmpeg reports 1000 for a timebase without one).
+MAX_NATIVE_FPS = 1000.0
 # A read that fails before the frame count a file's header announces is retried: FFmpeg skips a
 # corrupt stretch one failed read at a time (tests/daemon/test_bad_input.py). Past this many in a row,
 # or at a truncated file's cut, the file has ended.
@@ -58,6 +65,25 @@ class FrameReader(ABC):
         return True
 
 
+def check_pixels(what: str, width: int, height: int, max_pixels: int, before_decoding: bool) -> None:
+    """SourceError when a picture of ``width`` x ``height`` is over the source's ``max_pixels`` (0: no limit)."""
+    if max_pixels and width * height > max_pixels:
+        when = "refused before decoding" if before_decoding else "refused"
+        raise SourceError(f"{what} is {describe_pixels(width, height)}, over max_pixels = {max_pixels}; {when} "
+                          "(raise the source's max_pixels to take it)")
+
+
+def check_image_header(path: str, max_pixels: int) -> bool:
+    """Refuse an image file whose header says it is over ``max_pixels`` (SourceError); whether the
+    file is an image this header check reads."""
+    found = image_size(path)
+    if found is None:
+        return False
+    image_format, width, height = found
+    check_pixels(f"{image_format} image {path}", width, height, max_pixels, before_decoding=True)
+    return True
+
+
 def check_media_file(path: str) -> None:
     """SourceError unless ``path`` is a readable file: a clear reason instead of a decoder's guess
     (and OpenCV never tries to read a missing name as an image-sequence pattern)."""
@@ -82,24 +108,42 @@ class VideoFileReader(FrameReader):
         self._source_id = config.id
         self._path = config.url
         self._decode_threads = config.decode_threads
+        self._max_pixels = config.max_pixels
         self._capture: cv2.VideoCapture | None = None
         self._fps = 0.0
         self._announced_frames = 0  # the header's frame count (exact for MP4, an estimate for some)
         self._short_end_logged = False  # a looping truncated file says so once, not every loop
+        self._corrupt_log = LogThrottle()  # a looping corrupt file: one line, then a summary a minute
         self._buffers: list[np.ndarray] = []  # images this reader decoded, decoded into again once unused
+        # A picture given as a video (a PNG named .avi): FFmpeg reads it as one frame at a made-up 25 fps.
+        # Its rate counts as unknown, and a loop repeats the decoded picture instead of decoding it again.
+        self._picture = False
+        self._picture_frame: np.ndarray | None = None
+        self._repeat_picture = False
 
     def open(self) -> None:
         check_media_file(self._path)
+        self._picture = check_image_header(self._path, self._max_pixels)
+        self._picture_frame, self._repeat_picture = None, False
         params = [cv2.CAP_PROP_N_THREADS, self._decode_threads] if self._decode_threads else []
         capture = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"cannot open video file {self._path} (not a video OpenCV/FFmpeg can read?)")
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_pixels(f"video {self._path}", width, height, self._max_pixels, before_decoding=True)
+        except SourceError:
+            capture.release()
+            raise
         self._capture = capture
-        self._fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._fps = 0.0 if self._picture else float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self._announced_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
 
     def read(self) -> tuple[np.ndarray, object | None] | None:
+        if self._repeat_picture and self._picture_frame is not None:
+            self._repeat_picture = False
+            return self._picture_frame, None
         if self._capture is None:
             return None
         failed = 0
@@ -109,8 +153,9 @@ class VideoFileReader(FrameReader):
             if ok and image is not None:
                 self._keep_buffer(image, buffer)
                 if failed:
-                    log.warning("source %s: %d unreadable frame(s) at frame %d of %s (corrupt data), skipped; "
-                                "reading on", self._source_id, failed, self._position() - 1, self._path)
+                    self._log_corrupt_stretch(failed)
+                if self._picture:
+                    self._picture_frame = image
                 return image, None
             position = self._position()
             if position >= self._announced_frames:
@@ -123,6 +168,21 @@ class VideoFileReader(FrameReader):
                                 "corrupt); treated as its end", self._source_id, self._path, position,
                                 self._announced_frames)
                 return None
+
+    def _log_corrupt_stretch(self, frames: int) -> None:
+        """The first corrupt stretch at WARNING; after it one summary a minute (a looping file meets the
+        same stretches on every pass)."""
+        due = self._corrupt_log.occurred(frames)
+        if due is None:
+            return
+        stretches, skipped = due
+        if self._corrupt_log.total == 1:
+            log.warning("source %s: %d unreadable frame(s) at frame %d of %s (corrupt data), skipped; reading on",
+                        self._source_id, frames, self._position() - 1, self._path)
+        else:
+            log.warning("source %s: %d more corrupt stretch(es) in %s (%d unreadable frame(s) in all) since the "
+                        "last line, skipped; reading on (%d in all; summarised at most every %g s)", self._source_id,
+                        stretches, self._path, skipped, self._corrupt_log.total, self._corrupt_log.interval_seconds)
 
     def _unused_buffer(self) -> np.ndarray | None:
         """An image this reader returned earlier that nothing references any more (its frame was
@@ -154,6 +214,9 @@ class VideoFileReader(FrameReader):
         return self._fps
 
     def rewind(self) -> bool:
+        if self._picture and self._picture_frame is not None:
+            self._repeat_picture = True  # the same picture again, not decoded again
+            return True
         return self.reopen()  # more reliable than seeking to 0 across codecs/containers
 
     def close(self) -> None:
@@ -168,14 +231,19 @@ class StillImageReader(FrameReader):
     def __init__(self, config: SourceConfig) -> None:
         self._path = config.url
         self._fps = config.fps or DEFAULT_STILL_FPS
+        self._max_pixels = config.max_pixels
         self._image: np.ndarray | None = None
         self._delivered = False
 
     def open(self) -> None:
         check_media_file(self._path)
+        checked = check_image_header(self._path, self._max_pixels)  # before decoding, where the header says
         image = cv2.imread(self._path, cv2.IMREAD_COLOR)
         if image is None:
             raise SourceError(f"cannot read image {self._path} (not an image OpenCV can decode)")
+        if not checked:  # a format whose header is not read here (TIFF...): checked once decoded
+            check_pixels(f"image {self._path}", image.shape[1], image.shape[0], self._max_pixels,
+                         before_decoding=False)
         self._image = image
         self._delivered = False
 

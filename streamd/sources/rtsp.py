@@ -20,7 +20,7 @@ import numpy as np
 
 from streamd.config.schema import SourceConfig
 from streamd.errors import SourceError
-from streamd.sources.readers import FrameReader, redact
+from streamd.sources.readers import FrameReader, check_pixels, redact
 
 OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # FFmpeg's default analysis (5 s) made each open take ~2.9 s on a 10 fps test stream: that delay
@@ -144,6 +144,12 @@ class RtspReader(FrameReader):
             else:
                 reason = "the server refused the stream (wrong path or credentials?) or sent no usable video"
             raise SourceError(f"cannot open RTSP stream {redact(config.url)} ({config.transport}): {reason}")
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_pixels(f"RTSP stream {redact(config.url)}", width, height, config.max_pixels, before_decoding=False)
+        except SourceError:
+            capture.release()
+            raise
         self._capture = capture
 
     def read(self) -> tuple[np.ndarray, object | None] | None:
