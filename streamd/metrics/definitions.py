@@ -22,6 +22,8 @@ SOURCE_STATES = ("connecting", "streaming", "stalled", "backing_off", "finished"
 DROP_REASONS = ("superseded", "too_old")
 # SIGHUP reloads (streamd.daemon.reload): applied, or refused with the previous config kept running.
 RELOAD_RESULTS = ("applied", "refused")
+# Why the CURVE publisher refused a connection (streamd.publish.curve.REFUSAL_REASONS, which a test compares).
+AUTH_REFUSAL_REASONS = ("unknown_key", "plaintext", "crypto", "protocol")
 # Frames per detector batch (model.max_batch; 1 unless the detector batches).
 BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
@@ -139,6 +141,12 @@ class StreamdMetrics:
             "that cannot load; the previous config keeps running).", ["result"], registry=registry)
         for result in RELOAD_RESULTS:
             self.config_reloads.labels(result)
+        self.publish_auth_refused = Counter(
+            "streamd_publish_auth_refused_total", "Connections to the CURVE publisher refused: unknown_key (not in "
+            "the authorised-keys folder), plaintext (no CURVE), crypto (wrong server key, or a public key without "
+            "its secret), protocol (not ZeroMQ).", ["reason"], registry=registry)
+        for reason in AUTH_REFUSAL_REASONS:
+            self.publish_auth_refused.labels(reason)
         self._frame_metrics: dict[str, SourceFrameMetrics] = {}
 
     def frame_metrics(self, source_id: str) -> SourceFrameMetrics:

@@ -6,22 +6,36 @@ server side is ``curve_server`` with its secret key, and which clients may conne
 pyzmq's ZAP handler (``ThreadAuthenticator``) from a folder of authorised clients' ``*.key`` files.
 That folder is re-read whenever its listing or a file in it changes (checked every
 ``KEYS_RELOAD_INTERVAL_SECONDS``), so adding or revoking a subscriber needs no restart.
+
+Refused connections are counted and logged with the peer's address (:class:`RefusalLog`): an unknown
+key by the ZAP handler, which has the address and the key; handshakes that fail before ZAP is asked (a
+plaintext client, the wrong server key, a public key without its secret, something that is not
+ZeroMQ) by a socket monitor on the server socket (:class:`HandshakeWatch`), which reads the address
+from the accepted connection.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
+import socket as _socket
 import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
 from streamd.errors import KeyFileError, StreamdError
+from streamd.log_throttle import REPEAT_SUMMARY_SECONDS, LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +43,18 @@ KEYS_RELOAD_INTERVAL_SECONDS = 1.0
 # ZAP applies per context; one ThreadAuthenticator serves every CURVE server socket of the process.
 _ZAP_DOMAIN = "*"
 _TCP_HOST = re.compile(r"^tcp://(?P<host>\[[^]]+\]|[^:]+):")
+# Why a connection was refused: the `reason` label of streamd_publish_auth_refused_total, and what the
+# log line says of it.
+REFUSAL_REASONS = {
+    "unknown_key": "its key is not in the authorised-keys folder",
+    "plaintext": "it does not speak CURVE (a plaintext subscriber?)",
+    "crypto": "its handshake does not decrypt (the wrong server key, or a public key without its secret key)",
+    "protocol": "the handshake broke off (a plaintext subscriber that hung up first, not a ZeroMQ client, or a "
+                "protocol error)",
+}
+# Hosts whose refusals are summarised separately; past this many the longest quiet one is forgotten.
+MAX_REFUSING_HOSTS = 256
+_MONITOR_POLL_MILLISECONDS = 100
 
 
 @dataclass(frozen=True)
@@ -118,17 +144,185 @@ def make_curve_client(socket: zmq.Socket, key_pair: KeyPair, server_public_key: 
     socket.curve_serverkey = server_public_key
 
 
+class RefusalLog:
+    """Counts refused connections (``count(reason)``) and logs them with the peer's address: the first
+    refusal from a host for a reason at WARNING, then at most one summary line a minute with a count, so
+    a client retrying ten times a second costs one line a minute. Thread-safe."""
+
+    def __init__(self, count: Callable[[str], None] | None = None, where: str = "",
+                 interval_seconds: float = REPEAT_SUMMARY_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._count = count
+        self._where = f" on {where}" if where else ""
+        self._interval_seconds = interval_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._throttles: OrderedDict[tuple[str, str], LogThrottle] = OrderedDict()
+        self.refused_total = 0
+
+    def refused(self, reason: str, address: str, key: str = "") -> None:
+        """One connection refused, for ``reason`` (a REFUSAL_REASONS key), from ``address`` ("" unknown)."""
+        if self._count is not None:
+            self._count(reason)
+        host = _host_of(address)
+        with self._lock:
+            self.refused_total += 1
+            throttle = self._throttles.pop((host, reason), None) or LogThrottle(self._interval_seconds, self._clock)
+            self._throttles[(host, reason)] = throttle  # most recent last
+            while len(self._throttles) > MAX_REFUSING_HOSTS:
+                self._throttles.popitem(last=False)
+            due = throttle.occurred()
+        if due is None:
+            return
+        peer = (address or "an unknown address") + (f" (public key {key})" if key else "")
+        why = REFUSAL_REASONS.get(reason, reason)
+        if throttle.total == 1:
+            log.warning("CURVE refused a connection from %s%s: %s", peer, self._where, why)
+        else:
+            log.warning("CURVE refused %d more connection(s) from %s%s since the last line: %s (%d in all; "
+                        "summarised at most every %g s)", due[0], peer, self._where, why, throttle.total,
+                        self._interval_seconds)
+
+
+def _host_of(address: str) -> str:
+    """``127.0.0.1`` of ``127.0.0.1:5555``, ``::1`` of ``[::1]:5555``; the address itself otherwise."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address
+
+
+def _peer_address(fd: int) -> str:
+    """The remote address of a connection's file descriptor (a duplicate is asked, never the original);
+    "" when it is already closed or not a network socket."""
+    try:
+        duplicate = os.dup(fd)
+    except OSError:
+        return ""
+    try:
+        connection = _socket.socket(fileno=duplicate)
+    except OSError:
+        os.close(duplicate)
+        return ""
+    with connection:
+        try:
+            peer = connection.getpeername()
+        except OSError:
+            return ""
+    if isinstance(peer, tuple):
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(peer or "")
+
+
+class HandshakeWatch:
+    """Reports a CURVE server socket's handshakes that fail before ZAP is asked (a plaintext client, the
+    wrong server key, a public key without its secret, not ZeroMQ) to a :class:`RefusalLog`, through a
+    ZeroMQ socket monitor read in its own thread.
+
+    The monitor says which connection was accepted (its file descriptor, whose peer address is read at
+    once) and how a handshake ended (without the descriptor); outcomes are paired with accepted
+    connections in the order they came. Counting is exact; with several clients connecting at the same
+    instant an address may be paired with another's outcome, and a connection refused before its
+    address could be read (a plaintext client is turned away within microseconds) is "an unknown
+    address". Create it before ``bind()``, from the socket's thread; ``close()`` after the socket."""
+
+    _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+               | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+               | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_MONITOR_STOPPED)
+
+    def __init__(self, socket: zmq.Socket, refusals: RefusalLog) -> None:
+        self._refusals = refusals
+        self._monitor = socket.get_monitor_socket(self._EVENTS)
+        self._stop = threading.Event()
+        # Accepted connections whose handshake has not ended: (file descriptor, address), oldest first.
+        self._handshaking: deque[tuple[int, str]] = deque()
+        self._thread = threading.Thread(target=self._run, name="curve-handshakes", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._monitor.poll(_MONITOR_POLL_MILLISECONDS):
+                    continue
+                event = recv_monitor_message(self._monitor)
+                if event["event"] == zmq.EVENT_MONITOR_STOPPED:
+                    break
+                self._handle(event["event"], event["value"])
+        except zmq.ZMQError:  # the context is terminating
+            pass
+        finally:
+            self._monitor.close(0)
+
+    def _handle(self, event: int, value: int) -> None:
+        if event == zmq.EVENT_ACCEPTED:
+            self._handshaking.append((value, _peer_address(value)))
+            return
+        if event == zmq.EVENT_DISCONNECTED:  # closed before its handshake ended: no outcome will come
+            self._handshaking = deque(entry for entry in self._handshaking if entry[0] != value)
+            return
+        _, address = self._handshaking.popleft() if self._handshaking else (-1, "")
+        # Succeeded: nothing to say; failed at ZAP: the authenticator reports it, with the key.
+        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self._refusals.refused(_protocol_reason(value), address)
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self._refusals.refused("protocol", address)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+def _protocol_reason(code: int) -> str:
+    if code == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "plaintext"
+    if code == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "crypto"
+    return "protocol"
+
+
+class _ReportingAuthenticator(ThreadAuthenticator):
+    """pyzmq's ZAP handler, telling a RefusalLog about each connection it refuses (address and key)."""
+
+    def __init__(self, context: zmq.Context, refusals: RefusalLog, log: logging.Logger) -> None:
+        super().__init__(context, log=log)
+        self._refusals = refusals
+        self._request: list[bytes] = []
+
+    def handle_zap_message(self, msg: list[bytes]):  # async in recent pyzmq: its coroutine is returned as is
+        self._request = msg  # requests are handled one at a time, in the authenticator's thread
+        return super().handle_zap_message(msg)
+
+    def _send_zap_reply(self, request_id: bytes, status_code: bytes, status_text: bytes,
+                        user_id: str = "anonymous") -> None:
+        super()._send_zap_reply(request_id, status_code, status_text, user_id)
+        if status_code == b"200":
+            return
+        request = self._request
+        address = request[3].decode("utf-8", "replace") if len(request) > 3 else ""
+        mechanism = request[5] if len(request) > 5 else b""
+        key = ""
+        if mechanism == b"CURVE" and len(request) == 7 and len(request[6]) == 32:
+            key = z85.encode(request[6]).decode("ascii")
+        self._refusals.refused("unknown_key" if mechanism == b"CURVE" else "protocol", address, key)
+
+
 class ClientAuthorizer:
-    """pyzmq's ZAP handler for ``context``, allowing the keys in ``folder``, re-read on change.
+    """pyzmq's ZAP handler for ``context``, allowing the keys in ``folder``, re-read on change; refusals
+    go to ``refusals`` (logged only, when none is given). ``watch(socket)`` reports a server socket's
+    failed handshakes there too.
 
     One per context (ZAP binds a fixed inproc endpoint); ``close()`` is safe to call twice."""
 
     def __init__(self, context: zmq.Context, folder: str | Path,
-                 reload_interval_seconds: float = KEYS_RELOAD_INTERVAL_SECONDS) -> None:
+                 reload_interval_seconds: float = KEYS_RELOAD_INTERVAL_SECONDS,
+                 refusals: RefusalLog | None = None) -> None:
         check_authorized_keys_folder(folder)
         self.folder = Path(folder)
         self._interval_seconds = reload_interval_seconds
-        self._authenticator = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
+        self.refusals = refusals or RefusalLog()
+        self._authenticator = _ReportingAuthenticator(context, self.refusals, logging.getLogger(f"{__name__}.zap"))
+        self._watches: list[HandshakeWatch] = []
         self._stop = threading.Event()
         self._signature: tuple = ()
         self.reloads = 0
@@ -171,9 +365,16 @@ class ClientAuthorizer:
             except Exception:  # keep the last good set rather than dying
                 log.exception("re-reading %s failed; the previous keys stay authorised", self.folder)
 
+    def watch(self, socket: zmq.Socket) -> None:
+        """Report ``socket``'s failed handshakes as refusals too (before its ``bind()``, from its thread)."""
+        self._watches.append(HandshakeWatch(socket, self.refusals))
+
     def close(self) -> None:
+        """After the watched sockets are closed (their monitors stop with them)."""
         if self._stop.is_set():
             return
         self._stop.set()
         self._watcher.join(5.0)
+        for watch in self._watches:
+            watch.close()
         self._authenticator.stop()

@@ -20,6 +20,7 @@ from streamd.errors import StreamdError
 from streamd.publish.curve import (
     ClientAuthorizer,
     KeyPair,
+    RefusalLog,
     is_loopback_endpoint,
     make_curve_client,
     make_curve_server,
@@ -89,7 +90,9 @@ class Proxy:
     def _bind_downstream(self, settings: ProxySettings) -> None:
         if settings.key_pair is not None and settings.authorized_keys:
             make_curve_server(self._backend, settings.key_pair)
-            self._authorizer = ClientAuthorizer(shared_context(), settings.authorized_keys)
+            self._authorizer = ClientAuthorizer(shared_context(), settings.authorized_keys,
+                                                refusals=RefusalLog(where=f"proxy {settings.bind}"))
+            self._authorizer.watch(self._backend)
         elif not is_loopback_endpoint(settings.bind):
             log.warning("proxy: publishing in plaintext on %s, which other hosts can reach: give --key and "
                         "--authorized-keys", settings.bind)

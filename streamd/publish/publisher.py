@@ -17,7 +17,13 @@ import zmq
 
 from streamd.errors import StreamdError
 from streamd.metrics.definitions import StreamdMetrics
-from streamd.publish.curve import ClientAuthorizer, is_loopback_endpoint, load_key_pair, make_curve_server
+from streamd.publish.curve import (
+    ClientAuthorizer,
+    RefusalLog,
+    is_loopback_endpoint,
+    load_key_pair,
+    make_curve_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,10 @@ class Publisher:
         try:
             if curve_secret_key:
                 make_curve_server(self._socket, load_key_pair(curve_secret_key))
-                self._authorizer = ClientAuthorizer(shared_context(), curve_authorized_keys)
+                refused = getattr(metrics, "publish_auth_refused", None)  # a worker supervisor's metrics have none
+                self._authorizer = ClientAuthorizer(shared_context(), curve_authorized_keys, refusals=RefusalLog(
+                    (lambda reason: refused.labels(reason).inc()) if refused is not None else None, endpoint))
+                self._authorizer.watch(self._socket)
             elif not is_loopback_endpoint(endpoint):
                 log.warning("publishing in plaintext on %s, which other hosts can reach: anyone who connects "
                             "reads every detection; set publish.curve_secret_key and "
