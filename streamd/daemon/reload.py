@@ -14,7 +14,9 @@
 The swap itself: the pipeline's workers finish the frames they hold (published), a new pipeline over
 the new source list and detectors starts, continuing the message ``sequence``. Untouched sources
 keep capturing into their latest-frame slots meanwhile; the swap takes milliseconds (a frame period
-at 30 fps is 33 ms).
+at 30 fps is 33 ms). While the detector is built and while the pipelines change hands, the slots
+hold (``LatestFrameSlot.hold``, up to ``SWAP_HOLD_SECONDS`` each time): a frame waits for the one in
+the slot to be taken instead of replacing it, so the swap costs an untouched source no frame.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 
 # A stopping source may need its read timeout to return (streamd.sources.capture.join_timeout).
 SOURCE_STOP_SECONDS = 2.0
+# While the pipeline is swapped, nobody takes frames: an untouched source's next frame waits in its slot
+# for up to this long instead of replacing the one there (which would be lost). Past it, frames are
+# superseded as usual (counted, and said in the reload's line).
+SWAP_HOLD_SECONDS = 2.0
+# After the new pipeline starts, the hold lasts this much longer at most: time for its workers to take.
+SWAP_HOLD_GRACE_SECONDS = 0.2
 PIPELINE_STOP_SECONDS = 5.0
 
 # Sections a reload re-applies; the rest are named and left for a restart.
@@ -120,6 +128,7 @@ class Reloader:
     def __init__(self, service: ReloadTarget, loader: Callable[[str], Config] = load_config) -> None:
         self._service = service
         self._loader = loader
+        self.swap_superseded = 0  # frames of untouched sources replaced in their slots during the last swap
 
     def reload(self) -> bool:
         """True when applied (or nothing changed), False when refused."""
@@ -139,8 +148,10 @@ class Reloader:
         if diff.restart_only:
             log.warning("reload: %s changed; these take effect at the next restart (a reload re-applies "
                         "[[sources]], [model] and daemon.log_level)", ", ".join(diff.restart_only))
-        log.info("reload applied in %.2f s: %s", time.monotonic() - started,
-                 "nothing changed" if diff.empty else diff.summary())
+        superseded = f"; {self.swap_superseded} frame(s) of untouched sources superseded during the swap" \
+            if self.swap_superseded else ""
+        log.info("reload applied in %.2f s: %s%s", time.monotonic() - started,
+                 "nothing changed" if diff.empty else diff.summary(), superseded)
         service.count_reload("applied")
         return True
 
@@ -148,6 +159,7 @@ class Reloader:
     def _apply(self, new: Config, diff: ConfigDiff) -> None:
         service = self._service
         old = service.config
+        self.swap_superseded = 0
         # What the new config keeps of the old: the sections a reload does not re-apply.
         kept = {f.name: getattr(old, f.name) for f in dataclasses.fields(Config) if f.name not in _RELOADED_FIELDS}
         kept["daemon"] = dataclasses.replace(kept["daemon"], log_level=new.daemon.log_level)
@@ -157,7 +169,11 @@ class Reloader:
         if diff.empty:
             service.config = effective
             return
-        # 1. Everything that can fail, while the old config keeps running.
+        # 1. Everything that can fail, while the old config keeps running. Building a detector competes
+        # with the running pipeline for the CPU: frames wait in their slots meanwhile, not lost (the hold
+        # lapses by itself if this fails).
+        for source in service.sources:
+            source.slot.hold(SWAP_HOLD_SECONDS)
         service.check_sources(dataclasses.replace(effective, sources=(*diff.added, *diff.changed)))
         detectors = service.build_detectors(effective.model, effective) if diff.model_changed else service.detectors
         starting: list[CaptureSource] = []
@@ -165,6 +181,8 @@ class Reloader:
             for source_config in (*diff.added, *diff.changed):
                 starting.append(service.build_source(source_config, effective))
         except BaseException:
+            for source in service.sources:
+                source.slot.release()
             for source in starting:
                 service.release_source(source)
             if diff.model_changed:
@@ -174,6 +192,10 @@ class Reloader:
         # over the new sources and detectors starts; then the new sources.
         leaving_ids = set(diff.removed) | {s.id for s in diff.changed}
         leaving = [s for s in service.sources if s.source_id in leaving_ids]
+        staying = [s for s in service.sources if s.source_id not in leaving_ids]
+        for source in staying:  # their frames wait for the new pipeline rather than replace each other
+            source.slot.hold(SWAP_HOLD_SECONDS)
+        dropped_before = sum(s.slot.dropped for s in staying)
         for source in leaving:
             source.request_stop()
         old_pipeline = service.pipeline
@@ -192,6 +214,9 @@ class Reloader:
         service.pipeline = service.build_pipeline(sources, detectors, effective, first_sequence,
                                                   restarted={s.id for s in diff.changed})
         service.pipeline.start()
+        for source in staying:
+            source.slot.release(SWAP_HOLD_GRACE_SECONDS)
+        self.swap_superseded = sum(s.slot.dropped for s in staying) - dropped_before
         for source in starting:
             source.start()
         # 3. Release what left: threads joined against one deadline, then their buffers; the old detector.

@@ -3,11 +3,14 @@
 When the pipeline is slower than the source, the frame waiting in the slot is replaced, never
 queued, so latency stays bounded; every replaced frame is counted. In ``lossless`` mode (file
 sources read as fast as possible, for benchmarks) the producer waits for the slot to empty instead.
+A ``hold`` makes it wait for a bounded time: while a reload swaps the pipeline, nobody takes frames
+for a moment, and a frame that waits costs nothing where a replaced one would be lost.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from streamd.frame import Frame
@@ -20,14 +23,22 @@ class LatestFrameSlot:
         self._frame: Frame | None = None
         self._condition = threading.Condition()
         self._closed = False
+        self._hold_until = 0.0  # time.monotonic() until which a put waits instead of replacing
         self.dropped = 0
 
     def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
         """Offer a frame. Returns False when the slot is closed (the producer should stop)."""
         with self._condition:
-            if self.lossless:
+            if self.lossless or self._hold_until:
                 while self._frame is not None and not self._closed and not (stop and stop.is_set()):
-                    self._condition.wait(0.1)
+                    if self.lossless:
+                        self._condition.wait(0.1)
+                        continue
+                    left = self._hold_until - time.monotonic()
+                    if left <= 0:
+                        self._hold_until = 0.0
+                        break
+                    self._condition.wait(min(left, 0.1))
             if self._closed:
                 return False
             replaced = self._frame
@@ -47,6 +58,17 @@ class LatestFrameSlot:
             frame, self._frame = self._frame, None
             self._condition.notify_all()
             return frame
+
+    def hold(self, seconds: float) -> None:
+        """For up to ``seconds``, a put waits for the slot to empty instead of replacing its frame."""
+        with self._condition:
+            self._hold_until = time.monotonic() + seconds
+
+    def release(self, grace_seconds: float = 0.0) -> None:
+        """End a hold, after ``grace_seconds`` at most (time for a new taker to start taking)."""
+        with self._condition:
+            self._hold_until = min(self._hold_until, time.monotonic() + grace_seconds) if grace_seconds else 0.0
+            self._condition.notify_all()
 
     def peek_ready(self) -> bool:
         with self._condition:

@@ -252,3 +252,35 @@ def test_a_removed_source_gives_back_its_pinned_buffers(tmp_path: Path, tiny_mod
         assert not pooled.alive and service.frame_pools == [] and not live  # every buffer freed
     finally:
         service.stop()
+
+
+def test_fifty_detector_swaps_cost_the_untouched_source_no_frame(daemon_factory, tmp_path: Path, tiny_model: Path,
+                                                                 other_model: Path) -> None:
+    """Each swap builds the new detector while the old one runs, then hands over: the untouched
+    source's frames wait in its slot meanwhile (up to reload.SWAP_HOLD_SECONDS) instead of being
+    superseded, so no frame_index is lost, and the daemon says so (no "superseded during the swap")."""
+    fps = 10  # a frame every 100 ms
+    run = Reloadable(daemon_factory, tmp_path, [source_table("steady", fps=fps)], tiny_model)
+    try:
+        run.receive_until(lambda: run.received_after("steady", 10))
+        for swap in range(50):
+            model = other_model if swap % 2 == 0 else tiny_model
+            mark = run.reload(config_text([source_table("steady", fps=fps)], model, run.publish_port,
+                                          run.metrics_port))
+            run.receive_until(lambda mark=mark: run.received_after("steady", 2, mark))
+        run.receive_until(lambda: run.received_after("steady", 10, mark))
+        log = run.daemon.log()
+        assert log.count("model swapped") == 50, log
+        assert run.metric('streamd_config_reloads_total{result="applied"}') == 50.0
+        steady = run.indices("steady")
+        gaps = [(a, b) for a, b in zip(steady, steady[1:]) if b != a + 1]
+        superseded = run.metric('streamd_frames_dropped_total{reason="superseded",source="steady"}')
+        print(f"50 swaps: {len(steady)} frames of the untouched source, gaps {gaps}, superseded {superseded:g}, "
+              f"swaps that superseded a frame {log.count('superseded during the swap')}")
+        assert "superseded during the swap" not in log
+        assert not gaps, f"{gaps}; superseded {superseded:g} (none during a swap)"
+        assert run.messages[-1]["model"] == "tiny"
+        sequences = [m["sequence"] for m in run.messages]
+        assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    finally:
+        run.close()
