@@ -7,6 +7,7 @@ import contextvars
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import re
 import sys
@@ -15,18 +16,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from streamd.analytics.geometry import MAX_LINES, MAX_ZONES, line_problem, polygon_problem
 from streamd.config.schema import (
     ALL_GPUS,
     DEFAULT_PUBLISH_ENDPOINT,
     SOURCE_KINDS,
     Config,
     DaemonConfig,
+    LineConfig,
     MetricsConfig,
     ModelConfig,
     PreviewConfig,
     PublishConfig,
     SourceConfig,
     TrackingConfig,
+    ZoneConfig,
     allowed_values,
 )
 from streamd.errors import ConfigError, ConfigFileError
@@ -47,6 +51,8 @@ MAX_WORKERS = 64
 _MODEL_INTERNAL_KEYS = ("input_width", "input_height", "devices")
 _MODEL_USER_KEYS = tuple(sorted({f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_INTERNAL_KEYS)
                                 | {"input_size"}))
+_SOURCE_USER_KEYS = tuple(f.name for f in dataclasses.fields(SourceConfig))
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # Warnings found while a document is parsed, logged only once all of it is valid: a config error is then
 # the only line a user sees, not preceded by a remark about a key that was fine.
 _PENDING_WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("pending_warnings",
@@ -256,7 +262,12 @@ def _source(table: Any, index: int, base_dir: Path) -> SourceConfig:
     if isinstance(table, dict) and "kind" in table and table["kind"] not in SOURCE_KINDS:
         raise ConfigError(f"{prefix}.kind",
                           f"unknown source kind '{table['kind']}', expected one of {list(SOURCE_KINDS)}")
-    source = _build(SourceConfig, table, prefix)
+    analytics: dict[str, Any] = {}
+    if isinstance(table, dict):  # [[sources.zones]], [[sources.lines]]: tables of their own (the document is kept)
+        analytics = {"zones": _zones(table.get("zones", []), prefix), "lines": _lines(table.get("lines", []), prefix)}
+        _check_names(analytics["zones"], analytics["lines"], prefix)
+        table = {key: value for key, value in table.items() if key not in analytics}
+    source = _build(SourceConfig, table, prefix, analytics, user_keys=_SOURCE_USER_KEYS)
     for field in dataclasses.fields(SourceConfig):
         kinds = field.metadata.get("kinds", ())
         if field.name in table and kinds and source.kind not in kinds:
@@ -328,6 +339,7 @@ def _parse_config(document: Mapping[str, Any], base_dir: Path | str, path: str) 
         raise ConfigError("model", "required section [model] is missing")
     model = _model(document["model"], base_dir)
     _check_device_frame_sources(sources, model)
+    _check_analytics_classes(sources, model)
     publish = _build(PublishConfig, document.get("publish", {}), "publish")
     check_endpoint(publish.endpoint, "publish.endpoint")
     if publish.send_hwm < 1:
@@ -347,6 +359,10 @@ def _parse_config(document: Mapping[str, Any], base_dir: Path | str, path: str) 
         raise ConfigError("daemon.status_interval_seconds", "must be 0 (off) or more")
     preview = _preview(document.get("preview", {}))
     tracking = _tracking(document.get("tracking", {}))
+    for i, source in enumerate(sources):
+        if source.lines and not tracking.enabled:
+            raise ConfigError(f"sources[{i}].lines", "a crossing is a tracked object's: lines need [tracking] "
+                                                     "enabled = true")
     return Config(sources, model, publish, metrics, daemon, path, preview=preview, tracking=tracking)
 
 
@@ -449,3 +465,111 @@ def _tracking(table: Any) -> TrackingConfig:
     if tracking.lost_track_buffer_frames < 0:
         raise ConfigError("tracking.lost_track_buffer_frames", "must be 0 (no lost tracks) or more")
     return tracking
+
+
+
+# -- analytics: [[sources.zones]] and [[sources.lines]] ----------------------------------------------
+def _table_list(value: Any, key: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(table, dict) for table in value):
+        kind = key.rsplit(".", 1)[-1]
+        raise ConfigError(key, f"expected [[sources.{kind}]] tables, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _points(value: Any, key: str, units: str) -> tuple[tuple[float, float], ...]:
+    """``[[x, y], ...]`` as floats: numbers, finite, and between 0 and 1 in ``fractions``."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 and all(number(v) for v in p)
+                                              for p in value):
+        raise ConfigError(key, f"expected a list of [x, y] number pairs, got {value!r}")
+    points = tuple((float(x), float(y)) for x, y in value)
+    if units == "fractions":
+        for i, (x, y) in enumerate(points):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ConfigError(key, f"point {i + 1} [{x:g}, {y:g}] is outside 0-1, but units = \"fractions\" "
+                                       "(fractions of the frame's width and height)")
+    return points
+
+
+def _class_names(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise ConfigError(key, f"expected a list of class names, got {value!r}")
+    return tuple(value)
+
+
+def _analytics_table(cls: type, table: dict[str, Any], key: str, points_key: str) -> Any:
+    """A zone or line table: its points and classes read here, the plain keys by ``_build``."""
+    units = table.get("units", "pixels")
+    if points_key not in table:
+        raise ConfigError(f"{key}.{points_key}", "required key is missing")
+    overrides = {points_key: _points(table[points_key], f"{key}.{points_key}", units if isinstance(units, str) else ""),
+                 "classes": _class_names(table.get("classes", []), f"{key}.classes")}
+    rest = {name: value for name, value in table.items() if name not in overrides}
+    item = _build(cls, rest, key, overrides, user_keys=tuple(f.name for f in dataclasses.fields(cls)))
+    if not _NAME.fullmatch(item.name):
+        raise ConfigError(f"{key}.name", f"'{item.name}' must be letters, digits, '_', '.', '-' (it is a metric "
+                                         "label)")
+    return item
+
+
+def _zones(value: Any, prefix: str) -> tuple[ZoneConfig, ...]:
+    tables = _table_list(value, f"{prefix}.zones")
+    if len(tables) > MAX_ZONES:
+        raise ConfigError(f"{prefix}.zones", f"at most {MAX_ZONES} zones a source, got {len(tables)}")
+    zones = []
+    for index, table in enumerate(tables):
+        key = f"{prefix}.zones[{index}]"
+        zone = _analytics_table(ZoneConfig, table, key, "polygon")
+        problem = polygon_problem(zone.polygon)
+        if problem:
+            raise ConfigError(f"{key}.polygon", f"the polygon {problem}")
+        if zone.min_frames < 1:
+            raise ConfigError(f"{key}.min_frames", f"must be at least 1, got {zone.min_frames}")
+        for name in ("dwell_seconds", "hold_seconds", "max_objects"):
+            if getattr(zone, name) < 0:
+                raise ConfigError(f"{key}.{name}", "must not be negative")
+        zones.append(zone)
+    return tuple(zones)
+
+
+def _lines(value: Any, prefix: str) -> tuple[LineConfig, ...]:
+    tables = _table_list(value, f"{prefix}.lines")
+    if len(tables) > MAX_LINES:
+        raise ConfigError(f"{prefix}.lines", f"at most {MAX_LINES} lines a source, got {len(tables)}")
+    lines = []
+    for index, table in enumerate(tables):
+        key = f"{prefix}.lines[{index}]"
+        line = _analytics_table(LineConfig, table, key, "points")
+        problem = line_problem(line.points)
+        if problem:
+            raise ConfigError(f"{key}.points", f"the line {problem}")
+        if line.margin_px < 0:
+            raise ConfigError(f"{key}.margin_px", "must not be negative")
+        lines.append(line)
+    return tuple(lines)
+
+
+def _check_names(zones: tuple[ZoneConfig, ...], lines: tuple[LineConfig, ...], prefix: str) -> None:
+    seen: dict[str, str] = {}
+    for kind, items in (("zones", zones), ("lines", lines)):
+        for index, item in enumerate(items):
+            key = f"{prefix}.{kind}[{index}].name"
+            if item.name in seen:
+                raise ConfigError(key, f"'{item.name}' is taken by {seen[item.name]}: names are unique among a "
+                                       "source's zones and lines")
+            seen[item.name] = key.rsplit(".", 1)[0]
+
+
+def _check_analytics_classes(sources: tuple[SourceConfig, ...], model: ModelConfig) -> None:
+    """Every class a zone or line names is one of the model's."""
+    for i, source in enumerate(sources):
+        for kind, items in (("zones", source.zones), ("lines", source.lines)):
+            for j, item in enumerate(items):
+                for name in item.classes:
+                    if name not in model.classes:
+                        close = difflib.get_close_matches(name, model.classes, n=1)
+                        hint = f"did you mean '{close[0]}'?" if close else "see model.classes"
+                        raise ConfigError(f"sources[{i}].{kind}[{j}].classes",
+                                          f"'{name}' is not one of the model's classes; {hint}")

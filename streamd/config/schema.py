@@ -47,6 +47,12 @@ PRECISIONS = "streamd.inference.tensorrt_build:PRECISIONS"
 CONVENTIONS = "streamd.yolox.preprocess:CONVENTIONS"
 LAYOUTS = "streamd.yolox.postprocess:LAYOUTS"
 
+# Analytics (streamd.analytics): the point of a box that zones and lines look at, how coordinates are
+# written, and which side of a line (seen from its first point towards its second) is "in".
+ANCHORS = "streamd.analytics.geometry:ANCHORS"
+UNITS = ("pixels", "fractions")
+LINE_SIDES = ("left", "right")
+
 _LIVE = ("rtsp",)
 _READ = ("file", "image", "synthetic")  # the kinds the plain capture loop reads (paced, looped, counted)
 
@@ -72,6 +78,53 @@ def allowed_values(metadata: dict[str, Any]) -> tuple[str, ...]:
         module_name, attribute = choices.split(":")
         choices = tuple(getattr(importlib.import_module(module_name), attribute))
     return (*metadata.get("extra_choices", ()), *choices)
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    """A polygon of one source's picture (streamd.analytics): which detections are in it, tracked objects
+    entering, leaving and staying, and how many are in it."""
+
+    name: str = setting(doc="letters, digits, `_ . -`; unique among the source's zones and lines; the `zone` "
+                            "metric label and the name in messages and events")
+    polygon: tuple[tuple[float, float], ...] = setting(doc="`[[x, y], ...]`: at least 3 corners in order, edges that "
+                                                           "do not cross each other; closed from the last corner "
+                                                           "back to the first")
+    units: str = setting("pixels", "`pixels` of the source's frames (x right, y down from the top-left corner), "
+                                   "or `fractions` of its width and height (0 to 1)", choices=UNITS)
+    classes: tuple[str, ...] = setting((), "only detections of these classes (names from `model.classes`) are in "
+                                           "the zone; empty: every class", shown="`[]` (every class)")
+    anchor: str = setting("bottom_centre", "the point of a box that must be inside the polygon", choices=ANCHORS)
+    min_frames: int = setting(3, "a tracked object enters (or leaves) once its anchor has been inside (or outside) "
+                                 "this many of its frames in a row: a box flickering over the edge neither enters "
+                                 "nor leaves")
+    dwell_seconds: float = setting(0.0, "a `zone_dwell` event once a tracked object has been in the zone this long "
+                                        "(source time); 0: none")
+    max_objects: int = setting(0, "occupancy alarm: `occupancy_start` once more than this many detections are in "
+                                  "the zone for `hold_seconds`, `occupancy_end` once at most this many are for "
+                                  "`hold_seconds`; 0: no alarm")
+    hold_seconds: float = setting(0.0, "how long the occupancy must stay over (or back at or under) `max_objects` "
+                                       "before the alarm starts (or ends), in source time")
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """A directed line of one source's picture (streamd.analytics): tracked objects crossing it, each
+    way counted."""
+
+    name: str = setting(doc="letters, digits, `_ . -`; unique among the source's zones and lines; the `line` "
+                            "metric label and the name in events")
+    points: tuple[tuple[float, float], ...] = setting(doc="`[[x1, y1], [x2, y2]]`: the two end points; only a "
+                                                          "crossing between them counts")
+    units: str = setting("pixels", "`pixels` or `fractions` of the frame, as for zones", choices=UNITS)
+    in_side: str = setting("left", "which side is inside, as seen on the picture from the first point looking "
+                                   "towards the second: a crossing into it counts `in`, out of it `out`",
+                           choices=LINE_SIDES)
+    classes: tuple[str, ...] = setting((), "only objects of these classes are counted; empty: every class",
+                                       shown="`[]` (every class)")
+    anchor: str = setting("bottom_centre", "the point of a box that crosses the line", choices=ANCHORS)
+    margin_px: float = setting(5.0, "hysteresis: an object changes side only once its anchor is more than this many "
+                                    "pixels past the line, so a box jittering on the line counts once")
 
 
 @dataclass(frozen=True)
@@ -119,6 +172,11 @@ class SourceConfig:
     width: int = setting(640, "synthetic scene width", kinds=("synthetic",))
     height: int = setting(480, "synthetic scene height", kinds=("synthetic",))
     seed: int = setting(0, "synthetic scene seed", kinds=("synthetic",))
+    # Analytics, written as [[sources.zones]] and [[sources.lines]] tables (their keys: ZoneConfig, LineConfig).
+    zones: tuple[ZoneConfig, ...] = setting((), "`[[sources.zones]]` tables: polygons (see below and "
+                                                "[Analytics](analytics.md))", shown="none")
+    lines: tuple[LineConfig, ...] = setting((), "`[[sources.lines]]` tables: directed counting lines (see below and "
+                                                "[Analytics](analytics.md)); they need `[tracking]`", shown="none")
 
 
 @dataclass(frozen=True)
@@ -283,3 +341,5 @@ class Config:
 SECTIONS: dict[str, type] = {"sources": SourceConfig, "model": ModelConfig, "publish": PublishConfig,
                              "metrics": MetricsConfig, "daemon": DaemonConfig, "preview": PreviewConfig,
                              "tracking": TrackingConfig}
+# Arrays of tables inside each [[sources]] table, in the order of the reference.
+SOURCE_TABLES: dict[str, type] = {"zones": ZoneConfig, "lines": LineConfig}

@@ -12,7 +12,7 @@ import pytest
 
 from streamd.config.load import parse_config
 from streamd.config.reference import BEGIN, END, main, render, replace_block, user_fields
-from streamd.config.schema import SECTIONS, allowed_values
+from streamd.config.schema import SECTIONS, SOURCE_TABLES, allowed_values
 from streamd.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -67,9 +67,19 @@ def test_example_toml_keys_values_and_kinds_match_the_schema() -> None:
             assert not allowed or value in allowed, f"example.toml {section}.{key} = {value!r}: not one of {allowed}"
             kinds = metadata.get("kinds", ())
             assert section != "sources" or not kinds or table["kind"] in kinds, f"{key} on a {table['kind']} source"
+    # [[sources.zones]] and [[sources.lines]] tables: their keys and values too.
+    for source in document["sources"]:
+        for name, cls in SOURCE_TABLES.items():
+            fields = dict(user_fields(cls))
+            for table in source.get(name, []):
+                for key, value in table.items():
+                    assert key in fields, f"example.toml [[sources.{name}]] {key}: not in the schema"
+                    allowed = allowed_values(fields[key].metadata)
+                    assert not allowed or value in allowed, f"example.toml sources.{name}.{key} = {value!r}"
     # Every key of the schema appears, set or commented out, so the example is a complete template.
     written = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, re.MULTILINE))
-    for section, cls in SECTIONS.items():
+    written |= set(re.findall(r"^#?\s*\[\[sources\.([a-z_]+)\]\]", text, re.MULTILINE))  # zones, lines
+    for section, cls in {**SECTIONS, **{f"sources.{name}": cls for name, cls in SOURCE_TABLES.items()}}.items():
         for key, _ in user_fields(cls):
             assert key in written, f"configs/example.toml does not mention {section}.{key}"
 
