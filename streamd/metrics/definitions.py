@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 # ~1 ms to ~2 s: covers a CPU model at 8 ms, a GPU engine at 1 ms and a stalled source.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.020, 0.025,
                    0.030, 0.040, 0.050, 0.075, 0.100, 0.150, 0.250, 0.500, 1.0, 2.0)
-STAGES = ("capture_wait", "preprocess", "inference", "decode", "track", "publish")
+STAGES = ("capture_wait", "preprocess", "inference", "decode", "track", "analytics", "publish")
 SOURCE_STATES = ("connecting", "streaming", "stalled", "backing_off", "finished", "stopped")
 DROP_REASONS = ("superseded", "too_old")
 # SIGHUP reloads (streamd.daemon.reload): applied, or refused with the previous config kept running.
@@ -135,6 +135,16 @@ class StreamdMetrics:
         self.track_ids_withheld = Counter(
             "streamd_track_ids_withheld_total", "Boxes of tracked objects published without track_id because another "
             "track claims them too (tracking.withhold_contested_ids).", ["source"], registry=registry)
+        # Analytics (streamd.analytics): labelled by the config's zone and line names and the model's classes.
+        self.line_crossings = Counter(
+            "streamd_line_crossings_total", "Tracked objects that crossed a line (sources.lines), by direction "
+            "(in, out) and class.", ["source", "line", "direction", "class"], registry=registry)
+        self.zone_entries = Counter(
+            "streamd_zone_entries_total", "Tracked objects that entered a zone (sources.zones), by class.",
+            ["source", "zone", "class"], registry=registry)
+        self.zone_occupancy = Gauge(
+            "streamd_zone_occupancy", "Detections in a zone (of the classes it counts) in the source's latest "
+            "published frame.", ["source", "zone"], registry=registry)
         self.build_info = Info("streamd_build", "streamd version, backend and model.", registry=registry)
         self.config_reloads = Counter(
             "streamd_config_reloads_total", "Config reloads (SIGHUP): applied, or refused (invalid config, a model "
