@@ -112,3 +112,52 @@ def annotate(image: np.ndarray, boxes: Sequence[Box], frame_width: int, frame_he
         cv2.putText(image, text, (left + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX,
                     font_scale, (0, 0, 0), 1, cv2.LINE_AA)
     return image
+
+
+# Zones and lines (streamd.analytics), drawn under the boxes: colours apart from the class palette.
+ZONE_COLOUR = (255, 200, 100)
+ALARM_COLOUR = (40, 40, 230)
+LINE_COLOUR = (255, 255, 255)
+
+
+def _caption(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], font_scale: float) -> None:
+    """``text`` on a filled box of ``colour`` whose top-left corner is near (x, y), kept inside the picture."""
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    left, top, right, bottom = place_label(x, y + height + baseline + 2, width + 4, height + baseline + 2,
+                                           image.shape[1], image.shape[0])
+    cv2.rectangle(image, (left, top), (right - 1, bottom - 1), colour, cv2.FILLED)
+    cv2.putText(image, text, (left + 2, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1,
+                cv2.LINE_AA)
+
+
+def draw_overlay(image: np.ndarray, overlay: object, frame_width: int, frame_height: int) -> np.ndarray:
+    """Draw a source's zones (outline, name and how many are in it; red while its occupancy alarm is on) and
+    lines (the line, an arrow towards its inside, its in and out counts) on ``image``, a possibly
+    downscaled copy of the frame; in place. ``overlay``: a streamd.analytics Overlay."""
+    scale = np.array([image.shape[1] / max(1, frame_width), image.shape[0] / max(1, frame_height)])
+    thickness = max(2, round(image.shape[1] / 320))
+    font_scale = max(0.4, image.shape[1] / 1280)
+    for zone in overlay.zones:  # type: ignore[attr-defined]
+        colour = ALARM_COLOUR if zone.alarm else ZONE_COLOUR
+        points = np.round(np.asarray(zone.polygon, np.float64) * scale).astype(np.int32)
+        cv2.polylines(image, [points], True, colour, thickness, cv2.LINE_AA)
+        corner = points[np.lexsort((points[:, 0], points[:, 1]))[0]]  # the topmost corner
+        _caption(image, f"{zone.name}: {zone.count}", int(corner[0]), int(corner[1]), colour, font_scale)
+    for line in overlay.lines:  # type: ignore[attr-defined]
+        start = np.round(np.asarray(line.start) * scale).astype(int)
+        end = np.round(np.asarray(line.end) * scale).astype(int)
+        cv2.line(image, tuple(start.tolist()), tuple(end.tolist()), LINE_COLOUR, thickness, cv2.LINE_AA)
+        for point in (start, end):
+            cv2.circle(image, tuple(point.tolist()), thickness + 2, LINE_COLOUR, cv2.FILLED, cv2.LINE_AA)
+        direction = (end - start).astype(np.float64)
+        length = float(np.hypot(*direction)) or 1.0
+        inward = np.array([direction[1], -direction[0]]) / length  # left of start -> end on the picture
+        if not line.inside_is_left:
+            inward = -inward
+        middle = (start + end) / 2
+        tip = middle + inward * max(16.0, 0.04 * image.shape[1])
+        cv2.arrowedLine(image, tuple(np.round(middle).astype(int).tolist()), tuple(np.round(tip).astype(int).tolist()),
+                        LINE_COLOUR, thickness, cv2.LINE_AA, tipLength=0.4)
+        _caption(image, f"{line.name} in {line.count_in} out {line.count_out}", int(middle[0]) + thickness,
+                 int(middle[1]) + thickness, LINE_COLOUR, font_scale)
+    return image

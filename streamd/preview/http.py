@@ -37,11 +37,14 @@ ResultHook = Callable[[object, float], None]
 
 
 def build_preview(config: PreviewConfig, sources: Callable[[], Mapping[str, str]],
-                  class_names: Callable[[], Sequence[str]], chained: ResultHook | None = None) -> PreviewServer:
+                  class_names: Callable[[], Sequence[str]], chained: ResultHook | None = None,
+                  overlay: Callable[[str], object | None] | None = None) -> PreviewServer:
     """A bound (not yet started) preview. ``sources`` gives the current source ids and states,
-    ``class_names`` the current model's names (both change on a reload). Its ``on_result`` feeds the
-    hub, then calls ``chained`` (the service's own hook), if any."""
-    hub = PreviewHub(sources, class_names, config.fps, config.max_width, config.jpeg_quality, config.max_viewers)
+    ``class_names`` the current model's names (both change on a reload), ``overlay`` a source's zones and
+    lines with their counts (streamd.analytics). Its ``on_result`` feeds the hub, then calls ``chained``
+    (the service's own hook), if any."""
+    hub = PreviewHub(sources, class_names, config.fps, config.max_width, config.jpeg_quality, config.max_viewers,
+                     overlay)
     host, port = split_bind(config.bind, "preview.bind")
     return PreviewServer(host, port, hub, config.client_timeout_seconds, chained)
 

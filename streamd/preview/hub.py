@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamd.preview.draw import Box, annotate, boxes_of
+from streamd.preview.draw import Box, annotate, boxes_of, draw_overlay
 from streamd.preview.snapshot import host_copy, nv12_download, resized
 from streamd.sources.device_image import DeviceNV12
 
@@ -88,9 +88,11 @@ class PreviewHub:
     ``class_names`` the current model's class names; both are asked when a page is made."""
 
     def __init__(self, sources: Callable[[], Mapping[str, str]], class_names: Callable[[], Sequence[str]],
-                 fps: float, max_width: int, jpeg_quality: int, max_viewers: int) -> None:
+                 fps: float, max_width: int, jpeg_quality: int, max_viewers: int,
+                 overlay: Callable[[str], object | None] | None = None) -> None:
         self._sources = sources
         self._class_names = class_names
+        self._overlay = overlay  # a source's zones and lines with their live counts (streamd.analytics)
         self.views: dict[str, SourceView] = {source_id: SourceView(source_id) for source_id in sources()}
         self.period_seconds = 1.0 / fps
         self.max_width = max_width
@@ -212,7 +214,7 @@ class PreviewHub:
                 pending, self._pending = self._pending, {}
             for source_id, item in pending.items():
                 try:
-                    jpeg = self.encode(item)
+                    jpeg = self.encode(item, source_id)
                 except Exception:
                     log.exception("preview: cannot encode a frame of source %s", source_id)
                     continue
@@ -223,10 +225,22 @@ class PreviewHub:
                     view.frames_encoded += 1
                     view.condition.notify_all()
 
-    def encode(self, item: _Pending) -> bytes:
+    def overlay(self, source_id: str) -> object | None:
+        if self._overlay is None:
+            return None
+        try:
+            return self._overlay(source_id)
+        except Exception:
+            log.exception("preview: cannot read the zones and lines of source %s", source_id)
+            return None
+
+    def encode(self, item: _Pending, source_id: str = "") -> bytes:
         image = resized(item.image, self.max_width)
         if image is item.image:
             image = image.copy()  # never draw on the frame's own picture
+        overlay = self.overlay(source_id) if source_id else None
+        if overlay is not None:  # under the boxes
+            draw_overlay(image, overlay, item.latest.frame_width, item.latest.frame_height)
         annotate(image, self.boxes(item.latest), item.latest.frame_width, item.latest.frame_height)
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
