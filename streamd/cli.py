@@ -161,11 +161,17 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     if (args.server_key is None) != (args.key is None):
         raise KeyFileError("CURVE needs both --server-key (the daemon's NAME.key) and --key (this subscriber's "
                            "NAME.key_secret)")
-    with Subscriber(endpoint, tuple(args.source) or ("",), args.server_key, args.key) as subscriber:
+    from streamd.analytics.events import format_events, topic  # noqa: PLC0415
+
+    if args.events:  # the events/<source> topics instead of the sources' own
+        topics = tuple(topic(source) for source in args.source) or (topic(""),)
+    else:
+        topics = tuple(args.source) or ("",)
+    with Subscriber(endpoint, topics, args.server_key, args.key) as subscriber:
         what = f"source(s) {', '.join(args.source)}" if args.source else "every source"
         curve = "CURVE" if args.key else "no CURVE"
-        print(f"waiting for detections from {endpoint} ({what}, {curve}; Ctrl-C to stop)", file=sys.stderr,
-              flush=True)
+        print(f"waiting for {'events' if args.events else 'detections'} from {endpoint} ({what}, {curve}; Ctrl-C "
+              "to stop)", file=sys.stderr, flush=True)
         received = 0
         hint_at = time.monotonic() + SUBSCRIBE_HINT_SECONDS
         while not stop.is_set() and (args.count == 0 or received < args.count):
@@ -175,8 +181,10 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                     print(_nothing_received_hint(args), file=sys.stderr, flush=True)
                     hint_at = 0.0
                 continue
+            if ("events" in message) != args.events:  # "" takes in the events/ topics too
+                continue
             received += 1
-            print(format_message(message), flush=True)
+            print(format_events(message) if args.events else format_message(message), flush=True)
     return EXIT_OK
 
 
@@ -303,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--source", action="append", default=[], help="only this source (repeatable; default: "
                                                                          "every source)")
     subscribe.add_argument("--count", type=int, default=0, help="exit after this many messages (default 0: never)")
+    subscribe.add_argument("--events", action="store_true", help="print the analytics' events (zones, lines, "
+                           "occupancy: topic events/SOURCE) instead of detections")
     subscribe.add_argument("--server-key", metavar="FILE", help="CURVE: the daemon's (or proxy's) public key, "
                            "its NAME.key (with --key)")
     subscribe.add_argument("--key", metavar="FILE", help="CURVE: this subscriber's NAME.key_secret; its NAME.key "

@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from streamd.analytics.events import encode as encode_events
+from streamd.analytics.sources import Analytics
 from streamd.config.schema import DEFAULT_BATCH_WINDOW_SECONDS
 from streamd.daemon.batching import BatchCollector
 from streamd.frame import Frame
@@ -37,9 +39,11 @@ class Pipeline:
                  metrics: StreamdMetrics, frame_signal: FrameSignal, max_frame_age_seconds: float = 0.0,
                  on_result: Callable[[DetectionResult, float], None] | None = None,
                  batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS,
-                 trackers: SourceTrackers | None = None, first_sequence: int = 0) -> None:
+                 trackers: SourceTrackers | None = None, first_sequence: int = 0,
+                 analytics: Analytics | None = None) -> None:
         self._sources = list(sources)
         self._trackers = trackers  # run on each result as it is published: each source's frames in order
+        self._analytics = analytics  # zones and lines, on the tracked result
         self._detectors = list(detectors)
         self._publisher = publisher
         self._metrics = metrics
@@ -191,11 +195,20 @@ class Pipeline:
             result = self._trackers.apply(result)
             metrics.stage["track"].observe(time.perf_counter() - started)
             started = time.perf_counter()
+        class_names = self._detectors[0].class_names
+        outcome = self._analytics.apply(result, class_names) if self._analytics is not None else None
+        if outcome is not None:
+            metrics.stage["analytics"].observe(time.perf_counter() - started)
+            started = time.perf_counter()
         self._sequence += 1
         parts = encode(frame.source_id, frame.index, self._sequence, frame.capture_time, time.time(),
-                       frame.width, frame.height, self._detectors[0].model_id, result.detections,
-                       self._detectors[0].class_names)
+                       frame.width, frame.height, self._detectors[0].model_id, result.detections, class_names,
+                       zones=None if outcome is None else outcome.zones_json)
         self._publisher.send(parts)
+        if outcome is not None and outcome.events:  # after the frame's detections, on the events/ topic
+            self._publisher.send(encode_events(frame.source_id, self._analytics.next_sequence(frame.source_id),
+                                               frame.index, frame.capture_time, time.time(), outcome.events,
+                                               class_names))
         publish_seconds = time.perf_counter() - started
         frame_age_seconds = time.monotonic() - frame.capture_monotonic
         stage = metrics.stage

@@ -3,6 +3,8 @@
 - sources added start; removed ones stop (thread joined, reader and its decoder closed, pinned
   buffers freed); changed ones restart (frame index from 0); untouched ones keep their capture
   thread, slot and frame index, so their frames run on without a gap;
+- a source whose zones or lines alone changed is not restarted: the running pipeline takes the new
+  ones up at its next frame, and zones and lines that did not change carry on (counts, tracks in them);
 - a changed ``[model]`` builds the new detector first, while the old one keeps running, then swaps
   it in; the publisher (and its subscribers' connections) stays;
 - everything that can fail (the file, validation, loading the model, an nvdec preflight) happens
@@ -60,15 +62,23 @@ class ConfigDiff:
     unchanged: tuple[str, ...]
     model_changed: bool
     restart_only: tuple[str, ...]  # "publish.endpoint", ...: not applied by a reload
+    # The new configs of sources whose zones or lines alone differ: applied without restarting them.
+    analytics: tuple[SourceConfig, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.model_changed)
+        return not (self.added or self.removed or self.changed or self.model_changed or self.analytics)
+
+    @property
+    def swaps_pipeline(self) -> bool:
+        """Whether sources or the model change (zones and lines alone are taken up by the running pipeline)."""
+        return bool(self.added or self.removed or self.changed or self.model_changed)
 
     def summary(self) -> str:
         parts = [f"{label} {', '.join(ids)}" for label, ids in (
             ("added", [s.id for s in self.added]), ("removed", list(self.removed)),
-            ("restarted", [s.id for s in self.changed])) if ids]
+            ("restarted", [s.id for s in self.changed]), ("zones or lines updated", [s.id for s in self.analytics]))
+            if ids]
         if self.model_changed:
             parts.append("model swapped")
         parts.append(f"{len(self.unchanged)} source(s) untouched")
@@ -90,13 +100,20 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
                              if getattr(old_section, key.name) != getattr(new_section, key.name)]
         else:
             restart_only.append(f.name)
+    kept = [s for s in new.sources if s.id in old_sources and old_sources[s.id] != s]
     return ConfigDiff(
         added=tuple(s for s in new.sources if s.id not in old_sources),
         removed=tuple(i for i in old_sources if i not in new_sources),
-        changed=tuple(s for s in new.sources if s.id in old_sources and old_sources[s.id] != s),
+        changed=tuple(s for s in kept if _capture_part(old_sources[s.id]) != _capture_part(s)),
         unchanged=tuple(s.id for s in new.sources if old_sources.get(s.id) == s),
         model_changed=old.model != new.model,
-        restart_only=tuple(key for key in restart_only if key != "daemon.log_level"))
+        restart_only=tuple(key for key in restart_only if key != "daemon.log_level"),
+        analytics=tuple(s for s in kept if _capture_part(old_sources[s.id]) == _capture_part(s)))
+
+
+def _capture_part(source: SourceConfig) -> SourceConfig:
+    """A source's settings but its zones and lines: what restarting it would change."""
+    return dataclasses.replace(source, zones=(), lines=())
 
 
 class ReloadTarget(Protocol):
@@ -117,6 +134,8 @@ class ReloadTarget(Protocol):
                        first_sequence: int = 0, restarted: Collection[str] = ()) -> Pipeline: ...
 
     def release_source(self, source: CaptureSource) -> None: ...
+
+    def update_analytics(self, sources: Sequence[SourceConfig]) -> None: ...
 
     def count_reload(self, result: str) -> None: ...
 
@@ -166,7 +185,9 @@ class Reloader:
         effective = dataclasses.replace(new, **kept)
         if old.daemon.log_level != new.daemon.log_level:  # (a --log-level given at start gives way to it)
             logging.getLogger().setLevel(new.daemon.log_level.upper())
-        if diff.empty:
+        if diff.analytics:  # taken up by the running pipeline at each source's next frame
+            service.update_analytics(diff.analytics)
+        if not diff.swaps_pipeline:
             service.config = effective
             return
         # 1. Everything that can fail, while the old config keeps running. Building a detector competes

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from streamd import __version__
+from streamd.analytics.sources import Analytics
 from streamd.config.load import split_bind
 from streamd.config.schema import Config, ModelConfig, SourceConfig
 from streamd.daemon.pipeline import Pipeline
@@ -31,6 +32,7 @@ from streamd.sources.frame_pool import FramePool
 from streamd.sources.latest_frame import FrameSignal
 from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
 from streamd.sources.readers import make_reader
+from streamd.sources.synthetic import DEFAULT_FPS as SYNTHETIC_FPS
 from streamd.tracking.sources import SourceTrackers
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class Service:
     frame_signal: FrameSignal | None = None
     frame_allocator: Callable | None = None
     trackers: SourceTrackers | None = None
+    analytics: Analytics | None = None
     result_hook: Callable[[DetectionResult, float], None] | None = None
     source_pools: dict[CaptureSource, FramePool] = field(default_factory=dict)
     # (model config, its detectors) built before the service (a standby worker's): used when the model matches.
@@ -91,9 +94,13 @@ class Service:
         for source_config in self.config.sources:
             self.sources.append(self.build_source(source_config, self.config))
         on_result = self.on_result
+        # Always there, so that a reload may give any source zones or lines without a new pipeline.
+        self.analytics = Analytics(self.config.sources, self.config.tracking.lost_track_buffer_frames + 1, metrics,
+                                   fps_of=self.source_fps)
         if self.config.preview.enabled:  # bound now, served once the pipeline runs
             self.preview = build_preview(self.config.preview, lambda: {s.source_id: s.state for s in self.sources},
-                                         lambda: self.detectors[0].class_names, on_result)
+                                         lambda: self.detectors[0].class_names, on_result,
+                                         overlay=self.analytics.overlay)
             on_result = self.preview.on_result
         self.result_hook = on_result
         if self.config.tracking.enabled:
@@ -144,12 +151,38 @@ class Service:
                        first_sequence: int = 0, restarted: Collection[str] = ()) -> Pipeline:
         if self.publisher is None or self.metrics is None or self.frame_signal is None:
             raise RuntimeError("build_pipeline before start_detector")
+        fast = [s.source_id for s in sources if s.config.pace == "fast"]
         if self.trackers is not None:
-            self.trackers.retain([s.source_id for s in sources], restarted,
-                                 [s.source_id for s in sources if s.config.pace == "fast"])
+            self.trackers.retain([s.source_id for s in sources], restarted, fast)
+        if self.analytics is not None:
+            self.analytics.retain(config.sources, restarted, fast)
         return Pipeline(sources, detectors, self.publisher, self.metrics, self.frame_signal,
                         config.daemon.max_frame_age_seconds, self.result_hook, config.model.batch_window_seconds,
-                        self.trackers, first_sequence)
+                        self.trackers, first_sequence, self.analytics)
+
+    def update_analytics(self, sources: Sequence[SourceConfig]) -> None:
+        """A reload's new zones and lines of running sources, taken up at their next frame."""
+        if self.analytics is not None:
+            self.analytics.configure(sources)
+
+    def source_fps(self, source_id: str) -> float:
+        """A source's frame rate, for the analytics' clock of a source read flat out (0: not known)."""
+        source = next((s.config for s in self.sources if s.source_id == source_id), None)
+        if source is None:
+            return 0.0
+        if source.fps:
+            return source.fps
+        if source.kind == "synthetic":
+            return SYNTHETIC_FPS
+        if source.kind == "file":
+            import cv2  # noqa: PLC0415 - once per source read flat out
+
+            capture = cv2.VideoCapture(source.url)
+            try:
+                return float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+            finally:
+                capture.release()
+        return 0.0
 
     def release_source(self, source: CaptureSource) -> None:
         """A source that left on a reload (thread joined): its last untaken frame, then its pinned buffers."""

@@ -20,7 +20,7 @@ SCHEMA = "streamd.detections/1"
 
 def encode(source_id: str, frame_index: int, sequence: int, capture_time: float, publish_time: float,
            frame_width: int, frame_height: int, model_id: str, detections: Detections,
-           class_names: Sequence[str]) -> list[bytes]:
+           class_names: Sequence[str], zones: Sequence[str] | None = None) -> list[bytes]:
     """Multipart message ``[topic, payload]``.
 
     Written by hand, one f-string a detection: the same bytes as ``json.dumps`` of the whole object
@@ -39,13 +39,13 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
             or type(frame_index) is not int or type(sequence) is not int or type(frame_width) is not int
             or type(frame_height) is not int):
         return _encode_reference(source_id, frame_index, sequence, capture_time, publish_time, frame_width,
-                                 frame_height, model_id, detections, class_names)
+                                 frame_height, model_id, detections, class_names, zones)
     boxes = _box_texts(detections.boxes_xyxy)
     if boxes is None:  # a corner below 0 (or -0.0), beyond the table or not finite: each one's repr
         boxes_array = detections.boxes_xyxy.astype(np.float64).round(1)
         if not math.isfinite(boxes_array.sum()):
             return _encode_reference(source_id, frame_index, sequence, capture_time, publish_time, frame_width,
-                                     frame_height, model_id, detections, class_names)
+                                     frame_height, model_id, detections, class_names, zones)
         boxes = [f"{b[0]!r},{b[1]!r},{b[2]!r},{b[3]!r}" for b in boxes_array.tolist()]
     scores = scores_array.tolist()
     class_ids = detections.class_ids.tolist()
@@ -58,6 +58,8 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
                  f'{prefix[c]}{s!r},"box":[{b}],"track_id":null,"track_age_frames":null}}'
                  for c, s, b, t, a in zip(class_ids, scores, boxes, detections.track_ids.tolist(),
                                           detections.track_ages_frames.tolist())]
+    if zones is not None:  # the source has zones (streamd.analytics): each detection's, a JSON list of names
+        items = [f'{item[:-1]},"zones":{z}}}' for item, z in zip(items, zones)]
     start, end = _frame_text(source_id, frame_width, frame_height, model_id)
     return [start[0], f'{start[1]}{frame_index},"sequence":{sequence},"capture_time":{capture_time!r},'
                       f'"publish_time":{publish_time!r}{end}{",".join(items)}]}}'.encode()]
@@ -153,7 +155,7 @@ def _json_str(class_id: int) -> str:
 
 def _encode_reference(source_id: str, frame_index: int, sequence: int, capture_time: float, publish_time: float,
                       frame_width: int, frame_height: int, model_id: str, detections: Detections,
-                      class_names: Sequence[str]) -> list[bytes]:
+                      class_names: Sequence[str], zones: Sequence[str] | None = None) -> list[bytes]:
     """The message built as one object and ``json.dumps``-ed: what ``encode`` must equal byte for byte."""
     boxes = detections.boxes_xyxy.astype(np.float64).round(1).tolist()
     scores = detections.scores.astype(np.float64).round(4).tolist()
@@ -164,6 +166,9 @@ def _encode_reference(source_id: str, frame_index: int, sequence: int, capture_t
         for item, track_id, age in zip(items, detections.track_ids.tolist(), detections.track_ages_frames.tolist()):
             item["track_id"] = track_id if track_id > 0 else None
             item["track_age_frames"] = age if track_id > 0 else None
+    if zones is not None:
+        for item, zone_list in zip(items, zones):
+            item["zones"] = json.loads(zone_list)
     payload = {
         "schema": SCHEMA,
         "source": source_id,

@@ -9,6 +9,7 @@ from typing import Any
 
 import zmq
 
+from streamd.analytics import events
 from streamd.errors import StreamdError
 from streamd.publish.curve import KeyPair, load_key_pair, load_public_key, make_curve_client
 from streamd.publish.message import decode
@@ -35,9 +36,12 @@ class Subscriber:
         self._socket.connect(endpoint)
 
     def receive(self, timeout_seconds: float) -> dict[str, Any] | None:
-        """The next message, or None after ``timeout_seconds``."""
+        """The next message, or None after ``timeout_seconds``: a detections message, or an events one
+        (topic ``events/<source>``, schema ``streamd.events/1``) for a subscriber whose topics take them in."""
         parts = self.receive_parts(timeout_seconds)
-        return None if parts is None else decode(parts)
+        if parts is None:
+            return None
+        return events.decode(parts) if events.is_events_topic(parts[0]) else decode(parts)
 
     def receive_parts(self, timeout_seconds: float) -> list[bytes] | None:
         """The next message's frames undecoded (``decode`` them later: a receiver that keeps up at
