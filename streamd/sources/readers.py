@@ -113,6 +113,7 @@ class VideoFileReader(FrameReader):
         self._fps = 0.0
         self._announced_frames = 0  # the header's frame count (exact for MP4, an estimate for some)
         self._short_end_logged = False  # a looping truncated file says so once, not every loop
+        self._frames_since_open = 0
         self._corrupt_log = LogThrottle()  # a looping corrupt file: one line, then a summary a minute
         self._buffers: list[np.ndarray] = []  # images this reader decoded, decoded into again once unused
         # A picture given as a video (a PNG named .avi): FFmpeg reads it as one frame at a made-up 25 fps.
@@ -125,6 +126,7 @@ class VideoFileReader(FrameReader):
         check_media_file(self._path)
         self._picture = check_image_header(self._path, self._max_pixels)
         self._picture_frame, self._repeat_picture = None, False
+        self._frames_since_open = 0
         params = [cv2.CAP_PROP_N_THREADS, self._decode_threads] if self._decode_threads else []
         capture = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
@@ -152,6 +154,7 @@ class VideoFileReader(FrameReader):
             ok, image = self._capture.read(buffer)
             if ok and image is not None:
                 self._keep_buffer(image, buffer)
+                self._frames_since_open += 1
                 if failed:
                     self._log_corrupt_stretch(failed)
                 if self._picture:
@@ -162,7 +165,8 @@ class VideoFileReader(FrameReader):
                 return None  # the end (or a file whose header gives no count)
             failed += 1
             if failed >= MAX_CONSECUTIVE_FAILED_READS:
-                if not self._short_end_logged:
+                # Not one frame since the open: the capture loop reports a failed open instead.
+                if not self._short_end_logged and self._frames_since_open:
                     self._short_end_logged = True
                     log.warning("source %s: %s ends at frame %d of the %d its header announces (truncated or "
                                 "corrupt); treated as its end", self._source_id, self._path, position,
