@@ -202,10 +202,8 @@ class SourceAnalytics:
             work = table.codes.take(positions, mode="clip") != codes
             work &= track_ids > 0
             if np.count_nonzero(work):
-                which = work.nonzero()[0]
-                if positions[which].max() >= table.codes.shape[0] - 1 or positions[which].min() < 1:
-                    positions = table.fit(track_ids)  # an id past the table's rows
-                self._changes(positions, which, codes, rows, class_ids, track_ids, now, events)
+                positions = self._changes(positions, work.nonzero()[0].tolist(), codes, rows, class_ids, track_ids,
+                                          now, events)
             table.last_index.put(positions, frame_index, mode="clip")
             self.history.add(track_ids, rows)
         if now + EPSILON_SECONDS >= self.dwell.next_due:
@@ -254,19 +252,24 @@ class SourceAnalytics:
                 events.append(Event("occupancy_end", self.zones[z].name, count=counts[z],
                                     max_objects=alarm.max_objects, seconds=now - alarm.active_since))
 
-    def _changes(self, positions: np.ndarray, which: np.ndarray, codes: np.ndarray, rows: np.ndarray,
-                 class_ids: np.ndarray, track_ids: np.ndarray, now: float, events: list[Event]) -> None:
-        """The tracks whose code changed, or that are part way through a zone's min_frames: per track, in
-        Python (a few a frame)."""
+    def _changes(self, positions: np.ndarray, which: list[int], codes: np.ndarray, rows: np.ndarray,
+                 class_ids: np.ndarray, track_ids: np.ndarray, now: float, events: list[Event]) -> np.ndarray:
+        """The tracks whose code changed, or that are part way through a zone's min_frames (or new): per track,
+        in Python (a few a frame). Returns the boxes' rows (the table may have grown for a new id)."""
         table = self.table
         states = table.states
         zone_count = len(self.zones)
         zone_mask = (1 << zone_count) - 1
         line_count = len(self.lines)
+        rows_list = positions.tolist()
+        last_row = table.codes.shape[0] - 1
+        if any(not 0 < rows_list[box] < last_row for box in which):  # an id past the table's rows
+            positions = table.fit(track_ids)
+            rows_list = positions.tolist()
         stored = table.codes
-        for box, position, code, track_id, class_id in zip(which.tolist(), positions[which].tolist(),
-                                                           codes[which].tolist(), track_ids[which].tolist(),
-                                                           class_ids[which].tolist()):
+        codes_list, ids_list, classes_list = codes.tolist(), track_ids.tolist(), class_ids.tolist()
+        for box in which:
+            code, track_id, class_id = codes_list[box], ids_list[box], classes_list[box]
             state = states.get(track_id)
             if state is None:
                 state = states[track_id] = TrackState(line_count)
@@ -278,7 +281,8 @@ class SourceAnalytics:
                 for k in line_rules.update(state, code, zone_count):
                     self._crossed(k, box, rows, class_id, track_id, events)
             state.code = code
-            stored[position] = code | PENDING if state.runs else code
+            stored[rows_list[box]] = code | PENDING if state.runs else code
+        return positions
 
     def _zone_event(self, state: TrackState, z: int, seconds: float, track_id: int, class_id: int,
                     events: list[Event]) -> None:

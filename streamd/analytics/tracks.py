@@ -103,8 +103,10 @@ class TrackTable:
             oldest = min(self.states)
             if oldest - self.base > self.codes.shape[0] // 2:  # the rows below the oldest live track go
                 self._shift(oldest - 1)
-        else:
+        else:  # no track left: the next ones start at row 1
+            self.base = max([self.base, *track_ids])
             self.codes[:] = NEVER_SEEN
+            self.last_index[:] = 0
 
     def restore(self, old: TrackTable) -> None:
         """Another table's tracks (a reload), each to be looked at again at its next frame."""
