@@ -279,7 +279,9 @@ def main() -> int:
     rounds = [variants[i:i + args.per_round] for i in range(0, len(variants), args.per_round)]
     reloads_sent = 0
     alive = True
+    round_starts = []
     for number, batch in enumerate(rounds):
+        round_starts.append(round(time.monotonic() - baseline_start, 2))
         config.write_text(toml_text(document(batch)))
         daemon.send_signal(signal.SIGHUP)
         reloads_sent += 1
@@ -305,6 +307,7 @@ def main() -> int:
         daemon.send_signal(signal.SIGHUP)
         reloads_sent += 1
         time.sleep(10.0)
+    alone_end = time.monotonic()
     cpu_seconds = (process_cpu_seconds_of(daemon.pid) or 0.0) - cpu_start
     wall_seconds = time.monotonic() - baseline_start
     final_rss = rss_megabytes(daemon.pid)
@@ -356,6 +359,12 @@ def main() -> int:
                    "with_variants_max": round(max(rss_fuzz), 1) if rss_fuzz else None,
                    "after_variants": round(final_rss, 1) if final_rss else None},
         "daemon_cpu_cores": round(cpu_seconds / wall_seconds, 3) if wall_seconds else None,
+        # Seconds from the baseline's start: when each round's reload was sent; the good source's messages
+        # in each second; RSS every 2 s.
+        "round_starts_seconds": round_starts,
+        "good_messages_per_second": watch.good_rates_per_second(baseline_start, alone_end),
+        "rss_mb_series": [[round(when - baseline_start, 1), round(value, 1)]
+                          for when, value in watch.rss[::4] if when >= baseline_start],
         "outcomes": {"played_some_frames": len(played), "refused_counted_as_open_errors": len(refused),
                      "neither": len(variants) - len(played) - len(refused),
                      "states": dict(Counter(str(v.get("state")) for v in variants)),
@@ -364,7 +373,9 @@ def main() -> int:
         "mutations": dict(Counter(kind for v in variants for kind in v["kinds"])),
         "variants": variants,
     }
-    print(json.dumps({k: v for k, v in report.items() if k not in ("variants", "machine", "versions")}, indent=2))
+    print(json.dumps({k: v for k, v in report.items()
+                      if k not in ("variants", "machine", "versions", "good_messages_per_second", "rss_mb_series")},
+                     indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if not args.keep:
