@@ -30,11 +30,11 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
     the message are made once (``_item_prefixes``, ``_frame_text``).
     """
     # float64 before rounding, so JSON carries 0.9123 rather than float32 noise (0.91229999).
-    scores_array = detections.scores.astype(np.float64).round(4)
+    scores = detections.scores.astype(np.float64).round(4).tolist()
     # A NaN or an infinity makes the sum non-finite (float32 values cannot overflow a float64 sum); those
     # take json.dumps's path, which spells them NaN / Infinity. So do times and counts that are not a plain
     # finite float and int, which the hand-written head would spell otherwise.
-    if (not math.isfinite(scores_array.sum()) or type(capture_time) is not float
+    if (not math.isfinite(sum(scores)) or type(capture_time) is not float
             or type(publish_time) is not float or not math.isfinite(capture_time + publish_time)
             or type(frame_index) is not int or type(sequence) is not int or type(frame_width) is not int
             or type(frame_height) is not int):
@@ -47,7 +47,6 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
             return _encode_reference(source_id, frame_index, sequence, capture_time, publish_time, frame_width,
                                      frame_height, model_id, detections, class_names, zones)
         boxes = [f"{b[0]!r},{b[1]!r},{b[2]!r},{b[3]!r}" for b in boxes_array.tolist()]
-    scores = scores_array.tolist()
     class_ids = detections.class_ids.tolist()
     prefix = _item_prefixes(class_names)
     # float repr is what json.dumps writes for a finite float.
@@ -65,37 +64,47 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
                       f'"publish_time":{publish_time!r}{end}{",".join(items)}]}}'.encode()]
 
 
-# _TENTHS[k]: repr(k / 10), what json.dumps writes for a corner that rounds to k tenths of a pixel; grown
-# to the largest corner met, up to _TENTHS_LIMIT (beyond: each corner's repr).
-_TENTHS: list[str] = []
+# The table: _TENTHS[0][k] is repr(k / 10), what json.dumps writes for a corner that rounds to k tenths of a
+# pixel; _TENTHS[1], the bits of float(its length) (see _box_texts). Grown to the largest corner met, up to
+# _TENTHS_LIMIT (beyond: each corner's repr). One tuple, replaced whole, so another thread reads both of one.
+_TENTHS: tuple[list[str], int] = ([], 0)
 _TENTHS_LIMIT = 10 * 16384
 
 
+def _float_bits(value: float) -> int:
+    """A float64's bits as an unsigned integer."""
+    return int(np.float64(value).view(np.uint64))
+
+
+_TENTHS_LIMIT_BITS = _float_bits(_TENTHS_LIMIT)
+
+
 def _grow_tenths(top: int) -> list[str]:
-    """The table, past ``top``: a new list, so that a caller on another thread reads an old one or this one."""
+    """The table, past ``top``."""
     global _TENTHS
-    table = _TENTHS
-    _TENTHS = table + [repr(k / 10) for k in range(len(table), min(_TENTHS_LIMIT, top + 4096))]
-    return _TENTHS
+    table = _TENTHS[0]
+    table = table + [repr(k / 10) for k in range(len(table), min(_TENTHS_LIMIT, top + 4096))]
+    _TENTHS = (table, _float_bits(len(table)))
+    return table
 
 
 def _box_texts(boxes_xyxy: np.ndarray) -> list[str] | None:
     """Each box's corners as ``x1,y1,x2,y2``, rounded to a tenth of a pixel and written as json.dumps writes
-    ``round(corner, 1)``: ``_TENTHS[k]`` of k = rint(10 corner), which numpy's round divides by 10 (it
+    ``round(corner, 1)``: the table's entry k for k = rint(10 corner), which numpy's round divides by 10 (it
     scales, rounds to an integer and scales back). None where a corner is negative (-0.0 included: its
     repr has the sign), not finite or beyond the table."""
-    tenths = boxes_xyxy.astype(np.float64)
-    if tenths.size == 0:
+    if boxes_xyxy.size == 0:
         return []
-    tenths *= 10.0
+    tenths = np.multiply(boxes_xyxy, 10.0, dtype=np.float64)  # in float64, as astype(float64) * 10
     np.rint(tenths, out=tenths)
-    top = float(np.maximum.reduce(tenths, axis=None))  # NaN when any is
-    # A float's sign bit is the sign of its bits read as an int64: set for -0.0 and anything below.
-    if not top < _TENTHS_LIMIT or np.minimum.reduce(tenths.view(np.int64), axis=None) < 0:
+    # One test for all: read as unsigned integers, the bits of non-negative floats are in their order, and
+    # those of infinity, NaN, -0.0 and anything below 0 come after every finite one's.
+    top = int(np.maximum.reduce(tenths.view(np.uint64).reshape(-1)))
+    if top >= _TENTHS_LIMIT_BITS:
         return None
-    table = _TENTHS
-    if top >= len(table):
-        table = _grow_tenths(int(top))
+    table, end_bits = _TENTHS
+    if top >= end_bits:
+        table = _grow_tenths(int(np.maximum.reduce(tenths.reshape(-1))))
     return [f"{table[x1]},{table[y1]},{table[x2]},{table[y2]}"
             for x1, y1, x2, y2 in tenths.astype(np.intp).reshape(-1, 4).tolist()]
 

@@ -2,7 +2,7 @@
 
 An XPUB socket with XPUB_NODROP, sent with NOBLOCK: when a subscriber's queue (send_hwm messages)
 is full, the send fails at once and the message is counted as dropped, instead of ZeroMQ's silent
-per-subscriber drop. Subscriptions are read to keep a subscriber count.
+per-subscriber drop. Subscriptions are read to keep a subscriber count (``poll_subscriptions``).
 
 With a CURVE key pair (streamd.publish.curve) the socket is a CURVE server: only subscribers whose
 public key is in the authorised-keys folder connect, and everything on the wire is encrypted.
@@ -74,8 +74,9 @@ class Publisher:
         self.subscriptions = 0
 
     def send(self, parts: list[bytes]) -> bool:
-        """True when ZeroMQ took the message for every subscriber; False when it was dropped."""
-        self._read_subscriptions()
+        """True when ZeroMQ took the message for every subscriber; False when it was dropped. Subscription
+        changes wait for ``poll_subscriptions``, which reads them all: querying the socket's events on every
+        message costs a system call."""
         try:
             if len(parts) == 2 and type(parts[0]) is bytes and type(parts[1]) is bytes:
                 # A message's topic and payload: the two sends send_multipart makes, without its checks of
