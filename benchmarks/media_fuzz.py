@@ -228,6 +228,9 @@ def main() -> int:
                                                     "model, so inference costs next to nothing)")
     parser.add_argument("--json", default="")
     parser.add_argument("--keep", action="store_true", help="keep the folder of media and logs")
+    parser.add_argument("--reuse-ids", action="store_true",
+                        help="every round's sources take the same --per-round ids (fuzz000...), so the metrics hold "
+                             "no more series as rounds go by: what memory does without that growth")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         print("needs ffmpeg", file=sys.stderr)
@@ -235,6 +238,9 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="streamd-fuzz-"))
     encodings = make_encodings(Path(args.video), folder, args.seconds)
     variants = make_variants(encodings, folder, args.variants, args.seed)
+    if args.reuse_ids:
+        for index, variant in enumerate(variants):
+            variant["id"] = f"fuzz{index % args.per_round:03d}"
     model = args.model
     if not model:
         from tests.support import write_tiny_yolox_model  # noqa: PLC0415
@@ -280,6 +286,7 @@ def main() -> int:
     reloads_sent = 0
     alive = True
     round_starts = []
+    totals: dict[str, dict[str, float]] = {}
     for number, batch in enumerate(rounds):
         round_starts.append(round(time.monotonic() - baseline_start, 2))
         config.write_text(toml_text(document(batch)))
@@ -294,11 +301,16 @@ def main() -> int:
             labels = (("source", variant["id"]),)
             states = [dict(key[1])["state"] for key, value in samples.items()
                       if key[0] == "streamd_source_state" and dict(key[1]).get("source") == variant["id"] and value]
-            outcomes[variant["id"]] = {
-                "frames_captured": samples.get(("streamd_frames_captured_total", labels), 0.0),
-                "errors": {kind: samples.get(("streamd_source_errors_total",
-                                              (("kind", kind), ("source", variant["id"]))), 0.0)
-                           for kind in ("open", "read", "stall")},
+            counts = {"frames_captured": samples.get(("streamd_frames_captured_total", labels), 0.0),
+                      **{kind: samples.get(("streamd_source_errors_total",
+                                            (("kind", kind), ("source", variant["id"]))), 0.0)
+                         for kind in ("open", "read", "stall")}}
+            before = totals.get(variant["id"], {})  # an id used before (--reuse-ids): this round's part
+            totals[variant["id"]] = counts
+            delta = {key: value - before.get(key, 0.0) for key, value in counts.items()}
+            outcomes[variant["path"]] = {
+                "frames_captured": delta["frames_captured"],
+                "errors": {kind: delta[kind] for kind in ("open", "read", "stall")},
                 "state": states[0] if states else None}
         print(f"round {number + 1}/{len(rounds)}: rss {rss_megabytes(daemon.pid) or 0:.0f} MB", flush=True)
     fuzz_end = time.monotonic()
@@ -331,9 +343,10 @@ def main() -> int:
         if match:
             warnings[match.group(1)] += 1
     for variant in variants:
-        variant.update(outcomes.get(variant["id"], {}))
-        variant["warning_lines"] = warnings.get(variant["id"], 0)
-        variant["published"] = watch.messages.get(variant["id"], 0)
+        variant.update(outcomes.get(variant["path"], {}))
+        # Per source id: with --reuse-ids an id's lines and messages are those of all its rounds.
+        variant["warning_lines"] = warnings.get(variant["id"], 0) if not args.reuse_ids else None
+        variant["published"] = watch.messages.get(variant["id"], 0) if not args.reuse_ids else None
         variant.pop("path")
     baseline_rate = watch.good_rate(baseline_start, baseline_end)
     fuzz_rate = watch.good_rate(baseline_end, fuzz_end)
@@ -346,6 +359,7 @@ def main() -> int:
         **provenance(),
         "settings": {"variants": args.variants, "per_round": args.per_round, "round_seconds": args.round_seconds,
                      "baseline_seconds": args.baseline_seconds, "seconds_of_video": args.seconds, "seed": args.seed,
+                     "reuse_ids": args.reuse_ids,
                      "model": "tiny constant-output YOLOX-layout ONNX model" if not args.model else args.model,
                      "good_source": "vtest.avi re-encoded (H.264 MP4, 384x288, 10 fps), looping, paced"},
         "daemon_alive_throughout": alive,
@@ -368,8 +382,10 @@ def main() -> int:
         "outcomes": {"played_some_frames": len(played), "refused_counted_as_open_errors": len(refused),
                      "neither": len(variants) - len(played) - len(refused),
                      "states": dict(Counter(str(v.get("state")) for v in variants)),
-                     "warning_lines_per_variant": dict(sorted(Counter(v["warning_lines"] for v in variants).items())),
-                     "most_warning_lines": max((v["warning_lines"] for v in variants), default=0)},
+                     "warning_lines_per_variant": None if args.reuse_ids else dict(sorted(Counter(
+                         v["warning_lines"] for v in variants).items())),
+                     "most_warning_lines": None if args.reuse_ids else max(
+                         (v["warning_lines"] for v in variants), default=0)},
         "mutations": dict(Counter(kind for v in variants for kind in v["kinds"])),
         "variants": variants,
     }
