@@ -381,6 +381,32 @@ def end_to_end_row(data: dict) -> list[str]:
             str(end_to_end.get("messages_missing", NONE))]
 
 
+def fuzz_row(data: dict) -> list[str]:
+    outcomes = data.get("outcomes") or {}
+    rss = data.get("rss_mb") or {}
+    worst = number(data.get("good_fps_with_variants_worst_second"), 0)
+    return [str(dig(data, "settings", "variants") or NONE),
+            f"{outcomes.get('played_some_frames', NONE)} / {outcomes.get('refused_counted_as_open_errors', NONE)}",
+            f"{yes_no(data.get('daemon_alive_throughout'))}, exit {data.get('exit_status_after_sigterm', NONE)}",
+            f"{number(data.get('good_fps_ratio'), 3)} (worst second {worst} fps)",
+            " / ".join(number(rss.get(key), 0) for key in ("baseline_max", "with_variants_max", "after_variants")),
+            number(dig(data, "memory_check_reuse_ids", "rss_mb", "with_variants_max"), 0),
+            str(outcomes.get("most_warning_lines", NONE))]
+
+
+GROUPS += (
+    Group("Corrupted media: `media_fuzz.py`",
+          "Randomly corrupted re-encodes of vtest (truncations, byte flips, noise and zeroed blocks, swapped and "
+          "resized MP4 boxes) through one daemon, ten at a time by reload, beside a good looping 10 fps source. "
+          "Good source: its rate while the variants ran over its rate alone. RSS: alone, most with variants, "
+          "alone again after; the same run with the source ids reused round after round (no state of removed "
+          "sources kept).",
+          ("variants", "played / refused", "daemon alive", "good source rate ratio", "RSS MB alone / max / after",
+           "RSS MB max, ids reused", "most WARNING lines of a variant"),
+          lambda d: "good_fps_ratio" in d and "outcomes" in d, fuzz_row),
+)
+
+
 # First: such a file also holds the pipeline-against-raw keys of the group below.
 GROUPS = (
     Group("End to end: `streamd bench` against a hand-written loop",
