@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import heapq
 import importlib
 import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -108,7 +110,8 @@ class Variant:
             ("pipeline", "daemon.pipeline"), ("definitions", "metrics.definitions"),
             ("publisher", "publish.publisher"), ("sources", "tracking.sources"), ("schema", "config.schema"),
             ("frame", "frame"), ("detector", "inference.detector"), ("detections", "yolox.detections"),
-            ("latest_frame", "sources.latest_frame"), ("bytetrack", "tracking.bytetrack"))})
+            ("latest_frame", "sources.latest_frame"), ("bytetrack", "tracking.bytetrack"),
+            ("batching", "daemon.batching"))})
         self.endpoint = endpoint
         self.publisher = None
 
@@ -273,6 +276,87 @@ def instrumented_round(variants: list[Variant], ticks: dict[str, list], sources:
     return parts
 
 
+class _SimulatedClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _SimulatedSource:
+    """What the batch collector reads of a capture source, fed by ``_SimulatedArrivals``."""
+
+    def __init__(self, variant: Variant, index: int) -> None:
+        self.source_id = f"cam{index:02d}"
+        self.slot = variant.modules.latest_frame.LatestFrameSlot()
+        self.state = "streaming"
+        self.finished = threading.Event()
+        self.last_frame_monotonic = 0.0
+        self.index = 0
+
+
+class _SimulatedArrivals:
+    """The frame signal's condition for a collector on a simulated clock: ``wait`` moves the clock on to the
+    next frame's arrival (or the timeout) and puts the frames that arrived in their slots, as capture threads
+    would; the CPU time that takes is kept apart (``delivery_seconds``)."""
+
+    def __init__(self, variant: Variant, clock: _SimulatedClock, sources: list[_SimulatedSource],
+                 period_seconds: float, seed: int = 0) -> None:
+        self._frame = variant.modules.frame.Frame
+        self._clock, self._sources, self._period = clock, sources, period_seconds
+        rng = np.random.default_rng(seed)
+        self._arrivals = [(float(rng.uniform(0, period_seconds)), index) for index in range(len(sources))]
+        heapq.heapify(self._arrivals)
+        self.delivery_seconds = 0.0
+
+    def __enter__(self) -> _SimulatedArrivals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def notify_all(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        started = time.thread_time()
+        until = self._clock.now + (1.0 if timeout is None else timeout)
+        if self._arrivals[0][0] <= until:
+            until = self._arrivals[0][0]
+            while self._arrivals[0][0] <= until:
+                at, index = heapq.heappop(self._arrivals)
+                source = self._sources[index]
+                source.slot.put(self._frame(source.source_id, source.index, at, at, DeviceImage()))
+                source.index += 1
+                source.last_frame_monotonic = at
+                heapq.heappush(self._arrivals, (at + self._period, index))
+        self._clock.now = until
+        self.delivery_seconds += time.thread_time() - started
+        return True
+
+
+def collector_round(variant: Variant, sources: int, max_batch: int, seconds: float,
+                    batch_seconds: float = 0.008) -> float:
+    """CPU seconds of ``BatchCollector.next_batch`` per frame it returns, over ``seconds`` of simulated
+    time: ``sources`` cameras at 30 fps, each at its own phase, batches of up to ``max_batch`` that take the
+    detector ``batch_seconds``; the simulated capture's own puts are not counted."""
+    clock = _SimulatedClock()
+    simulated = [_SimulatedSource(variant, index) for index in range(sources)]
+    arrivals = _SimulatedArrivals(variant, clock, simulated, 1 / 30)
+    collector = variant.modules.batching.BatchCollector(simulated, arrivals, max_batch, 0.02, clock=clock)
+    frames, cpu_seconds = 0, 0.0
+    gc.collect()
+    while clock.now < seconds:
+        started, delivery = time.thread_time(), arrivals.delivery_seconds
+        batch = collector.next_batch()
+        cpu_seconds += time.thread_time() - started - (arrivals.delivery_seconds - delivery)
+        frames += len(batch)
+        clock.now += batch_seconds
+        collector.observe_batch_seconds(batch_seconds)
+    return cpu_seconds / frames
+
+
 def start_subscriber(endpoints: list[str]) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, *endpoints], stdout=subprocess.PIPE, text=True)
     if process.stdout.readline().strip() != "ready":
@@ -293,8 +377,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="rounds of each kind per version")
     parser.add_argument("--appearance", action="store_true", help="host frames: colour signatures in tracking")
     parser.add_argument("--before", metavar="DIR", help="a folder with another version as package streamd_before")
+    parser.add_argument("--collector-seconds", type=float, default=10.0,
+                        help="simulated seconds of the batch collector a round and version (0: none)")
+    parser.add_argument("--max-batch", type=int, help="the collector's batch size (default: every source)")
     parser.add_argument("--json", dest="json_path", help="also write the result here, with its provenance")
     args = parser.parse_args()
+    max_batch = args.max_batch or args.sources
 
     data = [detections_of(source, args.objects, args.frames) for source in range(args.sources)]
     image = (np.random.default_rng(1).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
@@ -324,6 +412,7 @@ def main() -> int:
         wall: dict[str, list[float]] = {variant.package: [] for variant in variants}
         cpu: dict[str, list[float]] = {variant.package: [] for variant in variants}
         parts: dict[str, list[dict[str, float]]] = {variant.package: [] for variant in variants}
+        collector: dict[str, list[float]] = {variant.package: [] for variant in variants}
         for round_index in range(args.rounds):
             times = timed_round(variants, ticks, args.sources, args.appearance)
             for variant in variants:
@@ -332,6 +421,9 @@ def main() -> int:
                 cpu[variant.package].append(statistics.median(round_cpu))
             for name, round_parts in instrumented_round(variants, ticks, args.sources, args.appearance).items():
                 parts[name].append(round_parts)
+            for variant in (variants if round_index % 2 == 0 else variants[::-1]) if args.collector_seconds else ():
+                collector[variant.package].append(
+                    collector_round(variant, args.sources, max_batch, args.collector_seconds))
             print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(
                 f"{variant.package} {microseconds(cpu[variant.package][-1])} us CPU a frame "
                 f"({microseconds(wall[variant.package][-1])} wall)" for variant in variants), flush=True)
@@ -346,7 +438,9 @@ def main() -> int:
         "ticks_counted": args.frames - WARMUP_TICKS, "rounds": args.rounds, "appearance": args.appearance,
         "frame_image": "1080p host image" if args.appearance else "device stand-in (no host pixels)",
         "boxes_per_frame": round(boxes_per_frame, 1), "boxes_with_track_id_per_frame": round(with_id, 1),
-        "outputs_identical": identical, "unit": "microseconds per frame"}
+        "outputs_identical": identical, "unit": "microseconds per frame",
+        "collector": (f"{args.collector_seconds} simulated s a round: {args.sources} sources at 30 fps, batches of "
+                      f"up to {max_batch}, 8 ms each" if args.collector_seconds else None)}
     for variant in variants:
         name = "before" if variant.package == "streamd_before" else "after" if args.before else "current"
         report[name] = {
@@ -356,12 +450,24 @@ def main() -> int:
             "wall_round_medians_us": [microseconds(value) for value in wall[variant.package]],
             "parts_median_us": {part: microseconds(statistics.median(r[part] for r in parts[variant.package]))
                                 for part in parts[variant.package][0]}}
+        if args.collector_seconds:
+            report[name]["collector_median_per_frame_us"] = microseconds(statistics.median(collector[variant.package]))
+            report[name]["collector_round_us"] = [microseconds(value) for value in collector[variant.package]]
     if args.before:
         for clock_name, values in (("cpu", cpu), ("wall", wall)):
             ratios = [old / new for old, new in zip(values["streamd_before"], values["streamd"])]
             report[f"{clock_name}_round_ratios_before_over_after"] = [round(ratio, 3) for ratio in ratios]
             report[f"{clock_name}_ratio_median"] = round(statistics.median(ratios), 3)
             report[f"{clock_name}_cut_median"] = round(1 - 1 / statistics.median(ratios), 3)
+        if args.collector_seconds:
+            ratios = [old / new for old, new in zip(collector["streamd_before"], collector["streamd"])]
+            report["collector_ratio_median"] = round(statistics.median(ratios), 3)
+            # The publish path and the collector together, round by round.
+            ratios = [(cpu_old + collector_old) / (cpu_new + collector_new) for cpu_old, collector_old, cpu_new,
+                      collector_new in zip(cpu["streamd_before"], collector["streamd_before"], cpu["streamd"],
+                                           collector["streamd"])]
+            report["cpu_with_collector_round_ratios"] = [round(ratio, 3) for ratio in ratios]
+            report["cpu_with_collector_ratio_median"] = round(statistics.median(ratios), 3)
         before_parts, after_parts = report["before"]["parts_median_us"], report["after"]["parts_median_us"]
         report["parts_ratio_before_over_after"] = {part: round(before_parts[part] / after_parts[part], 3)
                                                    for part in before_parts if after_parts[part] > 0}

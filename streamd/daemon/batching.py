@@ -149,16 +149,22 @@ class BatchCollector:
     # -- helpers -----------------------------------------------------------------------------------
     def _scan(self, batch: list[Frame], taken: set[int]) -> None:
         """Take ready frames round robin from the cursor into ``batch`` (sources not yet in it)."""
-        count = len(self._sources)
+        sources = self._sources
+        count = len(sources)
         start = self._cursor
+        room = self.max_batch - len(batch)
         for offset in range(count):
-            if len(batch) >= self.max_batch:
+            if room <= 0:
                 return
-            index = (start + offset) % count
-            slot = self._sources[index].slot
+            index = start + offset
+            if index >= count:
+                index -= count
             # Peek first: take(timeout=0) on an empty slot costs a condition wait, and a scan runs on
-            # every frame, over every source.
-            if index in taken or not slot.peek_ready():
+            # every frame signal, over every source.
+            if index in taken:
+                continue
+            slot = sources[index].slot
+            if not slot.peek_ready():
                 continue
             frame = slot.take(timeout=0)
             if frame is None:
@@ -168,6 +174,7 @@ class BatchCollector:
                 continue
             batch.append(frame)
             taken.add(index)
+            room -= 1
             self._cursor = (index + 1) % count
 
     def _too_old(self, frame: Frame) -> bool:

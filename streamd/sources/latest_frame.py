@@ -71,8 +71,9 @@ class LatestFrameSlot:
             self._condition.notify_all()
 
     def peek_ready(self) -> bool:
-        with self._condition:
-            return self._frame is not None
+        """Whether a frame waits. One reference read, without the lock: a put or take in progress is raced
+        with either way (the batch collector scans every slot on each frame signal, so it stays cheap)."""
+        return self._frame is not None
 
     def close(self) -> None:
         with self._condition:
