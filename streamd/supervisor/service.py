@@ -268,6 +268,11 @@ class Supervisor:
         # Removed sources keep their entry: the last messages they published are still on the way.
         self._worker_of_source = {**self._worker_of_source,
                                   **{s.encode(): w for s, w in self.assignment.items()}}
+        if diff.model_changed and self.standbys:  # their model is the old one: new standbys load the new
+            stop_workers(list(self.standbys.values()))
+            for standby in self.standbys.values():
+                standby.close()
+            self.standbys.clear()
         signalled = []
         for worker in self.workers:
             spec = self._spec(worker.index)
