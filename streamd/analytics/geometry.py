@@ -152,12 +152,13 @@ class Compiled:
     edge_slope: np.ndarray | None  # (E, 1) dx / dy (0 for a level edge, which no horizontal ray crosses)
     edge_bits: np.ndarray | None  # (E, 1) int64, 1 << its zone
     margins: np.ndarray  # (L,) float32
+    flag_bias: np.ndarray  # (F, 1) float32: the compared rows' bias
 
     def evaluate(self, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(each box's code, the rows) for (N, 4) boxes."""
         rows = self.weights @ boxes_xyxy.T  # without the bias: it is folded into the comparison
-        start, end = self.flag_start, self.flag_start + self.flag_bits.shape[0]
-        flags = rows[start:end] < self.bias[start:end]
+        start = self.flag_start
+        flags = rows[start:start + self.flag_bits.shape[0]] < self.flag_bias
         code = np.bitwise_or.reduce(flags * self.flag_bits, axis=0)
         if self.edge_dy is None:
             code ^= self.zone_mask  # the edge flags said "outside"
@@ -240,12 +241,14 @@ def compile_shapes(zones: Sequence[ZoneShape], lines: Sequence[LineShape]) -> Co
 
     weights = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b in blocks], axis=0)
     bias = np.concatenate([column(b) for b in biases], axis=0)
-    return Compiled(np.ascontiguousarray(weights, np.float32), bias.astype(np.float32),
+    bias32 = bias.astype(np.float32)
+    return Compiled(np.ascontiguousarray(weights, np.float32), bias32,
                     np.asarray(flag_bits, np.int64).reshape(-1, 1), flag_start, (1 << z) - 1, z, len(lines),
                     None if convex else column(dys).astype(np.float32),
                     None if convex else column(slopes).astype(np.float32),
                     None if convex else np.asarray(bits, np.int64).reshape(-1, 1),
-                    np.asarray(margins, np.float32))
+                    np.asarray(margins, np.float32),
+                    np.ascontiguousarray(bias32[flag_start:flag_start + len(flag_bits)]))
 
 
 def _area(polygon: np.ndarray) -> float:
