@@ -90,7 +90,7 @@ def build_host_detectors(model: ModelConfig, model_id: str, workers: int = 0, th
         for _ in range(workers - 1):
             detectors.append(HostDetector(backend, convention, detector.decoder, width, height, model_id,
                                           model.classes, owns_backend=False, max_batch=model.max_batch))
-        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s, %d worker(s) x %s thread(s), "
+        log.info("model %s: %s, input %dx%d, layout %s, preprocessing %s, %d detector thread(s) x %s backend thread(s), "
                  "batches of up to %d", model_id, backend.describe(), width, height, layout, model.preprocessing,
                  workers, threads or "default", model.max_batch)
         return detectors
