@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 SCRAPE_TIMEOUT_SECONDS = 2.0
 _INTERNAL_HOP = {"streamd_messages_published": "streamd_worker_messages_published",
                  "streamd_messages_dropped": "streamd_worker_messages_dropped"}
+# What only the public endpoint has (workers publish on ipc without CURVE): the supervisor's own series.
+_PUBLIC_ONLY = {"streamd_publish_auth_refused"}
 
 
 def fetch(address: str, path: str, timeout_seconds: float = SCRAPE_TIMEOUT_SECONDS) -> tuple[int, bytes]:
@@ -75,6 +77,8 @@ def merge_families(own: Iterator[Metric], workers: dict[int, str]) -> list[Metri
             log.warning("worker %d's metrics could not be parsed: %s", index, error)
             continue
         for family in families:
+            if family.name in _PUBLIC_ONLY:
+                continue
             name = _INTERNAL_HOP.get(family.name, family.name)
             target = merged.get(name)
             if target is None:

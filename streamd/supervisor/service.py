@@ -27,6 +27,7 @@ from streamd.config.schema import ALL_GPUS, Config
 from streamd.daemon.reload import diff_configs
 from streamd.daemon.sdnotify import SystemdNotifier
 from streamd.errors import StreamdError
+from streamd.metrics.definitions import AUTH_REFUSAL_REASONS
 from streamd.metrics.http import MetricsServer
 from streamd.publish.publisher import Publisher
 from streamd.supervisor.assignment import assign, worker_count
@@ -58,6 +59,12 @@ class SupervisorMetrics:
                                        ["worker"], registry=registry)
         self.worker_sources = Gauge("streamd_worker_sources", "sources assigned to the worker", ["worker"],
                                     registry=registry)
+        # CURVE lives on the public endpoint, so its refusals are counted here (streamd.publish.publisher).
+        self.publish_auth_refused = Counter(
+            "streamd_publish_auth_refused", "Connections to the CURVE publisher refused, by reason (see the "
+            "single-process metric of the same name).", ["reason"], registry=registry)
+        for reason in AUTH_REFUSAL_REASONS:
+            self.publish_auth_refused.labels(reason)
 
 
 def devices_of(config: Config) -> list[int]:

@@ -328,3 +328,47 @@ def test_one_preview_lists_and_relays_every_workers_sources(daemon_factory, tmp_
         assert http_get(f"{base}/sources/nope")[0] == 404
     finally:
         service.close()
+
+
+def test_curve_on_the_one_endpoint_and_its_refusals_in_the_one_scrape(daemon_factory, tmp_path: Path) -> None:
+    """CURVE stays on the public side: an authorised subscriber receives every worker's sources, an
+    unknown key is refused and counted once, in the supervisor's series (no per-worker copies)."""
+    import shutil
+
+    from streamd.publish.curve import create_key_pair
+    from tests.publish.test_refusals import refused_client
+
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    keys = {"authorized": authorized}
+    for name in ("server", "alice", "mallory"):
+        keys[name], keys[f"{name}_secret"] = create_key_pair(tmp_path / "keys", name)
+    shutil.copy(keys["alice"], authorized / "alice.key")
+    service = Service(daemon_factory, tmp_path, [source_table(s) for s in "abc"])
+    service.daemon.stop()
+    service.subscriber.close()
+    text = service.config([source_table(s) for s in "abc"]).replace(
+        "wait_for_subscriber_seconds = 10\n", f'curve_secret_key = "{keys["server_secret"]}"\n'
+        f'curve_authorized_keys = "{keys["authorized"]}"\n')
+    service.daemon = daemon_factory(text, name="curve")
+    service.subscriber = Subscriber(f"tcp://127.0.0.1:{service.publish_port}", server_key=keys["server"],
+                                    client_key=keys["alice_secret"])
+    try:
+        service.wait_ready()
+        service.receive_until(lambda: all(service.count(s) >= 3 for s in "abc"))
+        intruder = refused_client(f"tcp://127.0.0.1:{service.publish_port}", keys, "unknown_key")
+        try:
+            pattern = r'^streamd_publish_auth_refused_total\{reason="unknown_key"\} (\S+)$'
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while True:
+                found = re.findall(pattern, http_get(service.url("/metrics"))[1], re.M)
+                if found and float(found[0]) >= 1:
+                    break
+                assert time.monotonic() < deadline, service.daemon.log()
+                time.sleep(0.2)
+            assert len(found) == 1  # the supervisor's series only
+            assert intruder.poll(500) == 0
+        finally:
+            intruder.close(0)
+    finally:
+        service.close()
