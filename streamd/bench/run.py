@@ -27,7 +27,7 @@ from streamd.inference.detector import DetectionResult
 from streamd.inference.factory import build_detector, build_detectors, cpu_parallelism
 from streamd.inference.host_detector import HostDetector
 from streamd.publish.subscriber import Subscriber
-from streamd.yolox.preprocess import CONVENTIONS, Preprocessor
+from streamd.yolox.preprocess import Preprocessor
 
 EXIT_BAD_ARGUMENTS = 2
 # The config keys bench fills from its flags: an error names the flag the user typed.
@@ -229,7 +229,7 @@ def run_bench(args: argparse.Namespace) -> int:
     parallel_detector = build_detectors(plain_model, workers, threads)[0]
     if not isinstance(detector, HostDetector) or not isinstance(parallel_detector, HostDetector):
         raise SystemExit("streamd bench: the raw measurement needs a host backend")
-    preprocessor = Preprocessor(CONVENTIONS[fast_config.model.preprocessing], *detector.input_size)
+    preprocessor = Preprocessor(detector.convention, *detector.input_size)
     inputs = [preprocessor(frame)[0].copy() for frame in frames]
 
     raw_rounds, parallel_rounds, pipeline_rounds, received_rounds = [], [], [], []

@@ -16,8 +16,10 @@ COCO_CLASSES: tuple[str, ...] = (
     "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
     "scissors", "teddy bear", "hair drier", "toothbrush",
 )
-# Every YOLOX layout streamd decodes has 5 + classes channels: box (4), objectness (1), classes.
+# Every YOLOX layout has 5 + classes channels: box (4), objectness (1), classes.
 _BOX_AND_OBJECTNESS = 5
+# Ultralytics' anchor-free layout has no objectness: box (4), classes.
+_BOX = 4
 
 
 def model_class_count(model_path: Path) -> int | None:
@@ -32,7 +34,9 @@ def model_class_count(model_path: Path) -> int | None:
     counts = set()
     for output in model.graph.output:
         dims = [d.dim_value for d in output.type.tensor_type.shape.dim]
-        if len(dims) == 3 and dims[2] > _BOX_AND_OBJECTNESS:  # [B, N, 5 + C]
+        if len(dims) == 3 and _BOX < dims[1] < dims[2]:  # Ultralytics anchor-free: [B, 4 + C, N]
+            counts.add(dims[1] - _BOX)
+        elif len(dims) == 3 and dims[2] > _BOX_AND_OBJECTNESS:  # [B, N, 5 + C]
             counts.add(dims[2] - _BOX_AND_OBJECTNESS)
         elif len(dims) == 4 and dims[1] > _BOX_AND_OBJECTNESS:  # [B, 5 + C, H, W]
             counts.add(dims[1] - _BOX_AND_OBJECTNESS)

@@ -150,10 +150,14 @@ def _load_classes(value: Any, base_dir: Path, model_path: Path) -> tuple[str, ..
 
 
 def _default_classes(model_path: Path) -> tuple[str, ...]:
-    """No names given and no names file beside the model: COCO's when the model has 80 classes
-    (every official YOLOX export), else an error asking for them."""
+    """No names given and no names file beside the model: the names the export's metadata holds, else
+    COCO's when the model has 80 classes (every official YOLOX export), else an error asking for them."""
     from streamd.config.coco import COCO_CLASSES, model_class_count  # noqa: PLC0415
+    from streamd.yolox.metadata import read_metadata  # noqa: PLC0415
 
+    names = read_metadata(model_path).names
+    if names:  # the export's own class names (Ultralytics writes them)
+        return names
     count = model_class_count(model_path)
     if count == len(COCO_CLASSES):
         # A guess, if a good one (every official YOLOX export): said at WARNING, once, at start-up.

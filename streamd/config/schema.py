@@ -45,7 +45,7 @@ ALL_GPUS = -1
 BACKENDS = "streamd.inference.registry:BACKENDS"
 PRECISIONS = "streamd.inference.tensorrt_build:PRECISIONS"
 CONVENTIONS = "streamd.yolox.preprocess:CONVENTIONS"
-LAYOUTS = "streamd.yolox.postprocess:LAYOUTS"
+LAYOUTS = "streamd.yolox.decoders:LAYOUTS"
 
 # Analytics (streamd.analytics): the point of a box that zones and lines look at, how coordinates are
 # written, and which side of a line (seen from its first point towards its second) is "in".
@@ -192,12 +192,18 @@ class ModelConfig:
     score_threshold: float = setting(0.3, "detection score (objectness × class), between 0 and 1")
     nms_threshold: float = setting(0.45, "class-aware NMS IoU, between 0 and 1")
     max_detections: int = setting(100, "per frame")
-    preprocessing: str = setting("yolox", "`yolox`: BGR 0-255, letterbox top-left, pad 114 (official YOLOX "
-                                          "exports); `legacy`: RGB /255, ImageNet mean/std, centred, pad 128",
-                                 choices=CONVENTIONS)
+    preprocessing: str = setting("auto", "`yolox`: BGR 0-255, letterbox top-left, pad 114 (official YOLOX "
+                                         "exports); `ultralytics`: RGB 0-1, letterbox centred, pad 114 (Ultralytics "
+                                         "YOLO exports); `legacy`: RGB /255, ImageNet mean/std, centred, pad 128; "
+                                         "`auto`: the convention of the model's family, read from its output layout "
+                                         "and the export's metadata",
+                                 choices=CONVENTIONS, extra_choices=("auto",))
     layout: str = setting("auto", "`yolox` ([B, N, 5+C], raw boxes), `yolox-decoded` (boxes decoded in the graph), "
-                                  "`heads` (three [B, 5+C, H, W] logit maps); `auto`: detected from the outputs, and "
-                                  "a layout that fits none is an error at start-up",
+                                  "`heads` (three [B, 5+C, H, W] logit maps), `ultralytics` ([B, 4+C, N]: YOLOv5u, "
+                                  "YOLOv8, YOLO11), `ultralytics-transposed` ([B, N, 4+C]), `end2end` ([B, K, 6]: "
+                                  "NMS-free exports, boxes already selected; CPU path only for now); `auto`: "
+                                  "detected from the outputs and the export's metadata, and a layout that fits "
+                                  "none is an error at start-up",
                           choices=LAYOUTS, extra_choices=("auto",))
     backend: str = setting("onnxruntime", "`auto`: TensorRT when it imports and a GPU is present, else ONNX Runtime",
                            choices=BACKENDS, extra_choices=("auto",))

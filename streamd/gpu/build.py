@@ -23,8 +23,10 @@ from streamd.inference.base import describe_io
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
 from streamd.inference.tensorrt_backend import TensorRTBackend, TensorRTEngine, open_engine
+from streamd.yolox.decoders import GPU_LAYOUTS
 from streamd.yolox.layout import input_size, resolve_layout
-from streamd.yolox.preprocess import CONVENTIONS, Preprocessor
+from streamd.yolox.metadata import read_metadata
+from streamd.yolox.preprocess import Preprocessor, resolve_convention
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 def _probe_first_output(engine: TensorRTEngine, model: ModelConfig, width: int, height: int) -> np.ndarray:
     """The first output for a grey frame, through a host backend borrowing the engine (closed after)."""
     with TensorRTBackend(engine=engine, device=model.device) as backend:
-        network_input, _ = Preprocessor(CONVENTIONS[model.preprocessing], width, height,
+        network_input, _ = Preprocessor(resolve_convention(model.preprocessing), width, height,
                                         dtype=engine.inputs[0].dtype)(np.full((height, width, 3), 114, np.uint8))
         return backend.infer({engine.inputs[0].name: network_input})[engine.outputs[0].name].copy()
 
@@ -61,21 +63,27 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
     detector: GpuDetector | BatchGpuDetector | None = None
     try:
         width, height = input_size(engine.inputs, model.input_width, model.input_height)
+        metadata = read_metadata(model.path)
         layout = resolve_layout(model.layout, engine.outputs, width, height, len(model.classes),
-                                probe=lambda: _probe_first_output(engine, model, width, height))
+                                probe=lambda: _probe_first_output(engine, model, width, height),
+                                family=metadata.family, end2end=metadata.end2end)
+        if layout not in GPU_LAYOUTS:
+            raise ModelLayoutError(f"model layout '{layout}': the GPU path decodes YOLOX layouts only for now "
+                                   f"({', '.join(GPU_LAYOUTS)}); run this model on the CPU path "
+                                   "(model.backend = \"onnxruntime\")")
         engine.set_input_shapes(engine.static_shapes(batch=1))
         # Integrated GPU (Jetson), or forced: host frames read in place from mapped host memory.
         gpu = device_info(model.device)
         zero_copy = resolve_zero_copy(model.zero_copy, gpu)
         if max_batch > 1:
             batch_class = ZeroCopyBatchGpuDetector if zero_copy else BatchGpuDetector
-            detector = batch_class(engine, CONVENTIONS[model.preprocessing], len(model.classes),
+            detector = batch_class(engine, resolve_convention(model.preprocessing), len(model.classes),
                                    model.score_threshold, model.nms_threshold, max_batch=max_batch,
                                    layout=layout, max_detections=model.max_detections, model_id=model_id,
                                    class_names=model.classes, device=model.device)
         else:
             detector_class = ZeroCopyGpuDetector if zero_copy else GpuDetector
-            detector = detector_class(engine, CONVENTIONS[model.preprocessing], len(model.classes),
+            detector = detector_class(engine, resolve_convention(model.preprocessing), len(model.classes),
                                       model.score_threshold, model.nms_threshold, layout=layout,
                                       max_detections=model.max_detections, model_id=model_id,
                                       class_names=model.classes, device=model.device)

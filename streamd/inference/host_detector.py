@@ -10,7 +10,6 @@ import numpy as np
 from streamd.frame import Frame
 from streamd.inference.base import InferenceBackend
 from streamd.inference.detector import DetectionResult, Detector, StageTimings
-from streamd.yolox.postprocess import YoloxDecoder
 from streamd.yolox.preprocess import Convention, Letterbox, Preprocessor
 
 
@@ -19,10 +18,11 @@ class HostDetector(Detector):
     ``max_batch > 1`` (a backend with a dynamic batch dimension) several frames in one backend call.
 
     Several detectors may share one backend (one per pipeline worker); only the owner closes it.
-    The decoder is stateless after construction, so sharing it is safe too.
+    The decoder (``streamd.yolox.decoders.make_decoder``: ``decode(outputs) -> Detections`` in network-input
+    pixels) is stateless after construction, so sharing it is safe too.
     """
 
-    def __init__(self, backend: InferenceBackend, convention: Convention, decoder: YoloxDecoder,
+    def __init__(self, backend: InferenceBackend, convention: Convention, decoder,
                  input_width: int, input_height: int, model_id: str, class_names: tuple[str, ...],
                  owns_backend: bool = True, max_batch: int = 1) -> None:
         batch_dim = backend.inputs[0].shape[0] if backend.inputs[0].shape else 1
@@ -43,6 +43,11 @@ class HostDetector(Detector):
         self._preprocessor = Preprocessor(convention, input_width, input_height,
                                           dtype=np.float32 if self._feeds_canvas else input_spec.dtype)
         self._batch_input: np.ndarray | None = None  # allocated on the first batch
+
+    @property
+    def convention(self) -> Convention:
+        """The preprocessing convention it letterboxes with (``model.preprocessing`` resolved)."""
+        return self._preprocessor.convention
 
     @property
     def input_size(self) -> tuple[int, int]:

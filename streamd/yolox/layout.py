@@ -1,4 +1,5 @@
-"""What a YOLOX model's tensors look like: its input size and which output layout it has.
+"""What a detector's tensors look like: its input size and which output layout it has (YOLOX, Ultralytics
+anchor-free, NMS-free end-to-end; ``streamd.yolox.decoders`` lists them).
 
 The one place that reads them, for the host detector factory (``streamd.inference.factory``), the
 GPU detector builder (``streamd.gpu.build``) and the quantize tool's fidelity report. Works on
@@ -64,29 +65,44 @@ def input_size(inputs: Sequence[InputShape], configured_width: int = 0, configur
 
 
 def detect_layout(outputs: Sequence[TensorShape], input_width: int, input_height: int,
-                  num_classes: int, strides: Sequence[int] = STRIDES) -> str:
-    """``yolox`` or ``heads`` from output shapes; raises ModelLayoutError naming what it saw.
+                  num_classes: int, strides: Sequence[int] = STRIDES, family: str = "",
+                  end2end: bool | None = None) -> str:
+    """The layout of the output shapes (a key of ``streamd.yolox.decoders.LAYOUTS``); raises
+    ModelLayoutError naming the shapes it saw and the layouts it knows.
 
-    A single [B, N, 5+C] output is reported as ``yolox``; whether its boxes are already decoded is
-    told by :func:`boxes_look_decoded` on a real output, since the shapes are the same.
+    ``family`` and ``end2end``: what the export's metadata says (``streamd.yolox.metadata``), "" and None
+    when it says nothing. A single [B, N, 5+C] output is reported as ``yolox``; whether its boxes are
+    already decoded is told by :func:`boxes_look_decoded` on a real output, since the shapes are the same.
     """
     cell_count = sum((input_height // s) * (input_width // s) for s in strides)
     channels = 5 + num_classes
+    anchor_free = 4 + num_classes
     seen = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
+    ultralytics = family == "ultralytics"
     if len(outputs) == 1 and len(outputs[0].shape) == 3:
-        _, cells, width = outputs[0].shape
-        if width == channels and cells in (cell_count, None):
+        _, rows, width = outputs[0].shape
+        if end2end and width == 6:
+            return "end2end"
+        if not ultralytics and width == channels and rows in (cell_count, None):
             return "yolox"
+        if rows == anchor_free and (width in (cell_count, None) or (ultralytics and width != rows)):
+            return "ultralytics"
+        if width == anchor_free and (rows in (cell_count, None) or ultralytics):
+            return "ultralytics-transposed"
+        if width == 6 and ((rows is not None and rows != cell_count) or ultralytics):
+            return "end2end"
     if len(outputs) == 3 and all(len(o.shape) == 4 for o in outputs):
         expected = sorted(((input_height // s), (input_width // s)) for s in strides)
         got = sorted((o.shape[2], o.shape[3]) for o in outputs)
         if all(o.shape[1] == channels for o in outputs) and got == expected:
             return "heads"
     raise ModelLayoutError(
-        f"model outputs {seen} fit no YOLOX layout for a {input_width}x{input_height} input and "
-        f"{num_classes} classes: expected one [B, {cell_count}, {channels}] tensor or three "
-        f"[B, {channels}, H, W] maps at strides {tuple(strides)}; check model.classes and "
-        "model.input_size, or set model.layout")
+        f"model outputs {seen} fit no YOLOX layout and no other layout streamd knows, for a "
+        f"{input_width}x{input_height} input and {num_classes} classes: expected one [B, {cell_count}, {channels}] "
+        f"tensor or three [B, {channels}, H, W] maps at strides {tuple(strides)} (YOLOX: layouts yolox, "
+        f"yolox-decoded, heads), one [B, {anchor_free}, {cell_count}] or [B, {cell_count}, {anchor_free}] tensor "
+        "(Ultralytics YOLOv5u/v8/11: ultralytics, ultralytics-transposed) or one [B, K, 6] tensor (NMS-free "
+        "end-to-end exports: end2end); check model.classes and model.input_size, or set model.layout")
 
 
 def boxes_look_decoded(output: np.ndarray) -> bool:
@@ -99,13 +115,14 @@ def boxes_look_decoded(output: np.ndarray) -> bool:
 
 
 def resolve_layout(configured: str, outputs: Sequence[TensorShape], input_width: int, input_height: int,
-                   num_classes: int, probe: Callable[[], np.ndarray] | None = None) -> str:
+                   num_classes: int, probe: Callable[[], np.ndarray] | None = None, family: str = "",
+                   end2end: bool | None = None) -> str:
     """The layout to decode with: ``configured`` unless it is ``auto``, else read from the output
     shapes. ``yolox`` and ``yolox-decoded`` have the same shape: ``probe()`` returns the first output
     of one real inference (the callers run a grey frame) to tell them apart; without it, ``yolox``."""
     if configured != "auto":
         return configured
-    layout = detect_layout(outputs, input_width, input_height, num_classes)
+    layout = detect_layout(outputs, input_width, input_height, num_classes, family=family, end2end=end2end)
     if layout == "yolox" and probe is not None and boxes_look_decoded(probe()):
         layout = "yolox-decoded"
     return layout

@@ -4,6 +4,8 @@ Two conventions:
 - ``yolox``: what the official YOLOX exports expect: BGR, 0-255, no normalisation, image at the
   top-left of the canvas, pad value 114, ``int(side * ratio)`` resize (as YOLOX's ``preproc``).
 - ``legacy``: what the seed tutorial did: RGB, /255, ImageNet mean/std, centred, pad 128.
+- ``ultralytics``: what Ultralytics YOLO exports (YOLOv5u, YOLOv8, YOLO11, YOLO26) expect: RGB, 0-1,
+  image centred on the canvas, pad 114, ``round(side * ratio)`` resize (as its ``LetterBox``).
 
 The GPU kernel implements the same maths; ``Convention.channel_gain`` / ``channel_offset`` are the
 per-output-channel affine terms it uses, so both read one definition.
@@ -30,6 +32,8 @@ class Convention:
     scale: float
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    # Resized side: round(side * ratio) (Ultralytics) rather than int(side * ratio) (YOLOX).
+    round_resize: bool = False
 
     @property
     def channel_gain(self) -> np.ndarray:
@@ -48,7 +52,18 @@ YOLOX = Convention("yolox", swap_rb=False, pad_value=114, centered=False, scale=
                    mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 LEGACY = Convention("legacy", swap_rb=True, pad_value=128, centered=True, scale=1.0 / 255.0,
                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (YOLOX, LEGACY)}
+ULTRALYTICS = Convention("ultralytics", swap_rb=True, pad_value=114, centered=True, scale=1.0 / 255.0,
+                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), round_resize=True)
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (YOLOX, LEGACY, ULTRALYTICS)}
+# The convention each model family's exports expect (model.preprocessing = "auto").
+FAMILY_CONVENTIONS: dict[str, str] = {"yolox": "yolox", "ultralytics": "ultralytics"}
+
+
+def resolve_convention(name: str, family: str = "yolox") -> Convention:
+    """``model.preprocessing``: a convention by name, or ``auto``: the one ``family``'s exports expect."""
+    if name == "auto":
+        return CONVENTIONS[FAMILY_CONVENTIONS.get(family, "yolox")]
+    return CONVENTIONS[name]
 
 
 @dataclass(frozen=True)
@@ -80,11 +95,14 @@ class Letterbox:
 
 
 def letterbox_geometry(frame_width: int, frame_height: int, input_width: int, input_height: int,
-                       centered: bool) -> Letterbox:
+                       centered: bool, round_resize: bool = False) -> Letterbox:
     ratio = min(input_width / frame_width, input_height / frame_height)
-    # int() truncation, as YOLOX's own preproc; at least one pixel for degenerate inputs.
-    resized_width = max(1, int(frame_width * ratio))
-    resized_height = max(1, int(frame_height * ratio))
+    # int() truncation, as YOLOX's own preproc (round() as Ultralytics' LetterBox with round_resize);
+    # at least one pixel for degenerate inputs. The centred pad is (input - resized) // 2 either way:
+    # Ultralytics' round(difference / 2 - 0.1) is the same integer.
+    size = round if round_resize else int
+    resized_width = min(input_width, max(1, size(frame_width * ratio)))
+    resized_height = min(input_height, max(1, size(frame_height * ratio)))
     pad_x = (input_width - resized_width) // 2 if centered else 0
     pad_y = (input_height - resized_height) // 2 if centered else 0
     return Letterbox(ratio, pad_x, pad_y, resized_width, resized_height, frame_width, frame_height)
@@ -120,7 +138,8 @@ class Preprocessor:
         geometry = self._last_geometry
         if geometry is None or (geometry.frame_width, geometry.frame_height) != (frame_width, frame_height):
             geometry = letterbox_geometry(frame_width, frame_height, self.input_width,
-                                          self.input_height, self.convention.centered)
+                                          self.input_height, self.convention.centered,
+                                          self.convention.round_resize)
             # The frame size changed: repaint the whole canvas so no old pixels survive in the pad.
             self._canvas[...] = self.convention.pad_value
             self._last_geometry = geometry
