@@ -17,6 +17,20 @@ from streamd.sources.nvdec import reader_factory as nvdec_reader_factory
 from streamd.sources.readers import make_reader, redact
 
 
+def _decoding(detector: object, classes: tuple[str, ...]) -> str:
+    """Family, layout, input size, preprocessing and classes, as far as the detector tells them."""
+    from streamd.yolox.decoders import layout_family  # noqa: PLC0415
+
+    layout = getattr(getattr(detector, "decoder", None), "layout", "")
+    convention = getattr(detector, "convention", None)
+    size = getattr(detector, "input_size", None)
+    shown = ", ".join(classes[:5]) + (f", ... ({len(classes)})" if len(classes) > 5 else "")
+    parts = [f"family {layout_family(layout)}, layout {layout}" if layout else "",
+             f"input {size[0]}x{size[1]}" if size else "",
+             f"preprocessing {convention.name}" if convention is not None else "", f"classes {shown}"]
+    return ", ".join(part for part in parts if part)
+
+
 def check_config(config: Config, say: Callable[[str], None]) -> bool:
     """True when the model and every source opened; each finding is one line through ``say``."""
     say(f"config {config.path or '(built-in)'}: valid, {len(config.sources)} source(s)")
@@ -31,6 +45,7 @@ def check_config(config: Config, say: Callable[[str], None]) -> bool:
         backend = getattr(detector, "backend", None)
         say(f"model {config.model.path}: ok ({backend.describe() if backend else detector.model_id}, "
             f"{len(config.model.classes)} classes)")
+        say(f"model {config.model.path}: {_decoding(detector, config.model.classes)}")
     # nvdec sources decode on model.device, as the daemon does (streamd.daemon.service).
     open_reader = (nvdec_reader_factory(config.model.device) if any(s.decoder == "nvdec" for s in config.sources)
                    else make_reader)

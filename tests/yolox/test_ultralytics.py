@@ -161,3 +161,18 @@ def test_shared_exports(path: Path, layout: str, rows: tuple[int, ...]) -> None:
     boxes = detections.boxes_xyxy
     assert np.all(boxes >= 0) and np.all(boxes[:, [0, 2]] <= 320) and np.all(boxes[:, [1, 3]] <= 240)
     assert np.all(np.diff(detections.scores) <= 0)
+
+
+def test_check_names_family_layout_size_preprocessing_and_classes(tmp_path: Path) -> None:
+    from streamd.config import parse_config  # noqa: PLC0415
+    from streamd.daemon.check import check_config  # noqa: PLC0415
+
+    table = anchor_free_table(CELLS, CLASSES, [(3, 32, 32, 20, 10, 1, 0.9)])
+    model = write_constant_model(tmp_path / "v8.onnx", table, SIZE, ultralytics_metadata(CLASSES, SIZE, False))
+    config = parse_config({"sources": [{"id": "s", "kind": "synthetic", "max_frames": 1}],
+                           "model": {"path": str(model)}, "metrics": {"enabled": False}})
+    assert config.model.classes == ("thing0", "thing1", "thing2")  # from the metadata's names
+    lines: list[str] = []
+    check_config(config, lines.append)
+    assert any("family ultralytics, layout ultralytics, input 64x64, preprocessing ultralytics, "
+               "classes thing0, thing1, thing2" in line for line in lines), lines
