@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from streamd.errors import BackendError
+from streamd.errors import BackendError, ModelLayoutError
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
 from streamd.quantize.errors import QuantizeError
 from streamd.yolox.layout import OutputInfo, resolve_layout
-from streamd.yolox.postprocess import YoloxDecoder
+from streamd.yolox.postprocess import LAYOUTS, YoloxDecoder
 
 REFERENCE_SCORE_THRESHOLD = 0.3
 CANDIDATE_SCORE_THRESHOLD = 0.01
@@ -61,8 +61,14 @@ class DetectionModelSpec:
             raise QuantizeError(f"cannot read a class count from output shapes {shapes}")
         num_classes = int(channels) - 5
         infos = [OutputInfo(name, shape) for name, shape in output_shapes.items()]
-        layout = resolve_layout("auto", infos, input_width, input_height, num_classes,
-                                probe=lambda: sample_outputs[0][:1])
+        try:
+            layout = resolve_layout("auto", infos, input_width, input_height, num_classes,
+                                    probe=lambda: sample_outputs[0][:1])
+        except ModelLayoutError as error:
+            raise QuantizeError(f"{error}. streamd quantize handles YOLOX layouts only for now") from None
+        if layout not in LAYOUTS:
+            raise QuantizeError(f"model layout '{layout}': streamd quantize handles YOLOX layouts only for now "
+                                f"({', '.join(LAYOUTS)})")
         return DetectionModelSpec(layout, num_classes, input_width, input_height)
 
 

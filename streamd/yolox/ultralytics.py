@@ -41,22 +41,25 @@ class UltralyticsDecoder:
         self.nms_threshold = float(nms_threshold)
         self.max_detections = max_detections
 
-    def rows(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
-        """One batch item's output as (N, 4+C) rows (a transposed view, no copy)."""
-        output = outputs[0][0]
-        return output.T if self.layout == "ultralytics" else output
-
     def decode(self, outputs: Sequence[np.ndarray]) -> Detections:
-        rows = self.rows(outputs)
-        class_scores = rows[:, 4:4 + self.num_classes]
-        scores = class_scores.max(axis=1)
-        candidate = np.flatnonzero(scores > self.score_threshold)
-        if candidate.shape[0] == 0:
-            return Detections.empty()
-        class_ids = class_scores[candidate].argmax(axis=1)
+        output = outputs[0][0]
+        if self.layout == "ultralytics":
+            # [4+C, N]: the best class of every anchor is a reduction over contiguous rows (3x faster
+            # than over the transposed view); only the candidates' columns are gathered after.
+            scores = output[4:4 + self.num_classes].max(axis=0)
+            candidate = np.flatnonzero(scores > self.score_threshold)
+            if candidate.shape[0] == 0:
+                return Detections.empty()
+            rows = output[:, candidate].T
+        else:
+            scores = output[:, 4:4 + self.num_classes].max(axis=1)
+            candidate = np.flatnonzero(scores > self.score_threshold)
+            if candidate.shape[0] == 0:
+                return Detections.empty()
+            rows = output[candidate]
+        class_ids = rows[:, 4:4 + self.num_classes].argmax(axis=1)
         scores = scores[candidate]
-        boxes = rows[candidate, 0:4]
-        centers, half_sizes = boxes[:, 0:2], boxes[:, 2:4] / 2
+        centers, half_sizes = rows[:, 0:2], rows[:, 2:4] / 2
         boxes_xyxy = np.concatenate((centers - half_sizes, centers + half_sizes), axis=1).astype(np.float32)
         return class_aware_nms(boxes_xyxy, scores.astype(np.float32, copy=False), class_ids, self.nms_threshold,
                                self.max_detections)

@@ -176,3 +176,27 @@ def test_check_names_family_layout_size_preprocessing_and_classes(tmp_path: Path
     check_config(config, lines.append)
     assert any("family ultralytics, layout ultralytics, input 64x64, preprocessing ultralytics, "
                "classes thing0, thing1, thing2" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("shape", [(1, 84, 8400), (1, 300, 6)])
+def test_quantize_refuses_other_families_with_a_clear_error(shape: tuple[int, ...]) -> None:
+    from streamd.quantize.errors import QuantizeError  # noqa: PLC0415
+    from streamd.quantize.fidelity import DetectionModelSpec  # noqa: PLC0415
+
+    with pytest.raises(QuantizeError, match="YOLOX layouts only for now"):
+        DetectionModelSpec.infer({"output0": shape}, 640, 640, [np.zeros(shape, np.float32)])
+
+
+def test_channels_first_and_transposed_decoders_agree() -> None:
+    rng = np.random.default_rng(0)
+    output = rng.random((1, 84, 8400), dtype=np.float32) * 0.05
+    output[0, 4:, ::200] = rng.random((80, 42), dtype=np.float32)
+    output[0, :2] *= 12800
+    output[0, 2:4] *= 1000
+    first = make_decoder("ultralytics", 640, 640, 80, 0.3, 0.45, 100).decode([output])
+    transposed = make_decoder("ultralytics-transposed", 640, 640, 80, 0.3, 0.45, 100).decode(
+        [output.transpose(0, 2, 1).copy()])
+    assert len(first) > 10
+    np.testing.assert_array_equal(first.boxes_xyxy, transposed.boxes_xyxy)
+    np.testing.assert_array_equal(first.class_ids, transposed.class_ids)
+    np.testing.assert_array_equal(first.scores, transposed.scores)
