@@ -395,6 +395,9 @@ def main() -> int:
     subscriber = start_subscriber([variant.open() for variant in variants])
     try:
         ticks = {variant.package: variant.results(data, image) for variant in variants}
+        # Out of the garbage collector's reach, as the daemon moves what start-up made (service.start_sources):
+        # a collection then scans what the per-frame path allocates, not the rounds' stored detections.
+        gc.freeze()
         outputs = {variant.package: replay_outputs(variant, ticks[variant.package], args.sources, args.appearance)
                    for variant in variants}
         identical = None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -13,6 +12,8 @@ from streamd.inference.detector import DetectionResult
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.tracking.appearance import colour_signatures
 from streamd.tracking.bytetrack import ByteTracker
+
+_Frozen = TypeVar("_Frozen")
 
 
 class SourceTrackers:
@@ -25,6 +26,7 @@ class SourceTrackers:
         self._trackers = {source_id: ByteTracker(config) for source_id in source_ids}
         self._metrics = metrics
         self._metric_children: dict[str, tuple[Any, Any, Any, Any]] = {}  # by source id (_source_metrics)
+        self._active_shown: dict[str, int] = {}  # by source id: the value its tracks_active gauge was set to
         # Sources read flat out (pace "fast"): when a frame was read says how busy the machine was, not
         # how much time passed in the scene, so their trackers count frame indices only (otherwise a
         # scheduling hiccup would be predicted across as frames, and ids would depend on load).
@@ -65,18 +67,30 @@ class SourceTrackers:
             if children is None:
                 children = self._metric_children[frame.source_id] = self._source_metrics(frame.source_id)
             active, started, ended, withheld = children
-            active.set(update.active)
+            if self._active_shown.get(frame.source_id) != update.active:  # a gauge set to its value changes nothing
+                active.set(update.active)
+                self._active_shown[frame.source_id] = update.active
             if update.started:
                 started.inc(update.started)
             if update.ended:
                 ended.inc(update.ended)
             if update.withheld:
                 withheld.inc(update.withheld)
-        tracked = dataclasses.replace(detections, track_ids=update.track_ids, track_ages_frames=update.ages_frames)
-        return dataclasses.replace(result, detections=tracked)
+        tracked = _replaced(detections, track_ids=update.track_ids, track_ages_frames=update.ages_frames)
+        return _replaced(result, detections=tracked)
 
     def _source_metrics(self, source_id: str) -> tuple[Any, Any, Any, Any]:
         """A source's tracking metric children, looked up once (``labels()`` costs about as much as the update)."""
         metrics = self._metrics
         return (metrics.tracks_active.labels(source_id), metrics.tracks_started.labels(source_id),
                 metrics.tracks_ended.labels(source_id), metrics.track_ids_withheld.labels(source_id))
+
+
+def _replaced(instance: _Frozen, **changes: Any) -> _Frozen:
+    """``dataclasses.replace`` of a Detections or DetectionResult (frozen dataclasses, every field set by
+    ``__init__`` as given, no ``__post_init__``): their fields with ``changes``, without running ``__init__``,
+    which sets each field through ``object.__setattr__`` (half the cost; tests/tracking/test_bytetrack.py
+    checks the copies against ``dataclasses.replace``'s)."""
+    copy = object.__new__(type(instance))
+    copy.__dict__.update(instance.__dict__, **changes)
+    return copy

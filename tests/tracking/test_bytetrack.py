@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from streamd.config.schema import TrackingConfig
@@ -497,3 +499,39 @@ def test_a_lost_object_comes_back_far_off_its_prediction_if_it_looks_the_same() 
 
     assert run(red) == [1]
     assert run(green) == [NO_TRACK]  # another object: a new track, confirmed when seen again
+
+
+def test_source_trackers_copy_results_as_dataclasses_replace_does_and_keep_the_active_gauge_current() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streamd.frame import Frame
+    from streamd.inference.detector import DetectionResult, StageTimings
+    from streamd.metrics.definitions import StreamdMetrics
+    from streamd.tracking.sources import SourceTrackers, _replaced
+    from streamd.yolox.detections import Detections
+
+    # _replaced skips __init__: it holds only for dataclasses whose fields __init__ sets as given.
+    for kind in (Detections, DetectionResult):
+        assert not hasattr(kind, "__post_init__") and not hasattr(kind, "__slots__")
+        assert all(field.init for field in dataclasses.fields(kind))
+    registry = CollectorRegistry()
+    trackers = SourceTrackers(TrackingConfig(), ["cam"], StreamdMetrics(registry))
+    image = np.zeros((8, 8, 3), np.uint8)
+    shown, active = [], []
+    alone = ByteTracker(TrackingConfig())
+    for index, count in enumerate([2, 2, 2, 1, 1, 2, 0, 0, 1]):
+        boxes = np.array([box(100 + 10 * index, 100), box(300, 300)][:count], np.float32).reshape(-1, 4)
+        detections = Detections(boxes, np.full(count, 0.9, np.float32), np.zeros(count, np.int32))
+        result = DetectionResult(Frame("cam", index, 1000.0 + index / 10, 0.0, image), detections,
+                                 StageTimings(0.001, 0.002, 0.003))
+        tracked = trackers.apply(result)
+        active.append(alone.update(boxes, detections.scores, detections.class_ids, index, 1000.0 + index / 10).active)
+        expected = dataclasses.replace(result, detections=dataclasses.replace(
+            detections, track_ids=tracked.detections.track_ids, track_ages_frames=tracked.detections.track_ages_frames))
+        assert type(tracked) is DetectionResult and type(tracked.detections) is Detections
+        for got, wanted in ((tracked, expected), (tracked.detections, expected.detections)):
+            assert vars(got).keys() == vars(wanted).keys()
+            assert all(getattr(got, name) is getattr(wanted, name) for name in vars(wanted) if name != "detections")
+        shown.append(registry.get_sample_value("streamd_tracks_active", {"source": "cam"}))
+    assert shown == active and len(set(active)) == 3  # the gauge set only when the count changes, yet current
+    assert _replaced(tracked, frame=None).frame is None and tracked.frame is not None
