@@ -16,9 +16,11 @@ def class_aware_nms_indices(boxes_xyxy: np.ndarray, scores: np.ndarray, class_id
     # score_threshold=0: candidates were already filtered by the caller. Python lists, not arrays: the
     # binding converts a few dozen list items to its vectors faster than it takes the arrays (the values
     # are the same doubles, floats and ints either way).
-    # (class ids may come as floats: the GPU path's record columns.)
+    # (class ids may come as floats: the GPU path's record columns.) top_k=0: OpenCV's top_k keeps only the
+    # top_k best candidates *before* suppression, so a frame with more candidates than max_detections lost
+    # boxes that survive it; the kept list is cut to max_detections below instead.
     keep = cv2.dnn.NMSBoxesBatched(boxes_xywh.tolist(), scores.tolist(), class_ids.astype(np.int32).tolist(), 0.0,
-                                   float(iou_threshold), top_k=max_detections)
+                                   float(iou_threshold), top_k=0)
     keep = np.asarray(keep, dtype=np.int64).reshape(-1)
     return keep[(-scores[keep]).argsort(kind="stable")][:max_detections]
 

@@ -200,3 +200,48 @@ def test_channels_first_and_transposed_decoders_agree() -> None:
     np.testing.assert_array_equal(first.boxes_xyxy, transposed.boxes_xyxy)
     np.testing.assert_array_equal(first.class_ids, transposed.class_ids)
     np.testing.assert_array_equal(first.scores, transposed.scores)
+
+
+def greedy_class_offset_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
+                            max_detections: int) -> np.ndarray:
+    """Reference: boxes shifted apart by class (7680 px a class, as Ultralytics offsets them), then plain
+    greedy NMS in float64: keep the best, drop what overlaps it by more than the threshold, repeat."""
+    shifted = boxes.astype(np.float64) + class_ids[:, None] * 7680.0
+    areas = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        top_left = np.maximum(shifted[best, :2], shifted[rest, :2])
+        bottom_right = np.minimum(shifted[best, 2:], shifted[rest, 2:])
+        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        iou = inter / (areas[best] + areas[rest] - inter)
+        order = rest[iou <= iou_threshold]
+    return np.array(keep[:max_detections], np.int64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_anchor_free_decoder_matches_a_greedy_reference_on_crowded_outputs(seed: int) -> None:
+    # Many overlapping candidates of a few classes at a low threshold: best class per anchor, strict
+    # threshold, xywh -> xyxy, class-aware NMS, at most max_detections, sorted by score.
+    rng = np.random.default_rng(seed)
+    anchors, classes = 2100, 5
+    output = np.zeros((1, 4 + classes, anchors), np.float32)
+    output[0, 0:2] = rng.uniform(100, 220, (2, anchors))
+    output[0, 2:4] = rng.uniform(20, 80, (2, anchors))
+    output[0, 4:] = rng.random((classes, anchors), dtype=np.float32) ** 4
+    threshold, iou, limit = 0.05, 0.5, 300
+    got = make_decoder("ultralytics", 320, 320, classes, threshold, iou, limit).decode([output])
+
+    rows = output[0].T
+    best = rows[:, 4:].max(axis=1)
+    candidate = np.flatnonzero(best > threshold)
+    class_ids = rows[candidate, 4:].argmax(axis=1)
+    xywh = rows[candidate, :4]
+    boxes = np.concatenate((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), axis=1)
+    keep = greedy_class_offset_nms(boxes, best[candidate], class_ids, iou, limit)
+    assert len(got) == len(keep) > 20
+    np.testing.assert_allclose(got.boxes_xyxy, boxes[keep], atol=1e-4)
+    np.testing.assert_array_equal(got.class_ids, class_ids[keep])
+    np.testing.assert_allclose(got.scores, best[candidate][keep], rtol=1e-6)
