@@ -9,7 +9,7 @@ import pytest
 
 from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
-from streamd.yolox.preprocess import LEGACY, YOLOX, Convention, Preprocessor
+from streamd.yolox.preprocess import LEGACY, ULTRALYTICS, YOLOX, Convention, Preprocessor
 from tests.support import YOLOX_NANO, require_shared
 
 
@@ -30,20 +30,21 @@ def conv_model(path: Path, size: int = 32) -> Path:
     return path
 
 
-def outputs_both_ways(model_path: Path, convention: Convention, size: int) -> tuple[np.ndarray, np.ndarray]:
+def outputs_both_ways(model_path: Path, convention: Convention, size: int, output: str = "output"
+                      ) -> tuple[np.ndarray, np.ndarray]:
     image = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     preprocessor = Preprocessor(convention, size, size)
     plain = OnnxRuntimeBackend(model_path, threads=1)
     folded = OnnxRuntimeBackend(model_path, threads=1, model_bytes=fold_preprocessing(model_path, convention))
     assert folded.inputs[0].dtype == np.uint8 and folded.inputs[0].shape == (1, size, size, 3)
     network_input, _ = preprocessor(image)
-    expected = plain.infer({plain.inputs[0].name: network_input})["output"]
+    expected = plain.infer({plain.inputs[0].name: network_input})[output]
     canvas, _ = preprocessor.letterbox(image)
-    got = folded.infer({folded.inputs[0].name: canvas[None]})["output"]
+    got = folded.infer({folded.inputs[0].name: canvas[None]})[output]
     return expected, got
 
 
-@pytest.mark.parametrize("convention", [YOLOX, LEGACY], ids=lambda c: c.name)
+@pytest.mark.parametrize("convention", [YOLOX, LEGACY, ULTRALYTICS], ids=lambda c: c.name)
 def test_folded_conv_model_matches_host_preprocessing(tmp_path: Path, convention: Convention) -> None:
     expected, got = outputs_both_ways(conv_model(tmp_path / "conv.onnx"), convention, 32)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
@@ -52,6 +53,14 @@ def test_folded_conv_model_matches_host_preprocessing(tmp_path: Path, convention
 def test_folded_yolox_nano_matches_host_preprocessing() -> None:
     require_shared(YOLOX_NANO)
     expected, got = outputs_both_ways(YOLOX_NANO, YOLOX, 416)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_folded_yolov8n_export_matches_host_preprocessing() -> None:
+    from tests.yolox.ultralytics_models import YOLOV8N  # noqa: PLC0415
+
+    require_shared(YOLOV8N)
+    expected, got = outputs_both_ways(YOLOV8N, ULTRALYTICS, 640, output="output0")
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
