@@ -32,6 +32,7 @@ REQUIREMENTS = {
     "int8": "INT8 calibration in streamd quantize (onnxruntime >= 1.24)",
     "prometheus": "prometheus and promtool (Debian package prometheus, .ci/apt-packages.txt)",
     "chromium": "headless Chromium (Debian package chromium, .ci/apt-packages.txt)",
+    "mqtt": "the mosquitto broker (Debian package mosquitto, .ci/apt-packages.txt) and paho-mqtt (the mqtt extra)",
 }
 
 

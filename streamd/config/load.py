@@ -20,6 +20,8 @@ from streamd.analytics.geometry import MAX_LINES, MAX_ZONES, line_problem, polyg
 from streamd.config.schema import (
     ALL_GPUS,
     DEFAULT_PUBLISH_ENDPOINT,
+    SINK_CARRIES,
+    SINK_KINDS,
     SOURCE_KINDS,
     Config,
     DaemonConfig,
@@ -28,6 +30,7 @@ from streamd.config.schema import (
     ModelConfig,
     PreviewConfig,
     PublishConfig,
+    SinkConfig,
     SourceConfig,
     TrackingConfig,
     ZoneConfig,
@@ -324,7 +327,7 @@ def parse_config(document: Mapping[str, Any], base_dir: Path | str = ".", path: 
 
 def _parse_config(document: Mapping[str, Any], base_dir: Path | str, path: str) -> Config:
     base_dir = Path(base_dir)
-    known = {"sources", "model", "publish", "metrics", "daemon", "preview", "tracking"}
+    known = {"sources", "model", "publish", "metrics", "daemon", "preview", "tracking", "sinks"}
     for key in document:
         if key not in known:
             raise ConfigError(key, unknown_key_reason(key, sorted(known), "section"))
@@ -367,7 +370,8 @@ def _parse_config(document: Mapping[str, Any], base_dir: Path | str, path: str) 
         if source.lines and not tracking.enabled:
             raise ConfigError(f"sources[{i}].lines", "a crossing is a tracked object's: lines need [tracking] "
                                                      "enabled = true")
-    return Config(sources, model, publish, metrics, daemon, path, preview=preview, tracking=tracking)
+    sinks = _sinks(document.get("sinks", []), sources, model, base_dir)
+    return Config(sources, model, publish, metrics, daemon, path, preview=preview, tracking=tracking, sinks=sinks)
 
 
 def _workers(value: Any) -> int | str:
@@ -577,3 +581,83 @@ def _check_analytics_classes(sources: tuple[SourceConfig, ...], model: ModelConf
                         hint = f"did you mean '{close[0]}'?" if close else "see model.classes"
                         raise ConfigError(f"sources[{i}].{kind}[{j}].classes",
                                           f"'{name}' is not one of the model's classes; {hint}")
+
+
+# -- [[sinks]] ---------------------------------------------------------------------------------------
+def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, base_dir: Path) -> tuple[SinkConfig, ...]:
+    if not isinstance(value, list) or not all(isinstance(table, dict) for table in value):
+        raise ConfigError("sinks", f"expected [[sinks]] tables, got {type(value).__name__}")
+    sinks: list[SinkConfig] = []
+    source_ids = [source.id for source in sources]
+    for index, table in enumerate(value):
+        prefix = f"sinks[{index}]"
+        if "kind" not in table:
+            raise ConfigError(f"{prefix}.kind", f"required key is missing; one of {list(SINK_KINDS)}")
+        lists = {key: _string_list(table[key], f"{prefix}.{key}") for key in ("carries", "sources", "classes")
+                 if key in table}
+        sink = _build(SinkConfig, {k: v for k, v in table.items() if k not in lists}, prefix, overrides=lists,
+                      user_keys=tuple(f.name for f in dataclasses.fields(SinkConfig)))
+        if not sink.name:
+            sink = dataclasses.replace(sink, name=f"{sink.kind}-{index}")
+        if not _NAME.fullmatch(sink.name):
+            raise ConfigError(f"{prefix}.name", f"'{sink.name}' must be letters, digits, '_', '.', '-'")
+        if sink.name in {other.name for other in sinks}:
+            raise ConfigError(f"{prefix}.name", f"'{sink.name}' is the name of another sink")
+        for item in sink.carries:
+            if item not in SINK_CARRIES:
+                raise ConfigError(f"{prefix}.carries", f"'{item}' is not one of {list(SINK_CARRIES)}")
+        if not sink.carries:
+            raise ConfigError(f"{prefix}.carries", f"carries nothing: name some of {list(SINK_CARRIES)}")
+        for source_id in sink.sources:
+            # A worker process holds some of the sources; the supervisor checked the whole config.
+            if source_id not in source_ids and not os.environ.get("STREAMD_WORKER"):
+                raise ConfigError(f"{prefix}.sources", unknown_key_reason(source_id, source_ids, "source id"))
+        for name in sink.classes:
+            if name not in model.classes:
+                raise ConfigError(f"{prefix}.classes", unknown_key_reason(name, list(model.classes), "class"))
+        if (sink.sources or sink.classes) and "detections" not in sink.carries:
+            raise ConfigError(f"{prefix}.sources" if sink.sources else f"{prefix}.classes",
+                              "filters detections, but carries has no \"detections\"")
+        if not sink.host:
+            raise ConfigError(f"{prefix}.host", "required: the broker's host name or address")
+        if not 0 <= sink.port <= _MAX_PORT:
+            raise ConfigError(f"{prefix}.port", f"port {sink.port} is out of range (0-{_MAX_PORT}; 0: the default)")
+        if sink.qos not in (0, 1):
+            raise ConfigError(f"{prefix}.qos", f"must be 0 or 1, got {sink.qos}")
+        if sink.buffer_messages < 1:
+            raise ConfigError(f"{prefix}.buffer_messages", "must be at least 1")
+        if not 5 <= sink.keepalive_seconds <= 3600:
+            raise ConfigError(f"{prefix}.keepalive_seconds", f"must be 5 to 3600, got {sink.keepalive_seconds}")
+        for key in ("node", "discovery_prefix"):
+            text = getattr(sink, key)
+            if any(c in text for c in "/+#") or (key == "discovery_prefix" and not text):
+                raise ConfigError(f"{prefix}.{key}", f"'{text}' must be one MQTT topic level: not empty, no '/', "
+                                                     "'+' or '#'")
+        if sink.password and sink.password_file:
+            raise ConfigError(f"{prefix}.password_file", "set password or password_file, not both")
+        if sink.ca_file and not sink.tls:
+            raise ConfigError(f"{prefix}.ca_file", "is read only with tls = true")
+        if sink.ca_file:
+            ca_file = _resolve(sink.ca_file, base_dir)
+            if not ca_file.is_file():
+                raise ConfigError(f"{prefix}.ca_file", f"{ca_file} does not exist")
+            sink = dataclasses.replace(sink, ca_file=str(ca_file))
+        if sink.password_file:
+            password_file = _resolve(sink.password_file, base_dir)
+            try:
+                lines = password_file.read_text().splitlines()
+            except OSError as error:
+                raise ConfigError(f"{prefix}.password_file", f"cannot read {password_file}: {error}") from error
+            if not lines or not lines[0]:
+                raise ConfigError(f"{prefix}.password_file", f"{password_file} holds no password on its first line")
+            sink = dataclasses.replace(sink, password_file=str(password_file), password=lines[0])
+        if sink.password and not sink.username:
+            raise ConfigError(f"{prefix}.username", "required with a password")
+        sinks.append(sink)
+    return tuple(sinks)
+
+
+def _string_list(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(key, f"expected a list of strings, got {value!r}")
+    return tuple(value)

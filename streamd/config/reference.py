@@ -18,6 +18,7 @@ END = "<!-- config-reference: end -->"
 _TITLES = {"sources": "`[[sources]]` (one table per source, at least one)", "model": "`[model]` (required)",
            "preview": "`[preview]` (live annotated view over HTTP, see [Operating](operating.md#live-preview))",
            "tracking": "`[tracking]` (a track id on every published detection, see [Tracking](tracking.md))",
+           "sinks": "`[[sinks]]` (messages to other systems, any number, see [Sinks](sinks.md))",
            "zones": "`[[sources.zones]]` (polygons of a source's picture, any number, see [Analytics](analytics.md))",
            "lines": "`[[sources.lines]]` (directed counting lines of a source's picture, see "
                     "[Analytics](analytics.md))"}

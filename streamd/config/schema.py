@@ -331,6 +331,45 @@ class DaemonConfig:
                                          "GPU of `model.device`); see [worker processes](running.md#worker-processes)")
 
 
+SINK_KINDS = ("mqtt",)
+# What a sink may carry: analytics events, per-frame detections, retained zone and line counts.
+SINK_CARRIES = ("events", "detections", "counts")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """A bridge that sends messages to another system (streamd.sinks) from its own thread, through a
+    bounded buffer: a broker that is slow or down costs counted drops, never pipeline time."""
+
+    kind: str = setting(doc="what it sends to", choices=SINK_KINDS)
+    name: str = setting("", "the `sink` metric label and the MQTT client id's suffix; letters, digits, `_ . -`; "
+                            "empty: `KIND-N` (N: its place among the `[[sinks]]`)", shown="`KIND-N`")
+    carries: tuple[str, ...] = setting(("events", "counts"), "what it sends: `events` (analytics events), "
+                                                             "`detections` (every frame's message), `counts` "
+                                                             "(zone occupancy and line counts, retained)")
+    sources: tuple[str, ...] = setting((), "detections of these source ids only; empty: every source",
+                                       shown="`[]` (every source)")
+    classes: tuple[str, ...] = setting((), "detections messages keep only detections of these classes (a frame with "
+                                           "none left is not sent); empty: every class", shown="`[]` (every class)")
+    host: str = setting("127.0.0.1", "the broker's host name or address")
+    port: int = setting(0, "the broker's port; 0: 1883, or 8883 with `tls`", shown="`0` (1883 / 8883)")
+    username: str = setting("", "user name; empty: none")
+    password: str = setting("", "password (prefer `password_file`)")
+    password_file: str = setting("", "a file whose first line is the password; a missing file is a config error")
+    tls: bool = setting(False, "connect over TLS, verifying the broker's certificate")
+    ca_file: str = setting("", "with `tls`: the CA certificates to verify the broker against; empty: the system's")
+    qos: int = setting(1, "MQTT quality of service of what it publishes: 0 (at most once) or 1 (at least once)")
+    node: str = setting("", "the topic part naming this daemon: `streamd/<node>/<source>/...`; empty: the host name",
+                        shown="the host name")
+    home_assistant: bool = setting(False, "publish Home Assistant MQTT discovery for each zone's occupancy and "
+                                          "each line's counts (retained, under `discovery_prefix`)")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery topic prefix")
+    buffer_messages: int = setting(10000, "messages held while the broker is slow or away; when full the oldest "
+                                          "is dropped (counted, reason `buffer_full`)")
+    keepalive_seconds: int = setting(15, "MQTT keepalive: the broker declares the daemon offline (last will) "
+                                         "after about 1.5 times this without a word")
+
+
 @dataclass(frozen=True)
 class Config:
     sources: tuple[SourceConfig, ...]
@@ -341,11 +380,12 @@ class Config:
     path: str = ""  # where it was loaded from, for messages
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sinks: tuple[SinkConfig, ...] = ()
 
 
 # [section] -> its dataclass, in the order of the reference; sources is an array of tables.
 SECTIONS: dict[str, type] = {"sources": SourceConfig, "model": ModelConfig, "publish": PublishConfig,
                              "metrics": MetricsConfig, "daemon": DaemonConfig, "preview": PreviewConfig,
-                             "tracking": TrackingConfig}
+                             "tracking": TrackingConfig, "sinks": SinkConfig}
 # Arrays of tables inside each [[sources]] table, in the order of the reference.
 SOURCE_TABLES: dict[str, type] = {"zones": ZoneConfig, "lines": LineConfig}

@@ -27,6 +27,7 @@ from streamd.inference.detector import DetectionResult, Detector
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.publish.message import encode
 from streamd.publish.publisher import Publisher
+from streamd.sinks import Sinks
 from streamd.sources.capture import CaptureSource
 from streamd.sources.latest_frame import FrameSignal
 from streamd.tracking.sources import SourceTrackers
@@ -40,10 +41,11 @@ class Pipeline:
                  on_result: Callable[[DetectionResult, float], None] | None = None,
                  batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS,
                  trackers: SourceTrackers | None = None, first_sequence: int = 0,
-                 analytics: Analytics | None = None) -> None:
+                 analytics: Analytics | None = None, sinks: Sinks | None = None) -> None:
         self._sources = list(sources)
         self._trackers = trackers  # run on each result as it is published: each source's frames in order
         self._analytics = analytics  # zones and lines, on the tracked result
+        self._sinks = sinks  # each published message also into the sinks' buffers (never waits)
         self._detectors = list(detectors)
         self._publisher = publisher
         self._metrics = metrics
@@ -205,10 +207,14 @@ class Pipeline:
                        frame.width, frame.height, self._detectors[0].model_id, result.detections, class_names,
                        zones=None if outcome is None else outcome.zones_json)
         self._publisher.send(parts)
+        if self._sinks is not None:
+            self._sinks.offer(parts)
         if outcome is not None and outcome.events:  # after the frame's detections, on the events/ topic
-            self._publisher.send(encode_events(frame.source_id, self._analytics.next_sequence(frame.source_id),
-                                               frame.index, frame.capture_time, time.time(), outcome.events,
-                                               class_names))
+            events = encode_events(frame.source_id, self._analytics.next_sequence(frame.source_id), frame.index,
+                                   frame.capture_time, time.time(), outcome.events, class_names)
+            self._publisher.send(events)
+            if self._sinks is not None:
+                self._sinks.offer(events)
         publish_seconds = time.perf_counter() - started
         frame_age_seconds = time.monotonic() - frame.capture_monotonic
         stage = metrics.stage

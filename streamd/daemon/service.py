@@ -27,6 +27,7 @@ from streamd.metrics.http import MetricsServer
 from streamd.metrics.jetson import register_board_metrics
 from streamd.preview.http import PreviewServer, build_preview
 from streamd.publish.publisher import Publisher
+from streamd.sinks import Sinks
 from streamd.sources.capture import CaptureSource
 from streamd.sources.frame_pool import FramePool
 from streamd.sources.latest_frame import FrameSignal
@@ -63,6 +64,7 @@ class Service:
     frame_allocator: Callable | None = None
     trackers: SourceTrackers | None = None
     analytics: Analytics | None = None
+    sinks: Sinks | None = None  # [[sinks]]: read at start (a reload keeps them as they are)
     result_hook: Callable[[DetectionResult, float], None] | None = None
     source_pools: dict[CaptureSource, FramePool] = field(default_factory=dict)
     # (model config, its detectors) built before the service (a standby worker's): used when the model matches.
@@ -89,6 +91,9 @@ class Service:
         publish = self.config.publish
         self.publisher = Publisher(publish.endpoint, publish.send_hwm, metrics, publish.curve_secret_key,
                                    publish.curve_authorized_keys)
+        if self.config.sinks:
+            self.sinks = Sinks(self.config.sinks, self.config.sources, metrics, first.model_id)
+            self.sinks.start()
         self.frame_signal = FrameSignal()
         self.frame_allocator = first.frame_allocator()
         for source_config in self.config.sources:
@@ -158,7 +163,7 @@ class Service:
             self.analytics.retain(config.sources, restarted, fast)
         return Pipeline(sources, detectors, self.publisher, self.metrics, self.frame_signal,
                         config.daemon.max_frame_age_seconds, self.result_hook, config.model.batch_window_seconds,
-                        self.trackers, first_sequence, self.analytics)
+                        self.trackers, first_sequence, self.analytics, self.sinks)
 
     def update_analytics(self, sources: Sequence[SourceConfig]) -> None:
         """A reload's new zones and lines of running sources, taken up at their next frame."""
@@ -250,7 +255,8 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.stop(STOP_TIMEOUT_SECONDS)
         # Frame pools last: their memory may be read by the detector until it is closed.
-        for part in (self.preview, self.publisher, self.http, *self.detectors, *self.frame_pools):
+        # Sinks after the pipeline (nothing more comes) and before the rest: they send what they hold.
+        for part in (self.preview, self.sinks, self.publisher, self.http, *self.detectors, *self.frame_pools):
             if part is not None:
                 try:
                     part.close()
