@@ -3,6 +3,7 @@ paho subscriber that records what arrives."""
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from tests.support import free_port, skip_unless_required
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 def require_mqtt() -> None:
@@ -36,7 +38,9 @@ class Broker:
         self.config = folder / "mosquitto.conf"
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                                f"persistence_location {folder}/\nmax_queued_messages 100000\n"
-                               "max_inflight_messages 100\n")
+                               "max_inflight_messages 100\n"
+                               # Started as root, mosquitto becomes this user (it reads and writes in folder).
+                               f"user {getpass.getuser()}\n")
         self.process: subprocess.Popen | None = None
         self.starts = 0
 

@@ -1,0 +1,76 @@
+"""A broker the sink cannot reach or that refuses it: one clear log line per kind of failure (not one per
+retry), the sink keeps retrying, and the caller is never held up."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from streamd.config.schema import SinkConfig
+from streamd.metrics.definitions import StreamdMetrics
+from streamd.sinks import Sinks
+from tests.sinks.broker import MOSQUITTO_PASSWD, Broker, require_mqtt
+
+
+def run_sink(config: SinkConfig, seconds: float) -> tuple[Sinks, StreamdMetrics]:
+    metrics = StreamdMetrics(CollectorRegistry())
+    sinks = Sinks([config], [], metrics)
+    sinks.start()
+    started = time.perf_counter()
+    for _ in range(100):
+        sinks.offer([b"events/cam", b'{"events":[]}'])
+    assert time.perf_counter() - started < 0.05
+    time.sleep(seconds)
+    return sinks, metrics
+
+
+def failures(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+
+
+def test_a_host_that_does_not_resolve(caplog) -> None:
+    require_mqtt()
+    caplog.set_level(logging.INFO, "streamd.sinks")
+    sinks, metrics = run_sink(SinkConfig(kind="mqtt", name="far", host="no-such-host.invalid", port=1883), 2.5)
+    try:
+        lines = failures(caplog)
+        assert len(lines) == 1 and "no-such-host.invalid" in lines[0], lines
+        assert metrics.sink_connected.labels("far")._value.get() == 0
+        assert sinks.sinks[0].buffered == 100
+    finally:
+        sinks.close()
+
+
+def test_wrong_credentials(tmp_path: Path, caplog) -> None:
+    require_mqtt()
+    caplog.set_level(logging.INFO, "streamd.sinks")
+    broker = Broker(tmp_path)
+    passwords = tmp_path / "passwords"
+    subprocess.run([MOSQUITTO_PASSWD, "-c", "-b", str(passwords), "streamd", "right"], check=True)
+    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true",
+                                                               f"allow_anonymous false\npassword_file {passwords}"))
+    broker.start()
+    try:
+        sinks, metrics = run_sink(SinkConfig(kind="mqtt", name="auth", port=broker.port, username="streamd",
+                                             password="wrong"), 2.5)
+        try:
+            lines = failures(caplog)
+            assert len(lines) == 1 and "refused" in lines[0], lines
+            assert metrics.sink_connected.labels("auth")._value.get() == 0
+        finally:
+            sinks.close()
+        caplog.clear()
+        sinks, metrics = run_sink(SinkConfig(kind="mqtt", name="auth", port=broker.port, username="streamd",
+                                             password="right"), 1.0)
+        try:
+            assert not failures(caplog)
+            assert metrics.sink_connected.labels("auth")._value.get() == 1
+            assert metrics.sink_sent.labels("auth")._value.get() == 100
+        finally:
+            sinks.close()
+    finally:
+        broker.stop()
