@@ -1,13 +1,15 @@
-"""A broker the sink cannot reach or that refuses it: one clear log line per kind of failure (not one per
-retry), the sink keeps retrying, and the caller is never held up."""
+"""A broker the sink cannot reach, that refuses it or whose certificate does not verify: one clear log line
+per kind of failure (not one per retry), the sink keeps retrying, and the caller is never held up."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streamd.config.schema import SinkConfig
@@ -70,6 +72,55 @@ def test_wrong_credentials(tmp_path: Path, caplog) -> None:
             assert not failures(caplog)
             assert metrics.sink_connected.labels("auth")._value.get() == 1
             assert metrics.sink_sent.labels("auth")._value.get() == 100
+        finally:
+            sinks.close()
+    finally:
+        broker.stop()
+
+
+def _certificates(folder: Path, name: str) -> Path:
+    """A CA (``name``.pem) and, signed by it, a certificate for 127.0.0.1 (``name``-server.pem/.key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+            "-days", "2", "-subj", f"/CN={name}")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-server.key", "-out", f"{name}.csr",
+            "-subj", "/CN=127.0.0.1")
+    (folder / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{name}.pem", "-CAkey", f"{name}.key", "-CAcreateserial",
+            "-out", f"{name}-server.pem", "-days", "2", "-extfile", "ext")
+    return folder / f"{name}.pem"
+
+
+def test_tls_verifies_the_broker(tmp_path: Path, caplog) -> None:
+    """A broker whose certificate another CA signed: one line, no connection; the right CA: connected."""
+    require_mqtt()
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    caplog.set_level(logging.INFO, "streamd.sinks")
+    right = _certificates(tmp_path, "right")
+    other = _certificates(tmp_path, "other")
+    broker = Broker(tmp_path)
+    broker.config.write_text(broker.config.read_text() + f"certfile {tmp_path}/right-server.pem\n"
+                                                         f"keyfile {tmp_path}/right-server.key\n")
+    broker.start()
+    try:
+        sinks, metrics = run_sink(SinkConfig(kind="mqtt", name="tls", port=broker.port, tls=True,
+                                             ca_file=str(other)), 2.5)
+        try:
+            lines = failures(caplog)
+            assert len(lines) == 1 and "certificate verify failed" in lines[0], lines
+            assert metrics.sink_connected.labels("tls")._value.get() == 0
+        finally:
+            sinks.close()
+        caplog.clear()
+        sinks, metrics = run_sink(SinkConfig(kind="mqtt", name="tls", port=broker.port, tls=True,
+                                             ca_file=str(right)), 1.5)
+        try:
+            assert not failures(caplog)
+            assert metrics.sink_connected.labels("tls")._value.get() == 1
+            assert metrics.sink_sent.labels("tls")._value.get() == 100
         finally:
             sinks.close()
     finally:
