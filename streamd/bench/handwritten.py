@@ -79,13 +79,15 @@ class _Model:
     """A session and what turns its outputs into frame-pixel detections."""
 
     def __init__(self, work: Work, threads: int) -> None:
-        from streamd.yolox.postprocess import YoloxDecoder  # noqa: PLC0415
+        from streamd.yolox.decoders import make_decoder  # noqa: PLC0415
 
         self.session = _session(work.model_path, threads)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.height, self.width = int(model_input.shape[2]), int(model_input.shape[3])
-        self.decoder = YoloxDecoder(work.layout, self.width, self.height, work.num_classes, work.score_threshold,
+        # Any layout streamd decodes; the letterbox stays YOLOX's for every family (the detections are
+        # counted, not compared: the cost of an RGB swap and a scale is not charged to this baseline).
+        self.decoder = make_decoder(work.layout, self.width, self.height, work.num_classes, work.score_threshold,
                                     work.nms_threshold, work.max_detections)
 
     def detect(self, network_input: np.ndarray, ratio: float, frame_width: int, frame_height: int) -> int:
