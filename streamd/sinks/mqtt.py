@@ -88,6 +88,11 @@ class MqttSink:
         if not self._buffer.put((kind, source_id, payload)):
             self._count_dropped("buffer_full")
 
+    def _count_sent(self) -> None:
+        self.sent += 1
+        if self._metrics is not None:
+            self._metrics.sink_sent.labels(self.name).inc()
+
     def _count_dropped(self, reason: str, amount: int = 1) -> None:
         self.dropped += amount
         self.dropped_by_reason[reason] += amount
@@ -164,7 +169,7 @@ class MqttSink:
         if self._metrics is not None:
             self._metrics.sink_connected.labels(self.name).set(1)
             self._metrics.sink_connects.labels(self.name).inc()
-        in_flight: dict[int, tuple[int, str, bytes] | None] = {}  # mid -> buffered message (None: not from it)
+        in_flight: dict[int, list | None] = {}  # mid -> the rendered message it counts for (None: counts none)
         qos = self.config.qos
         client.publish(self.availability_topic, "online", qos=1, retain=True)
         if self.config.home_assistant:
@@ -178,11 +183,8 @@ class MqttSink:
             if acked:
                 state["acked"] = []
                 for mid in acked:
-                    message = in_flight.pop(mid, None)
-                    if message is not None:
-                        self.sent += 1
-                        if self._metrics is not None:
-                            self._metrics.sink_sent.labels(self.name).inc()
+                    if in_flight.pop(mid, None) is not None:
+                        self._count_sent()
             if "disconnected" in state:
                 break
             if self._stop.is_set():
@@ -191,7 +193,9 @@ class MqttSink:
                     break
             room = IN_FLIGHT - len(in_flight)
             for message in self._buffer.take(room) if room > 0 else ():
-                for topic, payload, retain, counted in self._render(message):
+                # Taken again after a lost connection, a message is already rendered: its counts were applied.
+                rendered = message if isinstance(message, list) else self._render(message)
+                for topic, payload, retain, counted in rendered:
                     info = client.publish(topic, payload, qos=qos, retain=retain)
                     # Refused for itself (too large, a bad topic); any other error is the connection
                     # breaking under it: in flight, back to the buffer with the others.
@@ -202,11 +206,9 @@ class MqttSink:
                     if info.mid in state.get("acked", ()):  # QoS 0: written before publish returned
                         state["acked"].remove(info.mid)
                         if counted:
-                            self.sent += 1
-                            if self._metrics is not None:
-                                self._metrics.sink_sent.labels(self.name).inc()
+                            self._count_sent()
                     else:
-                        in_flight[info.mid] = message if counted else None
+                        in_flight[info.mid] = rendered if counted else None
             self._in_flight = len(in_flight)
             rc = client.loop(0.02 if len(self._buffer) or in_flight else 0.1)
             if rc != mqtt.MQTT_ERR_SUCCESS:
@@ -223,8 +225,16 @@ class MqttSink:
             client.disconnect()
             client.loop(0.1)
             return
-        # In flight and not acknowledged: first again on the next connection, in the order they were sent.
-        self._count_dropped("buffer_full", self._buffer.put_front(unacked))
+        # In flight and not acknowledged: first again on the next connection, in the order they were sent. Not
+        # their retained counts: the next connection sends every count's latest value before them.
+        again = []
+        for rendered in unacked:
+            kept = [publication for publication in rendered if not publication[2]]
+            if kept:
+                again.append([(*kept[0][:3], True), *kept[1:]])
+            else:  # counts alone: what they said goes out on connecting
+                self._count_sent()
+        self._count_dropped("buffer_full", self._buffer.put_front(again))
         log.warning("sink %s: lost the broker; %d message(s) buffered", self.name, len(self._buffer))
         try:
             client.disconnect()
