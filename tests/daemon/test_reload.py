@@ -268,6 +268,8 @@ def test_fifty_detector_swaps_cost_the_untouched_source_no_frame(daemon_factory,
             mark = run.reload(config_text([source_table("steady", fps=fps)], model, run.publish_port,
                                           run.metrics_port))
             run.receive_until(lambda mark=mark: run.received_after("steady", 2, mark))
+        # Counted once the swap is done (building a detector can take over a second on a busy machine).
+        run.receive_until(lambda: run.metric('streamd_config_reloads_total{result="applied"}') == 50.0)
         settled = len(run.messages)  # the last reload has been applied: what comes now is the last model's
         run.receive_until(lambda: run.received_after("steady", 10, settled))
         log = run.daemon.log()
