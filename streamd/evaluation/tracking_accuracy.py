@@ -132,8 +132,8 @@ def daemon_tracking_accuracy(seeds: Sequence[int] = HELD_OUT_SEEDS, frames_per_s
     """Run the daemon on synthetic scenes ``seeds`` at ``fps`` and score its published tracks.
 
     ``sources_per_run`` scenes at a time: rendering a scene costs about 8 ms a frame of Python, so
-    ten 10 fps sources at once overload a busy 2-core machine and most frames are superseded (a run
-    of seeds 1-10 together kept 758 of 3000 frames), which is the drops case, not native pace."""
+    ten 10 fps sources at once overload 2 CPU cores and most frames are superseded, which is the drops
+    case, not native pace."""
     started = time.monotonic()
     messages: list[dict[str, Any]] = []
     for first in range(0, len(seeds), sources_per_run):
