@@ -84,8 +84,23 @@ class PreviewServer:
         self._server.server_close()
 
 
+class PreviewRequestHandler(BaseHTTPRequestHandler):
+    """What every preview page server shares (this process's, and a supervisor's relay)."""
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("preview http: " + format, *args)
+
+
 def _handler_class(hub: PreviewHub, client_timeout_seconds: float) -> type:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(PreviewRequestHandler):
         timeout = client_timeout_seconds  # socket timeout: a viewer that stops reading is dropped
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -155,16 +170,5 @@ def _handler_class(hub: PreviewHub, client_timeout_seconds: float) -> type:
                 if hub.stopped:
                     break
             self._reply(503, "text/plain", b"no frame came in time: is the source streaming?\n")
-
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            log.debug("preview http: " + format, *args)
 
     return Handler

@@ -7,11 +7,12 @@ import http.client
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Protocol
 
 from streamd.config.schema import Config
 from streamd.errors import StreamdError
+from streamd.preview.http import PreviewRequestHandler
 from streamd.preview.pages import index_html, not_found_page
 from streamd.supervisor.scrape import worker_json
 from streamd.supervisor.workers import Worker
@@ -69,7 +70,7 @@ def merged_summaries(supervisor: Supervisor) -> list[dict]:
 def _handler_class(supervisor: Supervisor) -> type:
     timeout_seconds = supervisor.config.preview.client_timeout_seconds
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(PreviewRequestHandler):
         timeout = timeout_seconds
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -108,16 +109,5 @@ def _handler_class(supervisor: Supervisor) -> type:
                 self.close_connection = True
             finally:
                 connection.close()
-
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            log.debug("preview http: " + format, *args)
 
     return Handler
