@@ -5,7 +5,9 @@
 # and the ceiling. Run from the repository root on a GPU machine:
 #   STREAMD_SHARED=path/to/data bash benchmarks/gpu_workers.sh "IN 32 32" "W 3 72 24" "W 4 72 18"
 # The data folder holds models/yolox_nano.onnx, models/coco_classes.txt and media/vtest_1080p30.mp4 (made with
-# `streamd bench --make-test-video`); TESTS=1 first runs tests/gpu/test_workers.py.
+# `streamd bench --make-test-video`); TESTS=1 first runs tests/gpu/test_workers.py and tests/gpu/test_nvdec_hardening.py.
+# KILL="STREAMS WORKERS MAX_BATCH" then runs benchmarks/worker_kill.py (5 SIGKILLs at full load); MPS=1 then runs
+# every spec again with CUDA MPS serving the GPU (names end in _mps).
 # WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
 # A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own) or "W WORKERS STREAMS MAX_BATCH"; JSON to $OUT.
 set -u
@@ -21,11 +23,15 @@ fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
-if [ "${TESTS:-0}" = 1 ]; then timeout 300 python3 -m pytest -q -x tests/gpu/test_workers.py 2>&1 | tail -15; fi
+if [ "${TESTS:-0}" = 1 ]; then
+    timeout 300 python3 -m pytest -q tests/gpu/test_workers.py tests/gpu/test_nvdec_hardening.py -s 2>&1 | tail -25
+fi
+run_specs() {
+suffix=$1; shift
 for spec in "$@"; do
     set -- $spec
     if [ "$1" = IN ]; then workers=1; streams=$2; batch=$3; else workers=$2; streams=$3; batch=$4; fi
-    name="w${workers}_s${streams}_b${batch}"
+    name="w${workers}_s${streams}_b${batch}${suffix}"
     echo "== $name $(date +%s)"
     timeout 300 python3 -m streamd bench --streams "$streams" --workers "$workers" --max-batch "$batch" \
         --decoder nvdec --standin-engine --model "$DATA/models/yolox_nano.onnx" \
@@ -33,3 +39,24 @@ for spec in "$@"; do
         --json "$OUT/$name.json" 2>"$OUT/$name.err" | tail -8
     echo "   exit $? $(date +%s)"; tail -3 "$OUT/$name.err"
 done
+}
+specs=("$@")
+run_specs "" "${specs[@]}"
+if [ -n "${KILL:-}" ]; then
+    set -- $KILL
+    echo "== kill $KILL $(date +%s)"
+    timeout 240 python3 benchmarks/worker_kill.py --model "$DATA/models/yolox_nano.onnx" --video "$STREAMD_H264_VIDEO" \
+        --streams "$1" --workers "$2" --max-batch "$3" --decoder nvdec --standin-engine --kills 5 --interval 10 \
+        --warmup-seconds 25 --json "$OUT/kill_s$1_w$2.json" 2>"$OUT/kill.err" | tail -12
+    echo "   exit $? $(date +%s)"; tail -3 "$OUT/kill.err"
+fi
+if [ "${MPS:-0}" = 1 ]; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if nvidia-cuda-mps-control -d; then
+        run_specs _mps "${specs[@]}"
+        echo quit | nvidia-cuda-mps-control
+    else
+        echo "MPS: nvidia-cuda-mps-control could not start"
+    fi
+fi

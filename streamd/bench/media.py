@@ -19,11 +19,11 @@ def commands(source: Path, output: Path) -> list[list[str]]:
     """The command lines that make ``output`` from ``source``, in order of preference."""
     ffmpeg = ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-an",
               "-vf", f"scale={WIDTH}:{HEIGHT},fps={FPS}", "-pix_fmt", "yuv420p", "-c:v", "libx264",
-              "-preset", "veryfast", "-g", str(FPS), "-b:v", f"{BITRATE_KBPS}k", str(output)]
+              "-preset", "veryfast", "-g", str(FPS), "-b:v", f"{BITRATE_KBPS}k", "-movflags", "+faststart", str(output)]
     gstreamer = ["gst-launch-1.0", "-q", "filesrc", f"location={source}", "!", "decodebin", "!", "videoconvert",
                  "!", "videoscale", "!", f"video/x-raw,width={WIDTH},height={HEIGHT},format=I420", "!", "videorate",
                  "!", f"video/x-raw,framerate={FPS}/1", "!", "x264enc", "speed-preset=veryfast",
-                 f"key-int-max={FPS}", f"bitrate={BITRATE_KBPS}", "!", "h264parse", "!", "mp4mux", "!", "filesink",
+                 f"key-int-max={FPS}", f"bitrate={BITRATE_KBPS}", "!", "h264parse", "!", "mp4mux", "faststart=true", "!", "filesink",
                  f"location={output}"]
     return [ffmpeg, gstreamer]
 

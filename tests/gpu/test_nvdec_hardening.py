@@ -4,7 +4,8 @@ counted and is not streaming; a looping H.264 file corrupt in several places kee
 decode errors summarised, not logged on every pass.
 
 Needs PyNvVideoCodec, pyzmq, torch and ``STREAMD_H264_VIDEO`` (an H.264 MP4); the never-yielding file is
-made from it with ffmpeg (skipped without). Skipped otherwise.
+cut from it where its index precedes the picture data, else from an ffmpeg copy that moves the index
+(skipped without either). Skipped otherwise.
 """
 
 from __future__ import annotations
@@ -62,11 +63,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     corrupt.write_bytes(bytes(data))
     result = Run()
     sources = source("good", Path(VIDEO), f"fps = {GOOD_FPS}\n") + source("corrupt", corrupt, "fps = 600\n")
-    if shutil.which("ffmpeg"):
+    moved = b""
+    if data.find(b"moov") < mdat:  # the index already precedes the picture data (``streamd bench`` makes it so)
+        moved = Path(VIDEO).read_bytes()
+    elif shutil.which("ffmpeg"):
         whole = folder / "faststart.mp4"
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", VIDEO, "-t", "3", "-c", "copy", "-movflags",
                         "+faststart", str(whole)], check=True, timeout=120)
         moved = whole.read_bytes()
+    if moved:
         cut = folder / "no_frame.mp4"
         cut.write_bytes(moved[:moved.index(b"mdat") + 1000])
         sources += source("no_frame", cut)
