@@ -8,6 +8,7 @@ pipeline time.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 
@@ -19,18 +20,36 @@ log = logging.getLogger(__name__)
 
 _EVENTS_PREFIX = b"events/"
 
+# Each sink kind's class as "module:class", imported when a config names the kind; and the optional
+# package a kind needs, with the extra that installs it (a config naming the kind without it stops at start).
+SINK_TYPES: dict[str, str] = {
+    "mqtt": "streamd.sinks.mqtt:MqttSink",
+}
+REQUIRES: dict[str, tuple[str, str, str]] = {  # kind -> (module, its distribution, streamd's extra)
+    "mqtt": ("paho.mqtt.client", "paho-mqtt", "mqtt"),
+}
+
+
+def sink_type(kind: str) -> type:
+    """The class of ``kind``'s sink; a StreamdError naming what to install when its package is missing."""
+    if kind in REQUIRES:
+        module, distribution, extra = REQUIRES[kind]
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise StreamdError(f"[[sinks]] kind = \"{kind}\" needs {distribution}: pip install 'streamd[{extra}]'") \
+                from error
+    module_name, name = SINK_TYPES[kind].split(":")
+    return getattr(importlib.import_module(module_name), name)
+
 
 class Sinks:
     def __init__(self, configs: Sequence[SinkConfig], sources: Sequence[SourceConfig],
                  metrics: StreamdMetrics | None, model_id: str = "") -> None:
-        from streamd.sinks.mqtt import DETECTIONS, EVENTS, MqttSink  # noqa: PLC0415
+        from streamd.sinks.mqtt import DETECTIONS, EVENTS  # noqa: PLC0415
 
-        try:
-            import paho.mqtt.client  # noqa: F401, PLC0415
-        except ImportError as error:
-            raise StreamdError("[[sinks]] kind = \"mqtt\" needs paho-mqtt: pip install 'streamd[mqtt]'") from error
         self._events_kind, self._detections_kind = EVENTS, DETECTIONS
-        self.sinks = [MqttSink(config, sources, metrics, model_id) for config in configs]
+        self.sinks = [sink_type(config.kind)(config, sources, metrics, model_id) for config in configs]
         # Which sinks take which topic, decided once: the pipeline thread only looks up bytes.
         self._events = [s for s in self.sinks if {"events", "counts"} & set(s.config.carries)]
         carrying = [s for s in self.sinks if "detections" in s.config.carries]
