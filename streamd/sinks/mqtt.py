@@ -19,31 +19,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from streamd import __version__
 from streamd.config.schema import SinkConfig, SourceConfig
-from streamd.metrics.definitions import SINK_DROP_REASONS, StreamdMetrics
-from streamd.sinks.buffer import DropOldestBuffer
+from streamd.metrics.definitions import StreamdMetrics
+from streamd.sinks.base import (
+    BACKOFF_INITIAL_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    DETECTIONS,
+    EVENTS,
+    STOP_FLUSH_SECONDS,
+    Sink,
+)
 
 log = logging.getLogger(__name__)
 
-BACKOFF_INITIAL_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 # Messages handed to the client and not yet acknowledged: enough to fill a link's round trip.
 IN_FLIGHT = 100
-# On a clean stop, how long buffered messages may still go out before the rest are counted as dropped.
-STOP_FLUSH_SECONDS = 1.0
 
-# Kinds of buffered message: (kind, source id, payload bytes).
-EVENTS = 0
-DETECTIONS = 1
+__all__ = ["DETECTIONS", "EVENTS", "MqttSink", "topic_level"]
 
 
 def topic_level(text: str) -> str:
@@ -51,53 +50,17 @@ def topic_level(text: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
 
 
-class MqttSink:
+class MqttSink(Sink):
     def __init__(self, config: SinkConfig, sources: Sequence[SourceConfig], metrics: StreamdMetrics | None,
                  model_id: str = "") -> None:
-        self.config = config
-        self.name = config.name
-        self.node = config.node or socket.gethostname().split(".")[0]
+        super().__init__(config, metrics)
         self.prefix = f"streamd/{self.node}"
         self.availability_topic = f"{self.prefix}/availability"
         self._sources = list(sources)
         self._model_id = model_id
         self._classes = frozenset(config.classes)
-        self._buffer = DropOldestBuffer(config.buffer_messages)
-        self._metrics = metrics
-        self._stop = threading.Event()
         self._counts: dict[str, dict[str, Any]] = {}  # topic -> value (occupancy, in, out, alarm)
         self._occupants: dict[tuple[str, str], set[int]] = {}
-        self.connected = False
-        self._in_flight = 0  # handed to the client, not yet acknowledged (the sink thread's count)
-        self.sent = 0
-        self.dropped = 0
-        self.dropped_by_reason = dict.fromkeys(SINK_DROP_REASONS, 0)
-        if metrics is not None:
-            for reason in SINK_DROP_REASONS:
-                metrics.sink_dropped.labels(self.name, reason)
-            metrics.sink_sent.labels(self.name)
-            metrics.sink_connected.labels(self.name).set(0)
-            metrics.sink_buffered.labels(self.name).set_function(lambda: self.buffered)
-        self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    # -- the pipeline thread's side: never waits ---------------------------------------------------
-    def offer(self, kind: int, source_id: str, payload: bytes) -> None:
-        if not self._buffer.put((kind, source_id, payload)):
-            self._count_dropped("buffer_full")
-
-    def _count_sent(self) -> None:
-        self.sent += 1
-        if self._metrics is not None:
-            self._metrics.sink_sent.labels(self.name).inc()
-
-    def _count_dropped(self, reason: str, amount: int = 1) -> None:
-        self.dropped += amount
-        self.dropped_by_reason[reason] += amount
-        if self._metrics is not None and amount:
-            self._metrics.sink_dropped.labels(self.name, reason).inc(amount)
 
     # -- the sink thread -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -165,10 +128,7 @@ class MqttSink:
         import paho.mqtt.client as mqtt  # noqa: PLC0415
 
         client = state["client"]
-        self.connected = True
-        if self._metrics is not None:
-            self._metrics.sink_connected.labels(self.name).set(1)
-            self._metrics.sink_connects.labels(self.name).inc()
+        self._set_connected(True)
         in_flight: dict[int, list | None] = {}  # mid -> the rendered message it counts for (None: counts none)
         qos = self.config.qos
         client.publish(self.availability_topic, "online", qos=1, retain=True)
@@ -213,10 +173,8 @@ class MqttSink:
             rc = client.loop(0.02 if len(self._buffer) or in_flight else 0.1)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 state.setdefault("disconnected", rc)
-        self.connected = False
+        self._set_connected(False)
         self._in_flight = 0
-        if self._metrics is not None:
-            self._metrics.sink_connected.labels(self.name).set(0)
         unacked = [message for message in in_flight.values() if message is not None]
         if self._stop.is_set():
             self._count_dropped("stopped", len(unacked) + len(self._buffer.take(len(self._buffer))))
@@ -317,17 +275,3 @@ class MqttSink:
                         f"{base}/{lid}/{direction}", state_class="total_increasing", unit_of_measurement="objects",
                         icon="mdi:counter")
         return items
-
-    @property
-    def buffered(self) -> int:
-        """Messages waiting: in the buffer, or handed to the client and not yet acknowledged."""
-        return len(self._buffer) + self._in_flight
-
-    def close(self, timeout: float = STOP_FLUSH_SECONDS + 1.0) -> None:
-        """Stop after sending what is buffered (at most STOP_FLUSH_SECONDS), then ``offline``."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        reasons = ", ".join(f"{reason} {count}" for reason, count in self.dropped_by_reason.items() if count)
-        log.info("sink %s: stopped; %d message(s) sent, %d dropped%s", self.name, self.sent, self.dropped,
-                 f" ({reasons})" if reasons else "")
