@@ -6,7 +6,7 @@
 #   STREAMD_SHARED=path/to/data bash benchmarks/gpu_workers.sh "IN 32 32" "W 3 72 24" "W 4 72 18"
 # The data folder holds models/yolox_nano.onnx, models/coco_classes.txt and media/vtest_1080p30.mp4 (made with
 # `streamd bench --make-test-video`); TESTS=1 first runs tests/gpu/test_workers.py and tests/gpu/test_nvdec_hardening.py.
-# KILL="STREAMS WORKERS MAX_BATCH" then runs benchmarks/worker_kill.py (5 SIGKILLs at full load); MPS=1 then runs
+# EXTRA_TESTS: more test paths for that run. KILL="STREAMS WORKERS MAX_BATCH" then runs benchmarks/worker_kill.py (5 SIGKILLs at full load); MPS=1 then runs
 # every spec again with CUDA MPS serving the GPU (names end in _mps).
 # WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
 # A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own) or "W WORKERS STREAMS MAX_BATCH"; JSON to $OUT.
@@ -24,7 +24,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
 if [ "${TESTS:-0}" = 1 ]; then
-    timeout 300 python3 -m pytest -q tests/gpu/test_workers.py tests/gpu/test_nvdec_hardening.py -s 2>&1 | tail -25
+    timeout 300 python3 -m pytest -q ${EXTRA_TESTS:-} tests/gpu/test_workers.py tests/gpu/test_nvdec_hardening.py -s 2>&1 \
+        | tail -25
 fi
 run_specs() {
 suffix=$1; shift

@@ -23,8 +23,8 @@ def commands(source: Path, output: Path) -> list[list[str]]:
     gstreamer = ["gst-launch-1.0", "-q", "filesrc", f"location={source}", "!", "decodebin", "!", "videoconvert",
                  "!", "videoscale", "!", f"video/x-raw,width={WIDTH},height={HEIGHT},format=I420", "!", "videorate",
                  "!", f"video/x-raw,framerate={FPS}/1", "!", "x264enc", "speed-preset=veryfast",
-                 f"key-int-max={FPS}", f"bitrate={BITRATE_KBPS}", "!", "h264parse", "!", "mp4mux", "faststart=true", "!", "filesink",
-                 f"location={output}"]
+                 f"key-int-max={FPS}", f"bitrate={BITRATE_KBPS}", "!", "h264parse", "!", "mp4mux", "faststart=true",
+                 "!", "filesink", f"location={output}"]
     return [ffmpeg, gstreamer]
 
 

@@ -40,6 +40,7 @@ from streamd.errors import ConfigError
 from streamd.inference.registry import DETECTOR_BUILDERS, resolve_backend_name
 from streamd.publish.message import decode
 from streamd.publish.subscriber import Subscriber
+from streamd.yolox.metadata import read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ def bench_document(args: argparse.Namespace, streams: int) -> dict:
     beside = Path(args.model).parent / "coco_classes.txt"
     if args.classes or beside.is_file():
         model["classes"] = args.classes or str(beside)
-    if args.standin_engine:
-        model["layout"] = "yolox"  # the stand-in runs YOLOX exports; its layout probe needs TensorRT's backend
+    if args.standin_engine and read_metadata(args.model).family in ("", "yolox"):
+        # The stand-in cannot run the probe that tells YOLOX's two layouts apart (TensorRT's backend does).
+        model["layout"] = "yolox"
     document = {
         "sources": [{"id": f"cam{index:03d}", "kind": "file", "url": args.video, "pace": "native", "loop": True,
                      "decoder": args.decoder} for index in range(streams)],

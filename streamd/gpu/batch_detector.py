@@ -119,11 +119,12 @@ class BatchGpuDetector(Detector):
         self._stream = Stream()
         self.letterbox = GpuBatchLetterbox(convention, input_width, input_height, max_batch, device)
         self.decoder = GpuBatchYoloxDecoder(layout, input_width, input_height, num_classes, score_threshold,
-                                            nms_threshold, max_batch, max_detections, host_capacity, device)
-        if tuple(output_spec.shape[1:]) != (self.decoder.cells, self.decoder.channels):
+                                            nms_threshold, max_batch, max_detections, host_capacity, device,
+                                            end2end_rows=int(output_spec.shape[1]))
+        if tuple(output_spec.shape[1:]) != self.decoder.output_shape:
             self._free_parts()
             raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "
-                               f"[B, {self.decoder.cells}, {self.decoder.channels}] for a {input_width}x"
+                               f"{['B', *self.decoder.output_shape]} of layout {layout} for a {input_width}x"
                                f"{input_height} input and {num_classes} classes")
         # One input and output for every slot: the device work is ordered on one stream, and one address
         # set keeps one engine graph per batch size (the stand-in captures one per address set).

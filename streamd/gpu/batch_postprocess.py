@@ -1,4 +1,5 @@
-"""Batched GPU YOLOX decode: score filter and compaction of N frames in one launch, one copy back per batch.
+"""Batched GPU decode (every GPU layout): score filter and compaction of N frames in one launch, one copy
+back per batch.
 
 Device area of a batch of ``n`` (``max_batch`` at most):
   ``n`` headers of 32 bytes (int32 count + padding; the batched letterbox zeroes them)
@@ -18,13 +19,13 @@ import numpy as np
 
 from streamd.cuda import memory, nvrtc, runtime
 from streamd.gpu.kernels import BATCH_DECODE_SOURCE
-from streamd.gpu.postprocess import HEADER_BYTES, RECORD_BYTES, RECORD_FLOATS, GpuYoloxDecoder
+from streamd.gpu.postprocess import END2END_ROWS, HEADER_BYTES, RECORD_BYTES, RECORD_FLOATS, GpuYoloxDecoder
 
 log = logging.getLogger(__name__)
 
 _BLOCK = 256
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
-              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 
 
 class GpuBatchYoloxDecoder(GpuYoloxDecoder):
@@ -32,9 +33,9 @@ class GpuBatchYoloxDecoder(GpuYoloxDecoder):
 
     def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
                  score_threshold: float, nms_threshold: float, max_batch: int, max_detections: int = 300,
-                 host_capacity: int = 256, device: int = 0) -> None:
+                 host_capacity: int = 256, device: int = 0, end2end_rows: int = END2END_ROWS) -> None:
         super().__init__(layout, input_width, input_height, num_classes, score_threshold, nms_threshold,
-                         max_detections, host_capacity, device)
+                         max_detections, host_capacity, device, end2end_rows)
         self.max_batch = max_batch
         module = nvrtc.load_module(BATCH_DECODE_SOURCE, "yolox_decode_batch", ("--fmad=false", "-std=c++17"), device)
         self._batch_kernel = nvrtc.Kernel(module, "yolox_decode_batch_f32", _ARG_TYPES)
@@ -56,12 +57,12 @@ class GpuBatchYoloxDecoder(GpuYoloxDecoder):
         return memory.PinnedBuffer((self.copy_back_nbytes_for(self.max_batch) // 4,), np.float32)
 
     def launch_batch(self, outputs_ptr: int, area_ptr: int, count: int, stream_ptr: int) -> None:
-        """Decode ``count`` frames' outputs ([count, cells, channels] float32 at ``outputs_ptr``)."""
+        """Decode ``count`` frames' outputs (``count`` x ``output_shape`` float32 at ``outputs_ptr``)."""
         grid = ((self.cells + _BLOCK - 1) // _BLOCK, count, 1)
         self._batch_kernel.launch(grid, (_BLOCK, 1, 1), stream_ptr, (
-            outputs_ptr, self.cells, self.channels, self._grid.ptr, int(self.layout == "yolox-decoded"),
+            outputs_ptr, self.cells, self.channels, self._grid.ptr, self.mode,
             float(self.score_threshold), area_ptr, area_ptr + count * HEADER_BYTES, self.host_capacity,
-            self._overflow_ptr(area_ptr)))
+            self._overflow_ptr(area_ptr), self.num_classes))
 
     def copy_back_batch(self, area_ptr: int, host_area: memory.PinnedBuffer, count: int, stream_ptr: int) -> None:
         memory.copy_dtoh_async(host_area.ptr, area_ptr, self.copy_back_nbytes_for(count), stream_ptr)

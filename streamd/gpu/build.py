@@ -23,7 +23,7 @@ from streamd.inference.base import describe_io
 from streamd.inference.detector import Detector
 from streamd.inference.registry import BackendOptions
 from streamd.inference.tensorrt_backend import TensorRTBackend, TensorRTEngine, open_engine
-from streamd.yolox.decoders import GPU_LAYOUTS
+from streamd.yolox.decoders import GPU_LAYOUTS, layout_family
 from streamd.yolox.layout import input_size, resolve_layout
 from streamd.yolox.metadata import read_metadata
 from streamd.yolox.preprocess import Preprocessor, resolve_convention
@@ -68,22 +68,22 @@ def build_gpu_detector(model: ModelConfig, model_id: str,
                                 probe=lambda: _probe_first_output(engine, model, width, height),
                                 family=metadata.family, end2end=metadata.end2end)
         if layout not in GPU_LAYOUTS:
-            raise ModelLayoutError(f"model layout '{layout}': the GPU path decodes YOLOX layouts only for now "
-                                   f"({', '.join(GPU_LAYOUTS)}); run this model on the CPU path "
-                                   "(model.backend = \"onnxruntime\")")
+            raise ModelLayoutError(f"model layout '{layout}': the GPU path decodes {', '.join(GPU_LAYOUTS)}; "
+                                   "run this model on the CPU path (model.backend = \"onnxruntime\")")
+        convention = resolve_convention(model.preprocessing, layout_family(layout))
         engine.set_input_shapes(engine.static_shapes(batch=1))
         # Integrated GPU (Jetson), or forced: host frames read in place from mapped host memory.
         gpu = device_info(model.device)
         zero_copy = resolve_zero_copy(model.zero_copy, gpu)
         if max_batch > 1:
             batch_class = ZeroCopyBatchGpuDetector if zero_copy else BatchGpuDetector
-            detector = batch_class(engine, resolve_convention(model.preprocessing), len(model.classes),
+            detector = batch_class(engine, convention, len(model.classes),
                                    model.score_threshold, model.nms_threshold, max_batch=max_batch,
                                    layout=layout, max_detections=model.max_detections, model_id=model_id,
                                    class_names=model.classes, device=model.device)
         else:
             detector_class = ZeroCopyGpuDetector if zero_copy else GpuDetector
-            detector = detector_class(engine, resolve_convention(model.preprocessing), len(model.classes),
+            detector = detector_class(engine, convention, len(model.classes),
                                       model.score_threshold, model.nms_threshold, layout=layout,
                                       max_detections=model.max_detections, model_id=model_id,
                                       class_names=model.classes, device=model.device)

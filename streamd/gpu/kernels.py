@@ -98,12 +98,26 @@ extern "C" __global__ void letterbox_f16(LETTERBOX_ARGS) {
 }
 """
 
-# One grid cell of a [B, N, 5+C] output (``yolox``: raw box terms; ``yolox-decoded``: pixel boxes),
-# shared by both decode kernels: false when it does not pass the score threshold, else its 8-float
-# record (x1, y1, x2, y2, score, class, cell, 0). The arithmetic is the CPU decoder's, in the same
-# float32 order, so scores are bit-identical; exp is taken in double and rounded, the most accurate
-# float32 result.
+# One cell of an output, shared by both decode kernels: false when it does not pass the score threshold,
+# else its 8-float record (x1, y1, x2, y2, score, class, cell, 0). YOLOX [B, N, 5+C] (``yolox``: raw box
+# terms; ``yolox-decoded``: pixel boxes), Ultralytics' anchor-free head either way round, NMS-free rows.
+# The arithmetic is the CPU decoder's, in the same float32 order, so scores are bit-identical; exp is taken
+# in double and rounded, the most accurate float32 result.
 _CANDIDATE_SOURCE = r"""
+// The 8-float record of a centre/size box: corners as the CPU decoders compute them (half size, then +-).
+__device__ __forceinline__ void centre_record(float cx, float cy, float w, float h, float score, int best_class,
+                                              int i, float* __restrict__ record) {
+    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
+    record[0] = __fsub_rn(cx, hw);
+    record[1] = __fsub_rn(cy, hh);
+    record[2] = __fadd_rn(cx, hw);
+    record[3] = __fadd_rn(cy, hh);
+    record[4] = score;
+    record[5] = (float)best_class;
+    record[6] = (float)i;
+    record[7] = 0.f;
+}
+
 __device__ __forceinline__ bool yolox_candidate(const float* __restrict__ row, int channels,
                                                 const float* __restrict__ grid, int i, int boxes_decoded,
                                                 float threshold, float* __restrict__ record) {
@@ -127,31 +141,66 @@ __device__ __forceinline__ bool yolox_candidate(const float* __restrict__ row, i
         w = __fmul_rn((float)exp((double)row[2]), stride);
         h = __fmul_rn((float)exp((double)row[3]), stride);
     }
-    const float hw = __fmul_rn(w, 0.5f), hh = __fmul_rn(h, 0.5f);
-    record[0] = __fsub_rn(cx, hw);
-    record[1] = __fsub_rn(cy, hh);
-    record[2] = __fadd_rn(cx, hw);
-    record[3] = __fadd_rn(cy, hh);
-    record[4] = score;
-    record[5] = (float)best_class;
+    centre_record(cx, cy, w, h, score, best_class, i, record);
+    return true;
+}
+
+// Ultralytics anchor-free head (YOLOv5u / v8 / 11): 4 box terms (centre, size in network-input pixels)
+// then C sigmoid-ed class scores, no objectness. ``step`` is the distance between one cell's channels:
+// ``cells`` for [B, 4+C, N] (channel-major), 1 for [B, N, 4+C]. The CPU decoder's float32 arithmetic.
+__device__ __forceinline__ bool ultralytics_candidate(const float* __restrict__ cell, int step, int classes,
+                                                      float threshold, int i, float* __restrict__ record) {
+    float best = cell[4 * step];
+    int best_class = 0;
+    for (int c = 1; c < classes; ++c) {
+        const float p = cell[(4 + c) * step];
+        if (p > best) { best = p; best_class = c; }
+    }
+    if (!(best > threshold)) return false;
+    centre_record(cell[0], cell[step], cell[2 * step], cell[3 * step], best, best_class, i, record);
+    return true;
+}
+
+// NMS-free export row: x1, y1, x2, y2 (network-input pixels), score, class id; a class id outside the
+// configured names is dropped, as the CPU decoder does.
+__device__ __forceinline__ bool end2end_candidate(const float* __restrict__ row, int classes, float threshold,
+                                                  int i, float* __restrict__ record) {
+    if (!(row[4] > threshold)) return false;
+    const int class_id = (int)row[5];
+    if (class_id < 0 || class_id >= classes) return false;
+    for (int j = 0; j < 5; ++j) record[j] = row[j];
+    record[5] = (float)class_id;
     record[6] = (float)i;
     record[7] = 0.f;
     return true;
 }
+
+// Cell ``i`` of frame output ``frame`` ([cells, channels] floats, or [channels, cells] for mode 2) in the
+// layout ``mode``: 0 yolox, 1 yolox-decoded, 2 ultralytics, 3 ultralytics-transposed, 4 end2end.
+__device__ __forceinline__ bool layout_candidate(const float* __restrict__ frame, int cells, int channels,
+                                                 const float* __restrict__ grid, int mode, int classes,
+                                                 float threshold, int i, float* __restrict__ record) {
+    switch (mode) {
+        case 2: return ultralytics_candidate(frame + i, cells, classes, threshold, i, record);
+        case 3: return ultralytics_candidate(frame + (size_t)i * channels, 1, classes, threshold, i, record);
+        case 4: return end2end_candidate(frame + (size_t)i * channels, classes, threshold, i, record);
+        default: return yolox_candidate(frame + (size_t)i * channels, channels, grid, i, mode, threshold, record);
+    }
+}
 """
 
-# YOLOX decode + score filter + compaction, one thread per grid cell: a surviving cell appends its
-# record at an atomic counter; the host sorts records by cell to restore the CPU decoder's order
-# before NMS.
+# Decode + score filter + compaction, one thread per cell (every GPU layout; named for YOLOX, the first):
+# a surviving cell appends its record at an atomic counter; the host sorts records by cell to restore the
+# CPU decoder's order before NMS.
 DECODE_SOURCE = _CANDIDATE_SOURCE + r"""
 extern "C" __global__ void yolox_decode_f32(const float* __restrict__ rows, int cells, int channels,
-                                            const float* __restrict__ grid, int boxes_decoded,
+                                            const float* __restrict__ grid, int mode,
                                             float threshold, int* __restrict__ counter,
-                                            float* __restrict__ records, int capacity) {
+                                            float* __restrict__ records, int capacity, int classes) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= cells) return;
     float record[8];
-    if (!yolox_candidate(rows + (size_t)i * channels, channels, grid, i, boxes_decoded, threshold, record)) return;
+    if (!layout_candidate(rows, cells, channels, grid, mode, classes, threshold, i, record)) return;
     const int k = atomicAdd(counter, 1);
     if (k >= capacity) return;
     float* out = records + (size_t)k * 8;
@@ -236,22 +285,22 @@ extern "C" __global__ void batch_letterbox_f32(const FrameDesc* __restrict__ fra
 }
 """
 
-# Batched YOLOX decode: the single-frame kernel's arithmetic (bit-identical records), blockIdx.y =
+# Batched decode: the single-frame kernel's arithmetic (bit-identical records), blockIdx.y =
 # frame. Per frame: an int32 counter in ``headers`` (32-byte stride), the first ``capacity`` records
 # in ``primary`` (frame-major, so headers + primary of the whole batch are one contiguous copy
 # back), later ones in ``overflow`` at their own index (``cells`` records per frame, fetched rarely).
 BATCH_DECODE_SOURCE = _CANDIDATE_SOURCE + r"""
 extern "C" __global__ void yolox_decode_batch_f32(const float* __restrict__ outputs, int cells, int channels,
-                                                  const float* __restrict__ grid, int boxes_decoded,
+                                                  const float* __restrict__ grid, int mode,
                                                   float threshold, int* __restrict__ headers,
                                                   float* __restrict__ primary, int capacity,
-                                                  float* __restrict__ overflow) {
+                                                  float* __restrict__ overflow, int classes) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int f = blockIdx.y;
     if (i >= cells) return;
     float record[8];
-    if (!yolox_candidate(outputs + ((size_t)f * cells + i) * channels, channels, grid, i, boxes_decoded, threshold,
-                         record)) return;
+    if (!layout_candidate(outputs + (size_t)f * cells * channels, cells, channels, grid, mode, classes, threshold,
+                          i, record)) return;
     const int k = atomicAdd(headers + (size_t)f * 8, 1);
     float* out = k < capacity ? primary + ((size_t)f * capacity + k) * 8 : overflow + ((size_t)f * cells + k) * 8;
     for (int j = 0; j < 8; ++j) out[j] = record[j];

@@ -1,4 +1,5 @@
-"""GPU YOLOX decode: score filter and compaction on the device, NMS on the few candidates on the host.
+"""GPU decode (YOLOX, Ultralytics, NMS-free): score filter and compaction on the device, NMS on the few
+candidates on the host.
 
 Per slot the device holds a candidate area of ``8 + 8 * cells`` floats (a header whose first int32 is
 the count, then one 8-float record per surviving cell). Only the header and the first
@@ -29,28 +30,44 @@ DEFAULT_HOST_CAPACITY = 256
 _BLOCK = 256
 _MAX_BOUND_LAUNCHES = 64
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
-              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
-GPU_LAYOUTS = ("yolox", "yolox-decoded")
+              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+# layout -> the kernels' ``mode`` (streamd.gpu.kernels: layout_candidate)
+KERNEL_MODES = {"yolox": 0, "yolox-decoded": 1, "ultralytics": 2, "ultralytics-transposed": 3, "end2end": 4}
+GPU_LAYOUTS = tuple(KERNEL_MODES)
+END2END_ROWS = 300
+
+
+def output_shape(layout: str, input_width: int, input_height: int, num_classes: int,
+                 rows: int = END2END_ROWS) -> tuple[int, int]:
+    """The [cells, channels] a model of ``layout`` writes per frame ([channels, cells] for ``ultralytics``).
+    YOLOX and Ultralytics heads predict on the same stride-8/16/32 grid; NMS-free exports keep ``rows``."""
+    if layout == "end2end":
+        return rows, 6
+    cells = int(grid_cells(input_width, input_height, STRIDES)[0].shape[0])
+    if layout == "ultralytics":
+        return 4 + num_classes, cells
+    return cells, (4 if layout == "ultralytics-transposed" else 5) + num_classes
 
 
 class GpuYoloxDecoder:
-    """Enqueue decode of one [1, N, 5+C] float32 output; finish (sort + NMS) on the host."""
+    """Enqueue decode of one frame's float32 output in any GPU layout; finish (sort + NMS) on the host.
+    Records and detections equal the CPU decoder's of the same layout (``streamd.yolox.decoders``)."""
 
     def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
                  score_threshold: float, nms_threshold: float, max_detections: int = 300,
-                 host_capacity: int = DEFAULT_HOST_CAPACITY, device: int = 0) -> None:
+                 host_capacity: int = DEFAULT_HOST_CAPACITY, device: int = 0, end2end_rows: int = END2END_ROWS) -> None:
         if layout not in GPU_LAYOUTS:
-            raise ModelLayoutError(f"the GPU decoder handles layouts {GPU_LAYOUTS}, not '{layout}'; "
-                                   "use an export with a single [B, N, 5+C] output")
+            raise ModelLayoutError(f"the GPU decoder handles layouts {GPU_LAYOUTS}, not '{layout}'")
         self.layout = layout
+        self.mode = KERNEL_MODES[layout]
         self.num_classes = num_classes
-        self.channels = 5 + num_classes
+        self.output_shape = output_shape(layout, input_width, input_height, num_classes, end2end_rows)
+        self.cells, self.channels = self.output_shape[::-1] if layout == "ultralytics" else self.output_shape
         self.score_threshold = np.float32(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detections = max_detections
         self.host_capacity = host_capacity
         grid, strides = grid_cells(input_width, input_height, STRIDES)
-        self.cells = int(grid.shape[0])
         table = np.ascontiguousarray(np.concatenate((grid, strides), axis=1), dtype=np.float32)
         self._grid = memory.DeviceBuffer.for_array(table.shape, np.float32)
         staging = memory.PinnedBuffer(table.shape, np.float32)
@@ -88,8 +105,8 @@ class GpuYoloxDecoder:
                 self._launches.clear()
             grid = ((self.cells + _BLOCK - 1) // _BLOCK, 1, 1)
             bound = self._launches[(output_ptr, area_ptr)] = self._kernel.bind(grid, (_BLOCK, 1, 1), (
-                output_ptr, self.cells, self.channels, self._grid.ptr, int(self.layout == "yolox-decoded"),
-                float(self.score_threshold), area_ptr, area_ptr + HEADER_BYTES, self.cells))
+                output_ptr, self.cells, self.channels, self._grid.ptr, self.mode,
+                float(self.score_threshold), area_ptr, area_ptr + HEADER_BYTES, self.cells, self.num_classes))
         bound.launch(stream_ptr)
 
     def copy_back(self, area_ptr: int, host_area: memory.PinnedBuffer, stream_ptr: int) -> None:
@@ -128,6 +145,9 @@ class GpuYoloxDecoder:
         count = records.shape[0]
         if count == 0:
             return Detections.empty()
+        if self.mode == KERNEL_MODES["end2end"]:  # the model selected its boxes: by score, as the CPU decoder
+            kept = records[np.argsort(-records[:, 4], kind="stable")[:self.max_detections]]
+            return Detections(np.ascontiguousarray(kept[:, :4]), kept[:, 4].copy(), kept[:, 5].astype(np.int32))
         if count == 1 and self.max_detections >= 1 and records[0, 4] > 0.0:
             # One candidate survives NMS as is (OpenCV keeps scores above the 0 threshold it is given):
             # skip the batched NMS and its conversions.

@@ -19,7 +19,7 @@ LAYOUTS: dict[str, tuple[str, str]] = {
     "end2end": ("ultralytics", "streamd.yolox.ultralytics:EndToEndDecoder"),
 }
 # The layouts the GPU path's kernels decode.
-GPU_LAYOUTS = ("yolox", "yolox-decoded", "heads")
+GPU_LAYOUTS = ("yolox", "yolox-decoded", "heads", "ultralytics", "ultralytics-transposed", "end2end")
 
 
 def layout_family(layout: str) -> str:

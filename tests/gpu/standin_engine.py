@@ -6,7 +6,8 @@ the input and writes the output at device addresses the caller owns, enqueues on
 and returns without synchronising. To keep host time per call small (as TensorRT's), the model is
 captured once per address set into a CUDA graph and each ``enqueue`` is one graph replay.
 
-The ONNX graph is interpreted by a small module covering the operators YOLOX exports use; constant
+The ONNX graph is interpreted by a small module covering the operators YOLOX and Ultralytics YOLOv8 /
+YOLO11 exports use; constant
 operands (slice bounds, shapes, scales) are resolved at load time, which is what makes the forward
 capturable (onnx2torch's Slice copies them to the host on every call). Needs torch and onnx.
 """
@@ -36,11 +37,14 @@ class _DeviceArray:
 def _value_inputs(step: tuple) -> list[str]:
     """The names of the computed values (not constants) an interpreter step reads."""
     op = step[0]
-    if op in ("Mul", "Add"):
+    if op in _BINARY_OPS:
         return [spec[1] for spec in step[1:3] if spec[0] == "value"]
     if op == "Concat":
         return list(step[1])
-    return [step[1]]  # Conv, Sigmoid, Slice, MaxPool, Resize, Reshape, Transpose: one value input
+    return [step[1]]  # Conv, Sigmoid, Slice, MaxPool, Resize, Reshape, Transpose, Split, Softmax: one value input
+
+
+_BINARY_OPS = ("Mul", "Add", "Sub", "Div")
 
 
 def _interpreter_class():
@@ -107,17 +111,22 @@ def _interpreter_class():
                               dilation=tuple(attributes.get("dilations", (1, 1))), groups=attributes.get("group", 1))
                 bias = self._tensor(inputs[2], constants[inputs[2]]) if len(inputs) > 2 else None
                 return ("Conv", inputs[0], self._tensor(inputs[1], constants[inputs[1]]), bias, params, output)
-            if op in ("Mul", "Add"):
+            if op in _BINARY_OPS:
                 return (op, self._operand(inputs[0], constants), self._operand(inputs[1], constants), output)
             if op == "Sigmoid":
                 return (op, inputs[0], output)
+            if op == "Softmax":
+                return (op, inputs[0], int(attributes.get("axis", -1)), output)
+            if op == "Split":  # opset 13+: sizes as an input; the step names every output
+                sizes = [int(v) for v in constants[inputs[1]]]
+                return (op, inputs[0], (sizes, int(attributes.get("axis", 0))), tuple(node.output))
             if op == "Concat":
                 return (op, inputs, attributes["axis"], output)
             if op == "Slice":
                 starts, ends = constants[inputs[1]], constants[inputs[2]]
                 axes = constants[inputs[3]] if len(inputs) > 3 and inputs[3] else np.arange(len(starts))
                 steps = constants[inputs[4]] if len(inputs) > 4 and inputs[4] else np.ones(len(starts), np.int64)
-                index = [slice(None)] * 4
+                index = [slice(None)] * (int(max(axes)) + 1)
                 for start, end, axis, step in zip(starts, ends, axes, steps):
                     index[int(axis)] = slice(int(start), int(min(end, 2 ** 31)), int(step))
                 return (op, inputs[0], tuple(index), output)
@@ -155,6 +164,16 @@ def _interpreter_class():
                     values[step[3]] = operand(step[1]) * operand(step[2])
                 elif op == "Add":
                     values[step[3]] = operand(step[1]) + operand(step[2])
+                elif op == "Sub":
+                    values[step[3]] = operand(step[1]) - operand(step[2])
+                elif op == "Div":
+                    values[step[3]] = operand(step[1]) / operand(step[2])
+                elif op == "Softmax":
+                    values[step[3]] = torch.softmax(values[step[1]], dim=step[2])
+                elif op == "Split":
+                    sizes, axis = step[2]
+                    for name, part in zip(step[3], torch.split(values[step[1]], sizes, dim=axis)):
+                        values[name] = part
                 elif op == "Sigmoid":
                     values[step[2]] = torch.sigmoid(values[step[1]])
                 elif op == "Concat":

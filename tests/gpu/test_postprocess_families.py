@@ -1,0 +1,151 @@
+"""GPU decode of Ultralytics (both ways round) and NMS-free outputs against the CPU decoders on the same raw
+outputs: the single-frame and the batched kernels, with and without overflow past the host capacity.
+
+Raw outputs are synthetic (controlled candidates and ties) and, where ``STREAMD_ULTRALYTICS_RAW`` names an
+``.npz`` of real ones (``benchmarks/ultralytics_raw.py`` writes it from the exports in the shared models),
+those too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamd.yolox.decoders import make_decoder
+
+WIDTH = HEIGHT = 640
+CELLS = sum((WIDTH // s) * (HEIGHT // s) for s in (8, 16, 32))
+CLASSES = 80
+
+
+def ultralytics_output(seed: int, hot_cells: int) -> np.ndarray:
+    """[1, 4+C, N]: boxes in pixels, low class scores but for ``hot_cells`` cells; some exact score ties."""
+    rng = np.random.default_rng(seed)
+    raw = np.empty((1, 4 + CLASSES, CELLS), np.float32)
+    raw[0, 0:2] = rng.uniform(0, WIDTH, (2, CELLS))
+    raw[0, 2:4] = rng.uniform(4, 200, (2, CELLS))
+    raw[0, 4:] = rng.random((CLASSES, CELLS)) * 0.2
+    hot = rng.choice(CELLS, hot_cells, replace=False)
+    raw[0, 4 + rng.integers(0, CLASSES, hot_cells), hot] = rng.uniform(0.3, 1.0, hot_cells).astype(np.float32)
+    raw[0, 4 + 3, hot[:5]] = raw[0, 4 + 7, hot[:5]] = 0.75  # ties: the first class wins, as argmax
+    return raw
+
+
+def end2end_output(seed: int, rows: int = 300) -> np.ndarray:
+    """[1, K, 6]: x1, y1, x2, y2, score, class; equal scores and class ids outside the names included."""
+    rng = np.random.default_rng(seed)
+    raw = np.zeros((1, rows, 6), np.float32)
+    corner = rng.uniform(0, WIDTH - 100, (rows, 2))
+    raw[0, :, 0:2] = corner
+    raw[0, :, 2:4] = corner + rng.uniform(2, 100, (rows, 2))
+    raw[0, :, 4] = np.sort(rng.random(rows))[::-1]
+    raw[0, 10:14, 4] = raw[0, 10, 4]
+    raw[0, :, 5] = rng.integers(0, CLASSES, rows)
+    raw[0, 20, 5], raw[0, 21, 5] = CLASSES + 3, -1
+    return raw
+
+
+def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int, batched: bool) -> list:
+    """Detections of each raw output, decoded on the GPU one frame at a time or as one batch."""
+    from streamd.cuda import memory
+    from streamd.cuda.stream import Stream
+    from streamd.gpu.batch_postprocess import GpuBatchYoloxDecoder
+    from streamd.gpu.postprocess import GpuYoloxDecoder
+
+    rows = raws[0].shape[1]
+    stream = Stream()
+    frames = np.ascontiguousarray(np.concatenate(raws))
+    pinned = memory.PinnedBuffer(frames.shape, np.float32)
+    pinned.array[...] = frames
+    output = memory.DeviceBuffer(frames.nbytes)
+    memory.copy_htod_async(output.ptr, pinned.ptr, frames.nbytes, stream.ptr)
+    results = []
+    if batched:
+        decoder = GpuBatchYoloxDecoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, len(raws), 300,
+                                       host_capacity=capacity, end2end_rows=rows)
+        assert decoder.output_shape == raws[0].shape[1:]
+        area = memory.DeviceBuffer(decoder.batch_area_nbytes)
+        host_area = decoder.new_batch_host_area()
+        memory.memset_async(area.ptr, 0, decoder.batch_area_nbytes, stream.ptr)
+        decoder.launch_batch(output.ptr, area.ptr, len(raws), stream.ptr)
+        decoder.copy_back_batch(area.ptr, host_area, len(raws), stream.ptr)
+        stream.synchronize()
+        for index in range(len(raws)):
+            results.append(decoder.finish(decoder.batch_records(host_area.array, area.ptr, len(raws), index)))
+    else:
+        decoder = GpuYoloxDecoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, 300, host_capacity=capacity,
+                                  end2end_rows=rows)
+        assert decoder.output_shape == raws[0].shape[1:]
+        area = memory.DeviceBuffer(decoder.device_area_nbytes)
+        host_area = decoder.new_host_area()
+        for index in range(len(raws)):
+            memory.memset_async(area.ptr, 0, 4, stream.ptr)
+            decoder.launch(output.ptr + index * raws[0].nbytes, area.ptr, stream.ptr)
+            decoder.copy_back(area.ptr, host_area, stream.ptr)
+            stream.synchronize()
+            results.append(decoder.finish(decoder.records(host_area.array, area.ptr)))
+    for buffer in (host_area, area, output, pinned):
+        buffer.free()
+    decoder.close()
+    stream.close()
+    return results
+
+
+def assert_same(got, expected, what: str) -> None:
+    np.testing.assert_array_equal(got.class_ids, expected.class_ids, err_msg=what)
+    np.testing.assert_array_equal(got.scores, expected.scores, err_msg=what)
+    np.testing.assert_array_equal(got.boxes_xyxy, expected.boxes_xyxy, err_msg=what)
+
+
+def cpu_decode(layout: str, raw: np.ndarray, score: float):
+    return make_decoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, 300).decode([raw])
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("hot_cells,capacity", [(60, 256), (600, 16)], ids=["fits", "overflow"])
+@pytest.mark.parametrize("layout", ["ultralytics", "ultralytics-transposed"])
+def test_ultralytics_equals_cpu_decoder(layout: str, hot_cells: int, capacity: int, batched: bool) -> None:
+    raws = [ultralytics_output(seed, hot_cells) for seed in (1, 2, 3)]
+    if layout == "ultralytics-transposed":
+        raws = [np.ascontiguousarray(raw.transpose(0, 2, 1)) for raw in raws]
+    got = gpu_decode(layout, raws, 0.25, capacity, batched)
+    for index, raw in enumerate(raws):
+        expected = cpu_decode(layout, raw, 0.25)
+        assert len(expected) > 20
+        assert_same(got[index], expected, f"{layout} frame {index}")
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("capacity", [256, 16], ids=["fits", "overflow"])
+def test_end2end_equals_cpu_decoder(capacity: int, batched: bool) -> None:
+    raws = [end2end_output(seed) for seed in (4, 5)]
+    got = gpu_decode("end2end", raws, 0.1, capacity, batched)
+    for index, raw in enumerate(raws):
+        expected = cpu_decode("end2end", raw, 0.1)
+        assert len(expected) > 100
+        assert_same(got[index], expected, f"end2end frame {index}")
+        assert not np.isin(got[index].class_ids, [CLASSES + 3, -1]).any()
+
+
+def test_real_exports_raw_outputs_equal_cpu_decoder() -> None:
+    path = os.environ.get("STREAMD_ULTRALYTICS_RAW", "")
+    if not path or not Path(path).is_file():
+        pytest.skip("set STREAMD_ULTRALYTICS_RAW to an .npz of raw outputs (benchmarks/ultralytics_raw.py)")
+    with np.load(path) as archive:
+        outputs = {name: archive[name] for name in archive.files}
+    checked = 0
+    for name, frames in outputs.items():
+        layout = "end2end" if frames.shape[-1] == 6 else "ultralytics"
+        raws = [frames[i:i + 1] for i in range(frames.shape[0])]
+        for batched in (False, True):
+            # Random-weight exports score ~1e-4 at most: a threshold below it keeps many (tied) candidates.
+            got = gpu_decode(layout, raws, 1e-4, 256, batched)
+            for index, raw in enumerate(raws):
+                expected = cpu_decode(layout, raw, 1e-4)
+                assert_same(got[index], expected, f"{name} frame {index}")
+                checked += len(expected)
+    print(f"real exports: {checked} detections equal")
+    assert checked > 0
