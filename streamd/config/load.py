@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -597,6 +598,11 @@ def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, ba
                  if key in table}
         sink = _build(SinkConfig, {k: v for k, v in table.items() if k not in lists}, prefix, overrides=lists,
                       user_keys=tuple(f.name for f in dataclasses.fields(SinkConfig)))
+        for setting_field in dataclasses.fields(SinkConfig):
+            kinds = setting_field.metadata.get("kinds", ())
+            if setting_field.name in table and kinds and sink.kind not in kinds:
+                raise ConfigError(f"{prefix}.{setting_field.name}", f"applies to {', '.join(kinds)} sinks, not "
+                                                                    f"{sink.kind}")
         if not sink.name:
             sink = dataclasses.replace(sink, name=f"{sink.kind}-{index}")
         if not _NAME.fullmatch(sink.name):
@@ -633,10 +639,13 @@ def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, ba
             if any(c in text for c in "/+#") or (key == "discovery_prefix" and not text):
                 raise ConfigError(f"{prefix}.{key}", f"'{text}' must be one MQTT topic level: not empty, no '/', "
                                                      "'+' or '#'")
+        if sink.kind == "webhook":
+            sink = _webhook(sink, table, prefix, base_dir)
         if sink.password and sink.password_file:
             raise ConfigError(f"{prefix}.password_file", "set password or password_file, not both")
         if sink.ca_file and not sink.tls:
-            raise ConfigError(f"{prefix}.ca_file", "is read only with tls = true")
+            raise ConfigError(f"{prefix}.ca_file", "is read only with an https:// url" if sink.kind == "webhook"
+                              else "is read only with tls = true")
         if sink.ca_file:
             ca_file = _resolve(sink.ca_file, base_dir)
             if not ca_file.is_file():
@@ -655,6 +664,43 @@ def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, ba
             raise ConfigError(f"{prefix}.username", "required with a password")
         sinks.append(sink)
     return tuple(sinks)
+
+
+def _webhook(sink: SinkConfig, table: dict[str, Any], prefix: str, base_dir: Path) -> SinkConfig:
+    """A webhook sink's url and secret checked, its secret file read; ``tls`` follows the URL's scheme."""
+    for key in ("host", "port", "tls"):
+        if key in table:
+            raise ConfigError(f"{prefix}.{key}", "a webhook's address is its url (https:// verifies the server's "
+                                                 "certificate)")
+    if not sink.url:
+        raise ConfigError(f"{prefix}.url", "required: the http:// or https:// URL to POST to")
+    try:
+        url = urllib.parse.urlsplit(sink.url)
+        url.port  # noqa: B018 (raises ValueError for a port that is not a number or out of range)
+    except ValueError as error:
+        raise ConfigError(f"{prefix}.url", f"'{sink.url}' is not a URL: {error}") from error
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"{prefix}.url", f"'{sink.url}' must be http://HOST/... or https://HOST/...")
+    if url.username is not None or url.password is not None:
+        raise ConfigError(f"{prefix}.url", "holds credentials: set username and password_file instead (log lines "
+                                           "show the url)")
+    if sink.secret and sink.secret_file:
+        raise ConfigError(f"{prefix}.secret_file", "set secret or secret_file, not both")
+    if sink.secret_file:
+        secret_file = _resolve(sink.secret_file, base_dir)
+        try:
+            lines = secret_file.read_text().splitlines()
+        except OSError as error:
+            raise ConfigError(f"{prefix}.secret_file", f"cannot read {secret_file}: {error}") from error
+        if not lines or not lines[0]:
+            raise ConfigError(f"{prefix}.secret_file", f"{secret_file} holds no secret on its first line")
+        sink = dataclasses.replace(sink, secret_file=str(secret_file), secret=lines[0])
+    if not sink.secret:
+        raise ConfigError(f"{prefix}.secret", "required: the key that signs each request (or secret_file)")
+    if not 0 < sink.timeout_seconds <= 300:
+        raise ConfigError(f"{prefix}.timeout_seconds", f"must be more than 0 and at most 300, got "
+                                                       f"{sink.timeout_seconds}")
+    return dataclasses.replace(sink, tls=url.scheme == "https")
 
 
 def _string_list(value: Any, key: str) -> tuple[str, ...]:

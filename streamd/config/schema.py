@@ -331,7 +331,7 @@ class DaemonConfig:
                                          "GPU of `model.device`); see [worker processes](running.md#worker-processes)")
 
 
-SINK_KINDS = ("mqtt",)
+SINK_KINDS = ("mqtt", "webhook")
 # What a sink may carry: analytics events, per-frame detections, retained zone and line counts.
 SINK_CARRIES = ("events", "detections", "counts")
 
@@ -353,21 +353,32 @@ class SinkConfig:
                                            "none left is not sent); empty: every class", shown="`[]` (every class)")
     host: str = setting("127.0.0.1", "the broker's host name or address")
     port: int = setting(0, "the broker's port; 0: 1883, or 8883 with `tls`", shown="`0` (1883 / 8883)")
-    username: str = setting("", "user name; empty: none")
+    username: str = setting("", "user name (a webhook: HTTP basic authentication); empty: none")
     password: str = setting("", "password (prefer `password_file`)")
     password_file: str = setting("", "a file whose first line is the password; a missing file is a config error")
     tls: bool = setting(False, "connect over TLS, verifying the broker's certificate")
-    ca_file: str = setting("", "with `tls`: the CA certificates to verify the broker against; empty: the system's")
-    qos: int = setting(1, "MQTT quality of service of what it publishes: 0 (at most once) or 1 (at least once)")
+    ca_file: str = setting("", "with `tls` (a webhook: an `https` url): the CA certificates to verify the server "
+                               "against; empty: the system's")
+    qos: int = setting(1, "MQTT quality of service of what it publishes: 0 (at most once) or 1 (at least once)",
+                       kinds=("mqtt",))
     node: str = setting("", "the topic part naming this daemon: `streamd/<node>/<source>/...`; empty: the host name",
                         shown="the host name")
     home_assistant: bool = setting(False, "publish Home Assistant MQTT discovery for each zone's occupancy and "
-                                          "each line's counts (retained, under `discovery_prefix`)")
-    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery topic prefix")
+                                          "each line's counts (retained, under `discovery_prefix`)", kinds=("mqtt",))
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery topic prefix", kinds=("mqtt",))
     buffer_messages: int = setting(10000, "messages held while the broker is slow or away; when full the oldest "
                                           "is dropped (counted, reason `buffer_full`)")
     keepalive_seconds: int = setting(15, "MQTT keepalive: the broker declares the daemon offline (last will) "
-                                         "after about 1.5 times this without a word")
+                                         "after about 1.5 times this without a word", kinds=("mqtt",))
+    url: str = setting("", "the `http://` or `https://` URL each message is POSTed to (`https`: the server's "
+                           "certificate is verified, against `ca_file` or the system's CA certificates)",
+                       kinds=("webhook",))
+    secret: str = setting("", "the HMAC-SHA256 key of the `X-Streamd-Signature` header (prefer `secret_file`); "
+                              "one of the two is required", kinds=("webhook",))
+    secret_file: str = setting("", "a file whose first line is the secret; a missing file is a config error",
+                               kinds=("webhook",))
+    timeout_seconds: float = setting(10.0, "how long a request may take to connect, and then to be answered, "
+                                           "before it is tried again", kinds=("webhook",))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ RELOAD_RESULTS = ("applied", "refused")
 # Why the CURVE publisher refused a connection (streamd.publish.curve.REFUSAL_REASONS, which a test compares).
 AUTH_REFUSAL_REASONS = ("unknown_key", "plaintext", "crypto", "protocol")
 # Why a sink lost a message (streamd.sinks).
-SINK_DROP_REASONS = ("buffer_full", "refused", "stopped")
+SINK_DROP_REASONS = ("buffer_full", "refused", "rejected", "stopped")
 # Frames per detector batch (model.max_batch; 1 unless the detector batches).
 BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
@@ -161,16 +161,18 @@ class StreamdMetrics:
             self.publish_auth_refused.labels(reason)
         # Sinks (streamd.sinks): labelled by the config's sink names.
         self.sink_sent = Counter(
-            "streamd_sink_sent_total", "Messages a sink handed to its broker (QoS 1: acknowledged by it).", ["sink"],
-            registry=registry)
+            "streamd_sink_sent_total", "Messages a sink handed to its broker (QoS 1: acknowledged by it; a webhook: "
+            "answered 2xx).", ["sink"], registry=registry)
         self.sink_dropped = Counter(
             "streamd_sink_dropped_total", "Messages a sink lost: buffer_full (the oldest buffered message, while the "
-            "broker was slow or away), refused (the client refused it), stopped (still buffered when the daemon "
-            "stopped).", ["sink", "reason"], registry=registry)
+            "broker was slow or away), refused (the client refused it), rejected (the receiver answered that it will "
+            "not take it: a webhook's HTTP 4xx), stopped (still buffered when the daemon stopped).", ["sink", "reason"],
+            registry=registry)
         self.sink_buffered = Gauge(
             "streamd_sink_buffered_messages", "Messages waiting in a sink's buffer.", ["sink"], registry=registry)
         self.sink_connected = Gauge(
-            "streamd_sink_connected", "1 while a sink is connected to its broker.", ["sink"], registry=registry)
+            "streamd_sink_connected", "1 while a sink is connected to its broker (a webhook: while its receiver "
+            "answers).", ["sink"], registry=registry)
         self.sink_connects = Counter(
             "streamd_sink_connects_total", "Connections a sink made to its broker (the first and each reconnect).",
             ["sink"], registry=registry)

@@ -24,6 +24,7 @@ _EVENTS_PREFIX = b"events/"
 # package a kind needs, with the extra that installs it (a config naming the kind without it stops at start).
 SINK_TYPES: dict[str, str] = {
     "mqtt": "streamd.sinks.mqtt:MqttSink",
+    "webhook": "streamd.sinks.webhook:WebhookSink",
 }
 REQUIRES: dict[str, tuple[str, str, str]] = {  # kind -> (module, its distribution, streamd's extra)
     "mqtt": ("paho.mqtt.client", "paho-mqtt", "mqtt"),
