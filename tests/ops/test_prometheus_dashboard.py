@@ -52,7 +52,8 @@ def test_dashboard_is_importable_with_a_data_source_variable() -> None:
     # Every family an operator watches has a panel.
     for needed in ("streamd_frames_processed_total", "streamd_frame_age_seconds_bucket", "streamd_stage_seconds_bucket",
                    "streamd_frames_dropped_total", "streamd_source_state", "streamd_source_reconnects_total",
-                   "streamd_messages_dropped_total", "streamd_batch_size_bucket"):
+                   "streamd_messages_dropped_total", "streamd_batch_size_bucket", "streamd_sink_connected",
+                   "streamd_sink_dropped_total", "streamd_sink_buffered_messages"):
         assert needed in metrics, needed
 
 
@@ -93,6 +94,17 @@ scrape_configs:
             process.wait(10)
 
 
+# A webhook sink whose receiver is not there (a port nothing listens on): its series exist, at 0 connected.
+def dead_sink() -> str:
+    return f"""
+[[sinks]]
+kind = "webhook"
+name = "hook"
+url = "http://127.0.0.1:{free_port()}/hook"
+secret = "s"
+"""
+
+
 def query(url: str, expr: str) -> list[dict]:
     status, body = http_get(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}", timeout=10)
     answer = json.loads(body)
@@ -122,7 +134,7 @@ path = "{tiny_model}"
 endpoint = "tcp://127.0.0.1:{free_port()}"
 [metrics]
 bind = "127.0.0.1:{metrics_port}"
-""")
+""" + dead_sink())
     wait_for_http(f"http://127.0.0.1:{metrics_port}/healthz", 60)
     url = prometheus([f"127.0.0.1:{metrics_port}"])
     started = time.monotonic()
@@ -175,7 +187,7 @@ endpoint = "tcp://127.0.0.1:{free_port()}"
 bind = "127.0.0.1:{metrics_port}"
 [daemon]
 workers = 2
-""", name="service")
+""" + dead_sink(), name="service")
     wait_for_http(f"http://127.0.0.1:{metrics_port}/healthz", 60)
     url = prometheus([f"127.0.0.1:{metrics_port}"])
     queries = panel_queries(json.loads(DASHBOARD.read_text()))
