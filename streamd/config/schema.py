@@ -194,14 +194,18 @@ class ModelConfig:
     max_detections: int = setting(100, "per frame")
     preprocessing: str = setting("auto", "`yolox`: BGR 0-255, letterbox top-left, pad 114 (official YOLOX "
                                          "exports); `ultralytics`: RGB 0-1, letterbox centred, pad 114 (Ultralytics "
-                                         "YOLO exports); `legacy`: RGB /255, ImageNet mean/std, centred, pad 128; "
+                                         "YOLO exports); `rtdetr`: RGB 0-1, the frame stretched over the whole input, "
+                                         "no letterbox (RT-DETR exports); `legacy`: RGB /255, ImageNet mean/std, "
+                                         "centred, pad 128; "
                                          "`auto`: the convention of the model's family, read from its output layout "
                                          "and the export's metadata",
                                  choices=CONVENTIONS, extra_choices=("auto",))
     layout: str = setting("auto", "`yolox` ([B, N, 5+C], raw boxes), `yolox-decoded` (boxes decoded in the graph), "
                                   "`heads` (three [B, 5+C, H, W] logit maps), `ultralytics` ([B, 4+C, N]: YOLOv5u, "
                                   "YOLOv8, YOLO11), `ultralytics-transposed` ([B, N, 4+C]), `end2end` ([B, K, 6]: "
-                                  "NMS-free exports, boxes already selected; CPU path only for now); `auto`: "
+                                  "NMS-free exports, boxes already selected; CPU path only for now), `rtdetr` "
+                                  "([B, K, 6]: RT-DETR's own selection, normalised boxes), `rtdetr-queries` "
+                                  "([B, K, 4+C]: earlier RT-DETR exports; both CPU path only for now); `auto`: "
                                   "detected from the outputs and the export's metadata, and a layout that fits "
                                   "none is an error at start-up",
                           choices=LAYOUTS, extra_choices=("auto",))

@@ -17,6 +17,8 @@ LAYOUTS: dict[str, tuple[str, str]] = {
     "ultralytics": ("ultralytics", "streamd.yolox.ultralytics:UltralyticsDecoder"),
     "ultralytics-transposed": ("ultralytics", "streamd.yolox.ultralytics:UltralyticsDecoder"),
     "end2end": ("ultralytics", "streamd.yolox.ultralytics:EndToEndDecoder"),
+    "rtdetr": ("rtdetr", "streamd.yolox.rtdetr:RtDetrDecoder"),
+    "rtdetr-queries": ("rtdetr", "streamd.yolox.rtdetr:RtDetrDecoder"),
 }
 # The layouts the GPU path's kernels decode.
 GPU_LAYOUTS = ("yolox", "yolox-decoded", "heads", "ultralytics", "ultralytics-transposed", "end2end")

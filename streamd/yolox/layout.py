@@ -1,5 +1,5 @@
 """What a detector's tensors look like: its input size and which output layout it has (YOLOX, Ultralytics
-anchor-free, NMS-free end-to-end; ``streamd.yolox.decoders`` lists them).
+anchor-free, NMS-free end-to-end, RT-DETR; ``streamd.yolox.decoders`` lists them).
 
 The one place that reads them, for the host detector factory (``streamd.inference.factory``), the
 GPU detector builder (``streamd.gpu.build``) and the quantize tool's fidelity report. Works on
@@ -73,12 +73,20 @@ def detect_layout(outputs: Sequence[TensorShape], input_width: int, input_height
     ``family`` and ``end2end``: what the export's metadata says (``streamd.yolox.metadata``), "" and None
     when it says nothing. A single [B, N, 5+C] output is reported as ``yolox``; whether its boxes are
     already decoded is told by :func:`boxes_look_decoded` on a real output, since the shapes are the same.
+    RT-DETR's [B, K, 6] has the shape of an end-to-end export: only the metadata (``family`` "rtdetr") tells.
     """
     cell_count = sum((input_height // s) * (input_width // s) for s in strides)
     channels = 5 + num_classes
     anchor_free = 4 + num_classes
     seen = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
     ultralytics = family == "ultralytics"
+    if family == "rtdetr" and len(outputs) == 1 and len(outputs[0].shape) == 3:
+        # [B, K, 6]: the current exporter's own top-K (query, class) pairs; [B, K, 4+C]: earlier exporters'
+        # every class score per query. A 2-class model of an earlier exporter needs model.layout set.
+        if outputs[0].shape[2] == 6:
+            return "rtdetr"
+        if outputs[0].shape[2] == anchor_free:
+            return "rtdetr-queries"
     if len(outputs) == 1 and len(outputs[0].shape) == 3:
         _, rows, width = outputs[0].shape
         if end2end and width == 6:
@@ -101,8 +109,9 @@ def detect_layout(outputs: Sequence[TensorShape], input_width: int, input_height
         f"{input_width}x{input_height} input and {num_classes} classes: expected one [B, {cell_count}, {channels}] "
         f"tensor or three [B, {channels}, H, W] maps at strides {tuple(strides)} (YOLOX: layouts yolox, "
         f"yolox-decoded, heads), one [B, {anchor_free}, {cell_count}] or [B, {cell_count}, {anchor_free}] tensor "
-        "(Ultralytics YOLOv5u/v8/11: ultralytics, ultralytics-transposed) or one [B, K, 6] tensor (NMS-free "
-        "end-to-end exports: end2end); check model.classes and model.input_size, or set model.layout")
+        "(Ultralytics YOLOv5u/v8/11: ultralytics, ultralytics-transposed), one [B, K, 6] tensor (NMS-free "
+        f"end-to-end exports: end2end; RT-DETR exports: rtdetr) or one [B, K, {anchor_free}] tensor of an RT-DETR "
+        "export (rtdetr-queries); check model.classes and model.input_size, or set model.layout")
 
 
 def boxes_look_decoded(output: np.ndarray) -> bool:

@@ -1,5 +1,6 @@
 """What an ONNX export says about itself: the custom metadata Ultralytics writes (``names``, ``imgsz``,
-``stride``, ``task``, ``end2end``) and the declared output shapes, read without running the model."""
+``stride``, ``task``, ``end2end``, ``head``, ``description``) and the declared output shapes, read without
+running the model."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from streamd.yolox.layout import OutputInfo
 class ModelMetadata:
     """``names`` empty, ``imgsz`` None, ``end2end`` None: the export does not say."""
 
-    family: str = ""  # "ultralytics" when the export names Ultralytics as its author, else ""
+    # "ultralytics" when the export names Ultralytics as its author, "rtdetr" when its head is RT-DETR's
+    # decoder (Ultralytics RT-DETR exports), else "".
+    family: str = ""
     names: tuple[str, ...] = ()
     imgsz: tuple[int, int] | None = None  # (width, height)
     stride: int = 0
@@ -51,11 +54,21 @@ def _imgsz(text: str) -> tuple[int, int] | None:
     return None
 
 
+def _family(props: dict[str, str]) -> str:
+    if "ultralytics" not in props.get("author", "").lower():
+        return ""
+    # Current exports name the head class; earlier ones only say "Ultralytics rtdetr-l model" in the description.
+    description = props.get("description", "").lower().replace("-", "")
+    if props.get("head", "") == "RTDETRDecoder" or "rtdetr" in description:
+        return "rtdetr"
+    return "ultralytics"
+
+
 def metadata_from_props(props: dict[str, str], outputs: tuple[OutputInfo, ...] = ()) -> ModelMetadata:
     end2end = props.get("end2end")
     stride = props.get("stride", "")
     return ModelMetadata(
-        family="ultralytics" if "ultralytics" in props.get("author", "").lower() else "",
+        family=_family(props),
         names=parse_names(props.get("names", "")),
         imgsz=_imgsz(props.get("imgsz", "")),
         stride=int(stride) if stride.isdigit() else 0,

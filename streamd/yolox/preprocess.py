@@ -5,7 +5,10 @@ Two conventions:
   top-left of the canvas, pad value 114, ``int(side * ratio)`` resize (as YOLOX's ``preproc``).
 - ``legacy``: what the seed tutorial did: RGB, /255, ImageNet mean/std, centred, pad 128.
 - ``ultralytics``: what Ultralytics YOLO exports (YOLOv5u, YOLOv8, YOLO11, YOLO26) expect: RGB, 0-1,
-  image centred on the canvas, pad 114, ``round(side * ratio)`` resize (as its ``LetterBox``).
+  image centred on the canvas, pad 114, ``round(side * ratio)`` resize (as its ``LetterBox``); boxes map
+  back through each side's own scale (resized / frame side, as its ``scale_boxes``).
+- ``rtdetr``: what Ultralytics RT-DETR exports expect: RGB, 0-1, the frame stretched over the whole input
+  (no letterbox, so the aspect ratio changes: its predictor's ``scale_fill``).
 
 The GPU kernel implements the same maths; ``Convention.channel_gain`` / ``channel_offset`` are the
 per-output-channel affine terms it uses, so both read one definition.
@@ -34,6 +37,8 @@ class Convention:
     std: tuple[float, float, float]
     # Resized side: round(side * ratio) (Ultralytics) rather than int(side * ratio) (YOLOX).
     round_resize: bool = False
+    # The frame resized to the whole input, each side on its own (RT-DETR): no padding.
+    stretch: bool = False
 
     @property
     def channel_gain(self) -> np.ndarray:
@@ -54,9 +59,11 @@ LEGACY = Convention("legacy", swap_rb=True, pad_value=128, centered=True, scale=
                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 ULTRALYTICS = Convention("ultralytics", swap_rb=True, pad_value=114, centered=True, scale=1.0 / 255.0,
                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), round_resize=True)
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (YOLOX, LEGACY, ULTRALYTICS)}
+RTDETR = Convention("rtdetr", swap_rb=True, pad_value=114, centered=False, scale=1.0 / 255.0,
+                    mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), stretch=True)
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (YOLOX, LEGACY, ULTRALYTICS, RTDETR)}
 # The convention each model family's exports expect (model.preprocessing = "auto").
-FAMILY_CONVENTIONS: dict[str, str] = {"yolox": "yolox", "ultralytics": "ultralytics"}
+FAMILY_CONVENTIONS: dict[str, str] = {"yolox": "yolox", "ultralytics": "ultralytics", "rtdetr": "rtdetr"}
 
 
 def resolve_convention(name: str, family: str = "yolox") -> Convention:
@@ -68,7 +75,11 @@ def resolve_convention(name: str, family: str = "yolox") -> Convention:
 
 @dataclass(frozen=True)
 class Letterbox:
-    """Geometry of one frame's letterbox: maps network-input pixels back to frame pixels."""
+    """Geometry of one frame's letterbox: maps network-input pixels back to frame pixels.
+
+    ``ratio`` is the one scale the letterbox chose; ``ratio_x`` / ``ratio_y`` (0: ``ratio``) are what boxes
+    are divided by on the way back, per side where the convention's reference maps that way.
+    """
 
     ratio: float
     pad_x: int
@@ -77,6 +88,8 @@ class Letterbox:
     resized_height: int
     frame_width: int
     frame_height: int
+    ratio_x: float = 0.0
+    ratio_y: float = 0.0
 
     # Built once per geometry (the GPU path caches one geometry per frame size and maps every frame).
     @cached_property
@@ -84,19 +97,27 @@ class Letterbox:
         return np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float32)
 
     @cached_property
+    def _scale(self) -> np.ndarray:
+        ratio_x, ratio_y = self.ratio_x or self.ratio, self.ratio_y or self.ratio
+        return np.array([ratio_x, ratio_y, ratio_x, ratio_y], dtype=np.float32)
+
+    @cached_property
     def _upper(self) -> np.ndarray:
         return np.array([self.frame_width, self.frame_height, self.frame_width, self.frame_height], np.float32)
 
     def to_frame(self, boxes_xyxy: np.ndarray) -> np.ndarray:
         """Network-input xyxy boxes -> frame xyxy boxes, clipped to the frame. Returns a new array."""
-        frame_boxes = (boxes_xyxy - self._offset) / self.ratio
+        frame_boxes = (boxes_xyxy - self._offset) / self._scale
         frame_boxes.clip(0, self._upper, out=frame_boxes)
         return frame_boxes
 
 
 def letterbox_geometry(frame_width: int, frame_height: int, input_width: int, input_height: int,
-                       centered: bool, round_resize: bool = False) -> Letterbox:
+                       centered: bool, round_resize: bool = False, stretch: bool = False) -> Letterbox:
     ratio = min(input_width / frame_width, input_height / frame_height)
+    if stretch:
+        return Letterbox(ratio, 0, 0, input_width, input_height, frame_width, frame_height,
+                         input_width / frame_width, input_height / frame_height)
     # int() truncation, as YOLOX's own preproc (round() as Ultralytics' LetterBox with round_resize);
     # at least one pixel for degenerate inputs. The centred pad is (input - resized) // 2 either way:
     # Ultralytics' round(difference / 2 - 0.1) is the same integer.
@@ -105,7 +126,17 @@ def letterbox_geometry(frame_width: int, frame_height: int, input_width: int, in
     resized_height = min(input_height, max(1, size(frame_height * ratio)))
     pad_x = (input_width - resized_width) // 2 if centered else 0
     pad_y = (input_height - resized_height) // 2 if centered else 0
+    if round_resize:  # Ultralytics maps back through each side's rounded scale, not the one ratio
+        return Letterbox(ratio, pad_x, pad_y, resized_width, resized_height, frame_width, frame_height,
+                         resized_width / frame_width, resized_height / frame_height)
     return Letterbox(ratio, pad_x, pad_y, resized_width, resized_height, frame_width, frame_height)
+
+
+def convention_geometry(convention: Convention, frame_width: int, frame_height: int, input_width: int,
+                        input_height: int) -> Letterbox:
+    """The geometry ``convention`` gives a frame of that size (letterbox or stretch, rounding as its reference)."""
+    return letterbox_geometry(frame_width, frame_height, input_width, input_height, convention.centered,
+                              convention.round_resize, convention.stretch)
 
 
 class Preprocessor:
@@ -137,9 +168,8 @@ class Preprocessor:
         frame_height, frame_width = image.shape[:2]
         geometry = self._last_geometry
         if geometry is None or (geometry.frame_width, geometry.frame_height) != (frame_width, frame_height):
-            geometry = letterbox_geometry(frame_width, frame_height, self.input_width,
-                                          self.input_height, self.convention.centered,
-                                          self.convention.round_resize)
+            geometry = convention_geometry(self.convention, frame_width, frame_height, self.input_width,
+                                           self.input_height)
             # The frame size changed: repaint the whole canvas so no old pixels survive in the pad.
             self._canvas[...] = self.convention.pad_value
             self._last_geometry = geometry

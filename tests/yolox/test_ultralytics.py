@@ -138,7 +138,7 @@ def test_explicit_layout_and_preprocessing_override(tmp_path: Path) -> None:
 
 def test_decoder_registry_refuses_an_unknown_layout() -> None:
     with pytest.raises(ModelLayoutError, match="end2end"):
-        make_decoder("rtdetr", SIZE, SIZE, CLASSES, 0.3, 0.45)
+        make_decoder("detr", SIZE, SIZE, CLASSES, 0.3, 0.45)
 
 
 @pytest.mark.parametrize(("path", "layout", "rows"), [(YOLOV8N, "ultralytics", (1, 84, 8400)),

@@ -20,6 +20,14 @@ def ultralytics_metadata(num_classes: int, input_size: int, end2end: bool) -> di
             "imgsz": f"[{input_size}, {input_size}]", "names": repr(names), "end2end": str(end2end)}
 
 
+def rtdetr_metadata(num_classes: int, input_size: int) -> dict[str, str]:
+    """Custom metadata as Ultralytics' ONNX exporter writes it for RT-DETR (rtdetr-l.yaml, 8.4 exporter)."""
+    names = {i: f"thing{i}" for i in range(num_classes)}
+    return {"description": "Ultralytics rtdetr-l model ", "author": "Ultralytics", "stride": "32", "task": "detect",
+            "head": "RTDETRDecoder", "batch": "1", "imgsz": f"[{input_size}, {input_size}]", "names": repr(names),
+            "channels": "3", "end2end": "False"}
+
+
 def write_constant_model(path: Path, table: np.ndarray, input_size: int,
                          metadata: dict[str, str] | None = None) -> Path:
     """An ONNX model whose one output is ``table`` (plus 0 x input, so the input stays live)."""
