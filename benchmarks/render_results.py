@@ -454,6 +454,84 @@ def render(results: list[Result] | None = None) -> str:
         if group not in grouped:
             continue
         lines += [f"## {group.title}", "", group.about, "", *table(group, grouped[group]), ""]
+# -- sinks: sink_cost.py, sink_outage.py ------------------------------------------------------------------
+
+SINK_MODE_NAMES = {"broker_down": "mqtt_down", "broker_up": "mqtt_up"}  # the first results' names
+
+
+def _mode(name: str) -> str:
+    return SINK_MODE_NAMES.get(name, name).replace("_", " ")
+
+
+def sink_frame_age_row(data: dict) -> list[str]:
+    ages = data.get("frame_age") or {}
+    ratios = data.get("p99_over_none_by_round") or {}
+    return [f"{data.get('sources', NONE)} × {number(data.get('fps'), 0)} fps",
+            " · ".join(f"{_mode(mode)} {number(dig(age, 'p50_ms'), 0)}" for mode, age in ages.items()),
+            " · ".join(f"{_mode(mode)} {number(dig(age, 'p99_ms'), 0)}" for mode, age in ages.items()),
+            " · ".join(f"{_mode(mode)} {min(values):.2f}–{max(values):.2f}" for mode, values in ratios.items()
+                       if values) or NONE]
+
+
+def per_sink_row(data: dict) -> list[str]:
+    medians = data.get("per_sink") or {}
+    loads = list(data.get("loads") or {})
+
+    def each(load: str, cell: Callable[[dict], str]) -> str:
+        return " · ".join(f"{key.split('/')[0]} {cell(value)}" for key, value in medians.items()
+                          if key.endswith(f"/{load}"))
+
+    cells = []
+    for load in loads:
+        cells += [each(load, lambda m: number(m.get("sink_thread_cpu_share_of_a_core"), 1, 100, " %")),
+                  each(load, lambda m: number(m.get("sink_thread_cpu_us_per_message"), 0)),
+                  each(load, lambda m: f"{number(m.get('offer_us_p50'), 0)} / {number(m.get('offer_us_p99'), 0)}")]
+    dropped = sum(m.get("dropped", 0) for m in medians.values())
+    return [*cells, str(dropped)]
+
+
+def sink_outage_row(data: dict) -> list[str]:
+    runs = data.get("runs") or []
+
+    def each(cell: Callable[[dict], str]) -> str:
+        return " · ".join(f"{run.get('buffer_messages')}: {cell(run)}" for run in runs)
+
+    return [str(data.get("sink", NONE)), number(data.get("outage_seconds"), 0),
+            each(lambda r: f"{r.get('published')} / {r.get('arrived_distinct')} / {r.get('dropped')}"),
+            each(lambda r: f"**{r.get('lost_uncounted')}**"),
+            each(lambda r: number(r.get("reconnect_seconds_after_restart"), 1)),
+            each(lambda r: " / ".join(number(dig(r, "frame_age", part, "p99_ms"), 0)
+                                      for part in ("before", "outage", "after")))]
+
+
+GROUPS += (
+    Group("Sinks: frame age, `sink_cost.py`",
+          "A daemon on synthetic sources at their own pace with zones and lines, with no sink, and with each kind "
+          "of sink whose server is down (every message buffered, then dropped) or up, carrying detections, events "
+          "and counts; a fresh daemon per block, the modes in turn. Frame age (capture to publish) over all "
+          "blocks of a mode, in ms; p99 ratio: a mode's p99 over no sink's, each round (its range).",
+          ("sources", "frame age p50", "frame age p99", "p99 over no sink, per round"),
+          lambda d: "frame_age" in d and "blocks" in d, sink_frame_age_row),
+    Group("Sinks: each sink's own cost, `sink_cost.py --per-sink`",
+          "One sink fed at a steady rate from one thread, its server up: events messages at 100 a second (the "
+          "sink carries events and counts) and detections messages at 30 fps × 16 sources (10 detections each). "
+          "The sink thread's CPU, as a share of one core and per message (µs), and the offer's time on the "
+          "calling thread, which is what the pipeline pays (µs, p50 / p99); medians of the rounds.",
+          ("events 100/s: sink thread CPU", "µs a message", "offer µs", "detections 30 fps × 16: sink thread CPU",
+           "µs a message", "offer µs", "dropped"),
+          lambda d: "per_sink" in d, per_sink_row),
+    Group("Sinks: broker outage, `sink_outage.py`",
+          "The broker SIGKILLed mid-stream and started again after the outage, for each buffer size "
+          "(`buffer_messages`: the value before each colon). Published (on ZeroMQ, each also offered to the sink) "
+          "/ arrived at a QoS 1 subscriber (distinct) / dropped as counted by the sink; lost uncounted: "
+          "published − arrived − dropped (0 is the goal); reconnect: seconds from the restart to the first "
+          "message arriving; frame age p99 before / during / after the outage, ms.",
+          ("sink", "outage s", "published / arrived / dropped", "lost uncounted", "reconnect s",
+           "frame age p99"),
+          lambda d: "outage_seconds" in d and isinstance(d.get("runs"), list), sink_outage_row),
+)
+
+
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
