@@ -3,11 +3,11 @@
 
 **Frame age** (the default): a daemon on ``--sources`` synthetic sources read at their own pace, with zones
 and lines, and each mode in turn: no sink; for each kind in ``--kinds``, a sink whose server is down (a port
-nothing listens on: every message buffered, then dropped from the full buffer) and one whose server is up
-(a mosquitto, or a webhook receiver in a process of its own that checks each signature), carrying
-detections, events and counts. Frame age is capture to publish, as each ZeroMQ message says. A fresh daemon
-for each block, the modes in turn for ``--rounds`` rounds, so the machine's drifting load falls on all
-alike; the first ``--warmup`` seconds of each block are left out.
+nothing listens on: every message buffered, then dropped from the full buffer) and one whose server is up (a
+mosquitto, a nats-server with JetStream, or a webhook receiver in a process of its own that checks each
+signature), carrying detections, events and counts. Frame age is capture to publish, as each ZeroMQ message
+says. A fresh daemon for each block, the modes in turn for ``--rounds`` rounds, so the machine's drifting
+load falls on all alike; the first ``--warmup`` seconds of each block are left out.
 
 **Per-sink cost** (``--per-sink``): in this process, one sink of each kind fed from this thread at a steady
 rate for ``--seconds``: events messages at 100 a second (16 sources taking turns, each message one line
@@ -104,6 +104,10 @@ class Server:
             command = [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(config)]
         elif kind == "webhook":
             command = [sys.executable, __file__, "--serve-webhook", str(self.port)]
+        elif kind == "nats":
+            config = folder / f"nats-{self.port}.conf"
+            config.write_text(f"listen: 127.0.0.1:{self.port}\njetstream {{\n  store_dir: \"{folder / 'nats'}\"\n}}\n")
+            command = [shutil.which("nats-server") or "/usr/sbin/nats-server", "-c", str(config)]
         else:
             raise SystemExit(f"no server for sink kind {kind!r}")
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,6 +120,8 @@ class Server:
                        "node": "bench"}
         if self.kind == "mqtt":
             table["port"] = port
+        elif self.kind == "nats":
+            table["servers"] = [f"nats://127.0.0.1:{port}"]
         else:
             table.update(url=f"http://127.0.0.1:{port}/hook", secret=SECRET)
         return table
