@@ -158,6 +158,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     endpoint = args.endpoint
     stop = threading.Event()
     _install_stop_signals(stop)
+    if args.nats:
+        return _subscribe_nats(args, stop)
     if (args.server_key is None) != (args.key is None):
         raise KeyFileError("CURVE needs both --server-key (the daemon's NAME.key) and --key (this subscriber's "
                            "NAME.key_secret)")
@@ -185,6 +187,34 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 continue
             received += 1
             print(format_events(message) if args.events else format_message(message), flush=True)
+    return EXIT_OK
+
+
+def _subscribe_nats(args: argparse.Namespace, stop: threading.Event) -> int:
+    """``subscribe --nats``: the JetStream stream that NATS sinks fill (streamd.sinks.nats_consumer)."""
+    zeromq_only = [flag for flag, given in (("--source", args.source), ("--events", args.events),
+                                            ("--server-key", args.server_key), ("--key", args.key)) if given]
+    if zeromq_only:
+        print(f"streamd subscribe: {', '.join(zeromq_only)} read a daemon's ZeroMQ endpoint; with --nats, --subject "
+              "filters (e.g. streamd.*.SOURCE.events)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        import nats  # noqa: F401, PLC0415
+    except ImportError as error:
+        raise StreamdError("subscribe --nats needs nats-py: pip install 'streamd[nats]'") from error
+    from streamd.sinks.nats_consumer import ConsumerOptions, consume  # noqa: PLC0415
+
+    password = ""
+    if args.password_file:
+        try:
+            with open(args.password_file) as file:  # noqa: PTH123
+                password = file.readline().rstrip("\n")
+        except OSError as error:
+            raise KeyFileError(f"--password-file: cannot read {args.password_file}: {error}") from error
+    options = ConsumerOptions(args.nats, args.stream, args.subject or "", args.durable or "", args.new, args.count,
+                              args.user or "", password, SUBSCRIBE_HINT_SECONDS)
+    consume(options, stop, lambda line: print(line, flush=True), lambda line: print(line, file=sys.stderr,
+                                                                                     flush=True))
     return EXIT_OK
 
 
@@ -317,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
                            "its NAME.key (with --key)")
     subscribe.add_argument("--key", metavar="FILE", help="CURVE: this subscriber's NAME.key_secret; its NAME.key "
                            "must be in the daemon's authorised-keys folder")
+    nats = subscribe.add_argument_group("NATS JetStream (what [[sinks]] kind = \"nats\" stores, from one daemon or "
+                                        "a fleet)")
+    nats.add_argument("--nats", metavar="URL", help="read the stream on this NATS server (nats://HOST:PORT) "
+                      "instead of a daemon's ZeroMQ endpoint")
+    nats.add_argument("--stream", default="STREAMD", help="the stream's name (the sink's stream key)")
+    nats.add_argument("--subject", help="only these subjects, a filter such as streamd.*.door.events "
+                      "(<subject_prefix>.<node>.<source>.events|detections|counts; default: every subject)")
+    nats.add_argument("--durable", metavar="NAME", help="a durable consumer: a later run with this "
+                      "name goes on after the last message this one acknowledged (default: an ephemeral consumer)")
+    nats.add_argument("--new", action="store_true", help="only messages stored from now on (default: all the "
+                      "stream holds; a durable consumer that exists goes on where it was)")
+    nats.add_argument("--user", help="NATS user name")
+    nats.add_argument("--password-file", metavar="FILE", help="a file whose first line is the NATS password")
     subscribe.set_defaults(handler=cmd_subscribe)
 
     from streamd.bench.arguments import add_bench_arguments  # noqa: PLC0415

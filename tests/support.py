@@ -33,6 +33,8 @@ REQUIREMENTS = {
     "prometheus": "prometheus and promtool (Debian package prometheus, .ci/apt-packages.txt)",
     "chromium": "headless Chromium (Debian package chromium, .ci/apt-packages.txt)",
     "mqtt": "the mosquitto broker (Debian package mosquitto, .ci/apt-packages.txt) and paho-mqtt (the mqtt extra)",
+    "nats": "nats-server with JetStream (Debian package nats-server, .ci/apt-packages.txt) and nats-py (the nats "
+            "extra)",
 }
 
 

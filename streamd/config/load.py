@@ -37,6 +37,7 @@ from streamd.config.schema import (
     ZoneConfig,
     allowed_values,
 )
+from streamd.config.subjects import covers, is_subject, is_token, subject_token
 from streamd.errors import ConfigError, ConfigFileError
 
 log = logging.getLogger(__name__)
@@ -594,8 +595,8 @@ def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, ba
         prefix = f"sinks[{index}]"
         if "kind" not in table:
             raise ConfigError(f"{prefix}.kind", f"required key is missing; one of {list(SINK_KINDS)}")
-        lists = {key: _string_list(table[key], f"{prefix}.{key}") for key in ("carries", "sources", "classes")
-                 if key in table}
+        lists = {key: _string_list(table[key], f"{prefix}.{key}")
+                 for key in ("carries", "sources", "classes", "servers", "stream_subjects") if key in table}
         sink = _build(SinkConfig, {k: v for k, v in table.items() if k not in lists}, prefix, overrides=lists,
                       user_keys=tuple(f.name for f in dataclasses.fields(SinkConfig)))
         for setting_field in dataclasses.fields(SinkConfig):
@@ -641,6 +642,8 @@ def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, ba
                                                      "'+' or '#'")
         if sink.kind == "webhook":
             sink = _webhook(sink, table, prefix, base_dir)
+        if sink.kind == "nats":
+            sink = _nats(sink, table, prefix, sources)
         if sink.password and sink.password_file:
             raise ConfigError(f"{prefix}.password_file", "set password or password_file, not both")
         if sink.ca_file and not sink.tls:
@@ -701,6 +704,59 @@ def _webhook(sink: SinkConfig, table: dict[str, Any], prefix: str, base_dir: Pat
         raise ConfigError(f"{prefix}.timeout_seconds", f"must be more than 0 and at most 300, got "
                                                        f"{sink.timeout_seconds}")
     return dataclasses.replace(sink, tls=url.scheme == "https")
+
+
+def _nats(sink: SinkConfig, table: dict[str, Any], prefix: str, sources: tuple[SourceConfig, ...]) -> SinkConfig:
+    """A NATS sink's servers, subjects and stream checked; ``tls`` on when a server is ``tls://``."""
+    for key in ("host", "port"):
+        if key in table:
+            raise ConfigError(f"{prefix}.{key}", "a NATS sink's addresses are its servers (nats://HOST:PORT)")
+    if not sink.servers:
+        raise ConfigError(f"{prefix}.servers", "required: at least one nats://HOST:PORT")
+    for server in sink.servers:
+        try:
+            url = urllib.parse.urlsplit(server)
+            url.port  # noqa: B018 (raises ValueError for a port that is not a number or out of range)
+        except ValueError as error:
+            raise ConfigError(f"{prefix}.servers", f"'{server}' is not a URL: {error}") from error
+        if url.scheme not in ("nats", "tls") or not url.hostname:
+            raise ConfigError(f"{prefix}.servers", f"'{server}' must be nats://HOST:PORT or tls://HOST:PORT")
+        if url.username is not None or url.password is not None:
+            raise ConfigError(f"{prefix}.servers", "holds credentials: set username and password_file instead (log "
+                                                   "lines show the servers)")
+    if not is_subject(sink.subject_prefix, wildcards=False):
+        raise ConfigError(f"{prefix}.subject_prefix", f"'{sink.subject_prefix}' must be subject tokens joined by '.', "
+                                                      "without '*', '>' or spaces")
+    if sink.node and not is_token(sink.node):
+        raise ConfigError(f"{prefix}.node", f"'{sink.node}' must be one NATS subject token: no '.', '*', '>' or "
+                                            "spaces")
+    if not sink.stream or any(c in sink.stream for c in ".*>/\\ \t"):
+        raise ConfigError(f"{prefix}.stream", f"'{sink.stream}' must be a JetStream stream name: not empty, no '.', "
+                                              "'*', '>', '/', '\\' or spaces")
+    publishes = f"{sink.subject_prefix}.{sink.node or '*'}.*.*"
+    for subject in sink.stream_subjects:
+        if not is_subject(subject):
+            raise ConfigError(f"{prefix}.stream_subjects", f"'{subject}' is not a NATS subject filter")
+    if sink.stream_subjects and not any(covers(subject, publishes) for subject in sink.stream_subjects):
+        raise ConfigError(f"{prefix}.stream_subjects", f"{list(sink.stream_subjects)} do not take the subjects the "
+                                                       f"sink publishes ({publishes})")
+    if sink.max_age_seconds < 0:
+        raise ConfigError(f"{prefix}.max_age_seconds", f"must be 0 (no limit) or more, got {sink.max_age_seconds}")
+    if sink.max_bytes < 0:
+        raise ConfigError(f"{prefix}.max_bytes", f"must be 0 (no limit) or more, got {sink.max_bytes}")
+    if sink.duplicate_window_seconds <= 0:
+        raise ConfigError(f"{prefix}.duplicate_window_seconds", f"must be more than 0, got "
+                                                                f"{sink.duplicate_window_seconds}")
+    if sink.max_age_seconds and sink.duplicate_window_seconds > sink.max_age_seconds:
+        raise ConfigError(f"{prefix}.duplicate_window_seconds", f"{sink.duplicate_window_seconds:g} s is longer than "
+                                                                f"max_age_seconds ({sink.max_age_seconds:g} s)")
+    tokens: dict[str, str] = {}
+    for index, source in enumerate(sources):  # a source id is one subject token: '.' becomes '_'
+        other = tokens.setdefault(subject_token(source.id), source.id)
+        if other != source.id:
+            raise ConfigError(f"sources[{index}].id", f"'{source.id}' and '{other}' are one NATS subject token "
+                                                      f"('{subject_token(source.id)}') for {prefix}; rename one")
+    return dataclasses.replace(sink, tls=sink.tls or any(s.startswith("tls://") for s in sink.servers))
 
 
 def _string_list(value: Any, key: str) -> tuple[str, ...]:

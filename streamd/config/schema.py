@@ -335,7 +335,10 @@ class DaemonConfig:
                                          "GPU of `model.device`); see [worker processes](running.md#worker-processes)")
 
 
-SINK_KINDS = ("mqtt", "webhook")
+SINK_KINDS = ("mqtt", "webhook", "nats")
+# A JetStream stream a NATS sink creates: how long it keeps messages, and where.
+NATS_RETENTIONS = ("limits", "interest", "workqueue")
+NATS_STORAGES = ("file", "memory")
 # What a sink may carry: analytics events, per-frame detections, retained zone and line counts.
 SINK_CARRIES = ("events", "detections", "counts")
 
@@ -365,15 +368,16 @@ class SinkConfig:
                                "against; empty: the system's")
     qos: int = setting(1, "MQTT quality of service of what it publishes: 0 (at most once) or 1 (at least once)",
                        kinds=("mqtt",))
-    node: str = setting("", "the topic part naming this daemon: `streamd/<node>/<source>/...`; empty: the host name",
-                        shown="the host name")
+    node: str = setting("", "the topic part naming this daemon: `streamd/<node>/<source>/...` (NATS: "
+                            "`<subject_prefix>.<node>.<source>...`); empty: the host name", shown="the host name")
     home_assistant: bool = setting(False, "publish Home Assistant MQTT discovery for each zone's occupancy and "
                                           "each line's counts (retained, under `discovery_prefix`)", kinds=("mqtt",))
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery topic prefix", kinds=("mqtt",))
     buffer_messages: int = setting(10000, "messages held while the broker is slow or away; when full the oldest "
                                           "is dropped (counted, reason `buffer_full`)")
     keepalive_seconds: int = setting(15, "MQTT keepalive: the broker declares the daemon offline (last will) "
-                                         "after about 1.5 times this without a word", kinds=("mqtt",))
+                                         "after about 1.5 times this without a word; NATS: the ping interval (a "
+                                         "server silent for two pings counts as lost)", kinds=("mqtt", "nats"))
     url: str = setting("", "the `http://` or `https://` URL each message is POSTed to (`https`: the server's "
                            "certificate is verified, against `ca_file` or the system's CA certificates)",
                        kinds=("webhook",))
@@ -383,6 +387,30 @@ class SinkConfig:
                                kinds=("webhook",))
     timeout_seconds: float = setting(10.0, "how long a request may take to connect, and then to be answered, "
                                            "before it is tried again", kinds=("webhook",))
+    servers: tuple[str, ...] = setting(("nats://127.0.0.1:4222",), "the NATS servers' URLs (`nats://HOST:PORT`, "
+                                                                   "`tls://HOST:PORT`); the first that answers is "
+                                                                   "used", kinds=("nats",))
+    subject_prefix: str = setting("streamd", "the first token(s) of every subject: `<subject_prefix>.<node>.<source>"
+                                             ".events` (`.detections`, `.counts`)", kinds=("nats",))
+    stream: str = setting("STREAMD", "the JetStream stream that stores the messages: created if absent with the "
+                                     "settings below; one that exists is used as it is, and must take the sink's "
+                                     "subjects", kinds=("nats",))
+    stream_subjects: tuple[str, ...] = setting((), "the subjects of a stream the sink creates; empty: every node's "
+                                                   "(`<subject_prefix>.>`), so one stream collects a fleet",
+                                               shown="`[\"<subject_prefix>.>\"]`", kinds=("nats",))
+    retention: str = setting("limits", "a created stream keeps a message until its limits (`limits`: "
+                                       "`max_age_seconds`, `max_bytes`), until every consumer acknowledged it "
+                                       "(`interest`), or until one did (`workqueue`)", choices=NATS_RETENTIONS,
+                             kinds=("nats",))
+    storage: str = setting("file", "a created stream's storage: on the server's disk, or in its memory",
+                           choices=NATS_STORAGES, kinds=("nats",))
+    max_age_seconds: float = setting(0.0, "a created stream drops messages older than this; 0: no limit",
+                                     kinds=("nats",))
+    max_bytes: int = setting(0, "a created stream drops its oldest messages past this size; 0: no limit (the "
+                                "server's own JetStream limits still apply)", kinds=("nats",))
+    duplicate_window_seconds: float = setting(120.0, "a created stream stores a message id once within this window: "
+                                                     "a message sent again after a lost acknowledgement is not stored "
+                                                     "twice if the resend comes within it", kinds=("nats",))
 
 
 @dataclass(frozen=True)

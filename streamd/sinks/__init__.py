@@ -25,9 +25,11 @@ _EVENTS_PREFIX = b"events/"
 SINK_TYPES: dict[str, str] = {
     "mqtt": "streamd.sinks.mqtt:MqttSink",
     "webhook": "streamd.sinks.webhook:WebhookSink",
+    "nats": "streamd.sinks.nats:NatsSink",
 }
 REQUIRES: dict[str, tuple[str, str, str]] = {  # kind -> (module, its distribution, streamd's extra)
     "mqtt": ("paho.mqtt.client", "paho-mqtt", "mqtt"),
+    "nats": ("nats", "nats-py", "nats"),
 }
 
 
@@ -81,6 +83,6 @@ class Sinks:
 
     def close(self) -> None:
         for sink in self.sinks:
-            sink._stop.set()  # all stop flushing at once
+            sink.request_stop()  # all stop flushing at once
         for sink in self.sinks:
             sink.close()

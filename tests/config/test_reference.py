@@ -102,6 +102,10 @@ def test_values_outside_a_registry_are_errors(tmp_path: Path, section: str, key:
         source["url"] = "rtsp://127.0.0.1/x"
     document: dict = {"sources": [source], "model": {"path": "builtin:synthetic-shapes"}}
     table = source if section == "sources" else document.setdefault(section, {})
+    if section == "sinks":  # an array of tables, each of a kind the key applies to
+        kinds = dict(user_fields(SECTIONS["sinks"]))[key].metadata.get("kinds", ())
+        table = {"kind": kinds[0] if kinds else "mqtt"}
+        document["sinks"] = [table]
     table[key] = "no-such-value"
     with pytest.raises(ConfigError, match="is not one of"):
         parse_config(document, tmp_path)
