@@ -161,13 +161,13 @@ class StreamdMetrics:
             self.publish_auth_refused.labels(reason)
         # Sinks (streamd.sinks): labelled by the config's sink names.
         self.sink_sent = Counter(
-            "streamd_sink_sent_total", "Messages a sink handed to its broker (QoS 1: acknowledged by it; a webhook: "
-            "answered 2xx).", ["sink"], registry=registry)
+            "streamd_sink_sent_total", "Messages a sink handed to its broker (QoS 1: acknowledged by it; NATS: "
+            "stored, acknowledged by JetStream; a webhook: answered 2xx).", ["sink"], registry=registry)
         self.sink_dropped = Counter(
             "streamd_sink_dropped_total", "Messages a sink lost: buffer_full (the oldest buffered message, while the "
-            "broker was slow or away), refused (the client refused it), rejected (the receiver answered that it will "
-            "not take it: a webhook's HTTP 4xx), stopped (still buffered when the daemon stopped).", ["sink", "reason"],
-            registry=registry)
+            "broker was slow or away), refused (the client or JetStream refused it), rejected (the receiver answered "
+            "that it will not take it: a webhook's HTTP 4xx), stopped (still buffered when the daemon stopped).",
+            ["sink", "reason"], registry=registry)
         self.sink_buffered = Gauge(
             "streamd_sink_buffered_messages", "Messages waiting in a sink's buffer.", ["sink"], registry=registry)
         self.sink_connected = Gauge(
