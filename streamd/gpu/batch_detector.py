@@ -120,7 +120,7 @@ class BatchGpuDetector(Detector):
         self.letterbox = GpuBatchLetterbox(convention, input_width, input_height, max_batch, device)
         self.decoder = GpuBatchYoloxDecoder(layout, input_width, input_height, num_classes, score_threshold,
                                             nms_threshold, max_batch, max_detections, host_capacity, device,
-                                            end2end_rows=int(output_spec.shape[1]))
+                                            selected_rows=int(output_spec.shape[1]))
         if tuple(output_spec.shape[1:]) != self.decoder.output_shape:
             self._free_parts()
             raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "

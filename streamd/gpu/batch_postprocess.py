@@ -19,7 +19,7 @@ import numpy as np
 
 from streamd.cuda import memory, nvrtc, runtime
 from streamd.gpu.kernels import BATCH_DECODE_SOURCE
-from streamd.gpu.postprocess import END2END_ROWS, HEADER_BYTES, RECORD_BYTES, RECORD_FLOATS, GpuYoloxDecoder
+from streamd.gpu.postprocess import HEADER_BYTES, RECORD_BYTES, RECORD_FLOATS, SELECTED_ROWS, GpuYoloxDecoder
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ class GpuBatchYoloxDecoder(GpuYoloxDecoder):
 
     def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
                  score_threshold: float, nms_threshold: float, max_batch: int, max_detections: int = 300,
-                 host_capacity: int = 256, device: int = 0, end2end_rows: int = END2END_ROWS) -> None:
+                 host_capacity: int = 256, device: int = 0, selected_rows: int = SELECTED_ROWS) -> None:
         super().__init__(layout, input_width, input_height, num_classes, score_threshold, nms_threshold,
-                         max_detections, host_capacity, device, end2end_rows)
+                         max_detections, host_capacity, device, selected_rows)
         self.max_batch = max_batch
         module = nvrtc.load_module(BATCH_DECODE_SOURCE, "yolox_decode_batch", ("--fmad=false", "-std=c++17"), device)
         self._batch_kernel = nvrtc.Kernel(module, "yolox_decode_batch_f32", _ARG_TYPES)

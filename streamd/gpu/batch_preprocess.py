@@ -17,7 +17,7 @@ import numpy as np
 from streamd.cuda import memory, nvrtc, stream
 from streamd.gpu.kernels import BATCH_LETTERBOX_SOURCE
 from streamd.gpu.preprocess import COMPILE_OPTIONS
-from streamd.yolox.preprocess import Convention, Letterbox, letterbox_geometry
+from streamd.yolox.preprocess import Convention, Letterbox, convention_geometry
 
 _BLOCK = (32, 8, 1)
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
@@ -99,8 +99,8 @@ class GpuBatchLetterbox:
         key = (frame_width, frame_height)
         entry = self._geometry.get(key)
         if entry is None:
-            geometry = letterbox_geometry(frame_width, frame_height, self.input_width, self.input_height,
-                                          self.convention.centered)
+            geometry = convention_geometry(self.convention, frame_width, frame_height, self.input_width,
+                                           self.input_height)
             # OpenCV's resize maps with 1 / (dst / src), both in double: reproduce it to the bit.
             entry = (geometry, 1.0 / (geometry.resized_width / frame_width),
                      1.0 / (geometry.resized_height / frame_height))

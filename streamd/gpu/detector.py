@@ -84,7 +84,7 @@ class GpuDetector(Detector):
         self.letterbox = GpuLetterbox(convention, input_width, input_height, input_spec.dtype, device)
         self.decoder = self.decoder_class(layout, input_width, input_height, num_classes, score_threshold,
                                        nms_threshold, max_detections, host_capacity, device,
-                                       end2end_rows=int(output_spec.shape[1]))
+                                       selected_rows=int(output_spec.shape[1]))
         if tuple(output_spec.shape[1:]) != self.decoder.output_shape:
             raise BackendError(f"engine output {output_spec.name}{list(output_spec.shape)} does not match "
                                f"{[1, *self.decoder.output_shape]} of layout {layout} for a {input_width}x"

@@ -175,8 +175,40 @@ __device__ __forceinline__ bool end2end_candidate(const float* __restrict__ row,
     return true;
 }
 
+// RT-DETR row (``queries``: cx, cy, w, h, C class scores; else cx, cy, w, h, score, class id), box normalised
+// to the input: corners as the CPU decoder computes them (half size, +-, then times the input size).
+__device__ __forceinline__ bool rtdetr_candidate(const float* __restrict__ row, int queries, int classes,
+                                                 const float* __restrict__ size, float threshold, int i,
+                                                 float* __restrict__ record) {
+    float score;
+    int class_id;
+    if (queries) {
+        score = row[4];
+        class_id = 0;
+        for (int c = 1; c < classes; ++c) {
+            if (row[4 + c] > score) { score = row[4 + c]; class_id = c; }
+        }
+    } else {
+        score = row[4];
+        class_id = (int)row[5];
+    }
+    if (!(score > threshold)) return false;
+    if (class_id < 0 || class_id >= classes) return false;
+    const float hw = __fmul_rn(row[2], 0.5f), hh = __fmul_rn(row[3], 0.5f);
+    record[0] = __fmul_rn(__fsub_rn(row[0], hw), size[0]);
+    record[1] = __fmul_rn(__fsub_rn(row[1], hh), size[1]);
+    record[2] = __fmul_rn(__fadd_rn(row[0], hw), size[2]);
+    record[3] = __fmul_rn(__fadd_rn(row[1], hh), size[3]);
+    record[4] = score;
+    record[5] = (float)class_id;
+    record[6] = (float)i;
+    record[7] = 0.f;
+    return true;
+}
+
 // Cell ``i`` of frame output ``frame`` ([cells, channels] floats, or [channels, cells] for mode 2) in the
-// layout ``mode``: 0 yolox, 1 yolox-decoded, 2 ultralytics, 3 ultralytics-transposed, 4 end2end.
+// layout ``mode``: 0 yolox, 1 yolox-decoded, 2 ultralytics, 3 ultralytics-transposed, 4 end2end, 5 rtdetr,
+// 6 rtdetr-queries. ``grid``: YOLOX's cell table, or RT-DETR's input size.
 __device__ __forceinline__ bool layout_candidate(const float* __restrict__ frame, int cells, int channels,
                                                  const float* __restrict__ grid, int mode, int classes,
                                                  float threshold, int i, float* __restrict__ record) {
@@ -184,6 +216,8 @@ __device__ __forceinline__ bool layout_candidate(const float* __restrict__ frame
         case 2: return ultralytics_candidate(frame + i, cells, classes, threshold, i, record);
         case 3: return ultralytics_candidate(frame + (size_t)i * channels, 1, classes, threshold, i, record);
         case 4: return end2end_candidate(frame + (size_t)i * channels, classes, threshold, i, record);
+        case 5: case 6:
+            return rtdetr_candidate(frame + (size_t)i * channels, mode == 6, classes, grid, threshold, i, record);
         default: return yolox_candidate(frame + (size_t)i * channels, channels, grid, i, mode, threshold, record);
     }
 }

@@ -1,4 +1,4 @@
-"""GPU decode (YOLOX, Ultralytics, NMS-free): score filter and compaction on the device, NMS on the few
+"""GPU decode (YOLOX, Ultralytics, NMS-free, RT-DETR): score filter and compaction on the device, NMS on the few
 candidates on the host.
 
 Per slot the device holds a candidate area of ``8 + 8 * cells`` floats (a header whose first int32 is
@@ -32,17 +32,22 @@ _MAX_BOUND_LAUNCHES = 64
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
 # layout -> the kernels' ``mode`` (streamd.gpu.kernels: layout_candidate)
-KERNEL_MODES = {"yolox": 0, "yolox-decoded": 1, "ultralytics": 2, "ultralytics-transposed": 3, "end2end": 4}
+KERNEL_MODES = {"yolox": 0, "yolox-decoded": 1, "ultralytics": 2, "ultralytics-transposed": 3, "end2end": 4,
+                "rtdetr": 5, "rtdetr-queries": 6}
 GPU_LAYOUTS = tuple(KERNEL_MODES)
-END2END_ROWS = 300
+# Layouts whose model selects its own detections: no NMS, best first (as the CPU decoders).
+SELECTING_LAYOUTS = ("end2end", "rtdetr", "rtdetr-queries")
+SELECTED_ROWS = 300
 
 
 def output_shape(layout: str, input_width: int, input_height: int, num_classes: int,
-                 rows: int = END2END_ROWS) -> tuple[int, int]:
+                 rows: int = SELECTED_ROWS) -> tuple[int, int]:
     """The [cells, channels] a model of ``layout`` writes per frame ([channels, cells] for ``ultralytics``).
-    YOLOX and Ultralytics heads predict on the same stride-8/16/32 grid; NMS-free exports keep ``rows``."""
-    if layout == "end2end":
+    YOLOX and Ultralytics heads predict on the same stride-8/16/32 grid; selecting models keep ``rows``."""
+    if layout in ("end2end", "rtdetr"):
         return rows, 6
+    if layout == "rtdetr-queries":
+        return rows, 4 + num_classes
     cells = int(grid_cells(input_width, input_height, STRIDES)[0].shape[0])
     if layout == "ultralytics":
         return 4 + num_classes, cells
@@ -55,20 +60,24 @@ class GpuYoloxDecoder:
 
     def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
                  score_threshold: float, nms_threshold: float, max_detections: int = 300,
-                 host_capacity: int = DEFAULT_HOST_CAPACITY, device: int = 0, end2end_rows: int = END2END_ROWS) -> None:
+                 host_capacity: int = DEFAULT_HOST_CAPACITY, device: int = 0,
+                 selected_rows: int = SELECTED_ROWS) -> None:
         if layout not in GPU_LAYOUTS:
             raise ModelLayoutError(f"the GPU decoder handles layouts {GPU_LAYOUTS}, not '{layout}'")
         self.layout = layout
         self.mode = KERNEL_MODES[layout]
         self.num_classes = num_classes
-        self.output_shape = output_shape(layout, input_width, input_height, num_classes, end2end_rows)
+        self.output_shape = output_shape(layout, input_width, input_height, num_classes, selected_rows)
         self.cells, self.channels = self.output_shape[::-1] if layout == "ultralytics" else self.output_shape
         self.score_threshold = np.float32(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detections = max_detections
         self.host_capacity = host_capacity
-        grid, strides = grid_cells(input_width, input_height, STRIDES)
-        table = np.ascontiguousarray(np.concatenate((grid, strides), axis=1), dtype=np.float32)
+        if layout.startswith("rtdetr"):  # the kernels' table holds the input size normalised boxes scale to
+            table = np.array([[input_width, input_height, input_width, input_height]], np.float32)
+        else:
+            grid, strides = grid_cells(input_width, input_height, STRIDES)
+            table = np.ascontiguousarray(np.concatenate((grid, strides), axis=1), dtype=np.float32)
         self._grid = memory.DeviceBuffer.for_array(table.shape, np.float32)
         staging = memory.PinnedBuffer(table.shape, np.float32)
         try:
@@ -145,7 +154,7 @@ class GpuYoloxDecoder:
         count = records.shape[0]
         if count == 0:
             return Detections.empty()
-        if self.mode == KERNEL_MODES["end2end"]:  # the model selected its boxes: by score, as the CPU decoder
+        if self.layout in SELECTING_LAYOUTS:  # the model selected its boxes: by score, as the CPU decoders
             kept = records[np.argsort(-records[:, 4], kind="stable")[:self.max_detections]]
             return Detections(np.ascontiguousarray(kept[:, :4]), kept[:, 4].copy(), kept[:, 5].astype(np.int32))
         if count == 1 and self.max_detections >= 1 and records[0, 4] > 0.0:

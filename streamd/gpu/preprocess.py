@@ -8,7 +8,7 @@ import numpy as np
 
 from streamd.cuda import nvrtc
 from streamd.gpu.kernels import LETTERBOX_SOURCE
-from streamd.yolox.preprocess import Convention, Letterbox, letterbox_geometry
+from streamd.yolox.preprocess import Convention, Letterbox, convention_geometry
 
 _BLOCK = (32, 8, 1)
 _ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
@@ -54,8 +54,8 @@ class GpuLetterbox:
         key = (frame_width, frame_height)
         geometry = self._geometry_cache.get(key)
         if geometry is None:
-            geometry = letterbox_geometry(frame_width, frame_height, self.input_width, self.input_height,
-                                          self.convention.centered)
+            geometry = convention_geometry(self.convention, frame_width, frame_height, self.input_width,
+                                           self.input_height)
             self._geometry_cache[key] = geometry
         return geometry
 

@@ -41,7 +41,7 @@ from streamd.frame import Allocator
 from streamd.gpu.detector import GpuDetector
 from streamd.gpu.in_flight import InFlightFrame
 from streamd.gpu.postprocess import _BLOCK as _DECODE_BLOCK
-from streamd.gpu.postprocess import END2END_ROWS, HEADER_BYTES, RECORD_BYTES, GpuYoloxDecoder
+from streamd.gpu.postprocess import HEADER_BYTES, RECORD_BYTES, SELECTED_ROWS, GpuYoloxDecoder
 from streamd.inference.base import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,9 @@ class MappedResultsDecoder(GpuYoloxDecoder):
 
     def __init__(self, layout: str, input_width: int, input_height: int, num_classes: int,
                  score_threshold: float, nms_threshold: float, max_detections: int = 300,
-                 host_capacity: int = 0, device: int = 0, end2end_rows: int = END2END_ROWS) -> None:
+                 host_capacity: int = 0, device: int = 0, selected_rows: int = SELECTED_ROWS) -> None:
         super().__init__(layout, input_width, input_height, num_classes, score_threshold, nms_threshold,
-                         max_detections, host_capacity or 1, device, end2end_rows)
+                         max_detections, host_capacity or 1, device, selected_rows)
         self.host_capacity = self.cells  # the host reads the whole area: no candidate can overflow
         module = nvrtc.load_module(PUBLISH_COUNT_SOURCE, "publish_count", ("-std=c++17",), device)
         self._publish = nvrtc.Kernel(module, "publish_count", _PUBLISH_ARG_TYPES)

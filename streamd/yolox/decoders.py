@@ -21,7 +21,8 @@ LAYOUTS: dict[str, tuple[str, str]] = {
     "rtdetr-queries": ("rtdetr", "streamd.yolox.rtdetr:RtDetrDecoder"),
 }
 # The layouts the GPU path's kernels decode.
-GPU_LAYOUTS = ("yolox", "yolox-decoded", "heads", "ultralytics", "ultralytics-transposed", "end2end")
+GPU_LAYOUTS = ("yolox", "yolox-decoded", "heads", "ultralytics", "ultralytics-transposed", "end2end", "rtdetr",
+               "rtdetr-queries")
 
 
 def layout_family(layout: str) -> str:

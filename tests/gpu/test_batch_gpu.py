@@ -44,7 +44,7 @@ def random_nv12(rng, width: int, height: int) -> np.ndarray:
     return rng.integers(0, 256, (height + height // 2, width), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("convention", ["yolox", "legacy"])
+@pytest.mark.parametrize("convention", sorted(CONVENTIONS))
 def test_batched_letterbox_matches_cvtcolor_and_cpu_letterbox(convention: str) -> None:
     from streamd.cuda.stream import Stream
     from streamd.gpu.batch_preprocess import FrameSurface, GpuBatchLetterbox

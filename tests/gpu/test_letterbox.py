@@ -1,4 +1,4 @@
-"""GPU letterbox kernel against the CPU (OpenCV) Preprocessor: bit-exact for float32."""
+"""GPU letterbox kernel against the CPU (OpenCV) Preprocessor, every convention: bit-exact for float32."""
 
 from __future__ import annotations
 
@@ -34,16 +34,20 @@ def run_kernel(image: np.ndarray, convention_name: str, width: int, height: int,
     return out
 
 
-@pytest.mark.parametrize("convention", ["yolox", "legacy"])
+@pytest.mark.parametrize("convention", sorted(CONVENTIONS))
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}->{s[2]}x{s[3]}")
 def test_float32_matches_opencv_reference(size, convention: str) -> None:
     frame_width, frame_height, width, height = size
     rng = np.random.default_rng(frame_width)
     image = rng.integers(0, 256, (frame_height, frame_width, 3), dtype=np.uint8)
-    reference, _ = Preprocessor(CONVENTIONS[convention], width, height)(image)
+    reference, geometry = Preprocessor(CONVENTIONS[convention], width, height)(image)
     got = run_kernel(image, convention, width, height, np.float32)
     assert not np.isnan(got).any()
     np.testing.assert_array_equal(got, reference)
+    from streamd.gpu.preprocess import GpuLetterbox
+
+    # The geometry boxes are mapped back through: the CPU preprocessor's (letterbox or stretch).
+    assert GpuLetterbox(CONVENTIONS[convention], width, height).geometry(frame_width, frame_height) == geometry
 
 
 def test_float16_within_half_rounding() -> None:

@@ -1,4 +1,4 @@
-"""GPU decode of Ultralytics (both ways round) and NMS-free outputs against the CPU decoders on the same raw
+"""GPU decode of Ultralytics (both ways round), NMS-free and RT-DETR outputs against the CPU decoders on the same raw
 outputs: the single-frame and the batched kernels, with and without overflow past the host capacity.
 
 Raw outputs are synthetic (controlled candidates and ties) and, where ``STREAMD_ULTRALYTICS_RAW`` names an
@@ -65,7 +65,7 @@ def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int,
     results = []
     if batched:
         decoder = GpuBatchYoloxDecoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, len(raws), 300,
-                                       host_capacity=capacity, end2end_rows=rows)
+                                       host_capacity=capacity, selected_rows=rows)
         assert decoder.output_shape == raws[0].shape[1:]
         area = memory.DeviceBuffer(decoder.batch_area_nbytes)
         host_area = decoder.new_batch_host_area()
@@ -77,7 +77,7 @@ def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int,
             results.append(decoder.finish(decoder.batch_records(host_area.array, area.ptr, len(raws), index)))
     else:
         decoder = GpuYoloxDecoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, 300, host_capacity=capacity,
-                                  end2end_rows=rows)
+                                  selected_rows=rows)
         assert decoder.output_shape == raws[0].shape[1:]
         area = memory.DeviceBuffer(decoder.device_area_nbytes)
         host_area = decoder.new_host_area()
@@ -128,6 +128,35 @@ def test_end2end_equals_cpu_decoder(capacity: int, batched: bool) -> None:
         assert len(expected) > 100
         assert_same(got[index], expected, f"end2end frame {index}")
         assert not np.isin(got[index].class_ids, [CLASSES + 3, -1]).any()
+
+
+def rtdetr_output(seed: int, queries: bool, rows: int = 300) -> np.ndarray:
+    """[1, K, 6] (cx, cy, w, h normalised, score, class) or [1, K, 4+C] (class scores per query)."""
+    rng = np.random.default_rng(seed)
+    raw = np.zeros((1, rows, 4 + CLASSES if queries else 6), np.float32)
+    raw[0, :, 0:2] = rng.uniform(0.1, 0.9, (rows, 2))
+    raw[0, :, 2:4] = rng.uniform(0.01, 0.3, (rows, 2))
+    if queries:
+        raw[0, :, 4:] = rng.random((rows, CLASSES)) ** 8
+        raw[0, 10:14, 4 + 5] = raw[0, 10:14, 4 + 9] = 0.9  # ties: equal scores, and two classes of one query
+    else:
+        raw[0, :, 4] = np.sort(rng.random(rows))[::-1]
+        raw[0, 10:14, 4] = raw[0, 10, 4]
+        raw[0, :, 5] = rng.integers(0, CLASSES, rows)
+        raw[0, 20, 5] = CLASSES + 3
+    return raw
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("capacity", [256, 16], ids=["fits", "overflow"])
+@pytest.mark.parametrize("layout", ["rtdetr", "rtdetr-queries"])
+def test_rtdetr_equals_cpu_decoder(layout: str, capacity: int, batched: bool) -> None:
+    raws = [rtdetr_output(seed, layout == "rtdetr-queries") for seed in (6, 7)]
+    got = gpu_decode(layout, raws, 0.2, capacity, batched)
+    for index, raw in enumerate(raws):
+        expected = cpu_decode(layout, raw, 0.2)
+        assert len(expected) > 20
+        assert_same(got[index], expected, f"{layout} frame {index}")
 
 
 def test_real_exports_raw_outputs_equal_cpu_decoder() -> None:
