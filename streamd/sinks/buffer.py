@@ -53,6 +53,11 @@ class DropOldestBuffer:
                 self._ready.clear()
         return taken
 
+    def first(self) -> Any:
+        """The message at the head (the oldest), without taking it; None when empty."""
+        with self._lock:
+            return self._items[0] if self._items else None
+
     def wait(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
 

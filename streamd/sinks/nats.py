@@ -26,12 +26,15 @@ import os
 import secrets
 import ssl
 import time
+from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from streamd.config.schema import SinkConfig, SourceConfig
 from streamd.config.subjects import covers, subject_token
+from streamd.errors import StreamdError
 from streamd.log_throttle import LogThrottle
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.sinks.base import (
@@ -42,6 +45,7 @@ from streamd.sinks.base import (
     Sink,
 )
 from streamd.sinks.count_document import Counts
+from streamd.sinks.journal import Journal, JournalError, Record
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +58,22 @@ IN_FLIGHT = 256
 ACK_TIMEOUT_SECONDS = 5.0
 # With nothing to send, the loop still looks at its state this often (an offer or an ack wakes it sooner).
 IDLE_WAIT_SECONDS = 0.5
+# With buffer_path: how often the cursor of what is settled is written (appends go through at once).
+JOURNAL_FLUSH_SECONDS = 0.5
 
 RETENTIONS = ("limits", "interest", "workqueue")
 STORAGES = ("file", "memory")
 
 
 class _Message:
-    """One buffered message, rendered: its publications (subject, payload, message id), each set to None
-    once JetStream acknowledged it, so a resend after a lost connection sends only the rest."""
+    """One buffered message, rendered: its number (the order offered), its publications (subject, payload,
+    message id), each set to None once JetStream acknowledged it, so a resend after a lost connection sends
+    only the rest."""
 
-    __slots__ = ("publications", "refused")
+    __slots__ = ("number", "publications", "refused")
 
-    def __init__(self, publications: list[tuple[str, bytes, str] | None]) -> None:
+    def __init__(self, number: int, publications: list[tuple[str, bytes, str] | None]) -> None:
+        self.number = number
         self.publications = publications
         self.refused = False
 
@@ -92,9 +100,18 @@ class NatsSink(Sink):
         self.servers = server_names(config.servers)
         self._classes = frozenset(config.classes)
         self._counts = Counts(sources) if "counts" in config.carries else None
-        # Message ids: this run's random part, then a serial, so no two runs' ids meet in a duplicate window.
+        # Message ids: a random part, then the message's number, so no two runs' ids meet in a duplicate
+        # window. With buffer_path both outlive a restart: a message sent again after one keeps its id.
         self._run_id = secrets.token_hex(6)
-        self._serial = 0
+        self._next_number = 0  # the pipeline thread's: the number of the next message offered
+        self._journal: Journal | None = None
+        self._unpersisted: deque[Record] = deque()  # offered, not yet on disk (the pipeline appends)
+        self._persisted_upto = -1
+        self._flushed_at = 0.0
+        self.kept = 0  # left on disk for the next start, when stopped
+        self._pending: dict[int, _Message] = {}  # in flight on the current connection
+        if config.buffer_path:
+            self._open_journal(Path(config.buffer_path))
         self.duplicates = 0  # resent messages JetStream had already stored
         self._refusals: dict[str, LogThrottle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,9 +120,33 @@ class NatsSink(Sink):
         self._idle = False  # the loop waits with nothing to do: an offer wakes it
         self._link_errors: list[BaseException] = []  # what the client's error callback reported: why a link broke
 
+    def _open_journal(self, base: Path) -> None:
+        worker = os.environ.get("STREAMD_WORKER")
+        folder = base / self.name / (f"worker{worker}" if worker else "")
+        try:
+            self._journal = Journal(folder)
+            records = self._journal.recover()
+        except JournalError as error:
+            raise StreamdError(f"sink {self.name}: buffer_path: {error}") from error
+        self._run_id = self._journal.identity
+        self._next_number = self._journal.next_number
+        self._persisted_upto = self._next_number - 1
+        for record in records:
+            if not self._buffer.put(record):
+                self._count_dropped("buffer_full")
+        if records:
+            log.info("sink %s: %d message(s) kept in %s from before, sent first", self.name, len(self._buffer),
+                     folder)
+
     # -- the pipeline thread's side: never waits ---------------------------------------------------
     def offer(self, kind: int, source_id: str, payload: bytes) -> None:
-        super().offer(kind, source_id, payload)
+        number = self._next_number
+        self._next_number = number + 1
+        record = (number, kind, source_id, payload)
+        if self._journal is not None:
+            self._unpersisted.append(record)  # the sink's thread writes it
+        if not self._buffer.put(record):
+            self._count_dropped("buffer_full")
         if self._idle:  # once per idle spell: a wake-up costs a write to the loop's self-pipe
             self._idle = False
             self._call_in_loop(self._wake)
@@ -134,6 +175,7 @@ class NatsSink(Sink):
             self._stopping.set()
         backoff = BACKOFF_INITIAL_SECONDS
         last_problem = ""
+        keeper = asyncio.ensure_future(self._keep_on_disk()) if self._journal is not None else None
         try:
             while not self._stop.is_set():
                 client, problem = await self._connect()
@@ -154,7 +196,47 @@ class NatsSink(Sink):
                                 self.buffered)
         finally:
             self._loop = None
-            self._count_dropped("stopped", len(self._buffer.take(len(self._buffer))))
+            if keeper is not None:
+                keeper.cancel()
+            if self._journal is None:
+                self._count_dropped("stopped", len(self._buffer.take(len(self._buffer))))
+            else:  # what is left stays on disk for the next start
+                self.kept = len(self._buffer)
+                self._persist(force=True)
+                self._journal.close()
+                log.info("sink %s: %d message(s) kept in %s for the next start", self.name, self.kept,
+                         self._journal.folder)
+
+    def _persist(self, force: bool = False) -> None:
+        """With buffer_path: what was offered since, onto the disk; the cursor of what is settled, at most
+        every JOURNAL_FLUSH_SECONDS (``force``: now, and synced)."""
+        journal = self._journal
+        if journal is None:
+            return
+        records = []
+        while self._unpersisted:
+            records.append(self._unpersisted.popleft())
+        if records:
+            journal.append(records)
+            self._persisted_upto = records[-1][0]
+        now = time.monotonic()
+        if not force and now - self._flushed_at < JOURNAL_FLUSH_SECONDS:
+            return
+        self._flushed_at = now
+        # The first unsettled message: the oldest in flight, else the buffer's head, else the next one.
+        first = self._buffer.first()
+        candidates = [self._persisted_upto + 1, *(message.number for message in self._pending.values())]
+        if first is not None:
+            candidates.append(first.number if isinstance(first, _Message) else first[0])
+        journal.settle(min(candidates))
+        journal.flush(sync=force)
+
+    async def _keep_on_disk(self) -> None:
+        """With buffer_path, for as long as the sink runs: what is offered goes to disk within
+        JOURNAL_FLUSH_SECONDS, whatever the connection is doing (a crash loses at most that much)."""
+        while True:
+            self._persist()
+            await asyncio.sleep(JOURNAL_FLUSH_SECONDS / 2)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` or until the sink stops."""
@@ -265,6 +347,7 @@ class NatsSink(Sink):
         inbox = client.new_inbox()
         await client.subscribe(f"{inbox}.*", cb=on_ack)
         pending: dict[int, _Message] = {}  # id(message) -> message, in the order first sent
+        self._pending = pending
         tokens: dict[int, tuple[_Message, int, float]] = {}  # reply token -> (message, publication, sent at)
         token = 0
         problem = ""
@@ -317,12 +400,14 @@ class NatsSink(Sink):
         self._set_connected(False)
         self._in_flight = 0
         unacked = list(pending.values())
-        if self._stop.is_set() and not problem:
+        self._pending = {}
+        if self._stop.is_set() and not problem and self._journal is None:
             self._count_dropped("stopped", len(unacked) + len(self._buffer.take(len(self._buffer))))
             await self._discard(client)
             return ""
-        # In flight and not acknowledged: first again on the next connection, in the order they were sent,
-        # with the message ids they had (JetStream stores once what it already took).
+        # In flight and not acknowledged: first again on the next connection (or, stopping with buffer_path,
+        # kept on disk), in the order they were sent, with the message ids they had (JetStream stores once
+        # what it already took).
         dropped = self._buffer.put_front(unacked)
         self._count_dropped("buffer_full", dropped)
         await self._discard(client)
@@ -386,10 +471,9 @@ class NatsSink(Sink):
         self._idle = False
         self._wake.clear()
 
-    def _render(self, item: tuple[int, str, bytes]) -> _Message | None:
-        kind, source_id, payload = item
-        self._serial += 1
-        message_id = f"{self._run_id}-{self._serial}"
+    def _render(self, record: Record) -> _Message | None:
+        number, kind, source_id, payload = record
+        message_id = f"{self._run_id}-{number}"
         base = f"{self.prefix}.{subject_token(source_id)}"
         if kind == DETECTIONS:
             if self._classes:
@@ -399,7 +483,7 @@ class NatsSink(Sink):
                     return None
                 document["detections"] = wanted
                 payload = json.dumps(document, separators=(",", ":")).encode()
-            return _Message([(f"{base}.detections", payload, message_id)])
+            return _Message(number, [(f"{base}.detections", payload, message_id)])
         publications: list[tuple[str, bytes, str] | None] = []
         if "events" in self.config.carries:
             publications.append((f"{base}.events", payload, message_id))
@@ -408,7 +492,7 @@ class NatsSink(Sink):
             if self._counts.update(source_id, document):
                 counts = json.dumps(self._counts.document(source_id, self.node, document), separators=(",", ":"))
                 publications.append((f"{base}.counts", counts.encode(), f"{message_id}c"))
-        return _Message(publications) if publications else None
+        return _Message(number, publications) if publications else None
 
 
 def describe(error: BaseException) -> str:

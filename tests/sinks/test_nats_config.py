@@ -76,6 +76,16 @@ def test_errors_name_the_key(tmp_path: Path, sink: dict, key: str, message: str)
     assert caught.value.key == key and message in str(caught.value), str(caught.value)
 
 
+def test_buffer_path(tmp_path: Path) -> None:
+    assert config(tmp_path, buffer_path="spool").sinks[0].buffer_path == str(tmp_path / "spool")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"sinks\[0\]\.buffer_path.*is not a folder"):
+        config(tmp_path, buffer_path="file")
+    with pytest.raises(ConfigError, match=r"sinks\[0\]\.buffer_path.*applies to nats sinks, not webhook"):
+        parse_config({**BASE, "sinks": [{"kind": "webhook", "url": "http://a/", "secret": "s",
+                                         "buffer_path": "spool"}]}, tmp_path)
+
+
 def test_two_source_ids_one_subject_token(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config(tmp_path, sources=[{"id": "yard.west", "kind": "synthetic"}, {"id": "yard_west", "kind": "synthetic"}])
