@@ -643,7 +643,12 @@ def _sinks(value: Any, sources: tuple[SourceConfig, ...], model: ModelConfig, ba
         if sink.kind == "webhook":
             sink = _webhook(sink, table, prefix, base_dir)
         if sink.kind == "nats":
-            sink = _nats(sink, table, prefix, sources, base_dir)
+            sink = _nats(sink, table, prefix, sources)
+        if sink.buffer_path:
+            folder = _resolve(sink.buffer_path, base_dir)
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"{prefix}.buffer_path", f"{folder} is not a folder")
+            sink = dataclasses.replace(sink, buffer_path=str(folder))
         if sink.password and sink.password_file:
             raise ConfigError(f"{prefix}.password_file", "set password or password_file, not both")
         if sink.ca_file and not sink.tls:
@@ -706,8 +711,7 @@ def _webhook(sink: SinkConfig, table: dict[str, Any], prefix: str, base_dir: Pat
     return dataclasses.replace(sink, tls=url.scheme == "https")
 
 
-def _nats(sink: SinkConfig, table: dict[str, Any], prefix: str, sources: tuple[SourceConfig, ...],
-          base_dir: Path) -> SinkConfig:
+def _nats(sink: SinkConfig, table: dict[str, Any], prefix: str, sources: tuple[SourceConfig, ...]) -> SinkConfig:
     """A NATS sink's servers, subjects and stream checked; ``tls`` on when a server is ``tls://``."""
     for key in ("host", "port"):
         if key in table:
@@ -748,11 +752,6 @@ def _nats(sink: SinkConfig, table: dict[str, Any], prefix: str, sources: tuple[S
     if sink.duplicate_window_seconds <= 0:
         raise ConfigError(f"{prefix}.duplicate_window_seconds", f"must be more than 0, got "
                                                                 f"{sink.duplicate_window_seconds}")
-    if sink.buffer_path:
-        folder = _resolve(sink.buffer_path, base_dir)
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{prefix}.buffer_path", f"{folder} is not a folder")
-        sink = dataclasses.replace(sink, buffer_path=str(folder))
     if sink.max_age_seconds and sink.duplicate_window_seconds > sink.max_age_seconds:
         raise ConfigError(f"{prefix}.duplicate_window_seconds", f"{sink.duplicate_window_seconds:g} s is longer than "
                                                                 f"max_age_seconds ({sink.max_age_seconds:g} s)")

@@ -377,7 +377,7 @@ class SinkConfig:
                                           "is dropped (counted, reason `buffer_full`)")
     buffer_path: str = setting("", "a folder that keeps the buffered messages on disk, so a restart (or a crash) "
                                    "during an outage loses none (`<buffer_path>/<name>/`); empty: memory only",
-                               kinds=("nats",))
+                               kinds=("mqtt", "nats"))
     keepalive_seconds: int = setting(15, "MQTT keepalive: the broker declares the daemon offline (last will) "
                                          "after about 1.5 times this without a word; NATS: the ping interval (a "
                                          "server silent for two pings counts as lost)", kinds=("mqtt", "nats"))

@@ -1,15 +1,24 @@
 """What every sink shares: the bounded buffer the pipeline thread offers into, the sink's totals and
-metrics, and the sink's own thread with its stop. A sink fills in ``_run`` (its thread's body)."""
+metrics, and the sink's own thread with its stop. A sink fills in ``_run`` (its thread's body).
+``NumberedSink`` adds numbered messages and, with ``buffer_path``, the buffer kept on disk."""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from streamd.config.schema import SinkConfig
+from streamd.errors import StreamdError
 from streamd.metrics.definitions import SINK_DROP_REASONS, StreamdMetrics
 from streamd.sinks.buffer import DropOldestBuffer
+from streamd.sinks.journal import Journal, JournalError, Record
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +29,9 @@ DETECTIONS = 1
 STOP_FLUSH_SECONDS = 1.0
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
+# With buffer_path: what was offered is appended at least this often; the cursor of what is settled is
+# written at most this often.
+JOURNAL_FLUSH_SECONDS = 0.25
 
 
 class Sink:
@@ -90,3 +102,86 @@ class Sink:
         reasons = ", ".join(f"{reason} {count}" for reason, count in self.dropped_by_reason.items() if count)
         log.info("sink %s: stopped; %d message(s) sent, %d dropped%s", self.name, self.sent, self.dropped,
                  f" ({reasons})" if reasons else "")
+
+
+class NumberedSink(Sink):
+    """A sink whose buffer holds records ``(number, kind, source id, payload)``, numbered in the order offered.
+    With ``buffer_path`` the records also go to disk (streamd.sinks.journal) from the sink's thread, which
+    calls ``_persist`` often and ``_keep`` when it ends: a restart puts back what was not sent, with its
+    numbers. A subclass says which number a buffered item (raw or rendered) has: ``_number_of``."""
+
+    def __init__(self, config: SinkConfig, metrics: StreamdMetrics | None) -> None:
+        super().__init__(config, metrics)
+        self._next_number = 0  # the pipeline thread's: the number of the next message offered
+        self._journal: Journal | None = None
+        self._unpersisted: deque[Record] = deque()  # offered, not yet on disk (the pipeline appends)
+        self._persisted_upto = -1
+        self._flushed_at = 0.0
+        self.kept = 0  # left on disk for the next start, when stopped
+        if config.buffer_path:
+            self._open_journal(Path(config.buffer_path))
+
+    def _open_journal(self, base: Path) -> None:
+        worker = os.environ.get("STREAMD_WORKER")
+        folder = base / self.name / (f"worker{worker}" if worker else "")
+        try:
+            self._journal = Journal(folder)
+            records = self._journal.recover()
+        except JournalError as error:
+            raise StreamdError(f"sink {self.name}: buffer_path: {error}") from error
+        self._next_number = self._journal.next_number
+        self._persisted_upto = self._next_number - 1
+        for record in records:
+            if not self._buffer.put(record):
+                self._count_dropped("buffer_full")
+        if records:
+            log.info("sink %s: %d message(s) kept in %s from before, sent first", self.name, len(self._buffer),
+                     folder)
+
+    def offer(self, kind: int, source_id: str, payload: bytes) -> None:
+        number = self._next_number
+        self._next_number = number + 1
+        record = (number, kind, source_id, payload)
+        if self._journal is not None:
+            self._unpersisted.append(record)  # the sink's thread writes it
+        if not self._buffer.put(record):
+            self._count_dropped("buffer_full")
+
+    def _number_of(self, item: Any) -> int:
+        """The number of a buffered item: a record's first field; a subclass's rendered form says its own."""
+        return item[0]
+
+    def _persist(self, in_flight: Iterable[int] = (), force: bool = False) -> None:
+        """With buffer_path: what was offered since, onto the disk; the cursor of what is settled (the oldest
+        of ``in_flight``, the numbers sent and not yet acknowledged, else the buffer's head, else the next
+        one) at most every JOURNAL_FLUSH_SECONDS (``force``: now, and synced)."""
+        journal = self._journal
+        if journal is None:
+            return
+        records = []
+        while self._unpersisted:
+            records.append(self._unpersisted.popleft())
+        if records:
+            journal.append(records)
+            self._persisted_upto = records[-1][0]
+        now = time.monotonic()
+        if not force and now - self._flushed_at < JOURNAL_FLUSH_SECONDS:
+            return
+        self._flushed_at = now
+        first = self._buffer.first()
+        candidates = [self._persisted_upto + 1, *in_flight]
+        if first is not None:
+            candidates.append(self._number_of(first))
+        journal.settle(min(candidates))
+        journal.flush(sync=force)
+
+    def _keep(self) -> None:
+        """The sink's thread ends: without buffer_path what is buffered is dropped (counted, ``stopped``);
+        with it, it stays on disk for the next start (what was in flight put back in the buffer first)."""
+        if self._journal is None:
+            self._count_dropped("stopped", len(self._buffer.take(len(self._buffer))))
+            return
+        self.kept = len(self._buffer)
+        self._persist(force=True)
+        self._journal.close()
+        log.info("sink %s: %d message(s) kept in %s for the next start", self.name, self.kept, self._journal.folder)

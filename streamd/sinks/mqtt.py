@@ -32,9 +32,11 @@ from streamd.sinks.base import (
     BACKOFF_MAX_SECONDS,
     DETECTIONS,
     EVENTS,
+    JOURNAL_FLUSH_SECONDS,
     STOP_FLUSH_SECONDS,
-    Sink,
+    NumberedSink,
 )
+from streamd.sinks.journal import Record
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,21 @@ IN_FLIGHT = 100
 __all__ = ["DETECTIONS", "EVENTS", "MqttSink", "topic_level"]
 
 
+class _Rendered(list):
+    """A buffered message as its publications (topic, payload, retain, counted as a sent message), with the
+    number it was offered as."""
+
+    def __init__(self, number: int, publications: list[tuple[str, bytes | str, bool, bool]]) -> None:
+        super().__init__(publications)
+        self.number = number
+
+
 def topic_level(text: str) -> str:
     """``text`` as one topic level / Home Assistant object id part."""
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
 
 
-class MqttSink(Sink):
+class MqttSink(NumberedSink):
     def __init__(self, config: SinkConfig, sources: Sequence[SourceConfig], metrics: StreamdMetrics | None,
                  model_id: str = "") -> None:
         super().__init__(config, metrics)
@@ -73,7 +84,7 @@ class MqttSink(Sink):
                     log.warning("sink %s: cannot connect to %s:%d: %s; retrying with backoff up to %.0f s",
                                 self.name, self.config.host, self._port(), problem, BACKOFF_MAX_SECONDS)
                     last_problem = problem
-                self._stop.wait(backoff)
+                self._wait_keeping(backoff)
                 backoff = min(BACKOFF_MAX_SECONDS, backoff * 2)
                 continue
             log.info("sink %s: connected to %s:%d, publishing under %s/", self.name, self.config.host, self._port(),
@@ -81,7 +92,17 @@ class MqttSink(Sink):
             last_problem = ""
             backoff = BACKOFF_INITIAL_SECONDS
             self._serve(client)
-        self._count_dropped("stopped", len(self._buffer.take(len(self._buffer))))
+        self._keep()
+
+    def _wait_keeping(self, seconds: float) -> None:
+        """Wait ``seconds`` or until the sink stops; with buffer_path, what is offered meanwhile goes to disk."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            self._persist()
+            self._stop.wait(min(remaining, JOURNAL_FLUSH_SECONDS))
+
+    def _number_of(self, item: Any) -> int:
+        return item.number if isinstance(item, _Rendered) else item[0]
 
     def _port(self) -> int:
         return self.config.port or (8883 if self.config.tls else 1883)
@@ -113,6 +134,7 @@ class MqttSink(Sink):
                 break
             if self._stop.is_set():
                 break
+            self._persist()
         reason = state.get("connack")
         if reason is None or reason.is_failure:
             client.loop_stop()
@@ -170,55 +192,59 @@ class MqttSink(Sink):
                     else:
                         in_flight[info.mid] = rendered if counted else None
             self._in_flight = len(in_flight)
+            self._persist(rendered.number for rendered in in_flight.values() if rendered is not None)
             rc = client.loop(0.02 if len(self._buffer) or in_flight else 0.1)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 state.setdefault("disconnected", rc)
         self._set_connected(False)
         self._in_flight = 0
         unacked = [message for message in in_flight.values() if message is not None]
-        if self._stop.is_set():
+        if self._stop.is_set() and self._journal is None:
             self._count_dropped("stopped", len(unacked) + len(self._buffer.take(len(self._buffer))))
+        else:
+            # In flight and not acknowledged: first again on the next connection (or, stopping with buffer_path,
+            # kept on disk), in the order they were sent. Not their retained counts: the next connection sends
+            # every count's latest value before them.
+            again = []
+            for rendered in unacked:
+                kept = [publication for publication in rendered if not publication[2]]
+                if kept:
+                    again.append(_Rendered(rendered.number, [(*kept[0][:3], True), *kept[1:]]))
+                else:  # counts alone: what they said goes out on connecting
+                    self._count_sent()
+            self._count_dropped("buffer_full", self._buffer.put_front(again))
+        if self._stop.is_set():
             client.publish(self.availability_topic, "offline", qos=1, retain=True)
             client.loop(0.1)
             client.disconnect()
             client.loop(0.1)
             return
-        # In flight and not acknowledged: first again on the next connection, in the order they were sent. Not
-        # their retained counts: the next connection sends every count's latest value before them.
-        again = []
-        for rendered in unacked:
-            kept = [publication for publication in rendered if not publication[2]]
-            if kept:
-                again.append([(*kept[0][:3], True), *kept[1:]])
-            else:  # counts alone: what they said goes out on connecting
-                self._count_sent()
-        self._count_dropped("buffer_full", self._buffer.put_front(again))
         log.warning("sink %s: lost the broker; %d message(s) buffered", self.name, len(self._buffer))
         try:
             client.disconnect()
         except Exception:  # noqa: BLE001
             pass
 
-    def _render(self, message: tuple[int, str, bytes]) -> list[tuple[str, bytes | str, bool, bool]]:
+    def _render(self, record: Record) -> _Rendered:
         """(topic, payload, retain, counted as a sent message) for one buffered message."""
-        kind, source_id, payload = message
+        number, kind, source_id, payload = record
         base = f"{self.prefix}/{source_id}"
         if kind == DETECTIONS:
             if self._classes:
                 document = json.loads(payload)
                 wanted = [d for d in document.get("detections", []) if d.get("label") in self._classes]
                 if not wanted:
-                    return []
+                    return _Rendered(number, [])
                 document["detections"] = wanted
                 payload = json.dumps(document, separators=(",", ":")).encode()
-            return [(f"{base}/detections", payload, False, True)]
+            return _Rendered(number, [(f"{base}/detections", payload, False, True)])
         out: list[tuple[str, bytes | str, bool, bool]] = []
         if "events" in self.config.carries:
             out.append((f"{base}/events", payload, False, True))
         if "counts" in self.config.carries:
             for topic, value in self._update_counts(source_id, json.loads(payload)):
                 out.append((topic, str(value), True, not out))  # counted once per message
-        return out
+        return _Rendered(number, out)
 
     def _update_counts(self, source_id: str, document: dict[str, Any]) -> list[tuple[str, Any]]:
         changed: dict[str, Any] = {}

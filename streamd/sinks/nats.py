@@ -26,26 +26,24 @@ import os
 import secrets
 import ssl
 import time
-from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from streamd.config.schema import SinkConfig, SourceConfig
 from streamd.config.subjects import covers, subject_token
-from streamd.errors import StreamdError
 from streamd.log_throttle import LogThrottle
 from streamd.metrics.definitions import StreamdMetrics
 from streamd.sinks.base import (
     BACKOFF_INITIAL_SECONDS,
     BACKOFF_MAX_SECONDS,
     DETECTIONS,
+    JOURNAL_FLUSH_SECONDS,
     STOP_FLUSH_SECONDS,
-    Sink,
+    NumberedSink,
 )
 from streamd.sinks.count_document import Counts
-from streamd.sinks.journal import Journal, JournalError, Record
+from streamd.sinks.journal import Record
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +56,6 @@ IN_FLIGHT = 256
 ACK_TIMEOUT_SECONDS = 5.0
 # With nothing to send, the loop still looks at its state this often (an offer or an ack wakes it sooner).
 IDLE_WAIT_SECONDS = 0.5
-# With buffer_path: how often the cursor of what is settled is written (appends go through at once).
-JOURNAL_FLUSH_SECONDS = 0.5
 
 RETENTIONS = ("limits", "interest", "workqueue")
 STORAGES = ("file", "memory")
@@ -90,7 +86,7 @@ def server_names(servers: Sequence[str]) -> str:
     return ", ".join(names)
 
 
-class NatsSink(Sink):
+class NatsSink(NumberedSink):
     def __init__(self, config: SinkConfig, sources: Sequence[SourceConfig], metrics: StreamdMetrics | None,
                  model_id: str = "") -> None:
         super().__init__(config, metrics)
@@ -102,16 +98,8 @@ class NatsSink(Sink):
         self._counts = Counts(sources) if "counts" in config.carries else None
         # Message ids: a random part, then the message's number, so no two runs' ids meet in a duplicate
         # window. With buffer_path both outlive a restart: a message sent again after one keeps its id.
-        self._run_id = secrets.token_hex(6)
-        self._next_number = 0  # the pipeline thread's: the number of the next message offered
-        self._journal: Journal | None = None
-        self._unpersisted: deque[Record] = deque()  # offered, not yet on disk (the pipeline appends)
-        self._persisted_upto = -1
-        self._flushed_at = 0.0
-        self.kept = 0  # left on disk for the next start, when stopped
+        self._run_id = self._journal.identity if self._journal is not None else secrets.token_hex(6)
         self._pending: dict[int, _Message] = {}  # in flight on the current connection
-        if config.buffer_path:
-            self._open_journal(Path(config.buffer_path))
         self.duplicates = 0  # resent messages JetStream had already stored
         self._refusals: dict[str, LogThrottle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,33 +108,9 @@ class NatsSink(Sink):
         self._idle = False  # the loop waits with nothing to do: an offer wakes it
         self._link_errors: list[BaseException] = []  # what the client's error callback reported: why a link broke
 
-    def _open_journal(self, base: Path) -> None:
-        worker = os.environ.get("STREAMD_WORKER")
-        folder = base / self.name / (f"worker{worker}" if worker else "")
-        try:
-            self._journal = Journal(folder)
-            records = self._journal.recover()
-        except JournalError as error:
-            raise StreamdError(f"sink {self.name}: buffer_path: {error}") from error
-        self._run_id = self._journal.identity
-        self._next_number = self._journal.next_number
-        self._persisted_upto = self._next_number - 1
-        for record in records:
-            if not self._buffer.put(record):
-                self._count_dropped("buffer_full")
-        if records:
-            log.info("sink %s: %d message(s) kept in %s from before, sent first", self.name, len(self._buffer),
-                     folder)
-
     # -- the pipeline thread's side: never waits ---------------------------------------------------
     def offer(self, kind: int, source_id: str, payload: bytes) -> None:
-        number = self._next_number
-        self._next_number = number + 1
-        record = (number, kind, source_id, payload)
-        if self._journal is not None:
-            self._unpersisted.append(record)  # the sink's thread writes it
-        if not self._buffer.put(record):
-            self._count_dropped("buffer_full")
+        super().offer(kind, source_id, payload)
         if self._idle:  # once per idle spell: a wake-up costs a write to the loop's self-pipe
             self._idle = False
             self._call_in_loop(self._wake)
@@ -198,45 +162,17 @@ class NatsSink(Sink):
             self._loop = None
             if keeper is not None:
                 keeper.cancel()
-            if self._journal is None:
-                self._count_dropped("stopped", len(self._buffer.take(len(self._buffer))))
-            else:  # what is left stays on disk for the next start
-                self.kept = len(self._buffer)
-                self._persist(force=True)
-                self._journal.close()
-                log.info("sink %s: %d message(s) kept in %s for the next start", self.name, self.kept,
-                         self._journal.folder)
+            self._keep()
 
-    def _persist(self, force: bool = False) -> None:
-        """With buffer_path: what was offered since, onto the disk; the cursor of what is settled, at most
-        every JOURNAL_FLUSH_SECONDS (``force``: now, and synced)."""
-        journal = self._journal
-        if journal is None:
-            return
-        records = []
-        while self._unpersisted:
-            records.append(self._unpersisted.popleft())
-        if records:
-            journal.append(records)
-            self._persisted_upto = records[-1][0]
-        now = time.monotonic()
-        if not force and now - self._flushed_at < JOURNAL_FLUSH_SECONDS:
-            return
-        self._flushed_at = now
-        # The first unsettled message: the oldest in flight, else the buffer's head, else the next one.
-        first = self._buffer.first()
-        candidates = [self._persisted_upto + 1, *(message.number for message in self._pending.values())]
-        if first is not None:
-            candidates.append(first.number if isinstance(first, _Message) else first[0])
-        journal.settle(min(candidates))
-        journal.flush(sync=force)
+    def _number_of(self, item: Any) -> int:
+        return item.number if isinstance(item, _Message) else item[0]
 
     async def _keep_on_disk(self) -> None:
         """With buffer_path, for as long as the sink runs: what is offered goes to disk within
         JOURNAL_FLUSH_SECONDS, whatever the connection is doing (a crash loses at most that much)."""
         while True:
-            self._persist()
-            await asyncio.sleep(JOURNAL_FLUSH_SECONDS / 2)
+            self._persist(message.number for message in self._pending.values())
+            await asyncio.sleep(JOURNAL_FLUSH_SECONDS)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` or until the sink stops."""

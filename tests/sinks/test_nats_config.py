@@ -81,7 +81,7 @@ def test_buffer_path(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match=r"sinks\[0\]\.buffer_path.*is not a folder"):
         config(tmp_path, buffer_path="file")
-    with pytest.raises(ConfigError, match=r"sinks\[0\]\.buffer_path.*applies to nats sinks, not webhook"):
+    with pytest.raises(ConfigError, match=r"sinks\[0\]\.buffer_path.*applies to mqtt, nats sinks, not webhook"):
         parse_config({**BASE, "sinks": [{"kind": "webhook", "url": "http://a/", "secret": "s",
                                          "buffer_path": "spool"}]}, tmp_path)
 
