@@ -19,6 +19,7 @@ from streamd.yolox.decoders import make_decoder
 WIDTH = HEIGHT = 640
 CELLS = sum((WIDTH // s) * (HEIGHT // s) for s in (8, 16, 32))
 CLASSES = 80
+TIED = slice(10, 14)  # rows given equal scores
 
 
 def ultralytics_output(seed: int, hot_cells: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def end2end_output(seed: int, rows: int = 300) -> np.ndarray:
     raw[0, :, 0:2] = corner
     raw[0, :, 2:4] = corner + rng.uniform(2, 100, (rows, 2))
     raw[0, :, 4] = np.sort(rng.random(rows))[::-1]
-    raw[0, 10:14, 4] = raw[0, 10, 4]
+    raw[0, TIED, 4] = raw[0, TIED.start, 4]
     raw[0, :, 5] = rng.integers(0, CLASSES, rows)
     raw[0, 20, 5], raw[0, 21, 5] = CLASSES + 3, -1
     return raw
@@ -138,10 +139,10 @@ def rtdetr_output(seed: int, queries: bool, rows: int = 300) -> np.ndarray:
     raw[0, :, 2:4] = rng.uniform(0.01, 0.3, (rows, 2))
     if queries:
         raw[0, :, 4:] = rng.random((rows, CLASSES)) ** 8
-        raw[0, 10:14, 4 + 5] = raw[0, 10:14, 4 + 9] = 0.9  # ties: equal scores, and two classes of one query
+        raw[0, TIED, 4 + 5] = raw[0, TIED, 4 + 9] = 0.9  # ties: equal scores, and two classes of one query
     else:
         raw[0, :, 4] = np.sort(rng.random(rows))[::-1]
-        raw[0, 10:14, 4] = raw[0, 10, 4]
+        raw[0, TIED, 4] = raw[0, TIED.start, 4]
         raw[0, :, 5] = rng.integers(0, CLASSES, rows)
         raw[0, 20, 5] = CLASSES + 3
     return raw
