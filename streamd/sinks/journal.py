@@ -14,10 +14,12 @@ loss fails its CRC and ends the segment's reading.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
 import struct
+import time
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +32,8 @@ Record = tuple[int, int, str, bytes]
 _HEADER = struct.Struct("<IQBHI")  # crc32, number, kind, len(source), len(payload)
 # Records per segment: a settled segment is deleted whole, so the disk holds at most this many settled ones.
 SEGMENT_RECORDS = 4096
+# A folder another process holds (a worker that is still exiting) is waited for this long.
+LOCK_WAIT_SECONDS = 5.0
 
 
 class JournalError(OSError):
@@ -37,10 +41,22 @@ class JournalError(OSError):
 
 
 class Journal:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
         self.folder = folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            self._lock = open(folder / "lock", "ab")  # noqa: SIM115 (held until close)
+            deadline = time.monotonic() + lock_wait_seconds
+            while True:
+                try:
+                    fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        self._lock.close()
+                        raise JournalError(f"sink buffer folder {folder} is in use by another process (two "
+                                           "daemons with one buffer_path and sink name?)") from None
+                    time.sleep(0.1)
             id_path = folder / "journal.id"
             if not id_path.exists():
                 _write_atomically(id_path, secrets.token_hex(6).encode())
@@ -104,6 +120,7 @@ class Journal:
         if self._tail is not None:
             self._tail.close()
             self._tail = None
+        self._lock.close()  # and with it the lock
 
     def _open_segment(self, first: int) -> None:
         if self._tail is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from streamd.sinks import journal as journal_module
-from streamd.sinks.journal import Journal
+from streamd.sinks.journal import Journal, JournalError
 
 
 def records(first: int, count: int) -> list[tuple[int, int, str, bytes]]:
@@ -49,3 +51,11 @@ def test_settled_segments_are_deleted(tmp_path: Path, monkeypatch) -> None:
     assert sorted(p.name for p in tmp_path.glob("*.seg")) == ["0000000000000020.seg", "0000000000000030.seg"]
     journal.close()
     assert Journal(tmp_path).recover() == records(25, 10)
+
+
+def test_one_process_at_a_time(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    with pytest.raises(JournalError, match="in use by another process"):
+        Journal(tmp_path, lock_wait_seconds=0.2)
+    journal.close()
+    Journal(tmp_path, lock_wait_seconds=0.2).close()
