@@ -9,17 +9,19 @@ Per frame, after a Kalman prediction of every track over the source frames that 
    lost track of its class whose predicted centre is near (``LOST_RECOVERY_RADIUS``: an object back
    from behind another, off its prediction);
 4. unconfirmed tracks (seen once) against the high-score detections left (IoU > ``UNCONFIRMED_MATCH_IOU``);
-5. a sure detection still unmatched starts an unconfirmed track; it is confirmed when matched again.
+5. a sure detection still unmatched starts an unconfirmed track; it is confirmed when matched again
+   (a box duplicating a tracked box under another class: after ``DUPLICATE_CONFIRM_MATCHES`` matches).
 Running tracks left unmatched become lost; a lost track is dropped after
 ``lost_track_buffer_frames`` source frames without a detection, or up to ``HIDDEN_BUFFER_FACTOR``
 times that while its predicted box lies behind a box matched in the frame.
 
 An id is published only where the association is clear (``withhold_contested_ids``): a box that
-another track's prediction also claims (``CONTESTED_IOU``, ``CONTESTED_SHARE``) goes out without one
+another track of its class also claims (``CONTESTED_IOU``, ``CONTESTED_SHARE``) goes out without one
 until the claim ends, and a confirmed track gets its id when first published, which is held back while
-any other track's prediction touches its box (``NEW_ID_CLEAR_IOU``), so one that a lost track of its
-class and colours claims before then, or would recover (step 3) when it is shown, takes that lost track's
-id instead of a new one.
+another track of its class touches its box (``NEW_ID_CLEAR_IOU``), for at most ``NEW_ID_HOLD_FRAMES``,
+so one that a lost track of its class and colours claims before then, or would recover (step 3) when it
+is shown, takes that lost track's id instead of a new one. Tracks of different classes (``SAME_CLASS_SHARE``)
+never contest a box: a person and what they carry, or a car in front of a truck, each keep their ids.
 
 Where the frame's pixels are at hand, each box's colour signature (``appearance``) weighs the IoU
 of the pairs in 1, 2 and 4 and gates step 3, which then reaches further for a box of the track's colours:
@@ -27,7 +29,7 @@ objects that overlapped and part again keep their ids, and one back from behind 
 
 Departures from the paper's code, each for a reason: association prefers the track's class
 (``OTHER_CLASS_WEIGHT``) and a box duplicating a tracked one under another class starts no track
-(``DUPLICATE_IOU``); the filter's state is
+(``DUPLICATE_IOU``) until it persists; the filter's state is
 centre, width and height (BoT-SORT's variant) rather than aspect ratio; ids are given on
 first publication, so they count up without gaps; and the clock is the source's frame index, so frames
 dropped before inference (a gap in ``frame_index``) are predicted across, and a pause in capture
@@ -59,9 +61,12 @@ _PERIOD_SMOOTHING = 0.1
 # their own (class-blind and class-only matching both made more ID switches: docs/tracking.md).
 OTHER_CLASS_WEIGHT = 0.8
 # Class-aware NMS can box one object under two classes: an unmatched box overlapping a matched box (or a
-# surer new one) by more than this is that duplicate and starts no track. NMS (0.45) leaves no two boxes
-# of one class overlapping so much, so in practice this acts across classes.
+# surer new one) by more than this is that duplicate. Of the same class it starts no track; of another
+# class its track is confirmed only after DUPLICATE_CONFIRM_MATCHES matches in a row: a second label
+# that flickers over an object for a few frames gets no id of its own, one the detector keeps giving (a
+# parked vehicle boxed as car and truck) does, so a class filter finds it.
 DUPLICATE_IOU = 0.5
+DUPLICATE_CONFIRM_MATCHES = 10
 # Lost-track recovery: an object back from behind another comes back off its prediction (its visible box
 # shrank and drifted while it disappeared). A sure new box of a lost track's class within this many box
 # sizes (the larger box, per axis) of the track's predicted centre continues it; wider made wrong links.
@@ -89,14 +94,18 @@ RECOVERY_LOOK_GATE = 0.3  # the lost-track recovery continues only a box sharing
 LOOK_SAME = 0.7  # "the same colours": recovery up to RECOVERY_RADIUS_SAME_LOOK box sizes off the prediction
 RECOVERY_RADIUS_SAME_LOOK = 3.0
 # Where objects overlap, the detector's box often follows the front object, and the track taking it may be
-# the other object's. A matched box that another confirmed track's prediction overlaps by more than
+# the other object's. A matched box that another confirmed track of its class overlaps by more than
 # CONTESTED_IOU and by CONTESTED_SHARE of its own track's overlap (weighted IoU) goes out without an id.
+# Two tracks are of one class when they share a class that makes at least SAME_CLASS_SHARE of each one's
+# class votes (the detector often flips the class of objects piled up; a person never was the cup they hold).
+SAME_CLASS_SHARE = 0.05
 CONTESTED_IOU = 0.1
 CONTESTED_SHARE = 0.3  # lower withholds more ids: fewer switches, lower MOTA
-# A track whose id was never published is held back while another track's prediction touches its box
-# (weighted IoU above this), for at most ``lost_track_buffer_frames`` from its first box: such a box is
-# often a fragment or duplicate of the tracked object, or an object back that a lost track will claim.
+# A track whose id was never published is held back while another track of its class touches its box
+# (weighted IoU above this), for at most NEW_ID_HOLD_FRAMES source frames from its first box: such a box
+# is often a fragment of the tracked object, or an object back that a lost track will claim.
 NEW_ID_CLEAR_IOU = 0.0
+NEW_ID_HOLD_FRAMES = 5
 # A never-published track whose rival is a lost track of its class sharing this much of its colours is
 # that lost track's object, back where the recovery (step 3) did not reach: it takes that id and age.
 MERGE_LOOK_GATE = 0.3
@@ -150,6 +159,7 @@ class ByteTracker:
         self._look = np.zeros((0, looks.DIMENSIONS))
         self._has_look = np.zeros(0, bool)
         self._withheld = np.zeros(0, bool)  # its box was published without its id in its last match
+        self._matches_to_confirm = np.zeros(0, np.int64)  # of an unconfirmed track: matches it still needs
         self._free_motion = np.zeros((0, 9))  # Kalman mean and frame index when last shown with its id
 
     @property
@@ -211,6 +221,7 @@ class ByteTracker:
             xywh = xywh_rows.T
             det_size = np.sqrt(xywh_rows[2] * xywh_rows[3])
             sure = scores >= self._config.new_track_score_threshold
+        any_unconfirmed = False
         if tracks and count:
             # The predictions' xywh as corners, coordinate vectors.
             centre, half = self._mean[:2], self._mean[2:4] / 2
@@ -242,6 +253,7 @@ class ByteTracker:
         matched_dets = (det_track >= 0).nonzero()[0]  # flatnonzero's wrapper costs more than this call
         matched_tracks = det_track[matched_dets]
         started = 0
+        waiting = None  # over matched_dets: boxes of unconfirmed tracks still waiting for their confirmation
         if matched_tracks.size:
             # np.take: indexing the last axis with [..., tracks] would give arrays that are not C-contiguous.
             mean = self._mean.take(matched_tracks, axis=1)
@@ -264,7 +276,13 @@ class ByteTracker:
                 alone = matched_dets[~crowded_matched]
                 self._observe_look(det_track[alone], signatures.take(alone, axis=0), looks_known == tracks)
             if any_unconfirmed:
-                self._ids[matched_tracks[self._ids[matched_tracks] == 0]] = UNPUBLISHED  # confirmed
+                unconfirmed = matched_tracks[self._ids[matched_tracks] == 0]
+                self._matches_to_confirm[unconfirmed] -= 1
+                self._ids[unconfirmed[self._matches_to_confirm[unconfirmed] <= 0]] = UNPUBLISHED  # confirmed
+                if unconfirmed.size:
+                    waiting = self._ids[matched_tracks] == 0
+                    if not np.count_nonzero(waiting):
+                        waiting = None
 
         # Unmatched: running tracks become lost; unconfirmed ones go; lost ones go when too old.
         keep = None
@@ -273,33 +291,42 @@ class ByteTracker:
             dropped_out[matched_tracks] = False  # confirmed and unmatched
             self._lost |= dropped_out
             expired = self._lost & (self._last_seen < frame_index - self._config.lost_track_buffer_frames)
-            # Tracks matched this frame are all confirmed now: the unconfirmed ones unmatched go.
+            # Unconfirmed tracks unmatched go (matched ones may still wait for their confirmation).
             keep = self._ids != 0
+            if any_unconfirmed:
+                keep[matched_tracks] = True
             if np.count_nonzero(expired):
                 if matched_dets.size:
                     self._keep_hidden(expired, corners[:, matched_dets], frame_index)
                 keep &= ~expired
                 ended += np.count_nonzero(expired & (self._ids > 0))
 
-        # Output before tracks are removed or added (indices refer to the tracks of this frame). Every
-        # matched track is confirmed by now; its detection has its id unless contested.
+        # Output before tracks are removed or added (indices refer to the tracks of this frame). A matched
+        # track is confirmed by now unless it is a duplicate's (``waiting``); its detection has its id unless
+        # contested.
         track_ids = np.empty(count, np.int64)
         track_ids.fill(NO_TRACK)
         ages = np.zeros(count, np.int64)
         withheld = 0
         if matched_dets.size:
-            shown = matched_dets
-            if tracks and self._config.withhold_contested_ids:
+            hidden = waiting  # None, or over matched_dets: the boxes published without their track's id
+            withhold = tracks and self._config.withhold_contested_ids
+            if withhold:
                 # Only a box touching two predictions can be contested (most boxes touch one).
+                if waiting is not None:
+                    crowded_matched &= ~waiting
                 claimed = matched_dets[crowded_matched]
                 contested = claimed
                 if claimed.size:
-                    claim_holds = self._contested(pairs, claimed, det_track[claimed], keep, frame_index)
+                    claim_holds = self._contested(self._rival_pairs(pairs, det_track), claimed, det_track[claimed],
+                                                  keep, frame_index)
                     contested = claimed[claim_holds]
                     withheld = contested.size
                     if withheld:
                         crowded_matched[crowded_matched] = claim_holds  # now: contested, among matched_dets
-                        shown = matched_dets[~crowded_matched]
+                        hidden = crowded_matched if hidden is None else hidden | crowded_matched
+            shown = matched_dets if hidden is None else matched_dets[~hidden]
+            if withhold:
                 if np.count_nonzero(self._withheld):
                     self._swap_on_release(det_track, shown, contested, signatures, xywh, frame_index)
                     self._withheld[matched_tracks] = False
@@ -325,27 +352,47 @@ class ByteTracker:
             new = free  # no sure box was left for the recovery, and none has been freed since
         else:
             new = ((det_track < 0) & sure).nonzero()[0]
+        second_label = np.zeros(new.size, bool)  # duplicates of a box of another class
         if new.size and matched_dets.size:
-            duplicate = (iou_matrix(boxes[new], boxes[matched_dets]) > DUPLICATE_IOU).any(axis=1)
-            new = new[~duplicate]
+            overlap = iou_matrix(boxes[new], boxes[matched_dets]) > DUPLICATE_IOU
+            if np.count_nonzero(overlap):
+                kept, second_label = _duplicates(overlap, classes[new], classes[matched_dets])
+                new, second_label = new[kept], second_label[kept]
         if new.size > 1:
             # The same among the new boxes themselves: the surest one starts the track.
-            new = new[np.argsort(-scores[new], kind="stable")]
-            overlap = np.triu(iou_matrix(boxes[new], boxes[new]), 1)
-            new = new[~(overlap > DUPLICATE_IOU).any(axis=0)]
-        active = matched_tracks.size
+            order = np.argsort(-scores[new], kind="stable")
+            new, second_label = new[order], second_label[order]
+            # Row: a box, column: a surer one.
+            overlap = np.triu(iou_matrix(boxes[new], boxes[new]), 1).T > DUPLICATE_IOU
+            if np.count_nonzero(overlap):
+                kept, duplicate = _duplicates(overlap, classes[new], classes[new])
+                new, second_label = new[kept], (second_label | duplicate)[kept]
+        active = matched_tracks.size if waiting is None else matched_tracks.size - int(np.count_nonzero(waiting))
         if new.size:
-            self._add(xywh[new], det_size[new], classes[new], frame_index)
+            self._add(xywh[new], det_size[new], classes[new], frame_index,
+                      np.where(second_label, DUPLICATE_CONFIRM_MATCHES, 1))
             added = np.arange(self._ids.shape[0] - new.size, self._ids.shape[0])
             if signatures is not None:
                 self._observe_look(added, signatures[new])
             if first_frame:
                 # ByteTrack confirms the first frame's tracks at once: there is nothing to confuse them with.
-                started += self._confirm(added)
-                track_ids[new] = self._ids[added]
-                active += new.size
+                at_once = ~second_label
+                started += self._confirm(added[at_once])
+                track_ids[new[at_once]] = self._ids[added[at_once]]
+                active += int(np.count_nonzero(at_once))
         # Confirmed tracks seen this frame: the matched ones and, on a first frame, the new ones.
         return TrackUpdate(track_ids, ages, active, started, ended, withheld)
+
+    def _rival_pairs(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     det_track: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``pairs`` with the IoU zeroed where the track and the box's own track are of different classes
+        (no class makes SAME_CLASS_SHARE of both one's and the other's votes): such a track claims no box."""
+        pair_tracks, pair_dets, pair_iou = pairs
+        votes = self._votes
+        seen_as = votes >= SAME_CLASS_SHARE * np.add.reduce(votes, axis=1, keepdims=True)
+        # A box of no track (owner -1) reads the last row: _contested looks at matched boxes only.
+        alike = (seen_as[pair_tracks] & seen_as[det_track[pair_dets]]).any(axis=1)
+        return pair_tracks, pair_dets, np.where(alike, pair_iou, 0.0)
 
     def _associate(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], det_track: np.ndarray,
                    matched: np.ndarray, track_mask: np.ndarray | None, det_mask: np.ndarray, threshold: float) -> None:
@@ -404,7 +451,7 @@ class ByteTracker:
     def _contested(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], matched_dets: np.ndarray,
                    matched_tracks: np.ndarray, keep: np.ndarray, frame_index: int) -> np.ndarray:
         """Which of these matched detections another confirmed track claims (CONTESTED_IOU, CONTESTED_SHARE of
-        their own track's IoU; for a never-published track within the lost buffer of its first box, any
+        their own track's IoU; for a never-published track within NEW_ID_HOLD_FRAMES of its first box, any
         claim above NEW_ID_CLEAR_IOU); a never-published track claimed by a lost track of its class and
         colours takes that track's id (removed from ``keep``) and is no longer contested. ``pairs``: the
         overlapping pairs' tracks, detections and weighted IoU, in row-major order (every other pair's IoU
@@ -428,8 +475,8 @@ class ByteTracker:
         unpublished = [ids[track] < 0 for track in owners]
         if any(unpublished):
             first_index = self._first_index.tolist()
-            buffer = self._config.lost_track_buffer_frames
-            contested = [held or (new and frame_index - first_index[track] < buffer and claim > NEW_ID_CLEAR_IOU)
+            contested = [held or (new and frame_index - first_index[track] < NEW_ID_HOLD_FRAMES
+                                  and claim > NEW_ID_CLEAR_IOU)
                          for held, new, track, claim in zip(contested, unpublished, owners, strongest)]
             for column, (held, new) in enumerate(zip(contested, unpublished)):
                 if not (held and new):
@@ -578,10 +625,13 @@ class ByteTracker:
         self._votes, self._full_size = self._votes[keep], self._full_size[keep]
         self._look, self._has_look = self._look[keep], self._has_look[keep]
         self._withheld = self._withheld[keep]
+        self._matches_to_confirm = self._matches_to_confirm[keep]
         self._free_motion = self._free_motion[keep]
 
-    def _add(self, xywh: np.ndarray, full_size: np.ndarray, classes: np.ndarray, frame_index: int) -> None:
-        """New unconfirmed tracks; ``update`` has grown the votes for ``classes``."""
+    def _add(self, xywh: np.ndarray, full_size: np.ndarray, classes: np.ndarray, frame_index: int,
+             matches_to_confirm: np.ndarray) -> None:
+        """New unconfirmed tracks, each confirmed after ``matches_to_confirm`` matches; ``update`` has grown
+        the votes for ``classes``."""
         mean, covariance = kalman.initiate(xywh.T)
         count = classes.shape[0]
         self._mean = np.concatenate([self._mean, mean], axis=1)
@@ -598,6 +648,7 @@ class ByteTracker:
         self._look = np.concatenate([self._look, np.zeros((count, looks.DIMENSIONS))])
         self._has_look = np.concatenate([self._has_look, np.zeros(count, bool)])
         self._withheld = np.concatenate([self._withheld, np.zeros(count, bool)])
+        self._matches_to_confirm = np.concatenate([self._matches_to_confirm, matches_to_confirm])
         self._free_motion = np.concatenate([self._free_motion, np.full((count, 9), -1.0)])  # never shown yet
 
     def _grow_votes(self, classes: int) -> None:
@@ -606,3 +657,11 @@ class ByteTracker:
         if missing > 0:
             self._votes = np.concatenate([self._votes, np.zeros((self._votes.shape[0], missing))], axis=1)
             self._one_hot = np.eye(classes)
+
+
+def _duplicates(overlap: np.ndarray, classes: np.ndarray, other_classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New boxes against the boxes they may duplicate (``overlap``: rows new, columns others, IoU above
+    DUPLICATE_IOU): which start a track (none overlapping one of their class) and which of those duplicate
+    a box of another class (a second label: a longer wait for confirmation)."""
+    same = overlap & (classes[:, None] == other_classes[None, :])
+    return ~same.any(axis=1), overlap.any(axis=1)

@@ -7,7 +7,7 @@ import numpy as np
 
 from streamd.tracking import bytetrack
 from streamd.tracking.assignment import _FORBIDDEN, _hungarian_vectorised
-from streamd.tracking.bytetrack import CONTESTED_IOU, CONTESTED_SHARE, NEW_ID_CLEAR_IOU, ByteTracker
+from streamd.tracking.bytetrack import CONTESTED_IOU, CONTESTED_SHARE, NEW_ID_CLEAR_IOU, NEW_ID_HOLD_FRAMES, ByteTracker
 
 
 def reference_match_pairs(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int],
@@ -58,7 +58,7 @@ class ReferenceTracker(ByteTracker):
         contested = (strongest > CONTESTED_IOU) & (strongest >= CONTESTED_SHARE * own)
         unpublished = self._ids[matched_tracks] < 0
         if np.count_nonzero(unpublished):
-            young = frame_index - self._first_index[matched_tracks] < self._config.lost_track_buffer_frames
+            young = frame_index - self._first_index[matched_tracks] < NEW_ID_HOLD_FRAMES
             contested |= unpublished & young & (strongest > NEW_ID_CLEAR_IOU)
         for column in (contested & unpublished).nonzero()[0]:
             track, claimant = matched_tracks[column], int(rival[:, column].argmax())

@@ -8,7 +8,7 @@ import numpy as np
 
 from streamd.config.schema import TrackingConfig
 from streamd.tracking.appearance import colour_signatures
-from streamd.tracking.bytetrack import NO_TRACK, ByteTracker
+from streamd.tracking.bytetrack import DUPLICATE_CONFIRM_MATCHES, NEW_ID_HOLD_FRAMES, NO_TRACK, ByteTracker
 
 
 def box(cx: float, cy: float, size: float = 40.0) -> list[float]:
@@ -132,27 +132,39 @@ def test_a_track_claimed_from_its_start_by_a_lost_track_of_its_class_takes_its_i
         assert back.ages_frames.tolist() == [9 if withhold else 1] and back.started == (0 if withhold else 1)
 
 
-def test_a_new_track_touching_another_tracks_box_gets_its_id_only_once_clear_of_it() -> None:
-    # Beside a tracked object, a box the detector adds (another class, overlapping it by IoU 0.14: too
-    # little to be dropped as a duplicate) starts a track. While the tracked object's predicted box touches
-    # it, its id is held back (published without one); once it moves clear it gets the next id. With
-    # withholding off it is published at once.
-    for withhold in (True, False):
+def test_a_new_track_beside_another_gets_its_id_once_confirmed_unless_a_track_of_its_class_touches_it() -> None:
+    # Beside a tracked object, a box overlapping it by IoU 0.14 (too little to be a duplicate) starts a
+    # track. Of another class (a person and the cup they hold) it is published with its id once confirmed,
+    # on its second frame. Of the same class (maybe a fragment of the tracked object, or an object back that
+    # a lost track will claim) its id is held back while the tracked object's predicted box touches it, for
+    # at most NEW_ID_HOLD_FRAMES from its first box. With withholding off it is published once confirmed.
+    cases = ((True, 1, 0), (True, 0, NEW_ID_HOLD_FRAMES - 1), (False, 0, 0))  # withhold, its class, frames held
+    for withhold, beside_class, held in cases:
         tracker = ByteTracker(TrackingConfig(withhold_contested_ids=withhold))
         for index in range(3):
             assert step(tracker, index, [box(100, 100)]).track_ids.tolist() == [1]
         published = []
         for index in range(3, 20):
-            beside = 130 + 6 * max(0, index - 10)  # overlaps the tracked box until frame 11, then leaves
-            update = step(tracker, index, [box(100, 100), box(beside, 100)], scores=[0.9, 0.8], classes=[0, 1])
+            update = step(tracker, index, [box(100, 100), box(130, 100)], scores=[0.9, 0.8],
+                          classes=[0, beside_class])
             assert update.track_ids[0] == 1
             published.append(int(update.track_ids[1]))
-        assert published[0] == NO_TRACK  # unconfirmed on its first frame, either way
-        if withhold:
-            assert set(published[:9]) == {NO_TRACK} and update.withheld == 0
-            assert published[-1] == 2 and NO_TRACK not in published[published.index(2):]
-        else:
-            assert published[1:] == [2] * 16
+        # Unconfirmed on its first frame, either way.
+        assert published == [NO_TRACK] * (1 + held) + [2] * (16 - held), (withhold, beside_class)
+        assert update.withheld == 0
+
+
+def test_a_new_track_of_the_same_class_gets_its_id_as_soon_as_it_is_clear() -> None:
+    # The same-class box beside the tracked object moves off: it gets its id in the frame it no longer
+    # touches the tracked object's predicted box, before the hold runs out.
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(3):
+        step(tracker, index, [box(100, 100)])
+    published = []
+    for index in range(3, 9):
+        beside = 130 + 6 * max(0, index - 4)  # overlaps the tracked box until frame 5, then leaves
+        published.append(int(step(tracker, index, [box(100, 100), box(beside, 100)]).track_ids[1]))
+    assert published == [NO_TRACK, NO_TRACK, NO_TRACK, 2, 2, 2]
 
 
 def test_a_held_back_track_that_a_lost_track_would_recover_takes_its_id_when_first_shown() -> None:
@@ -168,14 +180,16 @@ def test_a_held_back_track_that_a_lost_track_would_recover_takes_its_id_when_fir
         assert update.track_ids.tolist() == [1, NO_TRACK]
     shown = step(tracker, 12, [box(100 + 5 * 12 + 41, 100)])
     assert shown.track_ids.tolist() == [1] and shown.started == 0 and shown.ages_frames.tolist() == [12]
-    # The same with the new box of another class: step 3 would not recover it, so it is a new object.
+    # The same with the new box of another class: a new object, shown with its own id once confirmed (no
+    # track of its class touches it), which it keeps when the other object's box goes.
     tracker = ByteTracker(TrackingConfig())
     for index in range(10):
         step(tracker, index, [box(100 + 5 * index, 100)])
-    for index in (10, 11):
-        step(tracker, index, [box(100 + 5 * index, 100), box(136 + 5 * index, 100)], classes=[0, 1])
+    for index, expected in ((10, NO_TRACK), (11, 2)):
+        update = step(tracker, index, [box(100 + 5 * index, 100), box(136 + 5 * index, 100)], classes=[0, 1])
+        assert update.track_ids.tolist() == [1, expected]
     shown = step(tracker, 12, [box(100 + 5 * 12 + 41, 100)], classes=[1])
-    assert shown.track_ids.tolist() == [2] and shown.started == 1
+    assert shown.track_ids.tolist() == [2] and shown.started == 0
 
 
 def test_a_new_object_gets_its_id_when_seen_a_second_time() -> None:
@@ -278,6 +292,44 @@ def test_a_second_box_of_another_class_overlapping_by_0_65_starts_no_track_and_k
         update = step(tracker, index, [circle, square], scores=[0.9, 0.8], classes=[0, 1])
         assert update.track_ids.tolist() == [1, NO_TRACK]
     assert step(tracker, 7, [square], classes=[1]).track_ids.tolist() == [1]
+
+
+def test_a_second_label_the_detector_keeps_giving_gets_an_id_of_its_own() -> None:
+    # A parked vehicle boxed as a truck (class 7) and as a car (class 2) in every frame: the car box, a
+    # duplicate of the truck's, waits DUPLICATE_CONFIRM_MATCHES matches, then is published with an id of its
+    # own (a line or zone counting cars finds it); the truck keeps its id throughout.
+    tracker = ByteTracker(TrackingConfig())
+    truck, car = [651, 42, 725, 99], [651, 43, 722, 100]
+    published = []
+    for index in range(15):
+        update = step(tracker, index, [truck, car], scores=[0.75, 0.65], classes=[7, 2])
+        assert update.track_ids[0] == 1
+        published.append(int(update.track_ids[1]))
+    assert published == [NO_TRACK] * DUPLICATE_CONFIRM_MATCHES + [2] * (15 - DUPLICATE_CONFIRM_MATCHES)
+    assert update.active == 2 and update.withheld == 0
+
+
+def test_objects_of_different_classes_crossing_keep_their_ids_on_every_frame() -> None:
+    # A person walking past a cart: boxes of different classes pass through each other. Tracks of different
+    # classes never contest a box, so both are published with their ids throughout.
+    tracker = ByteTracker(TrackingConfig())
+    for index in range(41):
+        update = step(tracker, index, [box(100 + 10 * index, 100), box(300 - 10 * index, 100)], classes=[0, 1])
+        assert update.track_ids.tolist() == [1, 2] and update.withheld == 0, index
+
+
+def test_a_track_lately_boxed_as_the_other_ones_class_contests_its_box() -> None:
+    # The detector flips classes where objects pile up: the second object (class 1) was boxed as class 0
+    # for a few frames before the two meet, so its track is of the first one's class too, and their boxes
+    # go out without ids while both claim them.
+    tracker = ByteTracker(TrackingConfig())
+    withheld = []
+    for index in range(41):
+        second_class = 0 if 4 <= index <= 7 else 1
+        update = step(tracker, index, [box(100 + 10 * index, 100), box(300 - 10 * index, 100)],
+                      classes=[0, second_class])
+        withheld += [index] if update.withheld else []
+    assert 10 in withheld and update.track_ids.tolist() == [1, 2]
 
 
 def test_a_source_that_starts_over_starts_new_tracks() -> None:

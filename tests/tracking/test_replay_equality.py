@@ -76,6 +76,7 @@ def test_the_tracker_equals_its_reference_steps_frame_for_frame(monkeypatch: pyt
         assert got == wanted, f"frame {frame}"
     for field in STATE:
         assert np.array_equal(getattr(current, field), getattr(reference, field)), field
-    # The scene exercises what was rewritten: contested boxes and crowded matching.
-    assert sum(output[5] for output in outputs) > 50
+    # The scene exercises what was rewritten: contested boxes (of one class: 36 to 340 a scene) and crowded
+    # matching.
+    assert sum(output[5] for output in outputs) > 25
     assert max(output[2] for output in outputs) > 20
