@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Zones and lines on real footage: one daemon reads a video at its own pace (the OpenCV pedestrian clip
-vtest.avi by default) with a line across the walkway and a zone where it crosses the path; a subscriber
-takes every detections and events message; a preview snapshot is saved at ``--snapshot-frame``.
+"""Zones, lines and track ids on real footage: one daemon reads a video at its own pace (the OpenCV
+pedestrian clip vtest.avi by default) with a line across the walkway and a zone where it crosses the path;
+a subscriber takes every detections and events message; a preview snapshot is saved at ``--snapshot-frame``.
 
     python benchmarks/analytics_vtest.py --model ../shared/models/yolox_nano.onnx --video ../shared/media/vtest.avi \\
         --json benchmarks/results/DATE_cpu-2core_analytics-vtest.json --picture docs/images/analytics_vtest.jpg
 
-Writes the crossings each way, the zone entries, how many detections carried an id and a zone, and every
-event, after the commit, machine, command and versions (``benchmarks/record.py``). There is no ground
-truth for this clip: the counts are what streamd saw, to be checked against the picture and the video.
+Writes the crossings each way, the zone entries, how many detections carried an id and a zone, the id
+figures of ``streamd.evaluation.id_coverage`` (the share of detections scoring at least 0.6 that carry an
+id past their first 3 frames, and id continuity frame to frame), and every event, after the commit,
+machine, command and versions (``benchmarks/record.py``). There is no ground truth for this clip: the
+counts are what streamd saw, to be checked against the picture and the video.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from record import provenance  # noqa: E402
 
+from streamd.evaluation.id_coverage import id_coverage  # noqa: E402
 from streamd.publish.subscriber import Subscriber  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +86,7 @@ def main() -> int:
         config.write_text(config_text(Path(args.model).resolve(), Path(args.video).resolve(), tuple(args.ports)))
         daemon = subprocess.Popen([sys.executable, "-m", "streamd", "run", "--config", str(config)], cwd=REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        events, frames, detections, with_id, in_zone = [], 0, 0, 0, 0
+        events, frames, detections, with_id, in_zone, received = [], 0, 0, 0, 0, []
         try:
             with Subscriber(f"tcp://127.0.0.1:{args.ports[0]}") as subscriber:
                 last = time.monotonic()
@@ -96,6 +99,7 @@ def main() -> int:
                         events += message["events"]
                         continue
                     frames += 1
+                    received.append(message)
                     for found in message["detections"]:
                         detections += 1
                         with_id += found["track_id"] is not None
@@ -114,9 +118,11 @@ def main() -> int:
               "line": {"name": "walkway", "points": LINE, "in": "walking right"}, "zone": {"name": "crossing",
                                                                                           "polygon": ZONE},
               "frames": frames, "detections": detections, "detections_with_id": with_id,
-              "detections_in_zone": in_zone, "crossings": crossings,
+              "detections_in_zone": in_zone, "ids": id_coverage(received), "crossings": crossings,
               "zone_entries": sum(event["type"] == "zone_enter" for event in events), "events": events}
-    print(f"frames {frames}, crossings {crossings}, zone entries {result['zone_entries']}")
+    ids = result["ids"]
+    print(f"frames {frames}, crossings {crossings}, zone entries {result['zone_entries']}, "
+          f"id share {ids['id_share']:.4f}, continuity {ids['continuity']:.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from streamd.evaluation.count_accuracy import true_crossings
 from streamd.publish.subscriber import Subscriber
-from streamd.sources.synthetic import SyntheticScene
 from tests.support import free_port, http_get, wait_for_http
 
 FRAMES = 300
@@ -19,30 +19,6 @@ DEADLINE_SECONDS = 90.0
 WIDTH, HEIGHT = 640, 480
 # (seed, line start, line end): scenes whose tracks keep their ids across the line (no switch).
 SCENES = [(3, (0.0, 240.0), (640.0, 240.0)), (7, (320.0, 0.0), (320.0, 480.0))]
-
-
-def true_crossings(seed: int, frames: int, start: tuple[float, float], end: tuple[float, float]) -> dict[str, int]:
-    """The crossings of the segment by each true object's bottom-centre path, straight from frame to frame;
-    inside is left of start -> end on the picture. An anchor exactly on the line keeps the side it had."""
-    scene = SyntheticScene(seed, WIDTH, HEIGHT)
-    (x1, y1), (x2, y2) = start, end
-    dx, dy = x2 - x1, y2 - y1
-    last: dict[int, tuple[float, float]] = {}
-    counts = {"in": 0, "out": 0}
-    for index in range(frames):
-        truth = scene.render(index)[1]
-        for (bx1, _, bx2, by2), track_id in zip(truth.boxes_xyxy.tolist(), truth.track_ids.tolist()):
-            ax, ay = (bx1 + bx2) / 2, by2
-            distance = dy * (ax - x1) - dx * (ay - y1)
-            along = (dx * (ax - x1) + dy * (ay - y1)) / (dx * dx + dy * dy)
-            if distance == 0:
-                continue
-            if track_id in last:
-                d0, t0 = last[track_id]
-                if d0 * distance < 0 and 0 <= t0 + (along - t0) * d0 / (d0 - distance) <= 1:
-                    counts["in" if distance > 0 else "out"] += 1
-            last[track_id] = (distance, along)
-    return counts
 
 
 def config_text(seed: int, start: tuple, end: tuple, publish_port: int, metrics_port: int, line_name: str = "line",
