@@ -491,9 +491,10 @@ GROUPS += (
     Group("Sinks: broker outage, `sink_outage.py`",
           "The broker SIGKILLed mid-stream and started again after the outage, for each buffer size "
           "(`buffer_messages`: the value before each colon). Published (on ZeroMQ, each also offered to the sink) "
-          "/ arrived at a QoS 1 subscriber (distinct) / dropped as counted by the sink; lost uncounted: "
-          "published − arrived − dropped (0 is the goal); reconnect: seconds from the restart to the first "
-          "message arriving; frame age p99 before / during / after the outage, ms.",
+          "/ arrived (distinct: at a QoS 1 subscriber for MQTT; stored in the JetStream stream for NATS) / "
+          "dropped as counted by the sink; lost uncounted: published − arrived − dropped (0 is the goal); "
+          "reconnect: seconds from the restart to the first message arriving (or stored) after it; frame age p99 "
+          "before / during / after the outage, ms.",
           ("sink", "outage s", "published / arrived / dropped", "lost uncounted", "reconnect s",
            "frame age p99"),
           lambda d: "outage_seconds" in d and isinstance(d.get("runs"), list), sink_outage_row),
