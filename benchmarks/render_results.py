@@ -407,6 +407,42 @@ GROUPS += (
 )
 
 
+def parity_row(data: dict) -> list[str]:
+    models = data.get("models") or {}
+
+    def each(cell: Callable[[dict, list], str]) -> str:
+        return "; ".join(f"{name}: {cell(model, model.get('settings') or [])}" for name, model in models.items())
+
+    def total(settings: list, key: str) -> int:
+        return sum(setting.get(key, 0) for setting in settings)
+
+    return [each(lambda m, s: f"{m.get('layout', NONE)}, {m.get('preprocessing', NONE)}"),
+            ", ".join(f"{s.get('score_threshold')} / {s.get('nms_threshold')}"
+                      for s in (next(iter(models.values()), {}).get("settings") or [])),
+            str(data.get("frames", NONE)),
+            each(lambda m, s: f"{total(s, 'matched')} / {total(s, 'ultralytics')} / {total(s, 'streamd')}"),
+            each(lambda m, s: f"{total(s, 'frames_equal')} / {total(s, 'frames')}" + (
+                f" ({total(s, 'frames_differing_with_tied_scores')} of the others with tied scores)"
+                if total(s, 'frames_equal') < total(s, 'frames') else "")),
+            each(lambda m, s: number(min((x.get("min_iou", 1.0) for x in s), default=None), 6)),
+            each(lambda m, s: number(max((x.get("max_score_diff", 0.0) for x in s), default=None), 7)),
+            each(lambda m, s: number(m.get("input_max_abs_diff"), 6))]
+
+
+GROUPS += (
+    Group("Decoders against Ultralytics: `ultralytics_parity.py`",
+          "streamd's CPU decoders and Ultralytics' predictor post-processing on the same raw outputs of real "
+          "exports, vtest.avi frames the distilled models did not train on. A match: same class, IoU ≥ 0.999, "
+          "scores within 1e-5, one to one; frames identical: every box matched both ways, summed over the "
+          "settings (score / NMS threshold); tied scores: two NMS candidates of one class with exactly the same "
+          "score, whose order each side's sort decides. Input difference: streamd's preprocessing against "
+          "Ultralytics'.",
+          ("layout, preprocessing", "settings", "frames", "boxes matched / Ultralytics / streamd",
+           "frames identical", "worst IoU", "largest score difference", "input difference"),
+          lambda d: "models" in d and "ultralytics" in d, parity_row),
+)
+
+
 # First: such a file also holds the pipeline-against-raw keys of the group below.
 GROUPS = (
     Group("End to end: `streamd bench` against a hand-written loop",

@@ -91,6 +91,18 @@ def test_ultralytics_letterbox_rounds_and_centres() -> None:
     assert resolve_convention("auto", "yolox").name == "yolox"
 
 
+def test_ultralytics_boxes_map_back_through_each_side_scale() -> None:
+    # As Ultralytics' scale_boxes: the 49 rows hold the frame's 77 (49 / 77, not the ratio 64 / 101), so the
+    # resized region maps onto the whole frame.
+    geometry = letterbox_geometry(101, 77, SIZE, SIZE, ULTRALYTICS.centered, ULTRALYTICS.round_resize)
+    np.testing.assert_allclose(geometry.to_frame(np.array([[0, 7, 64, 56]], np.float32)), [[0, 0, 101, 77]],
+                               rtol=1e-6)
+    # YOLOX's own demo divides by the one ratio.
+    yolox = letterbox_geometry(101, 77, SIZE, SIZE, centered=False)
+    np.testing.assert_allclose(yolox.to_frame(np.array([[0, 0, 64, 48]], np.float32)),
+                               [[0, 0, 101, 48 * 101 / 64]], rtol=1e-6)
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_anchor_free_boxes_in_frame_pixels(tmp_path: Path, transposed: bool) -> None:
     table = anchor_free_table(CELLS, CLASSES, [
