@@ -9,7 +9,7 @@ import pytest
 
 from streamd.inference.fold_preprocessing import fold_preprocessing
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
-from streamd.yolox.preprocess import LEGACY, ULTRALYTICS, YOLOX, Convention, Preprocessor
+from streamd.yolox.preprocess import LEGACY, RTDETR, ULTRALYTICS, YOLOX, Convention, Preprocessor
 from tests.support import YOLOX_NANO, require_shared
 
 
@@ -44,7 +44,7 @@ def outputs_both_ways(model_path: Path, convention: Convention, size: int, outpu
     return expected, got
 
 
-@pytest.mark.parametrize("convention", [YOLOX, LEGACY, ULTRALYTICS], ids=lambda c: c.name)
+@pytest.mark.parametrize("convention", [YOLOX, LEGACY, ULTRALYTICS, RTDETR], ids=lambda c: c.name)
 def test_folded_conv_model_matches_host_preprocessing(tmp_path: Path, convention: Convention) -> None:
     expected, got = outputs_both_ways(conv_model(tmp_path / "conv.onnx"), convention, 32)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
