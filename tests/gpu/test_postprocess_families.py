@@ -16,6 +16,8 @@ import pytest
 
 from streamd.yolox.decoders import make_decoder
 
+REFERENCE = Path(__file__).resolve().parents[1] / "yolox" / "data" / "ultralytics_reference.npz"
+
 WIDTH = HEIGHT = 640
 CELLS = sum((WIDTH // s) * (HEIGHT // s) for s in (8, 16, 32))
 CLASSES = 80
@@ -49,7 +51,8 @@ def end2end_output(seed: int, rows: int = 300) -> np.ndarray:
     return raw
 
 
-def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int, batched: bool) -> list:
+def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int, batched: bool,
+               size: tuple[int, int] = (WIDTH, HEIGHT), nms: float = 0.45) -> list:
     """Detections of each raw output, decoded on the GPU one frame at a time or as one batch."""
     from streamd.cuda import memory
     from streamd.cuda.stream import Stream
@@ -65,7 +68,7 @@ def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int,
     memory.copy_htod_async(output.ptr, pinned.ptr, frames.nbytes, stream.ptr)
     results = []
     if batched:
-        decoder = GpuBatchYoloxDecoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, len(raws), 300,
+        decoder = GpuBatchYoloxDecoder(layout, *size, CLASSES, score, nms, len(raws), 300,
                                        host_capacity=capacity, selected_rows=rows)
         assert decoder.output_shape == raws[0].shape[1:]
         area = memory.DeviceBuffer(decoder.batch_area_nbytes)
@@ -77,7 +80,7 @@ def gpu_decode(layout: str, raws: list[np.ndarray], score: float, capacity: int,
         for index in range(len(raws)):
             results.append(decoder.finish(decoder.batch_records(host_area.array, area.ptr, len(raws), index)))
     else:
-        decoder = GpuYoloxDecoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, 300, host_capacity=capacity,
+        decoder = GpuYoloxDecoder(layout, *size, CLASSES, score, nms, 300, host_capacity=capacity,
                                   selected_rows=rows)
         assert decoder.output_shape == raws[0].shape[1:]
         area = memory.DeviceBuffer(decoder.device_area_nbytes)
@@ -101,8 +104,9 @@ def assert_same(got, expected, what: str) -> None:
     np.testing.assert_array_equal(got.boxes_xyxy, expected.boxes_xyxy, err_msg=what)
 
 
-def cpu_decode(layout: str, raw: np.ndarray, score: float):
-    return make_decoder(layout, WIDTH, HEIGHT, CLASSES, score, 0.45, 300).decode([raw])
+def cpu_decode(layout: str, raw: np.ndarray, score: float, size: tuple[int, int] = (WIDTH, HEIGHT),
+               nms: float = 0.45):
+    return make_decoder(layout, *size, CLASSES, score, nms, 300).decode([raw])
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
@@ -179,3 +183,28 @@ def test_real_exports_raw_outputs_equal_cpu_decoder() -> None:
                 checked += len(expected)
     print(f"real exports: {checked} detections equal")
     assert checked > 0
+
+
+def test_ultralytics_reference_outputs_equal_cpu_decoder() -> None:
+    """The raw outputs of trained and real exports that tests/yolox/test_ultralytics_reference.py checks the
+    CPU decoders on against Ultralytics' own post-processing: the GPU kernels give the CPU's detections."""
+    with np.load(REFERENCE) as archive:
+        data = {key: archive[key] for key in archive.files}
+    cases = sorted({tuple(key.split("__")[:3]) for key in data if key.endswith("__boxes")})
+    checked = 0
+    for model in sorted({case[0] for case in cases}):
+        layout = str(data[f"{model}__layout"])
+        assert int(data[f"{model}__classes"]) == CLASSES
+        size = tuple(data[f"{model}__input"].tolist())
+        frames = sorted({case[2] for case in cases if case[0] == model})
+        raws = [data[f"{model}__raw__{frame}"] for frame in frames]
+        for setting in sorted({case[1] for case in cases if case[0] == model}):
+            score, nms = (float(part[len(name):]) for part, name in zip(setting.split("_"), ("conf", "iou")))
+            for batched in (False, True):
+                got = gpu_decode(layout, raws, score, 256, batched, size, nms)
+                for index, raw in enumerate(raws):
+                    expected = cpu_decode(layout, raw, score, size, nms)
+                    assert_same(got[index], expected, f"{model} {setting} frame {frames[index]}")
+                    checked += len(expected)
+    print(f"reference exports: {checked} detections equal")
+    assert checked > 1000
