@@ -470,11 +470,17 @@ def _mode(name: str) -> str:
 def sink_frame_age_row(data: dict) -> list[str]:
     ages = data.get("frame_age") or {}
     ratios = data.get("p99_over_none_by_round") or {}
+    medians = data.get("p99_over_none") or {}
+
+    def ratio(mode: str, values: list[float]) -> str:
+        spread = f"{min(values):.2f}–{max(values):.2f}"
+        median = dig(medians, mode, "median")
+        return f"{_mode(mode)} {median:.2f} ({spread})" if median is not None else f"{_mode(mode)} {spread}"
+
     return [f"{data.get('sources', NONE)} × {number(data.get('fps'), 0)} fps",
             " · ".join(f"{_mode(mode)} {number(dig(age, 'p50_ms'), 0)}" for mode, age in ages.items()),
             " · ".join(f"{_mode(mode)} {number(dig(age, 'p99_ms'), 0)}" for mode, age in ages.items()),
-            " · ".join(f"{_mode(mode)} {min(values):.2f}–{max(values):.2f}" for mode, values in ratios.items()
-                       if values) or NONE]
+            " · ".join(ratio(mode, values) for mode, values in ratios.items() if values) or NONE]
 
 
 def per_sink_row(data: dict) -> list[str]:
@@ -513,7 +519,8 @@ GROUPS += (
           "A daemon on synthetic sources at their own pace with zones and lines, with no sink, and with each kind "
           "of sink whose server is down (every message buffered, then dropped) or up, carrying detections, events "
           "and counts; a fresh daemon per block, the modes in turn. Frame age (capture to publish) over all "
-          "blocks of a mode, in ms; p99 ratio: a mode's p99 over no sink's, each round (its range).",
+          "blocks of a mode, in ms; p99 ratio: a mode's p99 over no sink's in each round, the median of the rounds "
+          "(their range), or the range alone.",
           ("sources", "frame age p50", "frame age p99", "p99 over no sink, per round"),
           lambda d: "frame_age" in d and "blocks" in d, sink_frame_age_row),
     Group("Sinks: each sink's own cost, `sink_cost.py --per-sink`",
