@@ -6,8 +6,8 @@ and lines, and each mode in turn: no sink; for each kind in ``--kinds``, a sink 
 nothing listens on: every message buffered, then dropped from the full buffer) and one whose server is up (a
 mosquitto, a nats-server with JetStream, or a webhook receiver in a process of its own that checks each
 signature), carrying detections, events and counts. Frame age is capture to publish, as each ZeroMQ message
-says. A fresh daemon for each block, the modes in turn for ``--rounds`` rounds, so the machine's drifting
-load falls on all alike; the first ``--warmup`` seconds of each block are left out.
+says. A fresh daemon for each block, the modes in turn for ``--rounds`` rounds, each round starting one mode
+later, so the machine's drifting load falls on all alike; the first ``--warmup`` seconds of each block are left out.
 
 **Per-sink cost** (``--per-sink``): in this process, one sink of each kind fed from this thread at a steady
 rate for ``--seconds``: events messages at 100 a second (16 sources taking turns, each message one line
@@ -235,8 +235,13 @@ def frame_age(args: argparse.Namespace, servers: dict[str, Server], folder: Path
         modes[f"{kind}_up"] = server.sink("bench", carries)
     per_mode: dict[str, list[float]] = {mode: [] for mode in modes}
     blocks: list[dict] = []
+    names = list(modes)
     for round_index in range(args.rounds):
-        for mode, sink in modes.items():
+        # Each round starts one mode later, so no mode always runs first (a load that grows during a round
+        # would otherwise fall on the same modes every time).
+        shift = round_index % len(names)
+        for mode in names[shift:] + names[:shift]:
+            sink = modes[mode]
             ages = block(args, mode, folder, sink)
             per_mode[mode] += ages
             blocks.append({"round": round_index, "mode": mode, **summary(ages),
