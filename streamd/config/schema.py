@@ -311,11 +311,12 @@ class TrackingConfig:
     match_iou_threshold: float = setting(0.2, "least IoU of a track's predicted box and a high-score detection")
     lost_track_buffer_frames: int = setting(30, "a track with no detection is kept this many source frames (dropped "
                                                 "frames count) and comes back under the same id; 0: never")
-    withhold_contested_ids: bool = setting(True, "a box that another track's predicted box also claims (where "
+    withhold_contested_ids: bool = setting(True, "a box that another track of its class also claims (where "
                                                  "objects overlap) is published without `track_id` until the claim "
                                                  "ends, rather than with an id that may be the other object's; a new "
-                                                 "track's first id waits until no other track's box touches it (at "
-                                                 "most `lost_track_buffer_frames`)")
+                                                 "track's first id waits while a track of its class touches its box "
+                                                 "(at most 5 frames). Objects of different classes never contest "
+                                                 "each other")
     appearance: bool = setting(True, "a colour signature of each box (64 pixels sampled in it) helps a lost track's "
                                      "object come back under its id; needs the frame on the host (OpenCV, GStreamer "
                                      "and synthetic sources; NVDEC frames stay on the GPU and track by motion alone)")
