@@ -14,13 +14,15 @@ Writes both after the commit, machine, command and versions (``benchmarks/record
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
+import time
 from pathlib import Path
 
 from record import provenance
 
-from streamd.evaluation.count_accuracy import daemon_count_accuracy
+from streamd.evaluation.count_accuracy import daemon_messages, score_run
 
 
 def summary(run: dict) -> str:
@@ -38,13 +40,29 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--delay-ms", type=float, default=150.0, help="the slower detector of the drops run")
     parser.add_argument("--only", choices=("native", "drops"), help="one of the two runs")
+    parser.add_argument("--messages", metavar="FOLDER",
+                        help="also keep each run's messages there (NAME.jsonl.gz), to score them again")
+    parser.add_argument("--rescore", metavar="FOLDER", help="score the messages kept there instead of running")
     parser.add_argument("--json")
     args = parser.parse_args()
     runs = {}
     for name, delay_ms in (("native", 0.0), ("drops", args.delay_ms)):
-        if args.only in (None, name):
-            runs[name] = daemon_count_accuracy(args.seeds, args.frames, inference_delay_seconds=delay_ms / 1000)
-            print(f"{name}: {summary(runs[name])}", flush=True)
+        if args.only not in (None, name):
+            continue
+        started = time.monotonic()
+        if args.rescore:
+            with gzip.open(Path(args.rescore) / f"{name}.jsonl.gz", "rt") as kept:
+                messages = [json.loads(line) for line in kept]
+        else:
+            messages = daemon_messages(args.seeds, args.frames, inference_delay_seconds=delay_ms / 1000)
+            if args.messages:
+                Path(args.messages).mkdir(parents=True, exist_ok=True)
+                with gzip.open(Path(args.messages) / f"{name}.jsonl.gz", "wt") as kept:
+                    kept.writelines(json.dumps(message) + "\n" for message in messages)
+        runs[name] = {"seeds": args.seeds, "frames_per_seed": args.frames, "fps": 10.0,
+                      "inference_delay_seconds": delay_ms / 1000, **score_run(messages, args.seeds, args.frames),
+                      "seconds": round(time.monotonic() - started, 1)}
+        print(f"{name}: {summary(runs[name])}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({**provenance(), **runs}, indent=1) + "\n")
     return 0

@@ -23,8 +23,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streamd.evaluation.tracking_accuracy import collect_messages, score_messages
-from streamd.sources.synthetic import SyntheticScene
+import numpy as np
+
+from streamd.evaluation.mot_metrics import FrameTracks, clear_and_identity, score_tracks
+from streamd.evaluation.tracking_accuracy import collect_messages
+from streamd.sources.synthetic import GroundTruth, SyntheticScene
 
 WIDTH, HEIGHT = 640, 480
 # Name -> (start, end) in pixels: across the middle, down the middle (both from edge to edge), and a
@@ -37,18 +40,22 @@ LINES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 DIRECTIONS = ("in", "out")
 
 
-def true_crossings(seed: int, frames: int, start: tuple[float, float], end: tuple[float, float],
-                   width: int = WIDTH, height: int = HEIGHT) -> dict[str, int]:
+def scene_truth(seed: int, frames: int, width: int = WIDTH, height: int = HEIGHT) -> list[GroundTruth]:
+    """Every frame's truth of a scene (rendering is the slow part: do it once per scene)."""
+    scene = SyntheticScene(seed, width, height)
+    return [scene.render(index)[1] for index in range(frames)]
+
+
+def crossings_of(truths: Sequence[GroundTruth], start: tuple[float, float],
+                 end: tuple[float, float]) -> dict[str, int]:
     """The crossings of the segment by each true object's bottom-centre path, straight from frame to frame;
     inside is left of start -> end on the picture (the lines' default ``in_side``). An anchor exactly on
     the line keeps the side it had."""
-    scene = SyntheticScene(seed, width, height)
     (x1, y1), (x2, y2) = start, end
     dx, dy = x2 - x1, y2 - y1
     last: dict[int, tuple[float, float]] = {}
     counts = {"in": 0, "out": 0}
-    for index in range(frames):
-        truth = scene.render(index)[1]
+    for truth in truths:
         for (bx1, _, bx2, by2), track_id in zip(truth.boxes_xyxy.tolist(), truth.track_ids.tolist()):
             ax, ay = (bx1 + bx2) / 2, by2
             distance = dy * (ax - x1) - dx * (ay - y1)
@@ -61,6 +68,12 @@ def true_crossings(seed: int, frames: int, start: tuple[float, float], end: tupl
                     counts["in" if distance > 0 else "out"] += 1
             last[track_id] = (distance, along)
     return counts
+
+
+def true_crossings(seed: int, frames: int, start: tuple[float, float], end: tuple[float, float],
+                   width: int = WIDTH, height: int = HEIGHT) -> dict[str, int]:
+    """``crossings_of`` the first ``frames`` frames of scene ``seed``."""
+    return crossings_of(scene_truth(seed, frames, width, height), start, end)
 
 
 def count_config_text(seeds: Sequence[int], frames_per_seed: int, fps: float,
@@ -78,9 +91,11 @@ def count_config_text(seeds: Sequence[int], frames_per_seed: int, fps: float,
 
 def score_counts(messages: Sequence[Mapping[str, Any]], seeds: Sequence[int], frames_per_seed: int,
                  lines: Mapping[str, tuple[tuple[float, float], tuple[float, float]]] = LINES,
-                 switches: Mapping[int, int] | None = None) -> dict[str, Any]:
+                 switches: Mapping[int, int] | None = None,
+                 truths: Mapping[int, Sequence[GroundTruth]] | None = None) -> dict[str, Any]:
     """Counts from the events messages against the truth, per scene and over all. ``switches``: ID switches
-    per seed, to report the scenes tracked without one apart."""
+    per seed, to report the scenes tracked without one apart; ``truths``: each seed's ``scene_truth``
+    (rendered here where not given)."""
     counted = {(seed, name, direction): 0 for seed in seeds for name in lines for direction in DIRECTIONS}
     for message in messages:
         for event in message.get("events", ()):
@@ -88,7 +103,8 @@ def score_counts(messages: Sequence[Mapping[str, Any]], seeds: Sequence[int], fr
                 counted[(int(message["source"].removeprefix("seed-")), event["line"], event["direction"])] += 1
     scenes = []
     for seed in seeds:
-        truth = {name: true_crossings(seed, frames_per_seed, *points) for name, points in lines.items()}
+        scene = truths[seed] if truths is not None else scene_truth(seed, frames_per_seed)
+        truth = {name: crossings_of(scene, *points) for name, points in lines.items()}
         errors = {f"{name}/{direction}": counted[(seed, name, direction)] - truth[name][direction]
                   for name in lines for direction in DIRECTIONS}
         scenes.append({"seed": seed, "true_crossings": sum(sum(t.values()) for t in truth.values()),
@@ -107,40 +123,59 @@ def score_counts(messages: Sequence[Mapping[str, Any]], seeds: Sequence[int], fr
             "per_scene": scenes}
 
 
-def _switches_per_seed(messages: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[int, int]:
-    """ID switches of each scene's published tracks (motmetrics, one sequence at a time)."""
-    by_seed: dict[int, list[Mapping[str, Any]]] = {seed: [] for seed in seeds}
-    for message in messages:
-        if "detections" in message:
-            by_seed[int(message["source"].removeprefix("seed-"))].append(message)
-    return {seed: int(score_messages(found, {f"seed-{seed}": seed})["num_switches"]) if found else 0
-            for seed, found in by_seed.items()}
+def tracked_sequences(messages: Sequence[Mapping[str, Any]],
+                      truths: Mapping[int, Sequence[GroundTruth]]) -> dict[str, list[FrameTracks]]:
+    """Each scene's published tracks beside its truth, frame by published frame (as ``score_messages``)."""
+    sequences: dict[str, list[FrameTracks]] = {str(seed): [] for seed in truths}
+    for message in sorted(messages, key=lambda m: (m["source"], m["frame_index"])):
+        seed = int(message["source"].removeprefix("seed-"))
+        truth = truths[seed][int(message["frame_index"])]
+        tracked = [d for d in message["detections"] if d.get("track_id") is not None]
+        sequences[str(seed)].append(FrameTracks(
+            truth.track_ids, truth.boxes_xyxy, np.array([d["track_id"] for d in tracked], np.int64),
+            np.array([d["box"] for d in tracked], np.float64).reshape(-1, 4)))
+    return sequences
 
 
-def daemon_count_accuracy(seeds: Sequence[int], frames_per_seed: int = 300, fps: float = 10.0,
-                          inference_delay_seconds: float = 0.0, sources_per_run: int = 2) -> dict[str, Any]:
-    """Run the daemon on ``seeds`` (``sources_per_run`` at a time, as tracking_accuracy does), score its
-    tracks and its line counts."""
-    started = time.monotonic()
+def daemon_messages(seeds: Sequence[int], frames_per_seed: int = 300, fps: float = 10.0,
+                    inference_delay_seconds: float = 0.0, sources_per_run: int = 2) -> list[dict[str, Any]]:
+    """Every message the daemon published on ``seeds`` (``sources_per_run`` at a time, as tracking_accuracy
+    runs them), detections and events."""
     messages: list[dict[str, Any]] = []
     for first in range(0, len(seeds), sources_per_run):
         group = seeds[first:first + sources_per_run]
         # Events messages come on top of the frames': collect until the sources have ended.
         messages += collect_messages(count_config_text(group, frames_per_seed, fps), 10 * frames_per_seed * len(group),
                                      inference_delay_seconds)
-    detections = [message for message in messages if "detections" in message]
-    if not detections:
+    if not any("detections" in message for message in messages):
         raise RuntimeError("no message received from the daemon")
-    tracking = score_messages(detections, {f"seed-{seed}": seed for seed in seeds})
+    return messages
+
+
+def daemon_count_accuracy(seeds: Sequence[int], frames_per_seed: int = 300, fps: float = 10.0,
+                          inference_delay_seconds: float = 0.0, sources_per_run: int = 2) -> dict[str, Any]:
+    """Run the daemon on ``seeds``, score its tracks and its line counts."""
+    started = time.monotonic()
+    messages = daemon_messages(seeds, frames_per_seed, fps, inference_delay_seconds, sources_per_run)
+    return {"seeds": list(seeds), "frames_per_seed": frames_per_seed, "fps": fps,
+            "inference_delay_seconds": inference_delay_seconds, **score_run(messages, seeds, frames_per_seed),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def score_run(messages: Sequence[Mapping[str, Any]], seeds: Sequence[int], frames_per_seed: int) -> dict[str, Any]:
+    """A run's messages scored: frames received and skipped, the tracks' MOT scores, the line counts."""
+    detections = [message for message in messages if "detections" in message]
+    truths = {seed: scene_truth(seed, frames_per_seed) for seed in seeds}
+    sequences = tracked_sequences(detections, truths)
+    tracking = dict(score_tracks(sequences))
+    switches = {int(name): int(clear_and_identity({name: frames})["num_switches"]) if frames else 0
+                for name, frames in sequences.items()}
     ordered = sorted(detections, key=lambda m: (m["source"], m["frame_index"]))
     gaps = [b["frame_index"] - a["frame_index"] - 1 for a, b in zip(ordered, ordered[1:]) if a["source"] == b["source"]]
-    counts = score_counts(messages, seeds, frames_per_seed, switches=_switches_per_seed(detections, seeds))
-    return {"seeds": list(seeds), "frames_per_seed": frames_per_seed, "fps": fps,
-            "inference_delay_seconds": inference_delay_seconds,
-            "lines": {name: [list(a), list(b)] for name, (a, b) in LINES.items()},
+    counts = score_counts(messages, seeds, frames_per_seed, switches=switches, truths=truths)
+    return {"lines": {name: [list(a), list(b)] for name, (a, b) in LINES.items()},
             "frames_sent": frames_per_seed * len(seeds), "frames_received": len(detections),
-            "frames_skipped": int(sum(gaps)), "tracking": tracking, "counts": counts,
-            "seconds": round(time.monotonic() - started, 1)}
+            "frames_skipped": int(sum(gaps)), "tracking": tracking, "counts": counts}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
