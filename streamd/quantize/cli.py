@@ -36,8 +36,9 @@ def _fraction(text: str) -> float:
 def build_parser(prog: str = "tools/quantize.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Quantize a YOLOX ONNX model to INT8 Q/DQ (with an accuracy guard) or convert it for "
-                    "FP16/FP32, report its fidelity against the float model, optionally build a TensorRT engine.",
+        description="Quantize a detector ONNX model (YOLOX, Ultralytics YOLO, NMS-free end-to-end, RT-DETR) to "
+                    "INT8 Q/DQ (with an accuracy guard) or convert it for FP16/FP32, report its fidelity against the "
+                    "float model, optionally build a TensorRT engine.",
         epilog="exit codes: 0 ok; 1 fidelity or INT8-share target missed; 2 bad input; "
                "3 TensorRT missing for --engine (the ONNX is written); 4 TensorRT build failed")
     parser.add_argument("--onnx", required=True, type=Path, help="float ONNX model (opset < 13 is upgraded)")
@@ -60,14 +61,23 @@ def build_parser(prog: str = "tools/quantize.py") -> argparse.ArgumentParser:
                         help="held-out evaluation images (folder or list); default: the images after the "
                              "calibration ones in --calib")
     parser.add_argument("--eval-count", type=int, default=50, help="evaluation images (default 50)")
+    parser.add_argument("--select", dest="select_source",
+                        help="selection images (folder or list): the search's fidelity goal is checked on these "
+                             "instead of the calibration images, so tuning never sees the evaluation images")
+    parser.add_argument("--select-count", type=int, default=50, help="selection images: the first N (default 50)")
+    parser.add_argument("--reference-score", type=_fraction, default=0.3,
+                        help="the float model's detections above this score are the ground truth (default 0.3)")
+    parser.add_argument("--no-family-float", action="store_true",
+                        help="do not keep the model family's fixed float nodes (e.g. the box decoding convs)")
     parser.add_argument("--search-count", type=int, default=16,
                         help="calibration images used to rank layer sensitivity (default 16)")
     parser.add_argument("--exclude", nargs="*", default=None, metavar="NODE",
                         help="Conv nodes to keep in float; skips the sensitivity search")
     parser.add_argument("--no-guard", action="store_true", help="plain quantization: no sensitivity search")
     parser.add_argument("--input-size", type=_size, help="WIDTHxHEIGHT, required for dynamic input shapes")
-    parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="yolox",
-                        help="preprocessing convention, as in the daemon's config (default yolox)")
+    parser.add_argument("--convention", choices=["auto", *sorted(CONVENTIONS)], default="auto",
+                        help="preprocessing convention, as in the daemon's config (default auto: the one the "
+                             "model family's exports expect, read from the outputs and metadata)")
     parser.add_argument("--cache-dir", type=Path,
                         help="calibration cache folder (default: OUTPUT's folder/.calib-cache)")
     parser.add_argument("--legacy-calibrator", action="store_true",
@@ -87,7 +97,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "tools/quantize.py") -> 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for name, value in (("--calib-count", args.calib_count), ("--eval-count", args.eval_count),
-                        ("--search-count", args.search_count), ("--threads", args.threads)):
+                        ("--search-count", args.search_count), ("--select-count", args.select_count),
+                        ("--threads", args.threads)):
         if value <= 0:
             print(f"quantize: error: {name} must be positive, got {value}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from streamd.errors import BackendError, ModelLayoutError
+from streamd.errors import BackendError
 from streamd.evaluation.detection_map import Boxes, mean_average_precision
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
 from streamd.quantize.errors import QuantizeError
-from streamd.yolox.layout import OutputInfo, resolve_layout
-from streamd.yolox.postprocess import LAYOUTS, YoloxDecoder
+from streamd.yolox.decoders import make_decoder
 
 REFERENCE_SCORE_THRESHOLD = 0.3
 CANDIDATE_SCORE_THRESHOLD = 0.01
@@ -45,31 +45,13 @@ class ModelRunner:
 
 @dataclass(frozen=True)
 class DetectionModelSpec:
-    """Layout and class count of a YOLOX-style model, read from its output shapes."""
+    """What decoding a model's outputs needs: its layout (any family streamd decodes), class count and
+    input size (``streamd.quantize.family`` reads them)."""
 
     layout: str
     num_classes: int
     input_width: int
     input_height: int
-
-    @staticmethod
-    def infer(output_shapes: dict[str, tuple[int | None, ...]], input_width: int, input_height: int,
-              sample_outputs: Sequence[np.ndarray]) -> DetectionModelSpec:
-        shapes = list(output_shapes.values())
-        channels = shapes[0][-1] if len(shapes) == 1 else shapes[0][1]
-        if channels is None or channels <= 5:
-            raise QuantizeError(f"cannot read a class count from output shapes {shapes}")
-        num_classes = int(channels) - 5
-        infos = [OutputInfo(name, shape) for name, shape in output_shapes.items()]
-        try:
-            layout = resolve_layout("auto", infos, input_width, input_height, num_classes,
-                                    probe=lambda: sample_outputs[0][:1])
-        except ModelLayoutError as error:
-            raise QuantizeError(f"{error}. streamd quantize handles YOLOX layouts only for now") from None
-        if layout not in LAYOUTS:
-            raise QuantizeError(f"model layout '{layout}': streamd quantize handles YOLOX layouts only for now "
-                                f"({', '.join(LAYOUTS)})")
-        return DetectionModelSpec(layout, num_classes, input_width, input_height)
 
 
 class FidelityMeter:
@@ -79,18 +61,20 @@ class FidelityMeter:
                  reference_score_threshold: float = REFERENCE_SCORE_THRESHOLD) -> None:
         self.spec = spec
         self.reference_score_threshold = reference_score_threshold
-        self._candidate_decoder = self._decoder(CANDIDATE_SCORE_THRESHOLD)
+        # Below the reference threshold, so a candidate's score just under it still counts for recall.
+        self.candidate_score_threshold = min(CANDIDATE_SCORE_THRESHOLD, reference_score_threshold / 10)
+        self._candidate_decoder = self._decoder(self.candidate_score_threshold)
         reference_decoder = self._decoder(reference_score_threshold)
         self.references = [self._boxes(reference_decoder, reference_outputs, i)
                            for i in range(reference_outputs[0].shape[0])]
         self.reference_outputs = reference_outputs
 
-    def _decoder(self, score_threshold: float) -> YoloxDecoder:
-        return YoloxDecoder(self.spec.layout, self.spec.input_width, self.spec.input_height,
+    def _decoder(self, score_threshold: float) -> Any:
+        return make_decoder(self.spec.layout, self.spec.input_width, self.spec.input_height,
                             self.spec.num_classes, score_threshold, NMS_THRESHOLD)
 
     @staticmethod
-    def _boxes(decoder: YoloxDecoder, outputs: Sequence[np.ndarray], index: int) -> Boxes:
+    def _boxes(decoder: Any, outputs: Sequence[np.ndarray], index: int) -> Boxes:
         detections = decoder.decode([o[index:index + 1] for o in outputs])
         return Boxes(detections.boxes_xyxy, detections.class_ids, detections.scores)
 

@@ -72,6 +72,34 @@ def require_calibration_cache_support() -> None:
             "--stronglyTyped)")
 
 
+def _histogram_collector(calibrator):
+    """ORT's histogram collector, made to take a (nearly) constant tensor.
+
+    A tensor whose values all but coincide (a softmax over equal logits: 1/16 in every DFL bin of an
+    untrained Ultralytics head) leaves numpy no room for 2048 float32 bins, and ORT's collector raises.
+    Such a tensor gets one 0 added: its absolute-value histogram then spans [0, max], which is the range
+    a symmetric scale covers anyway. Every other tensor is collected unchanged.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    class _Collector(HistogramCollector):
+        def collect(self, name_to_arr):
+            fixed = {}
+            for name, arrays in name_to_arr.items():
+                data = np.concatenate([np.asarray(a).ravel() for a in arrays]) if isinstance(arrays, list) \
+                    else np.asarray(arrays).ravel()
+                if data.size and np.isfinite(data).all():
+                    low, high = float(np.abs(data).min()), float(np.abs(data).max())
+                    if high - low <= 2.5e-4 * max(high, 1e-30):
+                        data = np.concatenate([data, np.zeros(1, data.dtype)])
+                fixed[name] = data
+            return super().collect(fixed)
+
+    return _Collector(method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
+                      num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+                      scenario=calibrator.scenario)
+
+
 @dataclass
 class QdqQuantizer:
     """Quantizes one float model repeatedly with different exclusion lists, calibrating once.
@@ -129,6 +157,8 @@ class QdqQuantizer:
                 self._float_path, ["Conv"], augmented_model_path=Path(self._workdir.name) / "augmented.onnx",
                 calibrate_method=_ort_method(self.method), providers=["CPUExecutionProvider"],
                 extra_options=options)
+            if hasattr(calibrator, "num_bins"):
+                calibrator.collector = _histogram_collector(calibrator)
             calibrator.collect_data(reader)
             ranges = calibrator.compute_data()
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)

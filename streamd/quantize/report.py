@@ -16,6 +16,7 @@ def write_report(report: dict[str, Any], path: Path | None) -> None:
 
 def print_summary(report: dict[str, Any], out: TextIO) -> None:
     fidelity = report.get("fidelity") or {}
+    held_out = (report.get("evaluation") or {}).get("held_out", True)
     lines = [
         f"model        {report['model']} -> {report['output']} ({report['precision']}"
         + (f", {report['method']} calibration" if report["precision"] == "int8" else "") + ")",
@@ -27,7 +28,8 @@ def print_summary(report: dict[str, Any], out: TextIO) -> None:
                      f"{'hit' if calibration['cache_hit'] else 'written'}: {calibration['cache_path']}")
     if fidelity:
         lines.append(f"fidelity     mAP@0.5:0.95 {fidelity['map50_95']:.4f}  mAP@0.5 {fidelity['map50']:.4f} "
-                     f"on {fidelity['images']} held-out images ({fidelity['reference_detections']} float "
+                     f"on {fidelity['images']} {'held-out' if held_out else 'evaluation'} images "
+                     f"({fidelity['reference_detections']} float "
                      f"detections at score > {fidelity['reference_score_threshold']})")
     if "int8_conv_mac_share" in report:
         excluded = report.get("excluded_nodes", [])

@@ -8,7 +8,7 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import onnx
 
 from streamd.quantize.calibration import ImageSet, list_images, load_images
 from streamd.quantize.errors import EXIT_FIDELITY_MISSED, EXIT_OK, QuantizeError
+from streamd.quantize.family import ModelFamily, detect_family, family_float_nodes
 from streamd.quantize.fidelity import DetectionModelSpec, FidelityMeter, ModelRunner
 from streamd.quantize.model import ModelInfo, load_model, save_model
 from streamd.quantize.qdq import QdqQuantizer, calibration_cache_key, count_qdq_nodes
@@ -41,21 +42,33 @@ class _Timer:
         return {**self.seconds, "total": round(time.monotonic() - self._started, 2)}
 
 
-def _split_images(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+def _split_images(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[Path]]:
+    """Calibration, selection (empty: the search scores on the calibration images) and evaluation paths."""
     listed = list_images(args.calib)
     calibration = listed[:args.calib_count]
+    selection = list_images(args.select_source)[:args.select_count] if args.select_source else []
     if args.eval_source:
         evaluation = list_images(args.eval_source)[:args.eval_count]
     else:
         evaluation = listed[args.calib_count:args.calib_count + args.eval_count]
-    return calibration, evaluation
+    return calibration, selection, evaluation
 
 
-def _meter(spec: DetectionModelSpec, outputs: list[np.ndarray], what: str) -> FidelityMeter:
-    meter = FidelityMeter(spec, outputs)
+def _tuned_on(evaluation: list[Path], calibration: list[Path], selection: list[Path]) -> int:
+    """How many evaluation images the calibration or the search also used (0: a held-out figure)."""
+    overlap = {p.resolve() for p in evaluation} & {p.resolve() for p in (*calibration, *selection)}
+    if overlap:
+        logger.warning("%d evaluation image(s) are also calibration or selection images (e.g. %s): the fidelity "
+                       "is not a held-out figure", len(overlap), sorted(overlap)[0])
+    return len(overlap)
+
+
+def _meter(spec: DetectionModelSpec, outputs: list[np.ndarray], what: str, reference_score: float) -> FidelityMeter:
+    meter = FidelityMeter(spec, outputs, reference_score)
     if meter.reference_detection_count == 0:
         raise QuantizeError(f"the float model detects nothing above score {meter.reference_score_threshold} on the "
-                            f"{what} images, so fidelity is undefined: use images with objects in them")
+                            f"{what} images, so fidelity is undefined: use images with objects in them (or a lower "
+                            "--reference-score for a model whose scores are all low)")
     return meter
 
 
@@ -67,15 +80,19 @@ def _load_ranking(path: Path) -> list[LayerSensitivity] | None:
 
 
 def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, calibration: ImageSet,
-           float_runner: ModelRunner, spec: DetectionModelSpec, workdir: Path, timer: _Timer,
-           cache_key: str, report: dict[str, Any]) -> list[str]:
-    """The accuracy guard: rank layers on a few calibration images, search on all of them."""
+           selection: ImageSet | None, float_runner: ModelRunner, spec: DetectionModelSpec, workdir: Path,
+           timer: _Timer, cache_key: str, fixed: list[str], report: dict[str, Any]) -> list[str]:
+    """The accuracy guard: rank layers on a few calibration images, search on the selection images (or,
+    without them, on all calibration images). ``fixed``: kept in float whatever the search finds."""
     started = time.monotonic()
     reference = float_runner.run(calibration.inputs)
-    calibration_meter = _meter(spec, reference, "calibration")
     count = min(args.search_count, len(calibration))
-    search_meter = _meter(spec, [o[:count] for o in reference], "sensitivity")
-    search = SensitivitySearch(quantizer, info.conv_macs, workdir, args.threads)
+    search_meter = _meter(spec, [o[:count] for o in reference], "sensitivity", args.reference_score)
+    tuning = selection if selection is not None else calibration
+    tuning_name = "selection" if selection is not None else "calibration"
+    tuning_meter = _meter(spec, float_runner.run(tuning.inputs) if selection is not None else reference,
+                          tuning_name, args.reference_score)
+    search = SensitivitySearch(quantizer, info.conv_macs, workdir, args.threads, fixed=fixed)
     ranking_path = (quantizer.cache_path.parent
                     / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}.json")
     ranking = _load_ranking(ranking_path)
@@ -89,19 +106,20 @@ def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, c
     def log_step(step: SearchStep) -> None:
         what = f"{step.requantized} back in INT8: " if step.requantized else ""
         print(f"search: {what}{step.excluded_count:3d} Conv in float, INT8 MAC share {step.int8_mac_share:.3f}, "
-              f"fidelity {step.map50_95:.4f} on {len(calibration)} calibration images", file=sys.stderr)
+              f"fidelity {step.map50_95:.4f} on {len(tuning)} {tuning_name} images", file=sys.stderr)
 
-    result = search.search(ranking, calibration.inputs, calibration_meter, goal, log_step)
+    result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step)
     timer.lap("search", started)
-    report["search"] = {"goal_on_calibration_images": goal, "ranking_images": count,
+    report["search"] = {"images": tuning_name, "image_count": len(tuning), "goal": goal, "ranking_images": count,
                         "ranking_cached": ranking_cached, **result.to_dict()}
     return result.excluded
 
 
-def _quantize_int8(args: argparse.Namespace, info: ModelInfo, calibration: ImageSet, float_runner: ModelRunner,
-                   spec: DetectionModelSpec, workdir: Path, timer: _Timer, report: dict[str, Any]) -> list[str]:
+def _quantize_int8(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, calibration: ImageSet,
+                   selection: ImageSet | None, float_runner: ModelRunner, spec: DetectionModelSpec, workdir: Path,
+                   timer: _Timer, report: dict[str, Any]) -> list[str]:
     started = time.monotonic()
-    cache_key = calibration_cache_key(info.model, calibration.paths, args.method, args.convention, args.percentile)
+    cache_key = calibration_cache_key(info.model, calibration.paths, args.method, family.convention, args.percentile)
     cache_dir = args.cache_dir if args.cache_dir is not None else args.output.parent / ".calib-cache"
     quantizer = QdqQuantizer(info.model, info.input_name, args.method,
                              cache_dir / f"ranges-{args.method}-{cache_key}.json", args.percentile, args.threads)
@@ -120,8 +138,10 @@ def _quantize_int8(args: argparse.Namespace, info: ModelInfo, calibration: Image
         elif args.no_guard:
             excluded = []
         else:
-            excluded = _guard(args, info, quantizer, calibration, float_runner, spec, workdir, timer, cache_key,
-                              report)
+            fixed = [] if args.no_family_float else family_float_nodes(family.family, info.model, info.conv_macs)
+            report["family_float_nodes"] = fixed
+            excluded = _guard(args, info, quantizer, calibration, selection, float_runner, spec, workdir, timer,
+                              cache_key, fixed, report)
         quantizer.quantize(args.output, excluded)
     finally:
         quantizer.close()
@@ -157,12 +177,17 @@ def run(args: argparse.Namespace) -> int:
     timer = _Timer()
     started = time.monotonic()
     info = load_model(args.onnx, args.input_size)
-    convention = CONVENTIONS[args.convention]
-    calibration_paths, evaluation_paths = _split_images(args)
+    family = detect_family(info.model, info.output_shapes, info.input_width, info.input_height)
+    if args.convention != "auto":
+        family = replace(family, convention=args.convention)
+    convention = CONVENTIONS[family.convention]
+    calibration_paths, selection_paths, evaluation_paths = _split_images(args)
     calibration = load_images(calibration_paths, convention, info.input_width, info.input_height,
                               "calibration images")
-    held_out = bool(evaluation_paths)
-    if held_out:
+    selection = (load_images(selection_paths, convention, info.input_width, info.input_height, "selection images")
+                 if selection_paths else None)
+    held_out = bool(evaluation_paths) and not _tuned_on(evaluation_paths, calibration_paths, selection_paths)
+    if evaluation_paths:
         evaluation = load_images(evaluation_paths, convention, info.input_width, info.input_height,
                                  "evaluation images")
     else:
@@ -174,12 +199,14 @@ def run(args: argparse.Namespace) -> int:
         "model": str(args.onnx), "output": str(args.output), "precision": args.precision,
         "method": args.method if args.precision == "int8" else None,
         "input": {"name": info.input_name, "width": info.input_width, "height": info.input_height,
-                  "convention": args.convention},
+                  "convention": family.convention},
         "calibration": {"source": str(args.calib), "images": len(calibration),
                         "skipped_unreadable": len(calibration.skipped),
                         "skipped": [str(p) for p in calibration.skipped]},
+        "selection": ({"source": str(args.select_source), "images": len(selection),
+                       "skipped_unreadable": len(selection.skipped)} if selection is not None else None),
         "evaluation": {"images": len(evaluation), "held_out": held_out,
-                       "skipped_unreadable": len(evaluation.skipped) if held_out else 0,
+                       "skipped_unreadable": len(evaluation.skipped) if evaluation_paths else 0,
                        "first": str(evaluation.paths[0]), "last": str(evaluation.paths[-1])},
     }
     with tempfile.TemporaryDirectory(prefix="streamd-quantize-") as tmp:
@@ -188,13 +215,14 @@ def run(args: argparse.Namespace) -> int:
         save_model(info.model, float_path)
         float_runner = ModelRunner(float_path, args.threads)
         evaluation_reference = float_runner.run(evaluation.inputs)
-        spec = DetectionModelSpec.infer(info.output_shapes, info.input_width, info.input_height,
-                                        evaluation_reference)
-        evaluation_meter = _meter(spec, evaluation_reference, "evaluation")
-        report["layout"] = {"layout": spec.layout, "num_classes": spec.num_classes}
+        family = family.resolved(evaluation_reference[0][:1])
+        spec = DetectionModelSpec(family.layout, family.num_classes, info.input_width, info.input_height)
+        evaluation_meter = _meter(spec, evaluation_reference, "evaluation", args.reference_score)
+        report["layout"] = {"family": family.family, "layout": spec.layout, "num_classes": spec.num_classes}
         args.output.parent.mkdir(parents=True, exist_ok=True)
         if args.precision == "int8":
-            excluded = _quantize_int8(args, info, calibration, float_runner, spec, workdir, timer, report)
+            excluded = _quantize_int8(args, info, family, calibration, selection, float_runner, spec, workdir, timer,
+                                      report)
             report["excluded_nodes"] = [{"name": n, "macs": info.conv_macs[n]} for n in excluded]
             report["conv_macs_total"] = info.total_conv_macs
             report["int8_conv_mac_share"] = round(int8_mac_share(info.conv_macs, excluded), 4)

@@ -75,9 +75,10 @@ class SensitivitySearch:
     """Runs steps 1-3 above; candidate models are written to ``workdir`` and scored in ONNX Runtime."""
 
     def __init__(self, quantizer: QdqQuantizer, conv_macs: dict[str, int], workdir: Path,
-                 threads: int = 1, refine_min_mac_share: float = 0.01) -> None:
+                 threads: int = 1, refine_min_mac_share: float = 0.01, fixed: Sequence[str] = ()) -> None:
         self.quantizer = quantizer
         self.conv_macs = conv_macs
+        self.fixed = list(fixed)  # kept in float in every candidate, never searched or refined
         self.workdir = workdir
         self.threads = threads
         self.refine_min_mac_share = refine_min_mac_share
@@ -101,14 +102,15 @@ class SensitivitySearch:
     def search(self, ranking: Sequence[LayerSensitivity], inputs: np.ndarray, meter: FidelityMeter,
                goal: float, on_step: Callable[[SearchStep], None] | None = None) -> SearchResult:
         """Step 3: the smallest prefix of ``ranking`` to keep in float so fidelity >= ``goal``."""
-        order = [s.name for s in ranking]
-        result = SearchResult(excluded=[], ranking=list(ranking))
+        order = [s.name for s in ranking if s.name not in self.fixed]
+        result = SearchResult(excluded=list(self.fixed), ranking=list(ranking))
         cache: dict[int, float] = {}
 
         def fidelity_with(count: int) -> float:
             if count not in cache:
-                score = self._score(order[:count], inputs, meter)
-                step = SearchStep(count, int8_mac_share(self.conv_macs, order[:count]),
+                excluded = self.fixed + order[:count]
+                score = self._score(excluded, inputs, meter)
+                step = SearchStep(len(excluded), int8_mac_share(self.conv_macs, excluded),
                                   score["map50_95"], score["map50"])
                 result.steps.append(step)
                 if on_step is not None:
@@ -122,7 +124,7 @@ class SensitivitySearch:
         low, high = 0, len(order)  # fidelity_with(low) < goal; high: everything in float
         if fidelity_with(high) < goal:
             logger.warning("even with every Conv in float the fidelity stays below %.3f", goal)
-            result.excluded = order
+            result.excluded = self.fixed + order
             return result
         while high - low > 1:
             middle = (low + high) // 2
@@ -130,7 +132,7 @@ class SensitivitySearch:
                 high = middle
             else:
                 low = middle
-        result.excluded = self._refine(order[:high], inputs, meter, goal, result, on_step)
+        result.excluded = self.fixed + self._refine(order[:high], inputs, meter, goal, result, on_step)
         result.met_target = True
         return result
 
@@ -142,8 +144,9 @@ class SensitivitySearch:
         kept = list(excluded)
         for name in big:
             trial = [n for n in kept if n != name]
-            score = self._score(trial, inputs, meter)
-            step = SearchStep(len(trial), int8_mac_share(self.conv_macs, trial), score["map50_95"],
+            score = self._score(self.fixed + trial, inputs, meter)
+            step = SearchStep(len(self.fixed) + len(trial), int8_mac_share(self.conv_macs, self.fixed + trial),
+                              score["map50_95"],
                               score["map50"], requantized=name)
             result.steps.append(step)
             if on_step is not None:
