@@ -27,6 +27,9 @@ from streamd.analytics.tracks import PENDING, TrackState, TrackTable, set_bits
 # Up to this many zones, a detection's zone list and a frame's counts are looked up in tables indexed
 # by the zone bits (2**zones entries); more zones build them per detection.
 TABLE_ZONES = 8
+# Up to this many code bits (zones + 2 per line), the zone-list table is indexed by the whole code, which
+# spares masking the line bits off every frame.
+TABLE_CODE_BITS = 10
 
 
 class ZoneSpec(Protocol):
@@ -116,8 +119,8 @@ class SourceAnalytics:
         self.min_frames = [zone.min_frames for zone in self.zones]
         self.dwell = DwellTimers()
         self.counts = [[0, 0] for _ in self.lines]  # per line: in, out
-        self._bits = np.zeros(0, np.int64)  # the latest frame's zones of each detection
-        self._occupancy: tuple[np.ndarray, list[int]] = (self._bits, [0] * z)
+        self._codes = np.zeros(0, np.int64)  # the latest frame's codes (zones, line sides) of each detection
+        self._occupancy: tuple[np.ndarray, list[int]] = (self._codes, [0] * z)
         self.alarms = [OccupancyAlarm(zone.max_objects, zone.hold_seconds) if zone.max_objects > 0 else None
                        for zone in self.zones]
         self._alarm_zones = [(z, alarm) for z, alarm in enumerate(self.alarms) if alarm is not None]
@@ -133,13 +136,17 @@ class SourceAnalytics:
         names = [json.dumps(zone.name) for zone in self.zones]
         self._names_json = names
         self._zone_bits = np.left_shift(1, np.arange(z, dtype=np.int64))
+        code_bits = z + 2 * len(self.lines)
+        # A whole-code table repeats the zone lists for every combination of line bits (zone bits lowest).
+        table_bits = code_bits if code_bits <= TABLE_CODE_BITS else z
         if z <= TABLE_ZONES:
             self._json_table = np.array(["[" + ",".join(names[i] for i in range(z) if value >> i & 1) + "]"
-                                         for value in range(1 << z)], dtype=object)
+                                         for value in range(1 << z)] * (1 << (table_bits - z)), dtype=object)
             self._bit_matrix = ((np.arange(1 << z)[:, None] >> np.arange(z)) & 1).astype(np.int64)
         else:
             self._json_table = None
             self._bit_matrix = None
+        self._json_by_code = self._json_table is not None and table_bits == code_bits
         self._json_cache: dict[int, str] = {}
 
     # -- configuration --------------------------------------------------------------------------
@@ -190,20 +197,23 @@ class SourceAnalytics:
             codes &= self._zone_classes.take(class_ids, mode="clip")
         zones_json = None
         if self.zones:
-            bits = codes & compiled.zone_mask if self.lines else codes
-            self._bits = bits  # the occupancy, counted when asked (the gauge at a scrape, the preview)
-            zones_json = self._zones_json(bits)
+            self._codes = codes  # the occupancy, counted when asked (the gauge at a scrape, the preview)
+            if self._json_by_code:
+                zones_json = self._json_table[codes].tolist()  # type: ignore[index]
+            else:
+                zones_json = self._zones_json(codes & compiled.zone_mask if self.lines else codes)
             if self._alarm_zones:
-                self._alarm(now, events)
+                self._alarm(codes, now, events)
         if track_ids is not None and codes.shape[0]:
             table = self.table
-            # A track to look at: its code changed (a new track's row holds no code yet).
+            # A track to look at: its code changed (a new track's row holds no code yet). A box without an
+            # id reads row 0, which matches no code: it is among the changed ones and left out here.
             positions = track_ids - table.base
-            work = table.codes.take(positions, mode="clip") != codes
-            work &= track_ids > 0
-            if np.count_nonzero(work):
-                positions = self._changes(positions, work.nonzero()[0].tolist(), codes, rows, class_ids, track_ids,
-                                          now, events)
+            changed = (table.codes.take(positions, mode="clip") != codes).nonzero()[0]
+            if changed.shape[0]:
+                which = [box for box in changed.tolist() if track_ids.item(box) > 0]
+                if which:
+                    positions = self._changes(positions, which, codes, rows, class_ids, track_ids, now, events)
             table.last_index.put(positions, frame_index, mode="clip")
             self.history.add(track_ids, rows)
         if now + EPSILON_SECONDS >= self.dwell.next_due:
@@ -230,26 +240,28 @@ class SourceAnalytics:
     @property
     def occupancy(self) -> list[int]:
         """Detections in each zone (of the classes it counts) in the latest frame, tracked or not."""
-        bits = self._bits
+        codes = self._codes
         cached = self._occupancy
-        if cached[0] is bits:
+        if cached[0] is codes:
             return cached[1]
+        bits = codes & ((1 << len(self.zones)) - 1)
         if self._bit_matrix is not None:
             counts = (np.bincount(bits, minlength=self._bit_matrix.shape[0]) @ self._bit_matrix).tolist()
         else:
             counts = np.count_nonzero((bits[:, None] & self._zone_bits) != 0, axis=0).tolist()
-        self._occupancy = (bits, counts)
+        self._occupancy = (codes, counts)
         return counts
 
-    def _alarm(self, now: float, events: list[Event]) -> None:
-        counts = self.occupancy
+    def _alarm(self, codes: np.ndarray, now: float, events: list[Event]) -> None:
+        """The zones with an occupancy alarm, each counted on its own (usually fewer than all the zones)."""
         for z, alarm in self._alarm_zones:
-            change = alarm.update(counts[z], now)
+            count = int(np.count_nonzero(codes & (1 << z)))
+            change = alarm.update(count, now)
             if change == "start":
-                events.append(Event("occupancy_start", self.zones[z].name, count=counts[z],
+                events.append(Event("occupancy_start", self.zones[z].name, count=count,
                                     max_objects=alarm.max_objects))
             elif change == "end":
-                events.append(Event("occupancy_end", self.zones[z].name, count=counts[z],
+                events.append(Event("occupancy_end", self.zones[z].name, count=count,
                                     max_objects=alarm.max_objects, seconds=now - alarm.active_since))
 
     def _changes(self, positions: np.ndarray, which: list[int], codes: np.ndarray, rows: np.ndarray,
@@ -261,15 +273,13 @@ class SourceAnalytics:
         zone_count = len(self.zones)
         zone_mask = (1 << zone_count) - 1
         line_count = len(self.lines)
-        rows_list = positions.tolist()
+        # A few boxes: their values read one by one (``item``: cheaper than the frame's arrays as lists).
         last_row = table.codes.shape[0] - 1
-        if any(not 0 < rows_list[box] < last_row for box in which):  # an id past the table's rows
+        if any(not 0 < positions.item(box) < last_row for box in which):  # an id past the table's rows
             positions = table.fit(track_ids)
-            rows_list = positions.tolist()
         stored = table.codes
-        codes_list, ids_list, classes_list = codes.tolist(), track_ids.tolist(), class_ids.tolist()
         for box in which:
-            code, track_id, class_id = codes_list[box], ids_list[box], classes_list[box]
+            code, track_id, class_id = codes.item(box), track_ids.item(box), class_ids.item(box)
             state = states.get(track_id)
             if state is None:
                 state = states[track_id] = TrackState(line_count)
@@ -281,7 +291,7 @@ class SourceAnalytics:
                 for k in line_rules.update(state, code, zone_count):
                     self._crossed(k, box, rows, class_id, track_id, events)
             state.code = code
-            stored[rows_list[box]] = code | PENDING if state.runs else code
+            stored[positions.item(box)] = code | PENDING if state.runs else code
         return positions
 
     def _zone_event(self, state: TrackState, z: int, seconds: float, track_id: int, class_id: int,
