@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -139,7 +139,8 @@ class Compiled:
     Each box gets a *code*: its zones as bits 0..Z-1, then, for line l, bit Z + 2l when its anchor is more
     than the margin inside and bit Z + 2l + 1 when more than the margin outside. Convex zones (every
     zone convex) test each edge's half-plane, so one comparison of all the rows and one OR over them
-    give the whole code; otherwise the zones take the crossing-number test."""
+    give the whole code (with few enough bits, a weighted sum of the comparisons and a table:
+    ``_sum_table``); otherwise the zones take the crossing-number test."""
 
     weights: np.ndarray  # (R, 4) float32
     bias: np.ndarray  # (R, 1) float32
@@ -153,10 +154,32 @@ class Compiled:
     edge_bits: np.ndarray | None  # (E, 1) int64, 1 << its zone
     margins: np.ndarray  # (L,) float32
     flag_bias: np.ndarray  # (F, 1) float32: the compared rows' bias
+    flag_weights: np.ndarray | None = None  # (F,) float32: convex zones, few bits (below): each row's weight
+    code_of_sum: np.ndarray | None = None  # int64: the code of each weighted sum of the compared rows
+    # line -> its rows and float32 terms in ``distance``
+    line_terms: dict[int, tuple] = field(default_factory=dict, compare=False, repr=False)
+    # box count -> (flags, the flags' bias as a whole array), reused frame after frame
+    buffers: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
     def evaluate(self, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(each box's code, the rows) for (N, 4) boxes."""
-        rows = self.weights @ boxes_xyxy.T  # without the bias: it is folded into the comparison
+        rows = np.dot(self.weights, boxes_xyxy.T)  # without the bias: it is folded into the comparison
+        if self.code_of_sum is not None:
+            # One comparison, then one product sums each box's flags, weighted, and a table turns the sum into
+            # the code: fewer calls than a multiply, an OR over the rows and an XOR. The bias is compared as a
+            # whole (F, N) array and the flags land in a buffer, both kept per box count: a broadcast (F, 1)
+            # operand costs numpy twice the time on arrays this small.
+            count = rows.shape[1]
+            kept = self.buffers.get(count)
+            if kept is None:
+                if len(self.buffers) > 64:
+                    self.buffers.clear()
+                kept = self.buffers[count] = (np.empty((self.flag_bias.shape[0], count), bool),
+                                              np.ascontiguousarray(np.broadcast_to(self.flag_bias,
+                                                                                   (self.flag_bias.shape[0], count))))
+            flags, bias = kept
+            np.less(rows[:flags.shape[0]], bias, out=flags)
+            return self.code_of_sum.take(np.dot(self.flag_weights, flags).astype(np.intp)), rows
         start = self.flag_start
         flags = rows[start:start + self.flag_bits.shape[0]] < self.flag_bias
         code = np.bitwise_or.reduce(flags * self.flag_bits, axis=0)
@@ -179,6 +202,17 @@ class Compiled:
         along = outside + self.lines
         return (rows[outside, box] - self.bias[outside, 0] - self.margins[line],
                 rows[along, box] - self.bias[along, 0])
+
+    def distance(self, rows: np.ndarray, box: int, line: int) -> tuple[float, float]:
+        """``distances`` of one box against one line, as floats (the same arithmetic, in the rows' type)."""
+        terms = self.line_terms.get(line)
+        if terms is None:
+            outside = self.flag_start + self.flag_bits.shape[0] - self.lines + line
+            along = outside + self.lines
+            terms = self.line_terms[line] = (outside, along, self.bias[outside, 0], self.bias[along, 0],
+                                             self.margins[line])
+        outside, along, outside_bias, along_bias, margin = terms
+        return float(rows[outside, box] - outside_bias - margin), float(rows[along, box] - along_bias)
 
 
 def compile_shapes(zones: Sequence[ZoneShape], lines: Sequence[LineShape]) -> Compiled:
@@ -242,13 +276,48 @@ def compile_shapes(zones: Sequence[ZoneShape], lines: Sequence[LineShape]) -> Co
     weights = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b in blocks], axis=0)
     bias = np.concatenate([column(b) for b in biases], axis=0)
     bias32 = bias.astype(np.float32)
+    flag_weights, code_of_sum = _sum_table([zone.polygon.shape[0] for zone in zones], len(lines)) if convex \
+        else (None, None)
     return Compiled(np.ascontiguousarray(weights, np.float32), bias32,
                     np.asarray(flag_bits, np.int64).reshape(-1, 1), flag_start, (1 << z) - 1, z, len(lines),
                     None if convex else column(dys).astype(np.float32),
                     None if convex else column(slopes).astype(np.float32),
                     None if convex else np.asarray(bits, np.int64).reshape(-1, 1),
                     np.asarray(margins, np.float32),
-                    np.ascontiguousarray(bias32[flag_start:flag_start + len(flag_bits)]))
+                    np.ascontiguousarray(bias32[flag_start:flag_start + len(flag_bits)]),
+                    flag_weights, code_of_sum)
+
+
+# Up to this many bits of weighted sum (a 2**bits table of int64: 512 KiB), convex zones take the summed path.
+SUM_TABLE_BITS = 16
+
+
+def _sum_table(corners: Sequence[int], lines: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Weights of the compared rows of convex zones (``corners`` edges each) and ``lines`` lines, and the code
+    of each weighted sum; (None, None) past SUM_TABLE_BITS. Zone z's edges count the edges its anchor is
+    outside of, in a field of ``corners[z].bit_length()`` bits (all of them fit: no carry into the next
+    field); each line flag is a bit of its own. The sums are integers below 2**24: exact in float32, in any
+    order of addition."""
+    widths = [count.bit_length() for count in corners]
+    total = sum(widths) + 2 * lines
+    if total > SUM_TABLE_BITS:
+        return None, None
+    weights, offsets, offset = [], [], 0
+    for count, width in zip(corners, widths):
+        weights += [float(1 << offset)] * count
+        offsets.append(offset)
+        offset += width
+    weights += [float(1 << (offset + j)) for j in range(2 * lines)]
+    sums = np.arange(1 << total, dtype=np.int64)
+    codes = np.zeros(1 << total, np.int64)
+    z = len(corners)
+    for index, (start, width) in enumerate(zip(offsets, widths)):
+        codes |= ((sums >> start) & ((1 << width) - 1) == 0).astype(np.int64) << index  # no edge outside: in
+    # The flags' order: line k's inside flag is row k, its outside flag row L + k; their code bits Z + 2k, + 1.
+    for j in range(2 * lines):
+        bit = z + 2 * j if j < lines else z + 2 * (j - lines) + 1
+        codes |= ((sums >> (offset + j)) & 1) << bit
+    return np.asarray(weights, np.float32), codes
 
 
 def _area(polygon: np.ndarray) -> float:

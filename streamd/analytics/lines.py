@@ -60,10 +60,11 @@ class History:
         one and the next is met where the distance is 0. None found: this frame's position."""
         later_d, later_t = distance, along
         for track_ids, rows in reversed(self._frames):
-            found = (track_ids == track_id).nonzero()[0]
-            if not found.shape[0]:
+            try:
+                box = track_ids.tolist().index(track_id)  # cheaper than a comparison and nonzero at this size
+            except ValueError:
                 continue
-            d, t = measure(rows, int(found[0]))
+            d, t = measure(rows, box)
             if d * later_d < 0 or (d == 0 and later_d != 0):
                 return t + (later_t - t) * (d / (d - later_d))
             later_d, later_t = d, t

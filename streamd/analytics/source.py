@@ -255,7 +255,8 @@ class SourceAnalytics:
     def _alarm(self, codes: np.ndarray, now: float, events: list[Event]) -> None:
         """The zones with an occupancy alarm, each counted on its own (usually fewer than all the zones)."""
         for z, alarm in self._alarm_zones:
-            count = int(np.count_nonzero(codes & (1 << z)))
+            # nonzero's length: np.count_nonzero's Python wrapper costs more than the count at this size
+            count = len(np.bitwise_and(codes, np.int64(1 << z)).nonzero()[0])
             change = alarm.update(count, now)
             if change == "start":
                 events.append(Event("occupancy_start", self.zones[z].name, count=count,
@@ -274,12 +275,14 @@ class SourceAnalytics:
         zone_mask = (1 << zone_count) - 1
         line_count = len(self.lines)
         # A few boxes: their values read one by one (``item``: cheaper than the frame's arrays as lists).
-        last_row = table.codes.shape[0] - 1
-        if any(not 0 < positions.item(box) < last_row for box in which):  # an id past the table's rows
+        places = [positions.item(box) for box in which]
+        if min(places) <= 0 or max(places) >= table.codes.shape[0] - 1:  # an id past the table's rows
             positions = table.fit(track_ids)
+            places = [positions.item(box) for box in which]
         stored = table.codes
-        for box in which:
-            code, track_id, class_id = codes.item(box), track_ids.item(box), class_ids.item(box)
+        code_of, id_of, class_of = codes.item, track_ids.item, class_ids.item
+        for box, place in zip(which, places):
+            code, track_id, class_id = code_of(box), id_of(box), class_of(box)
             state = states.get(track_id)
             if state is None:
                 state = states[track_id] = TrackState(line_count)
@@ -291,7 +294,7 @@ class SourceAnalytics:
                 for k in line_rules.update(state, code, zone_count):
                     self._crossed(k, box, rows, class_id, track_id, events)
             state.code = code
-            stored[positions.item(box)] = code | PENDING if state.runs else code
+            stored[place] = code | PENDING if state.runs else code
         return positions
 
     def _zone_event(self, state: TrackState, z: int, seconds: float, track_id: int, class_id: int,
@@ -312,11 +315,9 @@ class SourceAnalytics:
                  events: list[Event]) -> None:
         if self._line_classes is not None and not self._line_classes[min(class_id, len(self._line_classes) - 1)][k]:
             return
-        compiled: Compiled = self._compiled  # type: ignore[assignment]
-        distance, along = (float(v) for v in compiled.distances(rows, box, k))
-        where = self.history.crossing_point(track_id, distance, along,
-                                            lambda earlier, b: tuple(float(v) for v in compiled.distances(earlier, b,
-                                                                                                          k)))
+        measure = self._compiled.distance  # type: ignore[union-attr]
+        distance, along = measure(rows, box, k)
+        where = self.history.crossing_point(track_id, distance, along, lambda earlier, b: measure(earlier, b, k))
         if not 0.0 <= where <= 1.0:
             return  # round the end of the line
         inward = distance > 0
