@@ -50,15 +50,24 @@ def encode(source_id: str, frame_index: int, sequence: int, capture_time: float,
     class_ids = detections.class_ids.tolist()
     prefix = _item_prefixes(class_names)
     # float repr is what json.dumps writes for a finite float.
+    # A source with zones (streamd.analytics): each detection ends with its zones, a JSON list of names, written
+    # in the same f-string (a second pass over the items would copy each one again).
     if detections.track_ids is None:
-        items = [f'{prefix[c]}{s!r},"box":[{b}]}}' for c, s, b in zip(class_ids, scores, boxes)]
-    else:  # tracking on: every detection says which track it is (null: none)
+        if zones is None:
+            items = [f'{prefix[c]}{s!r},"box":[{b}]}}' for c, s, b in zip(class_ids, scores, boxes)]
+        else:
+            items = [f'{prefix[c]}{s!r},"box":[{b}],"zones":{z}}}' for c, s, b, z in zip(class_ids, scores, boxes,
+                                                                                        zones)]
+    elif zones is None:  # tracking on: every detection says which track it is (null: none)
         items = [f'{prefix[c]}{s!r},"box":[{b}],"track_id":{t},"track_age_frames":{a}}}' if t > 0 else
                  f'{prefix[c]}{s!r},"box":[{b}],"track_id":null,"track_age_frames":null}}'
                  for c, s, b, t, a in zip(class_ids, scores, boxes, detections.track_ids.tolist(),
                                           detections.track_ages_frames.tolist())]
-    if zones is not None:  # the source has zones (streamd.analytics): each detection's, a JSON list of names
-        items = [f'{item[:-1]},"zones":{z}}}' for item, z in zip(items, zones)]
+    else:
+        items = [f'{prefix[c]}{s!r},"box":[{b}],"track_id":{t},"track_age_frames":{a},"zones":{z}}}' if t > 0 else
+                 f'{prefix[c]}{s!r},"box":[{b}],"track_id":null,"track_age_frames":null,"zones":{z}}}'
+                 for c, s, b, t, a, z in zip(class_ids, scores, boxes, detections.track_ids.tolist(),
+                                             detections.track_ages_frames.tolist(), zones)]
     start, end = _frame_text(source_id, frame_width, frame_height, model_id)
     return [start[0], f'{start[1]}{frame_index},"sequence":{sequence},"capture_time":{capture_time!r},'
                       f'"publish_time":{publish_time!r}{end}{",".join(items)}]}}'.encode()]
