@@ -35,6 +35,7 @@ REQUIREMENTS = {
     "mqtt": "the mosquitto broker (Debian package mosquitto, .ci/apt-packages.txt) and paho-mqtt (the mqtt extra)",
     "nats": "nats-server with JetStream (Debian package nats-server, .ci/apt-packages.txt) and nats-py (the nats "
             "extra)",
+    "gxx": "g++ (Debian package g++, .ci/apt-packages.txt), for the host build of the GPU kernels (tests/gpu)",
 }
 
 
