@@ -45,7 +45,7 @@ def random_nv12(rng, width: int, height: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("convention", sorted(CONVENTIONS))
-def test_batched_letterbox_matches_cvtcolor_and_cpu_letterbox(convention: str) -> None:
+def test_batched_letterbox_matches_cvtcolor_and_cpu_letterbox(convention: str, kernel_backend: str) -> None:
     from streamd.cuda.stream import Stream
     from streamd.gpu.batch_preprocess import FrameSurface, GpuBatchLetterbox
 

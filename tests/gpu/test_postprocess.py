@@ -51,7 +51,7 @@ def gpu_decode(raw: np.ndarray, score: float, capacity: int, layout: str = "yolo
 
 @pytest.mark.parametrize("hot_cells,capacity", [(40, 256), (400, 16)], ids=["fits", "overflow"])
 @pytest.mark.parametrize("layout", ["yolox", "yolox-decoded"])
-def test_equals_cpu_decoder(hot_cells: int, capacity: int, layout: str) -> None:
+def test_equals_cpu_decoder(hot_cells: int, capacity: int, layout: str, kernel_backend: str) -> None:
     raw = synthetic_output(hot_cells, hot_cells)
     if layout == "yolox-decoded":
         raw[..., :4] = np.abs(raw[..., :4]) * 100 + 10

@@ -3,7 +3,7 @@ outputs: the single-frame and the batched kernels, with and without overflow pas
 
 Raw outputs are synthetic (controlled candidates and ties) and, where ``STREAMD_ULTRALYTICS_RAW`` names an
 ``.npz`` of real ones (``benchmarks/ultralytics_raw.py`` writes it from the exports in the shared models),
-those too.
+those too. Each test runs on the GPU and on the host build of the same kernels (``kernel_backend``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ CLASSES = 80
 TIED = slice(10, 14)  # rows given equal scores
 
 
+def at_threshold(threshold: float) -> np.ndarray:
+    """The threshold as float32 (dropped: scores must exceed it) and the next float32 above it (kept)."""
+    value = np.float32(threshold)
+    return np.array([value, np.nextafter(value, np.float32(1))], np.float32)
+
+
 def ultralytics_output(seed: int, hot_cells: int) -> np.ndarray:
     """[1, 4+C, N]: boxes in pixels, low class scores but for ``hot_cells`` cells; some exact score ties."""
     rng = np.random.default_rng(seed)
@@ -34,6 +40,8 @@ def ultralytics_output(seed: int, hot_cells: int) -> np.ndarray:
     hot = rng.choice(CELLS, hot_cells, replace=False)
     raw[0, 4 + rng.integers(0, CLASSES, hot_cells), hot] = rng.uniform(0.3, 1.0, hot_cells).astype(np.float32)
     raw[0, 4 + 3, hot[:5]] = raw[0, 4 + 7, hot[:5]] = 0.75  # ties: the first class wins, as argmax
+    cold = np.setdiff1d(np.arange(CELLS), hot)[:2]
+    raw[0, 4 + 2, cold] = at_threshold(0.25)  # the tests' threshold, and the next float above
     return raw
 
 
@@ -47,7 +55,8 @@ def end2end_output(seed: int, rows: int = 300) -> np.ndarray:
     raw[0, :, 4] = np.sort(rng.random(rows))[::-1]
     raw[0, TIED, 4] = raw[0, TIED.start, 4]
     raw[0, :, 5] = rng.integers(0, CLASSES, rows)
-    raw[0, 20, 5], raw[0, 21, 5] = CLASSES + 3, -1
+    raw[0, 20, 5], raw[0, 21, 5], raw[0, 22, 5] = CLASSES + 3, -1, CLASSES
+    raw[0, 30:32, 4] = at_threshold(0.1)
     return raw
 
 
@@ -112,7 +121,8 @@ def cpu_decode(layout: str, raw: np.ndarray, score: float, size: tuple[int, int]
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
 @pytest.mark.parametrize("hot_cells,capacity", [(60, 256), (600, 16)], ids=["fits", "overflow"])
 @pytest.mark.parametrize("layout", ["ultralytics", "ultralytics-transposed"])
-def test_ultralytics_equals_cpu_decoder(layout: str, hot_cells: int, capacity: int, batched: bool) -> None:
+def test_ultralytics_equals_cpu_decoder(layout: str, hot_cells: int, capacity: int, batched: bool,
+                                        kernel_backend: str) -> None:
     raws = [ultralytics_output(seed, hot_cells) for seed in (1, 2, 3)]
     if layout == "ultralytics-transposed":
         raws = [np.ascontiguousarray(raw.transpose(0, 2, 1)) for raw in raws]
@@ -125,14 +135,14 @@ def test_ultralytics_equals_cpu_decoder(layout: str, hot_cells: int, capacity: i
 
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
 @pytest.mark.parametrize("capacity", [256, 16], ids=["fits", "overflow"])
-def test_end2end_equals_cpu_decoder(capacity: int, batched: bool) -> None:
+def test_end2end_equals_cpu_decoder(capacity: int, batched: bool, kernel_backend: str) -> None:
     raws = [end2end_output(seed) for seed in (4, 5)]
     got = gpu_decode("end2end", raws, 0.1, capacity, batched)
     for index, raw in enumerate(raws):
         expected = cpu_decode("end2end", raw, 0.1)
         assert len(expected) > 100
         assert_same(got[index], expected, f"end2end frame {index}")
-        assert not np.isin(got[index].class_ids, [CLASSES + 3, -1]).any()
+        assert not np.isin(got[index].class_ids, [CLASSES + 3, -1, CLASSES]).any()
 
 
 def rtdetr_output(seed: int, queries: bool, rows: int = 300) -> np.ndarray:
@@ -144,27 +154,31 @@ def rtdetr_output(seed: int, queries: bool, rows: int = 300) -> np.ndarray:
     if queries:
         raw[0, :, 4:] = rng.random((rows, CLASSES)) ** 8
         raw[0, TIED, 4 + 5] = raw[0, TIED, 4 + 9] = 0.9  # ties: equal scores, and two classes of one query
+        raw[0, 30:32, 4:] = 0.0
+        raw[0, 30:32, 4 + 2] = at_threshold(0.2)
     else:
         raw[0, :, 4] = np.sort(rng.random(rows))[::-1]
         raw[0, TIED, 4] = raw[0, TIED.start, 4]
         raw[0, :, 5] = rng.integers(0, CLASSES, rows)
-        raw[0, 20, 5] = CLASSES + 3
+        raw[0, 20, 5], raw[0, 21, 5] = CLASSES + 3, CLASSES
+        raw[0, 30:32, 4] = at_threshold(0.2)
     return raw
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
 @pytest.mark.parametrize("capacity", [256, 16], ids=["fits", "overflow"])
 @pytest.mark.parametrize("layout", ["rtdetr", "rtdetr-queries"])
-def test_rtdetr_equals_cpu_decoder(layout: str, capacity: int, batched: bool) -> None:
+def test_rtdetr_equals_cpu_decoder(layout: str, capacity: int, batched: bool, kernel_backend: str) -> None:
     raws = [rtdetr_output(seed, layout == "rtdetr-queries") for seed in (6, 7)]
-    got = gpu_decode(layout, raws, 0.2, capacity, batched)
+    size = (WIDTH, 384)  # not square: each box coordinate scales by its own side
+    got = gpu_decode(layout, raws, 0.2, capacity, batched, size)
     for index, raw in enumerate(raws):
-        expected = cpu_decode(layout, raw, 0.2)
+        expected = cpu_decode(layout, raw, 0.2, size)
         assert len(expected) > 20
         assert_same(got[index], expected, f"{layout} frame {index}")
 
 
-def test_real_exports_raw_outputs_equal_cpu_decoder() -> None:
+def test_real_exports_raw_outputs_equal_cpu_decoder(kernel_backend: str) -> None:
     path = os.environ.get("STREAMD_ULTRALYTICS_RAW", "")
     if not path or not Path(path).is_file():
         pytest.skip("set STREAMD_ULTRALYTICS_RAW to an .npz of raw outputs (benchmarks/ultralytics_raw.py)")
@@ -185,7 +199,7 @@ def test_real_exports_raw_outputs_equal_cpu_decoder() -> None:
     assert checked > 0
 
 
-def test_ultralytics_reference_outputs_equal_cpu_decoder() -> None:
+def test_ultralytics_reference_outputs_equal_cpu_decoder(kernel_backend: str) -> None:
     """The raw outputs of trained and real exports that tests/yolox/test_ultralytics_reference.py checks the
     CPU decoders on against Ultralytics' own post-processing: the GPU kernels give the CPU's detections."""
     with np.load(REFERENCE) as archive:
