@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def host_kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """NVRTC's kernel cache for host builds: this session's own, so no GPU CUBIN and no host build mix."""
+    """NVRTC's kernel cache for host builds: this test run's own, so no GPU CUBIN and no host build mix."""
     if shutil.which("g++") is None:
         skip_unless_required("gxx", "the host build of the kernels needs g++ (Debian package g++)")
     return tmp_path_factory.mktemp("host-kernel-cache")
