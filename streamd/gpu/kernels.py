@@ -104,6 +104,8 @@ extern "C" __global__ void letterbox_f16(LETTERBOX_ARGS) {
 # The arithmetic is the CPU decoder's, in the same float32 order, so scores are bit-identical; exp is taken
 # in double and rounded, the most accurate float32 result.
 _CANDIDATE_SOURCE = r"""
+// The class searches below are numpy's max/argmax: first best wins ties, and a NaN wins and ends the search,
+// so a candidate with a NaN class score scores NaN and is dropped, as by the CPU decoders.
 // The 8-float record of a centre/size box: corners as the CPU decoders compute them (half size, then +-).
 __device__ __forceinline__ void centre_record(float cx, float cy, float w, float h, float score, int best_class,
                                               int i, float* __restrict__ record) {
@@ -125,9 +127,9 @@ __device__ __forceinline__ bool yolox_candidate(const float* __restrict__ row, i
     if (!(objectness > threshold)) return false;
     float best = row[5];
     int best_class = 0;
-    for (int c = 1; c < channels - 5; ++c) {
+    for (int c = 1; c < channels - 5 && best == best; ++c) {
         const float p = row[5 + c];
-        if (p > best) { best = p; best_class = c; }
+        if (!(p <= best)) { best = p; best_class = c; }
     }
     const float score = __fmul_rn(objectness, best);
     if (!(score > threshold)) return false;
@@ -152,9 +154,9 @@ __device__ __forceinline__ bool ultralytics_candidate(const float* __restrict__ 
                                                       float threshold, int i, float* __restrict__ record) {
     float best = cell[4 * step];
     int best_class = 0;
-    for (int c = 1; c < classes; ++c) {
+    for (int c = 1; c < classes && best == best; ++c) {
         const float p = cell[(4 + c) * step];
-        if (p > best) { best = p; best_class = c; }
+        if (!(p <= best)) { best = p; best_class = c; }
     }
     if (!(best > threshold)) return false;
     centre_record(cell[0], cell[step], cell[2 * step], cell[3 * step], best, best_class, i, record);
@@ -185,8 +187,8 @@ __device__ __forceinline__ bool rtdetr_candidate(const float* __restrict__ row, 
     if (queries) {
         score = row[4];
         class_id = 0;
-        for (int c = 1; c < classes; ++c) {
-            if (row[4 + c] > score) { score = row[4 + c]; class_id = c; }
+        for (int c = 1; c < classes && score == score; ++c) {
+            if (!(row[4 + c] <= score)) { score = row[4 + c]; class_id = c; }
         }
     } else {
         score = row[4];

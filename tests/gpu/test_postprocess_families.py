@@ -222,3 +222,45 @@ def test_ultralytics_reference_outputs_equal_cpu_decoder(kernel_backend: str) ->
                     checked += len(expected)
     print(f"reference exports: {checked} detections equal")
     assert checked > 1000
+
+
+def with_nan_class_scores(layout: str) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """A raw output of ``layout`` whose candidates include NaN class scores (as an fp16 engine that overflows
+    gives), its threshold and input size. NaN in the first class, in a later one, and after the best one."""
+    if layout == "yolox":
+        from tests.gpu.test_postprocess import HEIGHT as YOLOX_HEIGHT
+        from tests.gpu.test_postprocess import WIDTH as YOLOX_WIDTH
+        from tests.gpu.test_postprocess import synthetic_output
+
+        raw = synthetic_output(40, 40)
+        hot = np.flatnonzero(raw[0, :, 4] > 0.5)
+        raw[0, hot[:4], 5] = raw[0, hot[4:8], 5 + 40] = raw[0, hot[8:12], 5 + 79] = np.nan
+        return raw, 0.3, (YOLOX_WIDTH, YOLOX_HEIGHT)
+    if layout == "rtdetr-queries":
+        raw = rtdetr_output(6, True)
+        raw[0, 0:4, 4] = raw[0, 4:40, 4 + 40] = raw[0, 40:44, 4 + 79] = np.nan
+        return raw, 0.2, (WIDTH, HEIGHT)
+    raw = ultralytics_output(1, 60)
+    hot = np.flatnonzero(raw[0, 4:].max(axis=0) > 0.25)
+    raw[0, 4, hot[:4]] = raw[0, 4 + 40, hot[4:8]] = raw[0, 4 + 79, hot[8:12]] = np.nan
+    if layout == "ultralytics-transposed":
+        raw = np.ascontiguousarray(raw.transpose(0, 2, 1))
+    return raw, 0.25, (WIDTH, HEIGHT)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("layout", ["yolox", "ultralytics", "ultralytics-transposed", "rtdetr-queries"])
+def test_nan_class_scores_drop_the_candidate_as_on_the_cpu(layout: str, batched: bool, kernel_backend: str) -> None:
+    """The CPU decoders' max/argmax propagate NaN: a candidate with a NaN class score scores NaN and is dropped.
+    The kernels' class search does the same, rather than keeping the best of its other classes."""
+    raw, score, size = with_nan_class_scores(layout)
+    expected = cpu_decode(layout, raw, score, size)
+    got = gpu_decode(layout, [raw], score, 256, batched, size)[0]
+    assert len(expected) > 10 and np.isfinite(expected.scores).all()
+    if layout != "yolox":
+        assert_same(got, expected, layout)
+        return
+    # YOLOX sizes come from exp: the kernel's (double, rounded) and numpy's float32 one may differ by an ulp.
+    np.testing.assert_array_equal(got.class_ids, expected.class_ids)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    np.testing.assert_allclose(got.boxes_xyxy, expected.boxes_xyxy, rtol=0, atol=1e-3)
