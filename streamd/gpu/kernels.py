@@ -168,8 +168,9 @@ __device__ __forceinline__ bool ultralytics_candidate(const float* __restrict__ 
 __device__ __forceinline__ bool end2end_candidate(const float* __restrict__ row, int classes, float threshold,
                                                   int i, float* __restrict__ record) {
     if (!(row[4] > threshold)) return false;
+    // Compared as a float first: a NaN class id is dropped (on a GPU its int conversion gives 0).
+    if (!(row[5] >= 0.f && row[5] < (float)classes)) return false;
     const int class_id = (int)row[5];
-    if (class_id < 0 || class_id >= classes) return false;
     for (int j = 0; j < 5; ++j) record[j] = row[j];
     record[5] = (float)class_id;
     record[6] = (float)i;
@@ -192,6 +193,7 @@ __device__ __forceinline__ bool rtdetr_candidate(const float* __restrict__ row, 
         }
     } else {
         score = row[4];
+        if (!(row[5] >= 0.f && row[5] < (float)classes)) return false;  // NaN included, as the CPU decoder
         class_id = (int)row[5];
     }
     if (!(score > threshold)) return false;

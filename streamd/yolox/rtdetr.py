@@ -42,7 +42,8 @@ class RtDetrDecoder:
         rows = outputs[0][0]
         if self.layout == "rtdetr":
             scores = rows[:, 4]
-            keep = np.flatnonzero(scores > self.score_threshold)
+            # A NaN class id fails both comparisons on every platform (its int cast differs: x86, ARM).
+            keep = np.flatnonzero((scores > self.score_threshold) & (rows[:, 5] >= 0) & (rows[:, 5] < self.num_classes))
             class_ids = rows[keep, 5].astype(np.int32)
         else:
             class_scores = rows[:, 4:4 + self.num_classes]

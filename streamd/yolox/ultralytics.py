@@ -85,9 +85,9 @@ class EndToEndDecoder:
         if keep.shape[0] == 0:
             return Detections.empty()
         rows = rows[keep]
-        class_ids = rows[:, 5].astype(np.int32)
-        # A class id the configured names do not cover is dropped rather than published without a name.
-        rows = rows[(class_ids >= 0) & (class_ids < self.num_classes)]
+        # A class id the configured names do not cover is dropped rather than published without a name;
+        # compared as a float, so a NaN id is dropped on every platform (its int cast differs: x86, ARM).
+        rows = rows[(rows[:, 5] >= 0) & (rows[:, 5] < self.num_classes)]
         order = np.argsort(-rows[:, 4], kind="stable")[:self.max_detections]
         rows = rows[order]
         return Detections(rows[:, 0:4].astype(np.float32), rows[:, 4].astype(np.float32),

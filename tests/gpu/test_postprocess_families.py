@@ -264,3 +264,17 @@ def test_nan_class_scores_drop_the_candidate_as_on_the_cpu(layout: str, batched:
     np.testing.assert_array_equal(got.class_ids, expected.class_ids)
     np.testing.assert_array_equal(got.scores, expected.scores)
     np.testing.assert_allclose(got.boxes_xyxy, expected.boxes_xyxy, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("layout", ["end2end", "rtdetr"])
+def test_nan_class_ids_are_dropped(layout: str, batched: bool, kernel_backend: str) -> None:
+    """A row whose class id is NaN is dropped by both decoders, whatever the platform's float -> int cast
+    gives for NaN (0 on a GPU and on ARM, the most negative int on x86)."""
+    raw = end2end_output(3) if layout == "end2end" else rtdetr_output(3, False)
+    nan_rows = [0, 1, 2, 50]
+    raw[0, nan_rows, 5] = np.nan
+    expected = cpu_decode(layout, raw, 0.2)
+    kept_scores = set(expected.scores.tolist())
+    assert len(expected) > 10 and not kept_scores & set(raw[0, nan_rows, 4].tolist())
+    assert_same(gpu_decode(layout, [raw], 0.2, 256, batched)[0], expected, layout)
