@@ -65,6 +65,9 @@ def build_parser(prog: str = "tools/quantize.py") -> argparse.ArgumentParser:
                         help="selection images (folder or list): the search's fidelity goal is checked on these "
                              "instead of the calibration images, so tuning never sees the evaluation images")
     parser.add_argument("--select-count", type=int, default=50, help="selection images: the first N (default 50)")
+    parser.add_argument("--rank-on", choices=("calibration", "selection"), default="calibration",
+                        help="images the layer sensitivity is ranked on: the first --search-count of these "
+                             "(default calibration; selection needs --select)")
     parser.add_argument("--reference-score", type=_fraction, default=0.3,
                         help="the float model's detections above this score are the ground truth (default 0.3)")
     parser.add_argument("--no-family-float", action="store_true",

@@ -79,26 +79,32 @@ def _load_ranking(path: Path) -> list[LayerSensitivity] | None:
     return sorted(ranking, key=LayerSensitivity.priority, reverse=True)
 
 
-def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, calibration: ImageSet,
-           selection: ImageSet | None, float_runner: ModelRunner, spec: DetectionModelSpec, workdir: Path,
-           timer: _Timer, cache_key: str, fixed: list[str], report: dict[str, Any]) -> list[str]:
-    """The accuracy guard: rank layers on a few calibration images, search on the selection images (or,
-    without them, on all calibration images). ``fixed``: kept in float whatever the search finds."""
+def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quantizer: QdqQuantizer,
+           calibration: ImageSet, selection: ImageSet | None, float_runner: ModelRunner, spec: DetectionModelSpec,
+           workdir: Path, timer: _Timer, cache_key: str, fixed: list[str], report: dict[str, Any]) -> list[str]:
+    """The accuracy guard: rank layers on a few calibration (or selection) images, search on the selection
+    images (or, without them, on all calibration images). ``fixed``: kept in float whatever the search finds."""
     started = time.monotonic()
     reference = float_runner.run(calibration.inputs)
-    count = min(args.search_count, len(calibration))
-    search_meter = _meter(spec, [o[:count] for o in reference], "sensitivity", args.reference_score)
     tuning = selection if selection is not None else calibration
     tuning_name = "selection" if selection is not None else "calibration"
-    tuning_meter = _meter(spec, float_runner.run(tuning.inputs) if selection is not None else reference,
-                          tuning_name, args.reference_score)
+    tuning_reference = float_runner.run(tuning.inputs) if selection is not None else reference
+    tuning_meter = _meter(spec, tuning_reference, tuning_name, args.reference_score)
+    ranked, ranked_reference = (selection, tuning_reference) if args.rank_on == "selection" and selection is not None \
+        else (calibration, reference)
+    count = min(args.search_count, len(ranked))
+    search_meter = _meter(spec, [o[:count] for o in ranked_reference], "sensitivity", args.reference_score)
     search = SensitivitySearch(quantizer, info.conv_macs, workdir, args.threads, fixed=fixed)
+    # Ranked on other images than the calibration ones: their paths are part of the key too.
+    ranked_key = cache_key if ranked is calibration else calibration_cache_key(
+        info.model, ranked.paths[:count], args.method, family.convention, args.percentile)
     ranking_path = (quantizer.cache_path.parent
-                    / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}.json")
+                    / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}"
+                      f"{'' if ranked is calibration else '-' + ranked_key}.json")
     ranking = _load_ranking(ranking_path)
     ranking_cached = ranking is not None
     if ranking is None:
-        ranking = search.rank_layers(calibration.inputs[:count], search_meter)
+        ranking = search.rank_layers(ranked.inputs[:count], search_meter)
         ranking_path.write_text(json.dumps([asdict(s) for s in ranking]), encoding="utf-8")
     started = timer.lap("sensitivity", started)
     goal = min(1.0, args.min_fidelity + args.margin)
@@ -111,6 +117,7 @@ def _guard(args: argparse.Namespace, info: ModelInfo, quantizer: QdqQuantizer, c
     result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step)
     timer.lap("search", started)
     report["search"] = {"images": tuning_name, "image_count": len(tuning), "goal": goal, "ranking_images": count,
+                        "ranked_on": "selection" if ranked is selection else "calibration",
                         "ranking_cached": ranking_cached, **result.to_dict()}
     return result.excluded
 
@@ -140,7 +147,7 @@ def _quantize_int8(args: argparse.Namespace, info: ModelInfo, family: ModelFamil
         else:
             fixed = [] if args.no_family_float else family_float_nodes(family.family, info.model, info.conv_macs)
             report["family_float_nodes"] = fixed
-            excluded = _guard(args, info, quantizer, calibration, selection, float_runner, spec, workdir, timer,
+            excluded = _guard(args, info, family, quantizer, calibration, selection, float_runner, spec, workdir, timer,
                               cache_key, fixed, report)
         quantizer.quantize(args.output, excluded)
     finally:

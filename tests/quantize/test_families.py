@@ -158,9 +158,11 @@ def test_selection_images_drive_the_search(tmp_path: Path, tiny_conv_model: Path
         lists[name] = tmp_path / f"{name}.txt"
         lists[name].write_text("".join(f"{p}\n" for p in part))
     code, report = _quantize(tiny_conv_model, lists["calib"], tmp_path, "--select", str(lists["select"]),
-                             "--eval", str(lists["eval"]), "--search-count", "4", "--min-fidelity", "0.5")
+                             "--eval", str(lists["eval"]), "--search-count", "4", "--min-fidelity", "0.5",
+                             "--rank-on", "selection")
     assert code == EXIT_OK, report.get("verdict")
     assert report["search"]["images"] == "selection" and report["search"]["image_count"] == 8
+    assert report["search"]["ranked_on"] == "selection" and report["search"]["ranking_images"] == 4
     assert report["selection"]["images"] == 8 and report["evaluation"]["held_out"]
     # Scoring on the selection images themselves is allowed, but is not reported as held out.
     code, report = _quantize(tiny_conv_model, lists["calib"], tmp_path, "--select", str(lists["select"]),
