@@ -22,7 +22,13 @@ from streamd.quantize.fidelity import DetectionModelSpec, FidelityMeter, ModelRu
 from streamd.quantize.model import ModelInfo, load_model, save_model
 from streamd.quantize.qdq import QdqQuantizer, calibration_cache_key, count_qdq_nodes
 from streamd.quantize.report import print_summary, write_report
-from streamd.quantize.sensitivity import LayerSensitivity, SearchStep, SensitivitySearch, int8_mac_share
+from streamd.quantize.sensitivity import (
+    LayerSensitivity,
+    SearchResult,
+    SearchStep,
+    SensitivitySearch,
+    int8_mac_share,
+)
 from streamd.yolox.preprocess import CONVENTIONS
 
 logger = logging.getLogger(__name__)
@@ -101,12 +107,6 @@ def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quant
     ranking_path = (quantizer.cache_path.parent
                     / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}"
                       f"{'' if ranked is calibration else '-' + ranked_key}.json")
-    ranking = _load_ranking(ranking_path)
-    ranking_cached = ranking is not None
-    if ranking is None:
-        ranking = search.rank_layers(ranked.inputs[:count], search_meter)
-        ranking_path.write_text(json.dumps([asdict(s) for s in ranking]), encoding="utf-8")
-    started = timer.lap("sensitivity", started)
     goal = min(1.0, args.min_fidelity + args.margin)
 
     def log_step(step: SearchStep) -> None:
@@ -114,7 +114,21 @@ def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quant
         print(f"search: {what}{step.excluded_count:3d} Conv in float, INT8 MAC share {step.int8_mac_share:.3f}, "
               f"fidelity {step.map50_95:.4f} on {len(tuning)} {tuning_name} images", file=sys.stderr)
 
-    result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step)
+    # Everything in INT8 but the family's fixed nodes may already do: then the ranking (one candidate
+    # model per Conv, most of the tool's time) is skipped.
+    first = search.fixed_only(tuning.inputs, tuning_meter)
+    log_step(first)
+    ranking_cached = False
+    if first.map50_95 >= goal:
+        result = SearchResult(excluded=list(fixed), ranking=[], steps=[first], met_target=True)
+    else:
+        ranking = _load_ranking(ranking_path)
+        ranking_cached = ranking is not None
+        if ranking is None:
+            ranking = search.rank_layers(ranked.inputs[:count], search_meter)
+            ranking_path.write_text(json.dumps([asdict(s) for s in ranking]), encoding="utf-8")
+        started = timer.lap("sensitivity", started)
+        result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step)
     timer.lap("search", started)
     report["search"] = {"images": tuning_name, "image_count": len(tuning), "goal": goal, "ranking_images": count,
                         "ranked_on": "selection" if ranked is selection else "calibration",

@@ -99,6 +99,12 @@ class SensitivitySearch:
                                                   score["output_nmse"]))
         return sorted(sensitivities, key=LayerSensitivity.priority, reverse=True)
 
+    def fixed_only(self, inputs: np.ndarray, meter: FidelityMeter) -> SearchStep:
+        """Every Conv in INT8 but the fixed ones: when this meets the goal, no ranking is needed."""
+        score = self._score(self.fixed, inputs, meter)
+        return SearchStep(len(self.fixed), int8_mac_share(self.conv_macs, self.fixed), score["map50_95"],
+                          score["map50"])
+
     def search(self, ranking: Sequence[LayerSensitivity], inputs: np.ndarray, meter: FidelityMeter,
                goal: float, on_step: Callable[[SearchStep], None] | None = None) -> SearchResult:
         """Step 3: the smallest prefix of ``ranking`` to keep in float so fidelity >= ``goal``."""

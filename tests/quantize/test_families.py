@@ -186,3 +186,11 @@ def test_convention_override(tmp_path: Path, tiny_conv_model: Path, image_folder
                              "--precision", "fp32", "--convention", convention, "--min-fidelity", "0")
     assert code == EXIT_OK and report["input"]["convention"] == convention
     assert report["layout"]["family"] == "yolox"
+
+
+@requires_int8_calibration
+def test_no_ranking_when_int8_meets_the_goal(tmp_path: Path, tiny_conv_model: Path, image_folder: Path) -> None:
+    code, report = _quantize(tiny_conv_model, image_folder, tmp_path, "--calib-count", "8", "--eval-count", "8",
+                             "--min-fidelity", "0.5")
+    assert code == EXIT_OK and report["excluded_nodes"] == [] and report["int8_conv_mac_share"] == 1.0
+    assert report["search"]["ranking"] == [] and len(report["search"]["steps"]) == 1
