@@ -139,7 +139,7 @@ class Compiled:
     Each box gets a *code*: its zones as bits 0..Z-1, then, for line l, bit Z + 2l when its anchor is more
     than the margin inside and bit Z + 2l + 1 when more than the margin outside. Convex zones (every
     zone convex) test each edge's half-plane, so one comparison of all the rows and one OR over them
-    give the whole code (with few enough bits, a weighted sum of the comparisons and a table:
+    give the whole code (with few enough combinations, a weighted sum of the comparisons and a table:
     ``_sum_table``); otherwise the zones take the crossing-number test."""
 
     weights: np.ndarray  # (R, 4) float32
@@ -288,35 +288,35 @@ def compile_shapes(zones: Sequence[ZoneShape], lines: Sequence[LineShape]) -> Co
                     flag_weights, code_of_sum)
 
 
-# Up to this many bits of weighted sum (a 2**bits table of int64: 512 KiB), convex zones take the summed path.
-SUM_TABLE_BITS = 16
+# Up to this many weighted sums (a table of int64: 512 KiB), convex zones take the summed path.
+SUM_TABLE_SIZE = 1 << 16
 
 
 def _sum_table(corners: Sequence[int], lines: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Weights of the compared rows of convex zones (``corners`` edges each) and ``lines`` lines, and the code
-    of each weighted sum; (None, None) past SUM_TABLE_BITS. Zone z's edges count the edges its anchor is
-    outside of, in a field of ``corners[z].bit_length()`` bits (all of them fit: no carry into the next
-    field); each line flag is a bit of its own. The sums are integers below 2**24: exact in float32, in any
-    order of addition."""
-    widths = [count.bit_length() for count in corners]
-    total = sum(widths) + 2 * lines
-    if total > SUM_TABLE_BITS:
+    of each weighted sum; (None, None) past SUM_TABLE_SIZE sums. The sum is a number in mixed radix: zone z's
+    digit counts the edges its anchor is outside of (0 to ``corners[z]``: no carry into the next digit),
+    each line flag is a binary digit. The sums are integers below 2**24: exact in float32, in any order of
+    addition. The table is no larger than it must be: it is read at random, and it stays in the cache
+    between frames only if it is small."""
+    size = math.prod(count + 1 for count in corners) << (2 * lines)
+    if size > SUM_TABLE_SIZE:
         return None, None
-    weights, offsets, offset = [], [], 0
-    for count, width in zip(corners, widths):
-        weights += [float(1 << offset)] * count
-        offsets.append(offset)
-        offset += width
-    weights += [float(1 << (offset + j)) for j in range(2 * lines)]
-    sums = np.arange(1 << total, dtype=np.int64)
-    codes = np.zeros(1 << total, np.int64)
+    weights, places, place = [], [], 1
+    for count in corners:
+        weights += [float(place)] * count
+        places.append(place)
+        place *= count + 1
+    weights += [float(place << j) for j in range(2 * lines)]
+    sums = np.arange(size, dtype=np.int64)
+    codes = np.zeros(size, np.int64)
     z = len(corners)
-    for index, (start, width) in enumerate(zip(offsets, widths)):
-        codes |= ((sums >> start) & ((1 << width) - 1) == 0).astype(np.int64) << index  # no edge outside: in
+    for index, (count, where) in enumerate(zip(corners, places)):
+        codes |= ((sums // where) % (count + 1) == 0).astype(np.int64) << index  # no edge outside: in the zone
     # The flags' order: line k's inside flag is row k, its outside flag row L + k; their code bits Z + 2k, + 1.
     for j in range(2 * lines):
         bit = z + 2 * j if j < lines else z + 2 * (j - lines) + 1
-        codes |= ((sums >> (offset + j)) & 1) << bit
+        codes |= ((sums // (place << j)) & 1) << bit
     return np.asarray(weights, np.float32), codes
 
 
