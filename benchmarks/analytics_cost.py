@@ -148,6 +148,7 @@ def run_on(analytics: Analytics, detections: list[Detections], start: int,
 
 
 def measure(args: argparse.Namespace, moving: bool) -> dict:
+    load_before = os.getloadavg()[0]
     config = scene_config(args.objects)
     frames = walk(args.objects, args.block * args.rounds, args.seed, moving=moving)
     analytics = Analytics(config.sources, 31)
@@ -201,6 +202,8 @@ def measure(args: argparse.Namespace, moving: bool) -> dict:
         "blocks_cpu": {"off": [round(v, 2) for v in off], "on": [round(v, 2) for v in on],
                        "apply": [round(v, 2) for v in applies]},
         "blocks_wall": {"off": [round(v, 2) for v in off_wall], "on": [round(v, 2) for v in on_wall]},
+        # the machine's 1-minute load average when the scene started and ended (2 cores: above 2, others wait)
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -216,7 +219,8 @@ def main() -> int:
     for name, moving in (("walking", True), ("standing", False)):
         result[name] = measure(args, moving)
         print(name, "cpu", json.dumps(result[name]["cpu_microseconds_per_frame"]), "wall",
-              json.dumps(result[name]["wall_microseconds_per_frame"]), f"events {result[name]['scene']['events']}")
+              json.dumps(result[name]["wall_microseconds_per_frame"]), f"events {result[name]['scene']['events']}",
+              f"load {result[name]['load_average_1min']}")
     result["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
