@@ -544,6 +544,68 @@ GROUPS += (
 )
 
 
+# -- INT8: quantize_families.py, quantize_split.py --------------------------------------------------------
+
+
+def quantize_families_row(data: dict) -> list[str]:
+    models = data.get("quantize_families") or {}
+
+    def each(cell: Callable[[dict], str]) -> str:
+        return "; ".join(f"{name}: {cell(model)}" for name, model in models.items())
+
+    def fidelity(model: dict) -> str:
+        value = dig(model, "fidelity", "map50_95")
+        return number(value, 3) + ("" if model.get("meets_0_90") else " (below 0.90)")
+
+    return [each(lambda m: f"{m.get('layout', NONE)} {'x'.join(str(v) for v in m.get('input') or [])}"),
+            f"{data.get('calibration_images', NONE)} / {data.get('evaluation_images', NONE)}",
+            each(lambda m: number(m.get("reference_score"), 4)),
+            each(fidelity),
+            each(lambda m: number(m.get("int8_conv_mac_share"), 3)),
+            each(lambda m: number(m.get("int8_mac_share_all"), 3)),
+            each(lambda m: f"{len(m.get('kept_float') or [])} ({len(m.get('family_float_nodes') or [])} fixed)"),
+            each(lambda m: number(m.get("picture_dependence"), 4))]
+
+
+def quantize_split_row(data: dict) -> list[str]:
+    split = data.get("quantize_split") or {}
+    held_out = split.get("held_out") or {}
+    sizes = split.get("split") or {}
+    by_source = split.get("held_out_by_source") or {}
+    counts = {part: sum((sizes.get(part) or {}).values()) for part in ("calibration", "selection", "held_out")}
+    if split.get("calibration") == "calibration_coco":  # the setting calibrated on the COCO part only
+        counts["calibration"] = (sizes.get("calibration") or {}).get("coco", NONE)
+    return [data.get("model", NONE), " / ".join(str(count) for count in counts.values()),
+            " ".join(split.get("options") or []) + f", search on {split.get('search_on', NONE)}",
+            number(dig(held_out, "fidelity", "map50_95"), 3),
+            "; ".join(f"{name}: {number(value.get('map50_95'), 3)}" for name, value in by_source.items()),
+            number(held_out.get("int8_conv_mac_share"), 3),
+            str(len(held_out.get("excluded_nodes") or [])),
+            "pass" if dig(held_out, "verdict", "passed") else "fail"]
+
+
+GROUPS += (
+    Group("INT8 per model family: `quantize_families.py`",
+          "`streamd quantize` with its accuracy guard on one model of each family, calibrated on the first COCO "
+          "images of the shared test data and scored on the next ones. Fidelity: mAP@0.5:0.95 of the INT8 "
+          "model's detections against the float model's own above the reference score. INT8 share: of the "
+          "Conv MACs, and of all MACs (Conv, MatMul, Gemm). Float Conv: kept in float (of them, the family's "
+          "fixed ones). Picture dependence: how much the float output changes from image to image (0: not at "
+          "all); random-weight exports hardly depend on the picture, so their fidelity says little about "
+          "trained models (docs/quantize.md).",
+          ("layout, input", "calib / eval images", "reference score", "fidelity", "INT8 share, Conv MACs",
+           "INT8 share, all MACs", "float Conv", "picture dependence"),
+          lambda d: "quantize_families" in d, quantize_families_row),
+    Group("INT8 on held-out images: `quantize_split.py`",
+          "`streamd quantize` tuned on a three-way split (calibration / selection / held-out images: COCO images "
+          "and frames of a street video from separate thirds of it, a photograph held out); every setting was "
+          "chosen on the selection images, the held-out figure was measured once.",
+          ("model", "calibration / selection / held-out images", "settings", "held-out fidelity",
+           "held-out by source", "INT8 share, Conv MACs", "float Conv", "verdict (≥ 0.93, ≥ 0.90 INT8)"),
+          lambda d: "quantize_split" in d, quantize_split_row),
+)
+
+
 OTHER = Group("Other results", "Result files of a kind this page has no columns for.", (), lambda d: True,
               lambda d: [])
 
