@@ -443,6 +443,59 @@ GROUPS += (
 )
 
 
+def trained_export_row(data: dict) -> list[str]:
+    references = data.get("references") or {}
+
+    def each(cell: Callable[[dict], str]) -> str:
+        return "; ".join(f"{name.removeprefix('ultralytics_')}: {cell(ref)}" for name, ref in references.items())
+
+    def matched(ref: dict) -> str:
+        same = ref.get("same_threshold") or {}
+        return f"{same.get('matched', NONE)} / {same.get('ultralytics', NONE)} / {same.get('streamd', NONE)}"
+
+    return [f"{data.get('model', NONE)} ({len(data.get('classes') or [])} classes)", str(data.get("images", NONE)),
+            each(lambda ref: number(ref.get("map50_95"), 3)), each(lambda ref: number(ref.get("map50"), 3)),
+            each(matched)]
+
+
+def family_row(data: dict) -> list[str]:
+    families = data.get("families") or {}
+
+    def each(cell: Callable[[dict], str]) -> str:
+        return "; ".join(f"{name}: {cell(family)}" for name, family in families.items())
+
+    return [each(lambda f: f"{f.get('layout', NONE)} {'x'.join(str(v) for v in f.get('input') or [])}"),
+            each(lambda f: f"{number(f.get('ratio'))} ({number(f.get('ratio_min'))}-{number(f.get('ratio_max'))})"),
+            each(lambda f: number(f.get("cpu_ratio"))),
+            each(lambda f: f"{number(f.get('raw_fps'), 1)} / {number(f.get('streamd_fps'), 1)}"),
+            each(lambda f: number(f.get("detections_per_frame"), 1)),
+            str(data.get("threads") or "ONNX Runtime's default"),
+            f"{number(data.get('load_average_start'), 1)} → {number(data.get('load_average_end'), 1)}"]
+
+
+GROUPS += (
+    Group("A trained export against Ultralytics: `trained_model_map.py`",
+          "A trained Ultralytics export through streamd's CPU detector and through Ultralytics' own "
+          "`YOLO(path).predict` on the COCO images in the shared test data (no labels: Ultralytics' boxes at "
+          "score 0.3 are the ground truth). mAP: streamd's boxes at score 0.01 against them, as INT8 fidelity "
+          "is scored; matched: at the same threshold, one to one (same class, IoU ≥ 0.999, scores within "
+          "1e-5). References: the ONNX export, the PyTorch weights as Ultralytics predicts with them (each "
+          "image padded only to a multiple of the stride), and the PyTorch weights on the export's square "
+          "input.",
+          ("model", "images", "mAP@0.5:0.95", "mAP@0.5", "boxes matched / Ultralytics / streamd"),
+          lambda d: "references" in d and "candidate_score_threshold" in d, trained_export_row),
+    Group("Throughput per model family on the CPU: `family_throughput.py`",
+          "streamd's CPU detector (letterbox, ONNX Runtime, the family's decoder and NMS, boxes back to the "
+          "frame), frame by frame, against raw `session.run` on inputs letterboxed beforehand, in alternating "
+          "rounds on vtest.avi frames. Ratio: streamd fps / raw fps, median of the rounds (range); CPU ratio: "
+          "raw CPU time a frame / streamd's, median; detections a frame at streamd's default thresholds; "
+          "load average of the machine at the start and end.",
+          ("layout, input", "streamd / raw fps", "CPU ratio", "raw / streamd fps", "detections a frame",
+           "intra-op threads", "load average"),
+          lambda d: isinstance(d.get("families"), dict), family_row),
+)
+
+
 # First: such a file also holds the pipeline-against-raw keys of the group below.
 GROUPS = (
     Group("End to end: `streamd bench` against a hand-written loop",
