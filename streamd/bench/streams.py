@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streamd.analytics.events import TOPIC_PREFIX
 from streamd.bench.host import GpuBusySampler, describe_machine, process_cpu_seconds, thread_cpu_seconds
 from streamd.bench.run import EXIT_BAD_ARGUMENTS, BenchArgumentError
 from streamd.bench.streams_arguments import REAL_TIME_FPS_SHARE
@@ -93,7 +94,28 @@ def bench_document(args: argparse.Namespace, streams: int) -> dict:
         "daemon": {"max_frame_age_seconds": args.max_frame_age, "status_interval_seconds": 0},
         "tracking": {"enabled": not getattr(args, "no_tracking", False)},
     }
+    if getattr(args, "analytics", False):
+        for source in document["sources"]:
+            source.update(BENCH_ANALYTICS)
     return document
+
+
+EVENTS_TOPIC = TOPIC_PREFIX.encode()
+# ``--analytics``: the scale of the analytics cost target (4 zones, 2 lines a source), in fractions of the frame.
+BENCH_ANALYTICS: dict[str, list[dict]] = {
+    "zones": [
+        {"name": "left", "units": "fractions", "polygon": [[0.0, 0.2], [0.45, 0.2], [0.45, 1.0], [0.0, 1.0]]},
+        {"name": "right", "units": "fractions", "polygon": [[0.55, 0.2], [1.0, 0.2], [1.0, 1.0], [0.55, 1.0]],
+         "max_objects": 3, "hold_seconds": 1.0},
+        {"name": "centre", "units": "fractions", "polygon": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.8], [0.3, 0.8]],
+         "dwell_seconds": 2.0},
+        {"name": "top", "units": "fractions", "polygon": [[0.1, 0.0], [0.9, 0.0], [0.5, 0.35]]},
+    ],
+    "lines": [
+        {"name": "across", "units": "fractions", "points": [[0.0, 0.6], [1.0, 0.6]]},
+        {"name": "down", "units": "fractions", "points": [[0.5, 0.0], [0.5, 1.0]]},
+    ],
+}
 
 
 @contextlib.contextmanager
@@ -120,6 +142,7 @@ class _Receiver(threading.Thread):
         super().__init__(name="bench-subscriber", daemon=True)
         self._subscriber = subscriber
         self._messages: list[list[bytes]] = []
+        self.events_messages = 0
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -129,9 +152,11 @@ class _Receiver(threading.Thread):
                 self._messages.append(parts)
 
     def records(self) -> list[tuple[str, float, float, int]]:
-        """(source, capture_time, publish_time, sequence) of every message received."""
-        return [(m["source"], m["capture_time"], m["publish_time"], m["sequence"])
-                for m in map(decode, self._messages)]
+        """(source, capture_time, publish_time, sequence) of every per-frame message received (events messages,
+        with ``--analytics``, are counted apart: ``events_messages``)."""
+        frames = [parts for parts in self._messages if not parts[0].startswith(EVENTS_TOPIC)]
+        self.events_messages = len(self._messages) - len(frames)
+        return [(m["source"], m["capture_time"], m["publish_time"], m["sequence"]) for m in map(decode, frames)]
 
 
 def _snapshot(registry) -> dict[tuple[str, tuple], float]:
@@ -264,6 +289,7 @@ def measure_streams(args: argparse.Namespace, streams: int) -> dict:
         service.stop()
     record = _run_record(config, receiver.records(), window)
     record["detector_build_seconds"] = build_seconds
+    record["events_messages"] = receiver.events_messages
     return record
 
 
@@ -430,7 +456,8 @@ def run_streams_bench(args: argparse.Namespace) -> int:
                      "threads": args.threads, "workers": getattr(args, "workers", 1),
                      "seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
                      "max_frame_age_seconds": args.max_frame_age,
-                     "tracking": not getattr(args, "no_tracking", False)},
+                     "tracking": not getattr(args, "no_tracking", False),
+                     "analytics": getattr(args, "analytics", False)},
         "real_time": {"min_fps_per_stream": min_fps, "fps_share": REAL_TIME_FPS_SHARE,
                       "max_frame_age_p99_seconds": args.max_age_p99},
         "sweep": None, "runs": [],

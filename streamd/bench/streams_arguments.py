@@ -77,6 +77,9 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                        help="daemon.max_frame_age_seconds (default 0: off)")
     group.add_argument("--no-tracking", action="store_true",
                        help="tracking.enabled = false (tracking is on by default and costs host time per frame)")
+    group.add_argument("--analytics", action="store_true",
+                       help="give every stream 4 zones and 2 lines (fractions of the frame; one zone with an "
+                            "occupancy alarm, one with a dwell time), to measure what analytics cost at scale")
     group.add_argument("--standin-engine", action="store_true",
                        help="GPU without TensorRT: run the model through the torch stand-in engine "
                             "(tests/gpu/standin_engine.py, a checkout only); implies --backend tensorrt")

@@ -39,9 +39,14 @@ SATURATED = 0.9
 def toml_text(document: dict) -> str:
     """A config document as TOML (scalars written as JSON, which TOML reads the same for these)."""
     def table(values: dict) -> str:
-        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()
+                       if not (isinstance(value, list) and value and isinstance(value[0], dict)))
 
-    text = "".join(f"[[sources]]\n{table(source)}\n" for source in document["sources"])
+    def subtables(source: dict) -> str:  # [[sources.zones]], [[sources.lines]]
+        return "".join(f"[[sources.{key}]]\n{table(item)}\n" for key, value in source.items()
+                       if isinstance(value, list) and value and isinstance(value[0], dict) for item in value)
+
+    text = "".join(f"[[sources]]\n{table(source)}\n{subtables(source)}" for source in document["sources"])
     for name, values in document.items():
         if name != "sources":
             text += f"[{name}]\n{table(values)}\n"
@@ -219,7 +224,8 @@ def measure_streams_supervised(args: argparse.Namespace, streams: int, document:
     total_cpu = sum(w["cpu_cores"] for w in workers) * seconds + supervisor_cores * seconds
     window = window_class(start_time, end_time, seconds, before, after, total_cpu, None, gpu_busy)
     record = run_record(config, receiver.records(), window)
-    record.update(workers_requested=args.workers, workers=workers, supervisor_cpu_cores=supervisor_cores,
+    record.update(events_messages=receiver.events_messages, workers_requested=args.workers,
+                  workers=workers, supervisor_cpu_cores=supervisor_cores,
                   nvdec_busy_fraction=nvdec_busy, detector_build_seconds=build_seconds,
                   messages_dropped_by_workers=int(sum(v for (name, _), v in after.items()
                                                       if name == "streamd_worker_messages_dropped_total")

@@ -77,7 +77,7 @@ def test_streams_bench_through_worker_processes(tmp_path: Path, tiny_model: Path
     write_video(video)
     out = tmp_path / "streams.json"
     result = subprocess.run([sys.executable, "-m", "streamd", "bench", "--streams", "3", "--workers", "2",
-                             "--model", str(tiny_model), "--video", str(video), "--seconds", "2",
+                             "--analytics", "--model", str(tiny_model), "--video", str(video), "--seconds", "2",
                              "--warmup-seconds", "1", "--json", str(out)],
                             capture_output=True, text=True, timeout=180, cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -85,6 +85,7 @@ def test_streams_bench_through_worker_processes(tmp_path: Path, tiny_model: Path
     for field in RUN_FIELDS:
         assert field in run, field
     assert run["workers_requested"] == 2
+    assert run["events_messages"] >= 0  # events messages are told apart from the frames' (--analytics)
     assert sorted(worker["sources"] for worker in run["workers"]) == [1, 2]
     assert all(worker["cpu_cores"] > 0 for worker in run["workers"])
     assert run["ceiling"].startswith(("host", "GPU", "NVDEC"))
@@ -289,3 +290,30 @@ def test_tracking_follows_the_flag(tmp_path: Path, tiny_model: Path, flags: list
     write_video(video)
     args = parser.parse_args(["--model", str(tiny_model), "--video", str(video), *flags])
     assert bench_config(args, 2).tracking.enabled is tracking
+
+
+def test_analytics_flag_gives_every_stream_zones_and_lines_through_the_worker_config(tmp_path: Path,
+                                                                                     tiny_model: Path) -> None:
+    """--analytics: 4 zones and 2 lines a stream, in the config of one process and in the TOML the supervisor reads."""
+    from streamd.bench.streams import bench_config, bench_document  # noqa: PLC0415
+    from streamd.bench.streams_arguments import add_streams_arguments  # noqa: PLC0415
+    from streamd.bench.supervised import toml_text  # noqa: PLC0415
+    from streamd.config import load  # noqa: PLC0415
+    from streamd.config.load import parse_config  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model")
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--classes", default="")
+    parser.add_argument("--detector-workers", dest="detector_workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    add_streams_arguments(parser)
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    args = parser.parse_args(["--model", str(tiny_model), "--video", str(video), "--analytics"])
+    from_toml = parse_config(load.tomllib.loads(toml_text(bench_document(args, 3))), tmp_path, "bench.toml")
+    for config in (bench_config(args, 3), from_toml):
+        assert [(len(source.zones), len(source.lines)) for source in config.sources] == [(4, 2)] * 3
+        assert sum(zone.max_objects > 0 for zone in config.sources[2].zones) == 1
+    plain = parser.parse_args(["--model", str(tiny_model), "--video", str(video)])
+    assert all(not source.zones and not source.lines for source in bench_config(plain, 2).sources)
