@@ -7,7 +7,8 @@
 # The data folder holds models/yolox_nano.onnx, models/coco_classes.txt and media/vtest_1080p30.mp4 (made with
 # `streamd bench --make-test-video`); TESTS=1 first runs tests/gpu/test_workers.py and tests/gpu/test_nvdec_hardening.py.
 # EXTRA_TESTS: more test paths for that run. KILL="STREAMS WORKERS MAX_BATCH" then runs benchmarks/worker_kill.py (5 SIGKILLs at full load); MPS=1 then runs
-# every spec again with CUDA MPS serving the GPU (names end in _mps).
+# every spec again with CUDA MPS serving the GPU (names end in _mps). ANALYTICS=1 runs every spec again with
+# `--analytics` (4 zones and 2 lines a stream; names end in _an), right after the plain runs.
 # WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
 # A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own) or "W WORKERS STREAMS MAX_BATCH"; JSON to $OUT.
 set -u
@@ -37,12 +38,15 @@ for spec in "$@"; do
     timeout 300 python3 -m streamd bench --streams "$streams" --workers "$workers" --max-batch "$batch" \
         --decoder nvdec --standin-engine --model "$DATA/models/yolox_nano.onnx" \
         --classes "$DATA/models/coco_classes.txt" --video "$STREAMD_H264_VIDEO" --seconds "$SECONDS_PER_RUN" --warmup-seconds 3 \
-        --json "$OUT/$name.json" 2>"$OUT/$name.err" | tail -8
+        --json "$OUT/$name.json" ${BENCH_FLAGS:-} 2>"$OUT/$name.err" | tail -8
     echo "   exit $? $(date +%s)"; tail -3 "$OUT/$name.err"
 done
 }
 specs=("$@")
 run_specs "" "${specs[@]}"
+if [ "${ANALYTICS:-0}" = 1 ]; then
+    BENCH_FLAGS=--analytics run_specs _an "${specs[@]}"
+fi
 if [ -n "${KILL:-}" ]; then
     set -- $KILL
     echo "== kill $KILL $(date +%s)"
