@@ -101,7 +101,7 @@ def run_one(work: Path, name: str, path: Path, reference_score: float, calib_cou
         "search_steps": len((report.get("search") or {}).get("steps", [])),
         "ranked": bool((report.get("search") or {}).get("ranking")),
         "qdq_nodes": report["qdq_nodes"], "seconds": report["seconds"],
-        "picture_dependence": round(picture_dependence(path, report, min(eval_count, 16)), 6),
+        "picture_dependence": float(f"{picture_dependence(path, report, min(eval_count, 16)):.3g}"),
     }
 
 
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-count", type=int, default=50)
     parser.add_argument("--eval-count", type=int, default=50)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--note", help="where the models come from, recorded with the result")
     args, options = parser.parse_known_args(argv)
     results = {}
     for entry in args.model:
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from record import provenance
 
-        document = {**provenance(), "calibration_images": args.calib_count, "evaluation_images": args.eval_count,
+        document = {**provenance(), **({"note": args.note} if args.note else {}),
+                    "calibration_images": args.calib_count, "evaluation_images": args.eval_count,
                     "options": options, "quantize_families": results}
         args.out.write_text(json.dumps(document, indent=2) + "\n")
     return 0

@@ -76,7 +76,11 @@ class FidelityMeter:
     @staticmethod
     def _boxes(decoder: Any, outputs: Sequence[np.ndarray], index: int) -> Boxes:
         detections = decoder.decode([o[index:index + 1] for o in outputs])
-        return Boxes(detections.boxes_xyxy, detections.class_ids, detections.scores)
+        boxes = detections.boxes_xyxy
+        # A box of no area (or inverted: x2 < x1, which NMS-free heads can emit) has IoU 0 even with
+        # itself: as ground truth it could never be matched, so both sides leave such boxes out.
+        kept = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Boxes(boxes[kept], detections.class_ids[kept], detections.scores[kept])
 
     @property
     def reference_detection_count(self) -> int:

@@ -128,7 +128,7 @@ def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quant
             ranking = search.rank_layers(ranked.inputs[:count], search_meter)
             ranking_path.write_text(json.dumps([asdict(s) for s in ranking]), encoding="utf-8")
         started = timer.lap("sensitivity", started)
-        result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step)
+        result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step, first)
     timer.lap("search", started)
     report["search"] = {"images": tuning_name, "image_count": len(tuning), "goal": goal, "ranking_images": count,
                         "ranked_on": "selection" if ranked is selection else "calibration",

@@ -106,11 +106,17 @@ class SensitivitySearch:
                           score["map50"])
 
     def search(self, ranking: Sequence[LayerSensitivity], inputs: np.ndarray, meter: FidelityMeter,
-               goal: float, on_step: Callable[[SearchStep], None] | None = None) -> SearchResult:
-        """Step 3: the smallest prefix of ``ranking`` to keep in float so fidelity >= ``goal``."""
+               goal: float, on_step: Callable[[SearchStep], None] | None = None,
+               first: SearchStep | None = None) -> SearchResult:
+        """Step 3: the smallest prefix of ``ranking`` to keep in float so fidelity >= ``goal``.
+
+        ``first``: :meth:`fixed_only`'s step on the same images, when already scored."""
         order = [s.name for s in ranking if s.name not in self.fixed]
         result = SearchResult(excluded=list(self.fixed), ranking=list(ranking))
         cache: dict[int, float] = {}
+        if first is not None:
+            result.steps.append(first)
+            cache[0] = first.map50_95
 
         def fidelity_with(count: int) -> float:
             if count not in cache:

@@ -21,6 +21,7 @@ import pytest
 from streamd.quantize.cli import main
 from streamd.quantize.errors import EXIT_BAD_INPUT, EXIT_OK
 from streamd.quantize.family import family_float_nodes
+from streamd.quantize.fidelity import DetectionModelSpec, FidelityMeter
 from streamd.quantize.model import load_model
 from tests.quantize.test_cli import requires_int8_calibration
 from tests.quantize.tiny_conv_yolox import write_tiny_conv_yolox
@@ -194,3 +195,16 @@ def test_no_ranking_when_int8_meets_the_goal(tmp_path: Path, tiny_conv_model: Pa
                              "--min-fidelity", "0.5")
     assert code == EXIT_OK and report["excluded_nodes"] == [] and report["int8_conv_mac_share"] == 1.0
     assert report["search"]["ranking"] == [] and len(report["search"]["steps"]) == 1
+
+
+def test_fidelity_leaves_out_boxes_of_no_area() -> None:
+    # An NMS-free head can emit an inverted box (x2 < x1): IoU 0 even with itself, so as ground truth it
+    # would cap a model's fidelity against its own outputs below 1.
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, 0] = (10, 10, 50, 60, 0.9, 0)
+    rows[0, 1] = (80, 20, 70, 40, 0.8, 1)  # inverted
+    rows[0, 2] = (100, 100, 140, 100, 0.7, 1)  # no height
+    rows[0, 3] = (100, 100, 140, 130, 0.6, 1)
+    meter = FidelityMeter(DetectionModelSpec("end2end", 2, 320, 320), [rows])
+    assert meter.reference_detection_count == 2
+    assert meter.score([rows])["map50_95"] == 1.0
