@@ -190,15 +190,6 @@ def test_check_names_family_layout_size_preprocessing_and_classes(tmp_path: Path
                "classes thing0, thing1, thing2" in line for line in lines), lines
 
 
-@pytest.mark.parametrize("shape", [(1, 84, 8400), (1, 300, 6)])
-def test_quantize_refuses_other_families_with_a_clear_error(shape: tuple[int, ...]) -> None:
-    from streamd.quantize.errors import QuantizeError  # noqa: PLC0415
-    from streamd.quantize.fidelity import DetectionModelSpec  # noqa: PLC0415
-
-    with pytest.raises(QuantizeError, match="YOLOX layouts only for now"):
-        DetectionModelSpec.infer({"output0": shape}, 640, 640, [np.zeros(shape, np.float32)])
-
-
 def test_channels_first_and_transposed_decoders_agree() -> None:
     rng = np.random.default_rng(0)
     output = rng.random((1, 84, 8400), dtype=np.float32) * 0.05
