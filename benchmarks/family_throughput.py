@@ -32,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
@@ -43,6 +42,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from record import provenance  # noqa: E402
 
+from streamd.bench import media  # noqa: E402
 from streamd.config.coco import COCO_CLASSES  # noqa: E402
 from streamd.config.schema import ModelConfig  # noqa: E402
 from streamd.frame import Frame  # noqa: E402
@@ -68,14 +68,7 @@ def load_average() -> float:
 
 
 def read_frames(video: Path, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = media.read_frames(video, count)
     if not frames:
         raise SystemExit(f"family_throughput: no frames read from {video}")
     return frames

@@ -38,13 +38,15 @@ SATURATED = 0.9
 
 def toml_text(document: dict) -> str:
     """A config document as TOML (scalars written as JSON, which TOML reads the same for these)."""
-    def table(values: dict) -> str:
-        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()
-                       if not (isinstance(value, list) and value and isinstance(value[0], dict)))
+    def is_tables(value: object) -> bool:  # a source's zones and lines: [[sources.zones]], [[sources.lines]]
+        return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
-    def subtables(source: dict) -> str:  # [[sources.zones]], [[sources.lines]]
-        return "".join(f"[[sources.{key}]]\n{table(item)}\n" for key, value in source.items()
-                       if isinstance(value, list) and value and isinstance(value[0], dict) for item in value)
+    def table(values: dict) -> str:
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items() if not is_tables(value))
+
+    def subtables(source: dict) -> str:
+        return "".join(f"[[sources.{key}]]\n{table(item)}\n" for key, value in source.items() if is_tables(value)
+                       for item in value)
 
     text = "".join(f"[[sources]]\n{table(source)}\n{subtables(source)}" for source in document["sources"])
     for name, values in document.items():

@@ -273,10 +273,8 @@ def test_gpu_busy_is_none_without_a_gpu(tmp_path: Path, monkeypatch: pytest.Monk
     assert sampler.stop() == {"busy_fraction": None, "per_gpu": [], "method": None, "samples": 0}
 
 
-@pytest.mark.parametrize(("flags", "tracking"), [([], True), (["--no-tracking"], False)])
-def test_tracking_follows_the_flag(tmp_path: Path, tiny_model: Path, flags: list[str], tracking: bool) -> None:
-    """Tracking is on in the bench as in the daemon; --no-tracking measures without its host time."""
-    from streamd.bench.streams import bench_config  # noqa: PLC0415
+def streams_parser() -> argparse.ArgumentParser:
+    """The arguments `streamd bench --streams` reads (the model's as the bench's own parser adds them)."""
     from streamd.bench.streams_arguments import add_streams_arguments  # noqa: PLC0415
 
     parser = argparse.ArgumentParser()
@@ -286,6 +284,15 @@ def test_tracking_follows_the_flag(tmp_path: Path, tiny_model: Path, flags: list
     parser.add_argument("--detector-workers", dest="detector_workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     add_streams_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize(("flags", "tracking"), [([], True), (["--no-tracking"], False)])
+def test_tracking_follows_the_flag(tmp_path: Path, tiny_model: Path, flags: list[str], tracking: bool) -> None:
+    """Tracking is on in the bench as in the daemon; --no-tracking measures without its host time."""
+    from streamd.bench.streams import bench_config  # noqa: PLC0415
+
+    parser = streams_parser()
     video = tmp_path / "clip.avi"
     write_video(video)
     args = parser.parse_args(["--model", str(tiny_model), "--video", str(video), *flags])
@@ -296,18 +303,11 @@ def test_analytics_flag_gives_every_stream_zones_and_lines_through_the_worker_co
                                                                                      tiny_model: Path) -> None:
     """--analytics: 4 zones and 2 lines a stream, in the config of one process and in the TOML the supervisor reads."""
     from streamd.bench.streams import bench_config, bench_document  # noqa: PLC0415
-    from streamd.bench.streams_arguments import add_streams_arguments  # noqa: PLC0415
     from streamd.bench.supervised import toml_text  # noqa: PLC0415
     from streamd.config import load  # noqa: PLC0415
     from streamd.config.load import parse_config  # noqa: PLC0415
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model")
-    parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--classes", default="")
-    parser.add_argument("--detector-workers", dest="detector_workers", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
-    add_streams_arguments(parser)
+    parser = streams_parser()
     video = tmp_path / "clip.avi"
     write_video(video)
     args = parser.parse_args(["--model", str(tiny_model), "--video", str(video), "--analytics"])
