@@ -10,7 +10,10 @@
 # every spec again with CUDA MPS serving the GPU (names end in _mps). ANALYTICS=1 runs every spec again with
 # `--analytics` (4 zones and 2 lines a stream; names end in _an), right after the plain runs.
 # WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
-# A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own) or "W WORKERS STREAMS MAX_BATCH"; JSON to $OUT.
+# NVDEC_CEILING=1 first runs benchmarks/nvdec_ceiling.py (decode alone, one process against several); MPS_ONLY=1
+# runs the specs under MPS only.
+# A run: "IN STREAMS MAX_BATCH" (one process, in the bench's own), "W WORKERS STREAMS MAX_BATCH", or a sweep
+# "S WORKERS FIRST MAX MAX_BATCH" (largest N at real time with frame age p99 <= 100 ms); JSON to $OUT.
 set -u
 OUT=${OUT:-$PWD/out}
 DATA=${STREAMD_SHARED:?the data folder: models/yolox_nano.onnx, models/coco_classes.txt, media/vtest_1080p30.mp4}
@@ -32,18 +35,27 @@ run_specs() {
 suffix=$1; shift
 for spec in "$@"; do
     set -- $spec
-    if [ "$1" = IN ]; then workers=1; streams=$2; batch=$3; else workers=$2; streams=$3; batch=$4; fi
-    name="w${workers}_s${streams}_b${batch}${suffix}"
+    sweep=""
+    if [ "$1" = IN ]; then workers=1; streams=$2; batch=$3; name="w${workers}_s${streams}_b${batch}${suffix}"
+    elif [ "$1" = S ]; then workers=$2; streams=$3; batch=$5; sweep="--sweep --max-streams $4 --max-age-p99 0.1 --sweep-step ${SWEEP_STEP:-8}"
+        name="sweep_w${workers}_b${batch}${suffix}"
+    else workers=$2; streams=$3; batch=$4; name="w${workers}_s${streams}_b${batch}${suffix}"; fi
     echo "== $name $(date +%s)"
-    timeout 300 python3 -m streamd bench --streams "$streams" --workers "$workers" --max-batch "$batch" \
+    timeout 560 python3 -m streamd bench --streams "$streams" --workers "$workers" --max-batch "$batch" $sweep \
         --decoder nvdec --standin-engine --model "$DATA/models/yolox_nano.onnx" \
         --classes "$DATA/models/coco_classes.txt" --video "$STREAMD_H264_VIDEO" --seconds "$SECONDS_PER_RUN" --warmup-seconds 3 \
         --json "$OUT/$name.json" ${BENCH_FLAGS:-} 2>"$OUT/$name.err" | tail -8
     echo "   exit $? $(date +%s)"; tail -3 "$OUT/$name.err"
 done
 }
+if [ "${NVDEC_CEILING:-0}" = 1 ]; then
+    echo "== nvdec ceiling $(date +%s)"
+    timeout 200 python3 benchmarks/nvdec_ceiling.py --video "$STREAMD_H264_VIDEO" --seconds 6 \
+        --layouts "${NVDEC_LAYOUTS:-1x48,2x24,4x12,6x8}" --out "$OUT/nvdec_ceiling.json" 2>"$OUT/nvdec.err" | tail -40
+    echo "   exit $? $(date +%s)"; tail -3 "$OUT/nvdec.err"
+fi
 specs=("$@")
-run_specs "" "${specs[@]}"
+if [ "${MPS_ONLY:-0}" != 1 ]; then run_specs "" "${specs[@]}"; fi
 if [ "${ANALYTICS:-0}" = 1 ]; then
     BENCH_FLAGS=--analytics run_specs _an "${specs[@]}"
 fi
@@ -55,7 +67,7 @@ if [ -n "${KILL:-}" ]; then
         --warmup-seconds 25 --json "$OUT/kill_s$1_w$2.json" 2>"$OUT/kill.err" | tail -12
     echo "   exit $? $(date +%s)"; tail -3 "$OUT/kill.err"
 fi
-if [ "${MPS:-0}" = 1 ]; then
+if [ "${MPS:-0}" = 1 ] || [ "${MPS_ONLY:-0}" = 1 ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
     if nvidia-cuda-mps-control -d; then

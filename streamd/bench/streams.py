@@ -478,7 +478,8 @@ def run_streams_bench(args: argparse.Namespace) -> int:
 
     try:
         if args.sweep:
-            largest, _ = sweep(measure_and_report, args.streams[0], args.max_streams, failures)
+            largest, _ = sweep(measure_and_report, args.streams[0], args.max_streams, failures,
+                               args.sweep_step)
             print(f"largest number of streams at real time: {largest}", flush=True)
             results["sweep"] = {"largest_streams_at_real_time": largest, "finished": True,
                                 "order": [run["streams"] for run in results["runs"]]}

@@ -58,6 +58,9 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
                             "double N until a run fails, then bisect")
     group.add_argument("--max-streams", type=int, default=256, metavar="N",
                        help="the sweep's upper bound (default: %(default)s)")
+    group.add_argument("--sweep-step", type=int, default=1, metavar="N",
+                       help="stop bisecting once the last count at real time and the first one past it are at "
+                            "most N apart (default: %(default)s: the exact largest count)")
     group.add_argument("--max-age-p99", type=float, default=DEFAULT_MAX_AGE_P99_SECONDS, metavar="SECONDS",
                        help="real-time limit on frame age at publish, p99 over every stream (default: %(default)s)")
     group.add_argument("--video", default=video,

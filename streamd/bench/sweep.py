@@ -25,9 +25,11 @@ def real_time_failures(run: dict, min_fps: float, max_age_p99_seconds: float) ->
     return failures
 
 
-def sweep(measure: Measure, start: int, max_streams: int, failures: Callable[[dict], list[str]]) -> tuple[int, list]:
+def sweep(measure: Measure, start: int, max_streams: int, failures: Callable[[dict], list[str]],
+          step: int = 1) -> tuple[int, list]:
     """The largest N <= ``max_streams`` whose run has no failures, by doubling from ``start`` until a run
-    fails, then bisecting between the last pass and the first failure. (N, every run in the order made)."""
+    fails, then bisecting between the last pass and the first failure until they are at most ``step``
+    apart (each run of many streams costs a daemon start). (N, every run in the order made)."""
     runs: list[dict] = []
 
     def passes(streams: int) -> bool:
@@ -46,7 +48,7 @@ def sweep(measure: Measure, start: int, max_streams: int, failures: Callable[[di
         if streams >= max_streams:
             break
         streams = min(2 * streams, max_streams)
-    while failed is not None and failed - best > 1:
+    while failed is not None and failed - best > max(1, step):
         middle = (best + failed) // 2
         if passes(middle):
             best = middle

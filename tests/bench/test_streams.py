@@ -140,6 +140,13 @@ def test_sweep_edges(limit: int, start: int, maximum: int, expected: int) -> Non
     assert len(made) == len(set(made))  # no count measured twice
 
 
+def test_sweep_step_stops_bisecting_within_the_step() -> None:
+    made: list[int] = []
+    largest, _ = sweep(fake_measure(100, made), 72, 256, failures, step=12)
+    assert made == [72, 144, 108, 90, 99]  # 99 passes, 108 misses: 9 apart
+    assert largest == 99
+
+
 def test_real_time_needs_every_stream_fast_and_p99_within_the_limit() -> None:
     run = {"streams": 2, "per_stream": [{"published_fps": 29.6}, {"published_fps": 29.4}],
            "published_fps": {"min": 29.4}, "frame_age_seconds": {"p99": 0.2}}
