@@ -8,7 +8,8 @@ whether any other camera misses a frame or slows down meanwhile.
 Runs `streamd run` with N looping file sources over K workers, a subscriber on its endpoint; after a
 warm-up, every --interval seconds kills the next worker (round robin). Per kill: seconds until each
 of the victim's cameras published again; over the run, frame-index gaps and frame age p99 of the
-cameras whose worker was not being killed.
+cameras whose worker was not being killed. For comparison, the same counts over every camera in the
+--interval seconds before the first kill (the load's own drops, with no kill).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def main() -> int:
         service.send_signal(signal.SIGTERM)
         service.wait(30)
         log.close()
-    messages = [(at, decode(parts)) for at, parts in received if start - 2 <= at <= end]
+    control_start = start - min(args.interval, args.warmup_seconds)
+    messages = [(at, decode(parts)) for at, parts in received if control_start <= at <= end]
     by_source = defaultdict(list)
     for at, message in messages:
         by_source[message["source"]].append((at, message))
@@ -118,8 +120,12 @@ def main() -> int:
             back.append(after[0] - kill["killed_at"] if after else None)
         kill["seconds_until_published_again"] = back
         kill["worst_seconds"] = max((b for b in back if b is not None), default=None)
+    def gaps_in(indices: list[int]) -> int:
+        return sum(1 for a, b in zip(indices, indices[1:]) if b != a + 1)
+
+    control = [[m["frame_index"] for at, m in items if control_start <= at < start] for items in by_source.values()]
     # While a worker is down (from its kill to the next kill), the other workers' cameras must not skip.
-    gaps, ages, checked = 0, [], 0
+    gaps, ages, checked, frames = 0, [], 0, 0
     for number, kill in enumerate(kills):
         until = kills[number + 1]["killed_at"] if number + 1 < len(kills) else end
         for source, items in by_source.items():
@@ -127,11 +133,14 @@ def main() -> int:
                 continue
             window = [m for at, m in items if kill["killed_at"] <= at <= until]
             indices = [m["frame_index"] for m in window]
-            gaps += sum(1 for a, b in zip(indices, indices[1:]) if b != a + 1)
+            gaps += gaps_in(indices)
+            frames += len(indices)
             ages += [m["publish_time"] - m["capture_time"] for m in window]
             checked += 1
     result = {**provenance(), "settings": vars(args), "kills": kills,
-              "untouched_source_windows": checked, "untouched_frame_index_gaps": gaps,
+              "untouched_source_windows": checked, "untouched_frames": frames, "untouched_frame_index_gaps": gaps,
+              "before_kills": {"seconds": round(start - control_start, 1), "frames": sum(map(len, control)),
+                               "frame_index_gaps": sum(gaps_in(indices) for indices in control)},
               "untouched_frame_age_p99_seconds": float(np.percentile(ages, 99)) if ages else None,
               "worst_seconds_until_published_again": max((k["worst_seconds"] or 0.0) for k in kills) if kills else None}
     print(json.dumps({k: v for k, v in result.items() if k not in ("kills",)}, indent=1, default=str))
