@@ -99,7 +99,8 @@ def main() -> int:
             killed_at = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
             kills.append({"worker": number % args.workers, "pid": victim["pid"], "sources": victim["sources"],
-                          "killed_at": killed_at})
+                          "killed_at": killed_at,
+                          "killed_at_unix": time.time()})
             time.sleep(args.interval)
         end = time.monotonic()
     finally:
@@ -125,20 +126,24 @@ def main() -> int:
 
     control = [[m["frame_index"] for at, m in items if control_start <= at < start] for items in by_source.values()]
     # While a worker is down (from its kill to the next kill), the other workers' cameras must not skip.
-    gaps, ages, checked, frames = 0, [], 0, 0
+    gaps, ages, checked, frames, gap_seconds = 0, [], 0, 0, []
     for number, kill in enumerate(kills):
         until = kills[number + 1]["killed_at"] if number + 1 < len(kills) else end
         for source, items in by_source.items():
             if source in kill["sources"]:
                 continue
-            window = [m for at, m in items if kill["killed_at"] <= at <= until]
-            indices = [m["frame_index"] for m in window]
+            window = [(at, m) for at, m in items if kill["killed_at"] <= at <= until]
+            indices = [m["frame_index"] for _, m in window]
             gaps += gaps_in(indices)
+            # When each gap was seen, after its kill: tells a take-over's cost from the new standby's start.
+            gap_seconds += [round(window[i + 1][0] - kill["killed_at"], 2) for i in range(len(window) - 1)
+                            if indices[i + 1] != indices[i] + 1]
             frames += len(indices)
-            ages += [m["publish_time"] - m["capture_time"] for m in window]
+            ages += [m["publish_time"] - m["capture_time"] for _, m in window]
             checked += 1
     result = {**provenance(), "settings": vars(args), "kills": kills,
               "untouched_source_windows": checked, "untouched_frames": frames, "untouched_frame_index_gaps": gaps,
+              "untouched_gap_seconds_after_kill": sorted(gap_seconds),
               "before_kills": {"seconds": round(start - control_start, 1), "frames": sum(map(len, control)),
                                "frame_index_gaps": sum(gaps_in(indices) for indices in control)},
               "untouched_frame_age_p99_seconds": float(np.percentile(ages, 99)) if ages else None,

@@ -11,6 +11,7 @@ from pathlib import Path
 from streamd.inference.tensorrt_build import PRECISIONS
 from streamd.quantize.errors import EXIT_BAD_INPUT, QuantizeError
 from streamd.quantize.qdq import METHODS
+from streamd.quantize.sensitivity import RANK_BY
 from streamd.yolox.preprocess import CONVENTIONS
 
 logger = logging.getLogger("streamd.quantize")
@@ -70,10 +71,24 @@ def build_parser(prog: str = "tools/quantize.py") -> argparse.ArgumentParser:
                              "(default calibration; selection needs --select)")
     parser.add_argument("--reference-score", type=_fraction, default=0.3,
                         help="the float model's detections above this score are the ground truth (default 0.3)")
+    parser.add_argument("--no-bias-correction", action="store_true",
+                        help="leave the INT8 Convs' float biases as they are; by default each absorbs the mean "
+                             "output shift INT8 adds, measured on the calibration images")
     parser.add_argument("--no-family-float", action="store_true",
                         help="do not keep the model family's fixed float nodes (e.g. the box decoding convs)")
-    parser.add_argument("--search-count", type=int, default=16,
-                        help="calibration images used to rank layer sensitivity (default 16)")
+    parser.add_argument("--search-count", type=int, default=None,
+                        help="images the layer sensitivity is ranked on: the first N of --rank-on's images "
+                             "(default: all of them with --rank-by output-error, 16 with fidelity)")
+    parser.add_argument("--rank-by", choices=RANK_BY, default="output-error",
+                        help="what ranks a layer's harm, with only that Conv in INT8: output-error (default): "
+                             "the error of every candidate's class scores and box against the float model, "
+                             "smooth and cheap, so every ranking image counts; fidelity: mAP loss plus the raw "
+                             "output error, which moves in one-detection steps on a few images")
+    parser.add_argument("--int8-target", type=_fraction, default=None,
+                        help="spend a float budget instead of stopping where the goal is first met: keep the "
+                             "most harmful Conv in float as long as this share of the conv MACs stays INT8 "
+                             "(e.g. 0.91), then check the goal once; the cut then does not move with the "
+                             "noise of mAP on the selection images")
     parser.add_argument("--exclude", nargs="*", default=None, metavar="NODE",
                         help="Conv nodes to keep in float; skips the sensitivity search")
     parser.add_argument("--no-guard", action="store_true", help="plain quantization: no sensitivity search")
@@ -100,7 +115,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "tools/quantize.py") -> 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for name, value in (("--calib-count", args.calib_count), ("--eval-count", args.eval_count),
-                        ("--search-count", args.search_count), ("--select-count", args.select_count),
+                        ("--search-count", 1 if args.search_count is None else args.search_count),
+                        ("--select-count", args.select_count),
                         ("--threads", args.threads)):
         if value <= 0:
             print(f"quantize: error: {name} must be positive, got {value}", file=sys.stderr)

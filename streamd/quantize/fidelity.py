@@ -19,6 +19,7 @@ from streamd.evaluation.detection_map import Boxes, mean_average_precision
 from streamd.inference.onnxruntime_backend import OnnxRuntimeBackend
 from streamd.quantize.errors import QuantizeError
 from streamd.yolox.decoders import make_decoder
+from streamd.yolox.postprocess import grid_cells
 
 REFERENCE_SCORE_THRESHOLD = 0.3
 CANDIDATE_SCORE_THRESHOLD = 0.01
@@ -41,6 +42,61 @@ class ModelRunner:
         """(N x 3 x H x W) -> one (N x ...) array per output."""
         per_image = [self.backend.infer({self.input_name: inputs[i:i + 1]}) for i in range(inputs.shape[0])]
         return [np.concatenate([outputs[name] for outputs in per_image]) for name in self.output_names]
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+def dense_predictions(spec: DetectionModelSpec, outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every candidate of a batch before any threshold: ``(scores (N, A, C), boxes (N, A, 4))`` with the
+    boxes as centre and size in input pixels, for the layouts whose candidates keep their place from
+    one model to the next (dense grids, RT-DETR queries); None for layouts that sort or select first."""
+    if spec.layout in ("yolox", "yolox-decoded", "heads"):
+        if spec.layout == "heads":
+            # [B, 5+C, H, W] per stride, largest map first (the grid order), logits.
+            maps = sorted(outputs, key=lambda m: -m.shape[2])
+            rows = np.concatenate([m.reshape(m.shape[0], m.shape[1], -1).transpose(0, 2, 1) for m in maps], axis=1)
+            rows = np.concatenate((rows[..., :4], _sigmoid(rows[..., 4:])), axis=2)
+        else:
+            rows = outputs[0]
+        scores = rows[..., 4:5] * rows[..., 5:]
+        if spec.layout == "yolox-decoded":
+            return scores, rows[..., :4]
+        grid, stride = grid_cells(spec.input_width, spec.input_height)
+        boxes = np.concatenate(((rows[..., 0:2] + grid) * stride, np.exp(np.minimum(rows[..., 2:4], 20.0)) * stride),
+                               axis=2)
+        return scores, boxes
+    if spec.layout in ("ultralytics", "ultralytics-transposed"):
+        rows = outputs[0].transpose(0, 2, 1) if spec.layout == "ultralytics" else outputs[0]
+        return rows[..., 4:4 + spec.num_classes], rows[..., :4]
+    if spec.layout == "rtdetr-queries":
+        size = np.array([spec.input_width, spec.input_height] * 2, np.float32)
+        return outputs[0][..., 4:], outputs[0][..., :4] * size
+    return None
+
+
+def detection_output_error(spec: DetectionModelSpec, candidate: Sequence[np.ndarray],
+                           reference: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Per image: how far a candidate's candidates are from the float model's, smoothly.
+
+    The class-score error (squared, over the float scores' energy) plus the box error (centre and size
+    errors relative to the float box's size, squared, weighted by the float box's best score). Unlike
+    mAP it has no threshold to cross: every small error counts a little, so on a few hundred boxes it
+    does not move in one-detection steps. None for layouts without a fixed candidate order.
+    """
+    dense_candidate, dense_reference = dense_predictions(spec, candidate), dense_predictions(spec, reference)
+    if dense_candidate is None or dense_reference is None:
+        return None
+    (scores, boxes), (reference_scores, reference_boxes) = dense_candidate, dense_reference
+    batch = reference_scores.shape[0]
+    score_error = (np.sum((scores - reference_scores).reshape(batch, -1) ** 2, axis=1)
+                   / np.maximum(np.sum(reference_scores.reshape(batch, -1) ** 2, axis=1), 1e-12))
+    size = np.maximum(np.tile(reference_boxes[..., 2:4], 2), 1e-3)
+    weight = reference_scores.max(axis=2)
+    box_error = (np.sum(weight * np.sum(((boxes - reference_boxes) / size) ** 2, axis=2), axis=1)
+                 / np.maximum(np.sum(weight, axis=1), 1e-12))
+    return (score_error + box_error).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -86,6 +142,14 @@ class FidelityMeter:
     def reference_detection_count(self) -> int:
         return sum(int(r.class_ids.shape[0]) for r in self.references)
 
+    def output_error(self, candidate_outputs: Sequence[np.ndarray]) -> float:
+        """Mean :func:`detection_output_error` over the images (no decoding, no mAP: fast and smooth);
+        the normalised error of the raw outputs for layouts without a fixed candidate order."""
+        errors = detection_output_error(self.spec, candidate_outputs, self.reference_outputs)
+        if errors is None:
+            return _output_nmse(candidate_outputs, self.reference_outputs)
+        return float(np.mean(errors))
+
     def score(self, candidate_outputs: Sequence[np.ndarray]) -> dict[str, float]:
         """``{"map50_95", "map50", "classes", "output_nmse"}`` of candidate outputs for the same images.
 
@@ -95,7 +159,11 @@ class FidelityMeter:
         predictions = [self._boxes(self._candidate_decoder, candidate_outputs, i)
                        for i in range(candidate_outputs[0].shape[0])]
         result = dict(mean_average_precision(predictions, self.references))
-        errors = [float(np.mean((c - r) ** 2) / max(float(np.mean(r ** 2)), 1e-12))
-                  for c, r in zip(candidate_outputs, self.reference_outputs)]
-        result["output_nmse"] = float(np.mean(errors))
+        result["output_nmse"] = _output_nmse(candidate_outputs, self.reference_outputs)
         return result
+
+
+def _output_nmse(candidate_outputs: Sequence[np.ndarray], reference_outputs: Sequence[np.ndarray]) -> float:
+    errors = [float(np.mean((c - r) ** 2) / max(float(np.mean(r ** 2)), 1e-12))
+              for c, r in zip(candidate_outputs, reference_outputs)]
+    return float(np.mean(errors))

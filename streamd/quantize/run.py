@@ -98,7 +98,7 @@ def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quant
     tuning_meter = _meter(spec, tuning_reference, tuning_name, args.reference_score)
     ranked, ranked_reference = (selection, tuning_reference) if args.rank_on == "selection" and selection is not None \
         else (calibration, reference)
-    count = min(args.search_count, len(ranked))
+    count = min(args.search_count or (len(ranked) if args.rank_by == "output-error" else 16), len(ranked))
     search_meter = _meter(spec, [o[:count] for o in ranked_reference], "sensitivity", args.reference_score)
     search = SensitivitySearch(quantizer, info.conv_macs, workdir, args.threads, fixed=fixed)
     # Ranked on other images than the calibration ones: their paths are part of the key too.
@@ -106,7 +106,7 @@ def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quant
         info.model, ranked.paths[:count], args.method, family.convention, args.percentile)
     ranking_path = (quantizer.cache_path.parent
                     / f"sensitivity-{cache_key}-{quantizer.settings_key()}-{count}"
-                      f"{'' if ranked is calibration else '-' + ranked_key}.json")
+                      f"{'' if ranked is calibration else '-' + ranked_key}-{args.rank_by}.json")
     goal = min(1.0, args.min_fidelity + args.margin)
 
     def log_step(step: SearchStep) -> None:
@@ -125,13 +125,17 @@ def _guard(args: argparse.Namespace, info: ModelInfo, family: ModelFamily, quant
         ranking = _load_ranking(ranking_path)
         ranking_cached = ranking is not None
         if ranking is None:
-            ranking = search.rank_layers(ranked.inputs[:count], search_meter)
+            ranking = search.rank_layers(ranked.inputs[:count], search_meter, args.rank_by)
             ranking_path.write_text(json.dumps([asdict(s) for s in ranking]), encoding="utf-8")
         started = timer.lap("sensitivity", started)
-        result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step, first)
+        if args.int8_target is not None:
+            result = search.fill_budget(ranking, args.int8_target, tuning.inputs, tuning_meter, goal, log_step, first)
+        else:
+            result = search.search(ranking, tuning.inputs, tuning_meter, goal, log_step, first)
     timer.lap("search", started)
     report["search"] = {"images": tuning_name, "image_count": len(tuning), "goal": goal, "ranking_images": count,
                         "ranked_on": "selection" if ranked is selection else "calibration",
+                        "rank_by": args.rank_by, "int8_target": args.int8_target,
                         "ranking_cached": ranking_cached, **result.to_dict()}
     return result.excluded
 
@@ -143,7 +147,8 @@ def _quantize_int8(args: argparse.Namespace, info: ModelInfo, family: ModelFamil
     cache_key = calibration_cache_key(info.model, calibration.paths, args.method, family.convention, args.percentile)
     cache_dir = args.cache_dir if args.cache_dir is not None else args.output.parent / ".calib-cache"
     quantizer = QdqQuantizer(info.model, info.input_name, args.method,
-                             cache_dir / f"ranges-{args.method}-{cache_key}.json", args.percentile, args.threads)
+                             cache_dir / f"ranges-{args.method}-{cache_key}.json", args.percentile, args.threads,
+                             bias_correction_inputs=None if args.no_bias_correction else calibration.inputs)
     try:
         cache_hit = quantizer.cache_hit
         if not cache_hit:
@@ -163,7 +168,8 @@ def _quantize_int8(args: argparse.Namespace, info: ModelInfo, family: ModelFamil
             report["family_float_nodes"] = fixed
             excluded = _guard(args, info, family, quantizer, calibration, selection, float_runner, spec, workdir, timer,
                               cache_key, fixed, report)
-        quantizer.quantize(args.output, excluded)
+        report["bias_correction"] = {"enabled": not args.no_bias_correction,
+                                     "convs": quantizer.quantize(args.output, excluded)}
     finally:
         quantizer.close()
     return excluded

@@ -28,20 +28,26 @@ from streamd.quantize.qdq import QdqQuantizer
 logger = logging.getLogger(__name__)
 
 
+RANK_BY = ("output-error", "fidelity")
+
+
 @dataclass(frozen=True)
 class LayerSensitivity:
     name: str
     macs: int
-    fidelity_loss: float  # 1 - mAP@0.5:0.95 with only this Conv in INT8
+    fidelity_loss: float  # 1 - mAP@0.5:0.95 with only this Conv in INT8 (0 when ranked by output error)
     output_nmse: float
+    output_error: float | None = None  # FidelityMeter.output_error with only this Conv in INT8
 
     def priority(self) -> float:
         """Sort key, larger = exclude first: harm per MAC kept in float.
 
-        Harm is the fidelity loss plus the normalised output error: on a few images mAP moves in
-        steps of one detection and reads 0 for most single layers, the output error still orders them.
+        Ranked by output error, harm is the detection output error (smooth: every image and candidate
+        counts a little). Ranked by fidelity, harm is the fidelity loss plus the normalised output
+        error: on a few images mAP moves in steps of one detection and reads 0 for most single layers.
         """
-        return (self.fidelity_loss + self.output_nmse) / max(self.macs, 1)
+        harm = self.output_error if self.output_error is not None else self.fidelity_loss + self.output_nmse
+        return harm / max(self.macs, 1)
 
 
 @dataclass(frozen=True)
@@ -84,20 +90,59 @@ class SensitivitySearch:
         self.refine_min_mac_share = refine_min_mac_share
         self._candidate_path = workdir / "candidate.onnx"
 
-    def _score(self, exclude: Sequence[str], inputs: np.ndarray, meter: FidelityMeter) -> dict[str, float]:
-        self.quantizer.quantize(self._candidate_path, exclude)
+    def _score(self, exclude: Sequence[str], inputs: np.ndarray, meter: FidelityMeter,
+               correct_bias: bool = True) -> dict[str, float]:
+        self.quantizer.quantize(self._candidate_path, exclude, correct_bias)
         outputs = ModelRunner(self._candidate_path, self.threads).run(inputs)
         return meter.score(outputs)
 
-    def rank_layers(self, inputs: np.ndarray, meter: FidelityMeter) -> list[LayerSensitivity]:
-        """Step 1 and 2: one candidate per Conv, each with only that Conv quantized."""
+    def rank_layers(self, inputs: np.ndarray, meter: FidelityMeter, rank_by: str = "fidelity"
+                    ) -> list[LayerSensitivity]:
+        """Step 1 and 2: one candidate per Conv, each with only that Conv quantized.
+
+        ``rank_by`` "output-error" scores each candidate by :meth:`FidelityMeter.output_error` alone
+        (no decoding: cheap enough for every ranking image), "fidelity" by mAP and output NMSE."""
+        if rank_by not in RANK_BY:
+            raise ValueError(f"rank_by must be one of {RANK_BY}, got '{rank_by}'")
         names = list(self.conv_macs)
         sensitivities = []
         for name in progress(names, len(names), "sensitivity"):
-            score = self._score([other for other in names if other != name], inputs, meter)
-            sensitivities.append(LayerSensitivity(name, self.conv_macs[name], 1.0 - score["map50_95"],
-                                                  score["output_nmse"]))
+            exclude = [other for other in names if other != name]
+            # One layer's bias correction is second order next to its rounding: ranked without it.
+            if rank_by == "output-error":
+                self.quantizer.quantize(self._candidate_path, exclude, correct_bias=False)
+                outputs = ModelRunner(self._candidate_path, self.threads).run(inputs)
+                sensitivities.append(LayerSensitivity(name, self.conv_macs[name], 0.0, 0.0,
+                                                      meter.output_error(outputs)))
+            else:
+                score = self._score(exclude, inputs, meter, correct_bias=False)
+                sensitivities.append(LayerSensitivity(name, self.conv_macs[name], 1.0 - score["map50_95"],
+                                                      score["output_nmse"]))
         return sorted(sensitivities, key=LayerSensitivity.priority, reverse=True)
+
+    def fill_budget(self, ranking: Sequence[LayerSensitivity], min_int8_share: float, inputs: np.ndarray,
+                    meter: FidelityMeter, goal: float, on_step: Callable[[SearchStep], None] | None = None,
+                    first: SearchStep | None = None) -> SearchResult:
+        """Keep in float the most harmful layers of ``ranking`` while the INT8 share of the MACs stays
+        at or above ``min_int8_share`` (a layer that would cross it is passed over, cheaper ones after
+        it still fit), then score that one model against ``goal``.
+
+        A fixed MAC budget does not depend on where a noisy fidelity first crosses the goal on a few
+        hundred detections, so the cut does not move with the selection images."""
+        excluded = list(self.fixed)
+        for layer in ranking:
+            if layer.name not in excluded and int8_mac_share(self.conv_macs, [*excluded, layer.name]) >= min_int8_share:
+                excluded.append(layer.name)
+        result = SearchResult(excluded=excluded, ranking=list(ranking))
+        if first is not None:
+            result.steps.append(first)
+        score = self._score(excluded, inputs, meter)
+        step = SearchStep(len(excluded), int8_mac_share(self.conv_macs, excluded), score["map50_95"], score["map50"])
+        result.steps.append(step)
+        if on_step is not None:
+            on_step(step)
+        result.met_target = score["map50_95"] >= goal
+        return result
 
     def fixed_only(self, inputs: np.ndarray, meter: FidelityMeter) -> SearchStep:
         """Every Conv in INT8 but the fixed ones: when this meets the goal, no ranking is needed."""

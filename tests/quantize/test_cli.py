@@ -88,6 +88,21 @@ def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder:
 
 
 @requires_int8_calibration
+def test_int8_target_spends_the_float_budget(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
+    """With a goal all-INT8 misses, --int8-target keeps the most harmful Conv in float down to the share,
+    ranked by the detection output error, and scores that one model against the goal."""
+    code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.985", "--margin", "0.0145",
+                        "--int8-target", "0.7")
+    search = report["search"]
+    assert search["rank_by"] == "output-error" and search["int8_target"] == 0.7
+    assert all(entry["output_error"] is not None for entry in search["ranking"])
+    assert 0.7 <= report["int8_conv_mac_share"] < 1.0
+    # One scored model after the all-INT8 one: no bisection over the goal.
+    assert len(search["steps"]) == 2 and search["steps"][1]["int8_mac_share"] == report["int8_conv_mac_share"]
+    assert code == EXIT_OK and report["fidelity"]["map50_95"] >= 0.985, report["verdict"]
+
+
+@requires_int8_calibration
 def test_excluded_nodes_and_int8_share_target(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--exclude", "stage0", "--min-fidelity", "0",
                         "--min-int8-share", "1.0")

@@ -56,3 +56,26 @@ def test_refine_puts_big_layers_back_when_the_goal_holds() -> None:
 def test_unreachable_goal_excludes_everything() -> None:
     result = ScriptedSearch().search(_ranking(), np.zeros(1), meter=None, goal=1.01)
     assert not result.met_target and set(result.excluded) == set(MACS)
+
+
+def test_output_error_ranks_by_harm_per_mac_when_present() -> None:
+    ranked = sorted([LayerSensitivity("big", 400, 0.0, 0.0, output_error=0.4),
+                     LayerSensitivity("dw", 10, 0.0, 0.0, output_error=0.05),
+                     LayerSensitivity("pw", 85, 0.9, 0.0, output_error=0.0)],  # mAP loss ignored when ranked by error
+                    key=LayerSensitivity.priority, reverse=True)
+    assert [s.name for s in ranked] == ["dw", "big", "pw"]
+
+
+def test_fill_budget_spends_the_float_budget_in_ranking_order() -> None:
+    search = ScriptedSearch()
+    # 1000 MACs, at least 90 % INT8: dw (10) and head (5) fit, stem (500) does not, pw (85) still does.
+    result = search.fill_budget(_ranking(), 0.9, np.zeros(1), meter=None, goal=0.96)
+    assert result.excluded == ["dw", "head", "pw"]
+    assert int8_mac_share(MACS, result.excluded) >= 0.9
+    assert search.calls == [["dw", "head", "pw"]]  # one model scored, whatever the goal
+    assert result.met_target  # 1 - (0.02 + 0.01) = 0.97 >= 0.96
+
+
+def test_fill_budget_reports_a_missed_goal() -> None:
+    result = ScriptedSearch().fill_budget(_ranking(), 0.99, np.zeros(1), meter=None, goal=0.99)
+    assert result.excluded == ["dw"] and not result.met_target
