@@ -190,10 +190,13 @@ def run_quantize(model: Path, calibration: Path, selection: Path, evaluation: Pa
 
 def fold_row(report: dict) -> dict:
     search = report.get("search") or {}
-    tuned = next((s for s in reversed(search.get("steps", [])) if s["int8_mac_share"] == report["int8_conv_mac_share"]),
-                 None)
+    # The tuning step that scored the chosen model (the same exclusions, so the same INT8 share).
+    share = report["int8_conv_mac_share"]
+    tuned = min(search.get("steps") or [{}], key=lambda s: abs(s.get("int8_mac_share", 2) - share))
+    tuned = tuned if abs(tuned.get("int8_mac_share", 2) - share) < 1e-3 else None
     return {"validation_map50_95": report["fidelity"]["map50_95"], "validation_images": report["fidelity"]["images"],
             "validation_reference_detections": report["fidelity"]["reference_detections"],
+            "validation_output_error": report["fidelity"].get("output_error"),
             "selection_map50_95": round(tuned["map50_95"], 4) if tuned else None,
             "int8_conv_mac_share": report["int8_conv_mac_share"], "float_convs": len(report["excluded_nodes"])}
 

@@ -191,6 +191,8 @@ def _score(args: argparse.Namespace, evaluation: ImageSet, meter: FidelityMeter)
     milliseconds = (time.monotonic() - started) * 1000 / len(evaluation)
     score = meter.score(outputs)
     return {"map50_95": round(score["map50_95"], 4), "map50": round(score["map50"], 4),
+            # The smooth companion of mAP (what --rank-by output-error ranks by): no threshold to cross.
+            "output_error": round(meter.output_error(outputs), 5),
             "classes": score["classes"], "images": len(evaluation),
             "reference_detections": meter.reference_detection_count,
             "reference_score_threshold": meter.reference_score_threshold,

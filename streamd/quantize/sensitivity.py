@@ -1,15 +1,17 @@
 """Accuracy guard: find the Conv nodes whose INT8 hurts most and keep the fewest MACs in float.
 
-1. Sensitivity: quantize one Conv at a time (everything else float) and score the model on a few
-   calibration images: the loss of fidelity (1 - mAP@0.5:0.95 against the float model), with the
-   normalised output error as a tie-breaker where mAP does not move.
+1. Sensitivity: quantize one Conv at a time (everything else float) and measure the harm on the
+   ranking images: the detection output error against the float model (``rank_by="output-error"``:
+   smooth, every image and candidate counts) or the loss of fidelity (1 - mAP@0.5:0.95) with the
+   normalised output error as a tie-breaker (``rank_by="fidelity"``).
 2. Rank by harm per MAC kept in float: a cheap depthwise conv that wrecks the output goes first, a
    big pointwise conv that costs little accuracy goes last.
-3. Exclude the first k of that ranking, with the smallest k whose fidelity on the calibration set
-   reaches the target plus a margin (binary search: fidelity grows with k, roughly monotonically).
-4. Refine: a prefix can drag in a big layer (the stem) only because it ranks just before the cut;
-   try each excluded layer of at least ``refine_min_mac_share`` of the MACs back in INT8, largest
-   first, and keep it there when the fidelity stays at the goal.
+3. Exclude the first k of that ranking, with the smallest k whose fidelity on the tuning images
+   reaches the target plus a margin (binary search: fidelity grows with k, roughly monotonically);
+   or, with a float budget, every layer of the ranking that still fits in it (:meth:`fill_budget`).
+4. Refine (search only): a prefix can drag in a big layer (the stem) only because it ranks just
+   before the cut; try each excluded layer of at least ``refine_min_mac_share`` of the MACs back in
+   INT8, largest first, and keep it there when the fidelity stays at the goal.
 """
 
 from __future__ import annotations

@@ -57,3 +57,22 @@ def test_the_script_runs_as_documented() -> None:
     result = subprocess.run([sys.executable, "benchmarks/render_results.py", "--check"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_fresh_held_out_result_shows_its_folds_and_sources(tmp_path) -> None:
+    day = "-".join(("2030", "01", "02"))
+    result = {"commit": None, "machine": None, "command": None, "versions": None, "model": "m.onnx",
+              "quantize_fresh_held_out": {
+                  "images": {"pool": {"coco": 100, "other": 63}, "fresh": {"photos": 30, "video_frames": 20}},
+                  "options": ["--int8-target", "0.91"],
+                  "inner_folds": {"t091": {"folds": [{"validation_map50_95": 0.96}, {"validation_map50_95": 0.93}]}},
+                  "held_out": {"fidelity": {"map50_95": 0.9412, "reference_detections": 120},
+                               "int8_conv_mac_share": 0.9101, "verdict": {"passed": True}},
+                  "held_out_by_source": {"photos": {"map50_95": 0.95}, "video_frames": {"map50_95": 0.9}}}}
+    (tmp_path / f"{day}_cpu-2core_quantize-fresh.json").write_text(json.dumps(result))
+    page = render_results.render(render_results.load(tmp_path))
+    assert "## INT8 on images from outside the project" in page
+    row = next(line for line in page.splitlines() if "quantize-fresh" in line)
+    for cell in ("100 coco + 63 other", "t091: 0.960 / 0.930", "50 (120 boxes)", "0.941", "photos: 0.950",
+                 "video_frames: 0.900", "0.910", "pass"):
+        assert cell in row, cell

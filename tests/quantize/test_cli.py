@@ -70,9 +70,9 @@ def test_int8_end_to_end(tiny_conv_model: Path, image_folder: Path, tmp_path: Pa
 
 @requires_int8_calibration
 def test_guard_search_keeps_layers_in_float(tiny_conv_model: Path, image_folder: Path, tmp_path: Path) -> None:
-    """Both outcomes, each asserted: all-INT8 scores 0.9967 on the calibration images, so a goal of
-    0.9995 (0.985 + 0.0145) keeps two Conv in float and the held-out images then score 0.990:
-    a pass at 0.985 and a miss at 0.995 (onnxruntime on x86; each bar 0.005 from the value it
+    """Both outcomes, each asserted: all-INT8 (bias-corrected) scores 0.986 on the calibration images,
+    so a goal of 0.9995 (0.985 + 0.0145) keeps Conv layers in float and the held-out images then score
+    0.990: a pass at 0.985 and a miss at 0.995 (onnxruntime on x86; each bar 0.005 from the value it
     scores)."""
     code, report = _run(tiny_conv_model, image_folder, tmp_path, "--min-fidelity", "0.985", "--margin", "0.0145")
     search = report["search"]
@@ -98,7 +98,8 @@ def test_int8_target_spends_the_float_budget(tiny_conv_model: Path, image_folder
     assert all(entry["output_error"] is not None for entry in search["ranking"])
     assert 0.7 <= report["int8_conv_mac_share"] < 1.0
     # One scored model after the all-INT8 one: no bisection over the goal.
-    assert len(search["steps"]) == 2 and search["steps"][1]["int8_mac_share"] == report["int8_conv_mac_share"]
+    assert len(search["steps"]) == 2
+    assert search["steps"][1]["int8_mac_share"] == pytest.approx(report["int8_conv_mac_share"], abs=1e-4)
     assert code == EXIT_OK and report["fidelity"]["map50_95"] >= 0.985, report["verdict"]
 
 
