@@ -23,10 +23,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,6 +36,20 @@ from benchmarks.record import provenance  # noqa: E402
 from streamd.bench.supervised import free_tcp_port, get_json, toml_text  # noqa: E402
 from streamd.publish.message import decode  # noqa: E402
 from streamd.publish.subscriber import Subscriber  # noqa: E402
+
+
+def dropped_by_source(metrics_port: int) -> dict[str, dict[str, float]]:
+    """``streamd_frames_dropped_total`` of the one scrape, by source then reason: why a gap happened (a frame
+    superseded in its slot or too old; a gap with neither was lost after inference)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts: dict[str, dict[str, float]] = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        if family.name == "streamd_frames_dropped":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["source"]][sample.labels["reason"]] = sample.value
+    return counts
 
 
 def main() -> int:
@@ -96,13 +112,15 @@ def main() -> int:
         for number in range(args.kills):
             workers = get_json(metrics_port, "/healthz")[1]["workers"]
             victim = workers[str(number % args.workers)]
+            dropped_before = dropped_by_source(metrics_port)
             killed_at = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
             kills.append({"worker": number % args.workers, "pid": victim["pid"], "sources": victim["sources"],
                           "killed_at": killed_at,
-                          "killed_at_unix": time.time()})
+                          "killed_at_unix": time.time(), "dropped_before": dropped_before})
             time.sleep(args.interval)
         end = time.monotonic()
+        dropped_at_end = dropped_by_source(metrics_port)
     finally:
         stop.set()
         thread.join(2)
@@ -127,14 +145,18 @@ def main() -> int:
     control = [[m["frame_index"] for at, m in items if control_start <= at < start] for items in by_source.values()]
     # While a worker is down (from its kill to the next kill), the other workers' cameras must not skip.
     gaps, ages, checked, frames, gap_seconds = 0, [], 0, 0, []
+    dropped_untouched: dict[str, float] = defaultdict(float)
     for number, kill in enumerate(kills):
         until = kills[number + 1]["killed_at"] if number + 1 < len(kills) else end
+        dropped_after = kills[number + 1]["dropped_before"] if number + 1 < len(kills) else dropped_at_end
         for source, items in by_source.items():
             if source in kill["sources"]:
                 continue
             window = [(at, m) for at, m in items if kill["killed_at"] <= at <= until]
             indices = [m["frame_index"] for _, m in window]
             gaps += gaps_in(indices)
+            for reason, count in dropped_after.get(source, {}).items():
+                dropped_untouched[reason] += count - kill["dropped_before"].get(source, {}).get(reason, 0.0)
             # When each gap was seen, after its kill: tells a take-over's cost from the new standby's start.
             gap_seconds += [round(window[i + 1][0] - kill["killed_at"], 2) for i in range(len(window) - 1)
                             if indices[i + 1] != indices[i] + 1]
@@ -144,10 +166,13 @@ def main() -> int:
     result = {**provenance(), "settings": vars(args), "kills": kills,
               "untouched_source_windows": checked, "untouched_frames": frames, "untouched_frame_index_gaps": gaps,
               "untouched_gap_seconds_after_kill": sorted(gap_seconds),
+              "untouched_frames_dropped_by_reason": dict(dropped_untouched),
               "before_kills": {"seconds": round(start - control_start, 1), "frames": sum(map(len, control)),
                                "frame_index_gaps": sum(gaps_in(indices) for indices in control)},
               "untouched_frame_age_p99_seconds": float(np.percentile(ages, 99)) if ages else None,
               "worst_seconds_until_published_again": max((k["worst_seconds"] or 0.0) for k in kills) if kills else None}
+    for kill in kills:
+        del kill["dropped_before"]
     print(json.dumps({k: v for k, v in result.items() if k not in ("kills",)}, indent=1, default=str))
     for kill in kills:
         print(f"kill worker {kill['worker']}: {len(kill['sources'])} cameras back within "
