@@ -130,14 +130,16 @@ def check_every_frame_in_order(harness: Harness, sources: int, frames: int) -> N
 
 def test_pipelined_batching_detector_publishes_every_frame_in_per_source_order() -> None:
     """The GPU detector's shape: results lag one batch, the last batch comes out of drain()."""
-    detector = BatchingDetector(max_batch=3, pipelined=True)
-    harness = Harness(synthetic(5, "fast", frames=20), [detector])
+    # Batches fill only while 3+ sources stream at once: a detector that takes a few ms a batch keeps
+    # each (lossless) source alive for 40 batches, past the others' opening on a loaded machine.
+    detector = BatchingDetector(max_batch=3, delay=0.04, pipelined=True)
+    harness = Harness(synthetic(5, "fast", frames=40), [detector])
     try:
-        harness.run(expected=100)
+        harness.run(expected=200)
         assert harness.pipeline.finished.wait(10)
     finally:
         harness.close()
-    check_every_frame_in_order(harness, 5, 20)
+    check_every_frame_in_order(harness, 5, 40)
     assert all(len({source for source, _ in batch}) == len(batch) for batch in detector.batches)
     assert max(len(batch) for batch in detector.batches) == 3
     assert harness.pipeline.max_batch == 3
