@@ -13,7 +13,7 @@ in a tight loop, frame after frame with nothing between: its floor with warm cac
 as the thread's CPU time (``time.thread_time``: what the work costs, whatever else runs on the machine)
 and as wall time (which, on a busy machine, includes the time other processes had the core).
 
-    python benchmarks/analytics_cost.py --rounds 40 --json benchmarks/results/DATE_cpu-2core_analytics-cost.json
+    python benchmarks/analytics_cost.py --rounds 40 --json benchmarks/results/cpu-2core_analytics-cost.json
 """
 
 from __future__ import annotations

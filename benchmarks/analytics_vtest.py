@@ -4,7 +4,7 @@ pedestrian clip vtest.avi by default) with a line across the walkway and a zone 
 a subscriber takes every detections and events message; a preview snapshot is saved at ``--snapshot-frame``.
 
     python benchmarks/analytics_vtest.py --model ../shared/models/yolox_nano.onnx --video ../shared/media/vtest.avi \\
-        --json benchmarks/results/DATE_cpu-2core_analytics-vtest.json --picture docs/images/analytics_vtest.jpg
+        --json benchmarks/results/cpu-2core_analytics-vtest.json --picture docs/images/analytics_vtest.jpg
 
 Writes the crossings each way, the zone entries, how many detections carried an id and a zone, the id
 figures of ``streamd.evaluation.id_coverage`` (the share of detections scoring at least 0.6 that carry an

@@ -2,7 +2,7 @@
 """Randomly corrupted videos through one daemon, beside a good source: the daemon never exits, the good
 source keeps its rate, memory stays bounded, and each bad file costs a line or two of log.
 
-    python benchmarks/media_fuzz.py --variants 200 --json benchmarks/results/DATE_MACHINE_media-fuzz.json
+    python benchmarks/media_fuzz.py --variants 200 --json benchmarks/results/MACHINE_media-fuzz.json
 
 Re-encodes the first seconds of vtest.avi (H.264 in MP4 with and without faststart and in MPEG-TS,
 H.265 in Matroska, MPEG-4 part 2 and MJPEG in AVI), then makes --variants corrupted copies, each with

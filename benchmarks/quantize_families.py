@@ -3,7 +3,7 @@
 
     python benchmarks/quantize_families.py --work /tmp/qf \\
         --model yolov8n=../shared/models/ultralytics/yolov8n.onnx:0.0001 ... \\
-        --out benchmarks/results/DATE_MACHINE_quantize-families.json [quantize options...]
+        --out benchmarks/results/MACHINE_quantize-families.json [quantize options...]
 
 ``--model NAME=PATH[:SCORE]``: SCORE is the float model's detection threshold taken as ground truth
 (``--reference-score``; default 0.3). Models whose scores are all low (random or briefly trained weights)

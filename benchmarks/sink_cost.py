@@ -17,8 +17,8 @@ the calling thread (what the pipeline pays), the sink thread's CPU per message, 
 and whether the sink kept up (what was still buffered when the offers stopped, and how long it took to
 drain). Kinds and loads in turn for ``--rounds`` rounds.
 
-    python benchmarks/sink_cost.py --rounds 3 --json benchmarks/results/DATE_cpu-2core_sink-cost.json
-    python benchmarks/sink_cost.py --per-sink --rounds 3 --json benchmarks/results/DATE_cpu-2core_per-sink.json
+    python benchmarks/sink_cost.py --rounds 3 --json benchmarks/results/cpu-2core_sink-cost.json
+    python benchmarks/sink_cost.py --per-sink --rounds 3 --json benchmarks/results/cpu-2core_per-sink.json
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ Then:
   stream's own time of each message) after it;
 - frame age (capture to publish) p50/p99 before, during and after the outage.
 
-    python benchmarks/sink_outage.py --json benchmarks/results/DATE_cpu-2core_mqtt-outage-30s.json
-    python benchmarks/sink_outage.py --kind nats --json benchmarks/results/DATE_cpu-2core_nats-outage-30s.json
+    python benchmarks/sink_outage.py --json benchmarks/results/cpu-2core_mqtt-outage-30s.json
+    python benchmarks/sink_outage.py --kind nats --json benchmarks/results/cpu-2core_nats-outage-30s.json
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 """Line counts and track scores of the daemon on held-out synthetic scenes, at native pace and under drops.
 
     python benchmarks/synthetic_counts.py --seeds $(seq 321 360) --frames 300 \\
-        --json benchmarks/results/DATE_cpu-2core_synthetic-counts.json
+        --json benchmarks/results/cpu-2core_synthetic-counts.json
 
 Runs ``streamd.evaluation.count_accuracy`` twice: the cameras at their pace (10 fps), then with every
 detector call ``--delay-ms`` slower, so frames are superseded and the tracker and the lines see gaps.

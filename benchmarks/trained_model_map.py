@@ -15,7 +15,7 @@ Run with a Python that has ``ultralytics`` and ``torch`` (a tool here, never a d
 checkout is put on the path:
 
     python benchmarks/trained_model_map.py --model best.onnx --weights best.pt \\
-        --out benchmarks/results/DATE_MACHINE_trained-model-map.json
+        --out benchmarks/results/MACHINE_trained-model-map.json
 """
 
 from __future__ import annotations

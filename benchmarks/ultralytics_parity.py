@@ -14,7 +14,7 @@ Run with a Python that has ``ultralytics`` and ``torch`` (a separate environment
 dependency of streamd); this checkout is put on the path:
 
     python benchmarks/ultralytics_parity.py --model yolov8n=v8.onnx --model yolo26n=e2e.onnx \\
-        --model rtdetr-l=rtdetr.onnx --frames 200 --out benchmarks/results/DATE_MACHINE_ultralytics-parity.json \\
+        --model rtdetr-l=rtdetr.onnx --frames 200 --out benchmarks/results/MACHINE_ultralytics-parity.json \\
         --reference tests/yolox/data/ultralytics_reference.npz
 
 ``--reference`` also writes the first ``--reference-frames`` frames (raw outputs, and Ultralytics' boxes

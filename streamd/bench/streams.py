@@ -46,7 +46,7 @@ from streamd.yolox.metadata import read_metadata
 log = logging.getLogger(__name__)
 
 # How long every source may take to reach "streaming" (NVDEC sessions start one after another:
-# 2.5-3.4 s for 48-64 on an H200, benchmarks/results/2026-11-30_h200_gpu-scale-check.json) before the
+# 2.5-3.4 s for 48-64 on an H200, benchmarks/results/h200_gpu-scale-check.json) before the
 # warm-up starts anyway.
 STREAMING_TIMEOUT_SECONDS = 60.0
 # After the window closes, messages published inside it may still be on their way.

@@ -34,7 +34,7 @@ def test_every_result_records_its_provenance(path) -> None:
     assert isinstance(data, dict)
     missing = [key for key in render_results.PROVENANCE_KEYS if key not in data]
     assert not missing, f"{path.name} lacks {missing}"
-    assert render_results.NAME.match(path.stem), f"{path.name}: not DATE_MACHINE_WHAT.json"
+    assert render_results.NAME.match(path.stem), f"{path.name}: not MACHINE_WHAT.json"
 
 
 def test_check_exits_1_on_a_stale_page(tmp_path, monkeypatch) -> None:
@@ -45,12 +45,24 @@ def test_check_exits_1_on_a_stale_page(tmp_path, monkeypatch) -> None:
 
 
 def test_unknown_kinds_still_get_a_row(tmp_path) -> None:
-    day = "-".join(("2030", "01", "02"))
-    (tmp_path / f"{day}_h100_new-thing.json").write_text(
+    (tmp_path / "h100_new-thing.json").write_text(
         json.dumps({"commit": None, "machine": None, "command": None, "versions": None, "x": 1}))
     page = render_results.render(render_results.load(tmp_path))
     assert "## Other results" in page
-    assert f"| {day} | h100 | [new-thing](benchmarks/results/{day}_h100_new-thing.json) | – |" in page
+    assert "| h100 | [new-thing](benchmarks/results/h100_new-thing.json) | – |" in page
+
+
+def test_rows_go_by_machine_then_what_and_a_dated_name_is_refused(tmp_path) -> None:
+    keys = {"commit": None, "machine": None, "command": None, "versions": None, "x": 1}
+    for name in ("h100_b", "cpu-2core_z", "h100_a"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(keys))
+    page = render_results.render(render_results.load(tmp_path))
+    assert [page.index(f"[{what}]") for what in ("z", "a", "b")] == sorted(page.index(f"[{what}]")
+                                                                        for what in ("z", "a", "b"))
+    day = "-".join(("2030", "01", "02"))
+    (tmp_path / f"{day}_h100_c.json").write_text(json.dumps(keys))
+    with pytest.raises(ValueError, match="MACHINE_WHAT"):
+        render_results.load(tmp_path)
 
 
 def test_the_script_runs_as_documented() -> None:
@@ -60,7 +72,6 @@ def test_the_script_runs_as_documented() -> None:
 
 
 def test_a_fresh_held_out_result_shows_its_folds_and_sources(tmp_path) -> None:
-    day = "-".join(("2030", "01", "02"))
     result = {"commit": None, "machine": None, "command": None, "versions": None, "model": "m.onnx",
               "quantize_fresh_held_out": {
                   "images": {"pool": {"coco": 100, "other": 63}, "fresh": {"photos": 30, "video_frames": 20}},
@@ -69,7 +80,7 @@ def test_a_fresh_held_out_result_shows_its_folds_and_sources(tmp_path) -> None:
                   "held_out": {"fidelity": {"map50_95": 0.9412, "reference_detections": 120},
                                "int8_conv_mac_share": 0.9101, "verdict": {"passed": True}},
                   "held_out_by_source": {"photos": {"map50_95": 0.95}, "video_frames": {"map50_95": 0.9}}}}
-    (tmp_path / f"{day}_cpu-2core_quantize-fresh.json").write_text(json.dumps(result))
+    (tmp_path / "cpu-2core_quantize-fresh.json").write_text(json.dumps(result))
     page = render_results.render(render_results.load(tmp_path))
     assert "## INT8 on images from outside the project" in page
     row = next(line for line in page.splitlines() if "quantize-fresh" in line)
