@@ -108,6 +108,7 @@ def main() -> int:
                 raise SystemExit(f"service not ready: {(folder / 'service.log').read_text()[-3000:]}")
             time.sleep(0.5)
         time.sleep(args.warmup_seconds)
+        workers_at_start = get_json(metrics_port, "/healthz")[1]["workers"]
         start = time.monotonic()
         for number in range(args.kills):
             workers = get_json(metrics_port, "/healthz")[1]["workers"]
@@ -144,7 +145,8 @@ def main() -> int:
 
     control = [[m["frame_index"] for at, m in items if control_start <= at < start] for items in by_source.values()]
     # While a worker is down (from its kill to the next kill), the other workers' cameras must not skip.
-    gaps, ages, checked, frames, gap_seconds = 0, [], 0, 0, []
+    gaps, ages, checked, frames, gap_seconds, gap_details = 0, [], 0, 0, [], []
+    worker_of = {source: int(index) for index, worker in workers_at_start.items() for source in worker["sources"]}
     dropped_untouched: dict[str, float] = defaultdict(float)
     for number, kill in enumerate(kills):
         until = kills[number + 1]["killed_at"] if number + 1 < len(kills) else end
@@ -158,8 +160,20 @@ def main() -> int:
             for reason, count in dropped_after.get(source, {}).items():
                 dropped_untouched[reason] += count - kill["dropped_before"].get(source, {}).get(reason, 0.0)
             # When each gap was seen, after its kill: tells a take-over's cost from the new standby's start.
-            gap_seconds += [round(window[i + 1][0] - kill["killed_at"], 2) for i in range(len(window) - 1)
-                            if indices[i + 1] != indices[i] + 1]
+            for i in range(len(window) - 1):
+                if indices[i + 1] == indices[i] + 1:
+                    continue
+                gap_seconds.append(round(window[i + 1][0] - kill["killed_at"], 2))
+                # Capture spacing tells a burst from the source (two frames close together, the first
+                # replaced) from a stalled pipeline (regular capture, a late publish).
+                before, after = window[i][1], window[i + 1][1]
+                gap_details.append({"kill": number, "source": source, "worker": worker_of.get(source),
+                                    "seconds_after_kill": round(window[i + 1][0] - kill["killed_at"], 3),
+                                    "missing_frames": indices[i + 1] - indices[i] - 1,
+                                    "capture_spacing_seconds": round(after["capture_time"] - before["capture_time"], 4),
+                                    "publish_spacing_seconds": round(after["publish_time"] - before["publish_time"], 4),
+                                    "age_before_seconds": round(before["publish_time"] - before["capture_time"], 4),
+                                    "age_after_seconds": round(after["publish_time"] - after["capture_time"], 4)})
             frames += len(indices)
             ages += [m["publish_time"] - m["capture_time"] for _, m in window]
             checked += 1
@@ -167,13 +181,16 @@ def main() -> int:
               "untouched_source_windows": checked, "untouched_frames": frames, "untouched_frame_index_gaps": gaps,
               "untouched_gap_seconds_after_kill": sorted(gap_seconds),
               "untouched_frames_dropped_by_reason": dict(dropped_untouched),
+              "untouched_gaps": gap_details,
               "before_kills": {"seconds": round(start - control_start, 1), "frames": sum(map(len, control)),
                                "frame_index_gaps": sum(gaps_in(indices) for indices in control)},
               "untouched_frame_age_p99_seconds": float(np.percentile(ages, 99)) if ages else None,
               "worst_seconds_until_published_again": max((k["worst_seconds"] or 0.0) for k in kills) if kills else None}
     for kill in kills:
         del kill["dropped_before"]
-    print(json.dumps({k: v for k, v in result.items() if k not in ("kills",)}, indent=1, default=str))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("kills", "untouched_gaps")}, indent=1, default=str))
+    for gap in gap_details[:40]:
+        print("gap", json.dumps(gap))
     for kill in kills:
         print(f"kill worker {kill['worker']}: {len(kill['sources'])} cameras back within "
               f"{kill['worst_seconds'] if kill['worst_seconds'] is None else round(kill['worst_seconds'], 2)} s")
