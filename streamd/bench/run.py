@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streamd.bench.host import process_cpu_seconds
 from streamd.bench.media import read_frames
 from streamd.config.load import parse_config
 from streamd.config.schema import Config
@@ -120,12 +121,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for flag, value in (("--model", model), ("--source", source), ("--classes", args.classes)):
         if value and not Path(value).is_file():
             raise BenchArgumentError(f"{flag}: file {Path(value).absolute()} does not exist")
-
-
-def process_cpu_seconds() -> float:
-    """User + system CPU time of this process, every thread."""
-    times = os.times()
-    return times.user + times.system
 
 
 def measure_raw_fps(detector: HostDetector, inputs: list[np.ndarray], loops: int = 1) -> float:
@@ -322,7 +317,6 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _cpu_count() -> int:
-    import os  # noqa: PLC0415
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
 
