@@ -8,9 +8,13 @@ keeps the batch the data has; the I/O and intermediate batch dims become the sym
 Outputs then equal the batch-1 model's frame by frame (checked with ONNX Runtime,
 ``tests/inference/test_onnx_batch.py``: max abs diff 0.0 on yolox_nano, N = 4).
 
-A graph whose batch-1 constants are anywhere else (a Reshape whose shape is computed, a Constant
-node that is not a Reshape shape, an Expand, a Tile) is refused with the node's name: this edit
-does not try to prove such graphs batch-safe.
+An ``Expand`` is kept when its shape is a constant whose entry facing the input's first dim is 1
+(ONNX broadcasts both ways, so a 1 there keeps the batch the data has) and its input is computed,
+not a constant: YOLO26's end-to-end head expands its TopK indices with ``[1, 1, 80]`` and
+``[1, 1, 4]``. A graph whose batch-1 constants are anywhere else (a Reshape whose shape is computed,
+a Constant node that is not a Reshape shape, any other Expand, a Tile, a GatherElements with
+constant indices) is refused with the node's name: this edit does not try to prove such graphs
+batch-safe.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ log = logging.getLogger(__name__)
 BATCH_SYMBOL = "batch"
 # Operators whose result can hold the batch size as a value, not only as a shape: the edit cannot
 # see batch-1 constants flowing into them, so a graph that has them is refused.
-_BATCH_UNSAFE_OPS = ("Shape", "Expand", "Tile", "ConstantOfShape", "Gather")
+_BATCH_UNSAFE_OPS = ("Shape", "Tile", "ConstantOfShape", "Gather")
 
 
 def _set_batch_dim(value_info, symbol: str) -> bool:
@@ -41,6 +45,39 @@ def _set_batch_dim(value_info, symbol: str) -> bool:
     first.Clear()
     first.dim_param = symbol
     return True
+
+
+def _ranks(model) -> dict[str, int]:
+    """The rank of every value ONNX shape inference can tell (the model as exported, batch 1)."""
+    import onnx  # noqa: PLC0415
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    return {info.name: len(info.type.tensor_type.shape.dim)
+            for info in (*graph.input, *graph.value_info, *graph.output)
+            if info.type.tensor_type.HasField("shape")}
+
+
+def _check_expand(node, initializers, constants, ranks: dict[str, int]) -> None:
+    """BackendError unless this Expand keeps the batch of its (computed) input: see the module's docstring."""
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    name = node.name or node.output[0]
+    data, shape_name = node.input[0], node.input[1]
+    if data in initializers or data in constants:
+        raise BackendError(f"cannot make the batch dynamic: Expand {name} expands a constant")
+    if shape_name in initializers:
+        shape = numpy_helper.to_array(initializers[shape_name])
+    elif shape_name in constants:
+        shape = numpy_helper.to_array(constants[shape_name].attribute[0].t)
+    else:
+        raise BackendError(f"cannot make the batch dynamic: Expand {name} takes a computed shape ({shape_name})")
+    if data not in ranks:
+        raise BackendError(f"cannot make the batch dynamic: the rank of Expand {name}'s input is unknown")
+    facing = shape.size - ranks[data]  # the shape entry broadcast against the input's first dim
+    if facing >= 0 and int(shape.reshape(-1)[facing]) != 1:
+        raise BackendError(f"cannot make the batch dynamic: Expand {name} has shape {shape.tolist()}, whose entry "
+                           "facing the batch is not 1")
 
 
 def make_batch_dynamic(model):
@@ -62,11 +99,18 @@ def make_batch_dynamic(model):
     if all(t.type.tensor_type.shape.dim and t.type.tensor_type.shape.dim[0].WhichOneof("value") == "dim_param"
            for t in inputs):
         return edited
+    constants = {node.output[0]: node for node in graph.node if node.op_type == "Constant"}
+    ranks = None
     for node in graph.node:
         if node.op_type in _BATCH_UNSAFE_OPS:
             raise BackendError(f"cannot make the batch dynamic: node {node.name or node.output[0]} ({node.op_type}) "
                                "may compute with the batch size; export the model with a dynamic batch instead")
-    constants = {node.output[0]: node for node in graph.node if node.op_type == "Constant"}
+        if node.op_type == "GatherElements" and (node.input[1] in initializers or node.input[1] in constants):
+            raise BackendError(f"cannot make the batch dynamic: GatherElements {node.name or node.output[0]} has "
+                               "constant indices (they fix the batch of its output)")
+        if node.op_type == "Expand":
+            ranks = _ranks(edited) if ranks is None else ranks
+            _check_expand(node, initializers, constants, ranks)
     edited_shapes = 0
     for node in graph.node:
         if node.op_type != "Reshape":
