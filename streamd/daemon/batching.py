@@ -1,7 +1,9 @@
-"""Cross-stream batching: gather the newest frame of several sources into one detector batch.
+"""Cross-stream batching: gather the newest frames of several sources into one detector batch.
 
 ``BatchCollector.next_batch()`` takes the newest frame of each source that has one, in round-robin
-order, up to ``max_batch``. Once it holds a first frame it may wait a bounded window for more:
+order, up to ``max_batch``; a source whose previous frame is still waiting too (the pipeline missed a
+frame period) gives both, in order, where the batch has room, so a late batch costs no frame. Once it
+holds a first frame it may wait a bounded window for more:
 
     window = min(window_cap, fastest live source's frame period - measured batch seconds)
 
@@ -29,6 +31,7 @@ from typing import Protocol
 
 from streamd.frame import Frame
 from streamd.metrics.definitions import StreamdMetrics
+from streamd.sources.latest_frame import DEPTH
 
 # How long next_batch waits for any frame before returning None (the caller checks for stop).
 IDLE_WAIT_SECONDS = 0.1
@@ -39,7 +42,9 @@ SMOOTHING = 0.25
 
 
 class SlotLike(Protocol):
-    def take(self, timeout: float | None = None) -> Frame | None: ...
+    def take_recent(self, limit: int, timeout: float | None = None) -> list[Frame]: ...
+
+    def discard(self, frames: list[Frame]) -> None: ...
 
     def peek_ready(self) -> bool: ...
 
@@ -95,6 +100,7 @@ class BatchCollector:
         self._clock = clock
         self._paces = [_SourcePace() for _ in self._sources]
         self._cursor = 0
+        self._previous: dict[int, tuple[Frame, SlotLike]] = {}  # id(frame in the batch) -> (frame before it, slot)
         self._collecting = threading.Lock()
         self.batch_seconds: float | None = None  # running estimate of the detector's time per batch
         self.dropped_too_old = 0
@@ -108,8 +114,8 @@ class BatchCollector:
 
     # -- collecting --------------------------------------------------------------------------------
     def next_batch(self, idle_wait_seconds: float = IDLE_WAIT_SECONDS) -> list[Frame]:
-        """Up to ``max_batch`` frames, at most one per source, in the order taken; [] when no frame
-        arrived within ``idle_wait_seconds`` (or ``wake()`` was called)."""
+        """Up to ``max_batch`` frames, at most two per source (in frame order), in the order taken; [] when
+        no frame arrived within ``idle_wait_seconds`` (or ``wake()`` was called)."""
         with self._collecting, self._condition:
             batch: list[Frame] = []
             taken: set[int] = set()
@@ -127,6 +133,7 @@ class BatchCollector:
                     break
                 self._condition.wait(deadline - now)
                 self._scan(batch, taken)
+            self._add_previous(batch)
             if self._metrics is not None:
                 self._metrics.batch_size.observe(len(batch))
                 self._metrics.batch_wait_seconds.observe(self._clock() - first_taken)
@@ -166,16 +173,49 @@ class BatchCollector:
             slot = sources[index].slot
             if not slot.peek_ready():
                 continue
-            frame = slot.take(timeout=0)
-            if frame is None:
+            if not self._take_from(index, slot, batch):
                 continue
-            self._paces[index].observe(frame)
-            if self._too_old(frame):
-                continue
-            batch.append(frame)
             taken.add(index)
             room -= 1
             self._cursor = (index + 1) % count
+
+    def _take_from(self, index: int, slot: SlotLike, batch: list[Frame]) -> bool:
+        """The slot's newest frame into ``batch``; the frame before it, if still waiting, kept aside for
+        ``_add_previous``. False when nothing was batched (empty slot, or too old)."""
+        frames = slot.take_recent(DEPTH if self.max_batch > 1 else 1, timeout=0)
+        if not frames:
+            return False
+        pace = self._paces[index]
+        for frame in frames:
+            pace.observe(frame)
+        newest = frames[-1]
+        if self._too_old(newest):
+            for frame in frames[:-1]:
+                self._too_old(frame)
+            return False
+        batch.append(newest)
+        for frame in frames[:-1]:
+            if not self._too_old(frame):
+                self._previous[id(newest)] = (frame, slot)
+        return True
+
+    def _add_previous(self, batch: list[Frame]) -> None:
+        """Each frame kept aside goes just before its successor while the batch has room (the batch is
+        never delayed for it); the rest are counted as replaced, as the slot would have."""
+        if not self._previous:
+            return
+        room = self.max_batch - len(batch)
+        closed: list[Frame] = []
+        for frame in batch:
+            entry = self._previous.pop(id(frame), None)
+            if entry is not None:
+                if room > 0:
+                    closed.append(entry[0])
+                    room -= 1
+                else:
+                    entry[1].discard([entry[0]])
+            closed.append(frame)
+        batch[:] = closed
 
     def _too_old(self, frame: Frame) -> bool:
         if not self._max_frame_age_seconds:

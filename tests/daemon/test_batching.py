@@ -87,6 +87,7 @@ class FakeSource:
         frame = Frame(self.source_id, self.delivered, when, when, IMAGE)
         self.delivered += 1
         self.last_frame_monotonic = when
+        self.last_delivered = frame
         self.slot.put(frame)
         return frame
 
@@ -117,12 +118,37 @@ def test_all_ready_takes_one_per_source_without_waiting() -> None:
     assert clock.waits == []  # every streaming source is in the batch: nothing left to wait for
 
 
-def test_newest_frame_only() -> None:
+def test_a_missed_period_gives_the_frame_before_the_newest_too_in_order() -> None:
+    clock = FakeTime()
+    source = FakeSource("cam", clock)
+    source.deliver()
+    previous, newest = source.deliver(), source.deliver()
+    assert collector([source], clock, max_batch=4).next_batch() == [previous, newest]
+    assert source.slot.dropped == 1  # the frame before both: replaced, counted
+
+
+def test_the_frame_before_the_newest_only_fills_room_left_by_every_source() -> None:
+    clock = FakeTime()
+    sources = [FakeSource(f"s{i}", clock) for i in range(3)]
+    sources[0].deliver()
+    previous, newest = sources[1].deliver(), sources[1].deliver()
+    sources[2].deliver()
+    batch = collector(sources, clock, max_batch=3).next_batch()
+    assert sources_of(batch) == ["s0", "s1", "s2"] and batch[1] is newest  # no room: newest frames first
+    assert sources[1].slot.dropped == 1 and previous not in batch
+    sources[0].deliver()
+    previous, newest = sources[1].deliver(), sources[1].deliver()
+    # s2 has no frame: its place takes s1's frame before the newest, just before it.
+    assert collector(sources, clock, max_batch=3).next_batch() == [sources[0].last_delivered, previous, newest]
+
+
+def test_max_batch_1_takes_the_newest_frame_only() -> None:
     clock = FakeTime()
     source = FakeSource("cam", clock)
     source.deliver()
     newest = source.deliver()
-    assert collector([source], clock, max_batch=4).next_batch() == [newest]
+    assert collector([source], clock, max_batch=1).next_batch() == [newest]
+    assert source.slot.dropped == 1
 
 
 def test_round_robin_no_source_starves_when_batch_is_smaller_than_sources() -> None:
@@ -338,13 +364,8 @@ class ReferenceCollector(BatchCollector):
             slot = self._sources[index].slot
             if index in taken or not slot.peek_ready():
                 continue
-            frame = slot.take(timeout=0)
-            if frame is None:
+            if not self._take_from(index, slot, batch):
                 continue
-            self._paces[index].observe(frame)
-            if self._too_old(frame):
-                continue
-            batch.append(frame)
             taken.add(index)
             self._cursor = (index + 1) % count
 

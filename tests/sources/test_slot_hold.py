@@ -41,10 +41,10 @@ def test_a_hold_lapses_then_frames_are_superseded_as_usual() -> None:
     started = time.monotonic()
     slot.put(frame(1))  # waits out the hold, then replaces
     assert 0.15 <= time.monotonic() - started < 1.0
-    assert slot.dropped == 1 and slot.take(0).index == 1
+    assert slot.take(0).index == 1 and slot.dropped == 1
     slot.put(frame(2))
     slot.put(frame(3))  # no hold any more: at once
-    assert slot.dropped == 2
+    assert slot.take(0).index == 3 and slot.dropped == 2
 
 
 def test_release_ends_the_hold_after_its_grace() -> None:
@@ -55,14 +55,14 @@ def test_release_ends_the_hold_after_its_grace() -> None:
     time.sleep(0.1)
     slot.release(0.2)
     waiting.join(2)
-    assert not waiting.is_alive() and slot.dropped == 1 and slot.take(0).index == 1
+    assert not waiting.is_alive() and slot.take(0).index == 1 and slot.dropped == 1
     slot.hold(10.0)
     slot.put(frame(2))
     waiting = put_in_thread(slot, frame(3))
     time.sleep(0.1)
     slot.release()  # at once
     waiting.join(2)
-    assert not waiting.is_alive() and slot.dropped == 2 and slot.take(0).index == 3
+    assert not waiting.is_alive() and slot.take(0).index == 3 and slot.dropped == 2
 
 
 def test_closing_a_held_slot_lets_the_producer_go() -> None:
