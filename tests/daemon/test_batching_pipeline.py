@@ -173,3 +173,46 @@ def test_live_sources_share_a_small_batch_fairly() -> None:
     dropped = sum(harness.metrics.registry.get_sample_value(
         "streamd_frames_dropped_total", {"source": f"cam{i}", "reason": "superseded"}) for i in range(6))
     assert dropped > 0  # the detector really was the bottleneck
+
+
+class StallingDetector(BatchingDetector):
+    """Pipelined; one batch takes ``stall_seconds`` (a GPU shared with a process starting up)."""
+
+    def __init__(self, max_batch: int, stall_at_batch: int, stall_seconds: float) -> None:
+        super().__init__(max_batch, pipelined=True)
+        self.stall_at_batch = stall_at_batch
+        self.stall_seconds = stall_seconds
+
+    def submit_batch(self, frames: Sequence[Frame]) -> list[DetectionResult]:
+        if len(self.batches) == self.stall_at_batch:
+            time.sleep(self.stall_seconds)
+        return super().submit_batch(frames)
+
+
+def test_a_batch_one_period_late_loses_no_frame_where_the_batch_has_room() -> None:
+    """3 cameras at 10 fps; one batch takes 2.5 frame periods, so two frames of each camera wait. With
+    room for two frames a camera, the older goes into the next batch just before its successor: every
+    frame is published, in order. Without room (max batch = cameras) those frames are superseded,
+    counted."""
+    for max_batch, loses_frames in ((6, False), (3, True)):
+        detector = StallingDetector(max_batch, stall_at_batch=8, stall_seconds=0.25)
+        harness = Harness(synthetic(3, "native", frames=30, fps=10), [detector])
+        try:
+            harness.run(until=harness.pipeline.finished, expected=90, timeout_seconds=30)
+        finally:
+            harness.close()
+        dropped = sum(harness.metrics.registry.get_sample_value(
+            "streamd_frames_dropped_total", {"source": f"cam{i}", "reason": "superseded"}) for i in range(3))
+        doubled = [batch for batch in detector.batches if len({source for source, _ in batch}) < len(batch)]
+        if loses_frames:
+            assert dropped > 0 and not doubled
+            for indices in harness.indices_by_source().values():
+                assert indices == sorted(indices)
+        else:
+            assert doubled, detector.batches  # the stall left two frames waiting somewhere
+            for batch in doubled:  # a camera's two frames in frame order, next to each other
+                for source in {source for source, _ in batch}:
+                    mine = [index for name, index in batch if name == source]
+                    assert mine == sorted(mine)
+            check_every_frame_in_order(harness, 3, 30)
+            assert dropped == 0
