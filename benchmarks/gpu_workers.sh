@@ -6,7 +6,10 @@
 #   STREAMD_SHARED=path/to/data bash benchmarks/gpu_workers.sh "IN 32 32" "W 3 72 24" "W 4 72 18"
 # The data folder holds models/yolox_nano.onnx, models/coco_classes.txt and media/vtest_1080p30.mp4 (made with
 # `streamd bench --make-test-video`); TESTS=1 first runs tests/gpu/test_workers.py and tests/gpu/test_nvdec_hardening.py.
-# EXTRA_TESTS: more test paths for that run. KILL="STREAMS WORKERS MAX_BATCH" then runs benchmarks/worker_kill.py (5 SIGKILLs at full load); MPS=1 then runs
+# EXTRA_TESTS: more test paths for that run. KILL="STREAMS WORKERS MAX_BATCH [MAX_BATCH...]" then runs benchmarks/worker_kill.py
+# (5 SIGKILLs at full load) once per max batch (KILL_WARMUP seconds, default 25; KILL_INTERVAL, default 10);
+# FAMILIES="NAME=MODEL:STREAMS:MAX_BATCH ..." runs `streamd bench` on other models (a MODEL ending in .skeleton.onnx is
+# first restored with random weights by benchmarks/onnx_skeleton.py: throughput does not depend on them); MPS=1 then runs
 # every spec again with CUDA MPS serving the GPU (names end in _mps). ANALYTICS=1 runs every spec again with
 # `--analytics` (4 zones and 2 lines a stream; names end in _an), right after the plain runs.
 # WHEELS_DIR (default .whl) may hold wheels the machine lacks (pyzmq, PyNvVideoCodec), installed to /tmp/site.
@@ -61,12 +64,30 @@ if [ "${ANALYTICS:-0}" = 1 ]; then
 fi
 if [ -n "${KILL:-}" ]; then
     set -- $KILL
-    echo "== kill $KILL $(date +%s)"
-    timeout 240 python3 benchmarks/worker_kill.py --model "$DATA/models/yolox_nano.onnx" --video "$STREAMD_H264_VIDEO" \
-        --streams "$1" --workers "$2" --max-batch "$3" --decoder nvdec --standin-engine --kills 5 --interval 10 \
-        --warmup-seconds 25 --json "$OUT/kill_s$1_w$2.json" 2>"$OUT/kill.err" | tail -12
-    echo "   exit $? $(date +%s)"; tail -3 "$OUT/kill.err"
+    kill_streams=$1; kill_workers=$2; shift 2
+    for batch in "$@"; do
+        name="kill_s${kill_streams}_w${kill_workers}_b${batch}"
+        echo "== $name $(date +%s)"
+        timeout 240 python3 benchmarks/worker_kill.py --model "$DATA/models/yolox_nano.onnx" --video "$STREAMD_H264_VIDEO" \
+            --streams "$kill_streams" --workers "$kill_workers" --max-batch "$batch" --decoder nvdec --standin-engine \
+            --kills 5 --interval "${KILL_INTERVAL:-10}" --warmup-seconds "${KILL_WARMUP:-25}" --json "$OUT/$name.json" \
+            2>"$OUT/$name.err" | grep -v '^gap ' | tail -12
+        echo "   exit $? $(date +%s)"; tail -3 "$OUT/$name.err"
+    done
 fi
+for family in ${FAMILIES:-}; do
+    name=${family%%=*}; spec=${family#*=}
+    IFS=: read -r model streams batch <<<"$spec"
+    if [ "${model%.skeleton.onnx}" != "$model" ]; then
+        python3 benchmarks/onnx_skeleton.py restore "$model" "/tmp/$name.onnx" || continue
+        model=/tmp/$name.onnx
+    fi
+    echo "== family $name $(date +%s)"
+    timeout 200 python3 -m streamd bench --standin-engine --model "$model" --streams "$streams" --max-batch "$batch" \
+        --decoder nvdec --video "$STREAMD_H264_VIDEO" --seconds "$SECONDS_PER_RUN" --warmup-seconds 3 \
+        --json "$OUT/family_$name.json" 2>"$OUT/family_$name.err" | tail -8
+    echo "   exit $? $(date +%s)"; tail -3 "$OUT/family_$name.err"
+done
 if [ "${MPS:-0}" = 1 ] || [ "${MPS_ONLY:-0}" = 1 ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
