@@ -52,9 +52,10 @@ from streamd.sources.readers import FrameReader, check_pixels, redact
 
 log = logging.getLogger(__name__)
 
-# Slot + frames in the two batches BatchGpuDetector keeps in flight + pictures of one Decode call +
-# headroom. Past it a decoded picture is dropped (counted), never overwritten. 1080p NV12: 3.1 MB each.
-DEFAULT_POOL_SURFACES = 8
+# Slot (the newest picture and the one before) + a source's frames in the two batches BatchGpuDetector
+# keeps in flight (two each after a late batch) + pictures of one Decode call + headroom. Allocated as
+# needed; past it a decoded picture is dropped (counted), never overwritten. 1080p NV12: 3.1 MB each.
+DEFAULT_POOL_SURFACES = 10
 # A decoder is created for at least this size, so a stream that grows up to it mid-stream is
 # reconfigured in place instead of re-created (PyNvVideoCodec's maxwidth/maxheight).
 DEFAULT_MAX_WIDTH, DEFAULT_MAX_HEIGHT = 1920, 1088
