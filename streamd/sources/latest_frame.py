@@ -4,11 +4,11 @@ When the pipeline is slower than the source, frames are replaced, never queued, 
 bounded; every replaced frame is counted. The slot keeps the newest frame and the one before it
 (``DEPTH``): ``take`` returns the newest and counts the other as replaced, while a batching consumer
 may ``take_recent`` both, in order, into one batch. A pipeline that missed one frame period (a GPU
-shared with a process starting up, a long batch) then loses no frame and adds no wait: the two go
-through together. In ``lossless`` mode (file sources read as fast as possible, for benchmarks) the
-producer waits for the slot to empty instead. A ``hold`` makes it wait for a bounded time: while a
-reload swaps the pipeline, nobody takes frames for a moment, and a frame that waits costs nothing
-where a replaced one would be lost.
+shared with a process starting up, a long batch) then loses no frame where its batch has room for
+both, and waits for none: the two go through together. In ``lossless`` mode (file sources read as
+fast as possible, for benchmarks) the producer waits for the slot to empty instead. A ``hold`` makes
+it wait for a bounded time: while a reload swaps the pipeline, nobody takes frames for a moment, and
+a frame that waits costs nothing where a replaced one would be lost.
 """
 
 from __future__ import annotations
