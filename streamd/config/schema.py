@@ -223,12 +223,12 @@ class ModelConfig:
                                              "the model graph (same outputs, less host time); only the letterbox "
                                              "stays on the host")
     max_batch: int = setting(1, "cross-stream batching: up to this many frames, the newest of different sources, "
-                                "per detector call; 1 runs one frame at a time. Room left after every source's "
-                                "newest frame takes a frame a late batch left waiting, just before its successor: "
-                                "twice the cameras a worker serves lets a batch one frame period late lose "
-                                "nothing. ONNX Runtime gives a model exported "
-                                "with a fixed batch of 1 a dynamic batch (a graph edit, refused naming the node where "
-                                "it cannot be proven safe) and checks at start-up that a batch gives the outputs of "
+                                "per detector call; 1 runs one frame at a time. At least the cameras a worker serves "
+                                "lets a batch one frame period late lose nothing: the frames it left waiting go "
+                                "in too, each just before its successor, as one more detector call (below that, "
+                                "only into room left after every camera's newest frame). ONNX Runtime gives a model "
+                                "exported with a fixed batch of 1 a dynamic batch (a graph edit, refused naming the "
+                                "node where it cannot be proven safe) and checks at start-up that a batch gives the outputs of "
                                 "single frames. Raise it on the GPU, where a call for several frames costs little "
                                 "more than one; on the CPU a batch is no faster than its frames one by one, so "
                                 "keep 1 there (see [Benchmarks](benchmarks.md))")

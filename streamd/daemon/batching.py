@@ -2,8 +2,10 @@
 
 ``BatchCollector.next_batch()`` takes the newest frame of each source that has one, in round-robin
 order, up to ``max_batch``; a source whose previous frame is still waiting too (the pipeline missed a
-frame period) gives both, in order, where the batch has room, so a late batch costs no frame. Once it
-holds a first frame it may wait a bounded window for more:
+frame period) gives both, in order, so a late batch costs no frame: where ``max_batch`` holds every
+source, always (the batch may then hold up to twice ``max_batch`` frames, which the pipeline runs as
+several detector calls of at most ``max_batch``); otherwise where the batch has room after every
+source's newest frame. Once it holds a first frame it may wait a bounded window for more:
 
     window = min(window_cap, fastest live source's frame period - measured batch seconds)
 
@@ -114,8 +116,9 @@ class BatchCollector:
 
     # -- collecting --------------------------------------------------------------------------------
     def next_batch(self, idle_wait_seconds: float = IDLE_WAIT_SECONDS) -> list[Frame]:
-        """Up to ``max_batch`` frames, at most two per source (in frame order), in the order taken; [] when
-        no frame arrived within ``idle_wait_seconds`` (or ``wake()`` was called)."""
+        """Up to ``max_batch`` frames (twice that where ``max_batch`` holds every source and the pipeline
+        was late), at most two per source (in frame order), in the order taken; [] when no frame arrived
+        within ``idle_wait_seconds`` (or ``wake()`` was called)."""
         with self._collecting, self._condition:
             batch: list[Frame] = []
             taken: set[int] = set()
@@ -200,11 +203,14 @@ class BatchCollector:
         return True
 
     def _add_previous(self, batch: list[Frame]) -> None:
-        """Each frame kept aside goes just before its successor while the batch has room (the batch is
-        never delayed for it); the rest are counted as replaced, as the slot would have."""
+        """Each frame kept aside goes just before its successor (the batch is never delayed for it). Where
+        ``max_batch`` holds every source, all of them: a late batch catches up in one more detector call,
+        and a pipeline that cannot keep up still does no more than two frames a source per batch.
+        Otherwise only while the batch has room, so the newest frames of sources left out keep their
+        turn; the rest are counted as replaced, as the slot would have."""
         if not self._previous:
             return
-        room = self.max_batch - len(batch)
+        room = len(self._previous) if len(self._sources) <= self.max_batch else self.max_batch - len(batch)
         closed: list[Frame] = []
         for frame in batch:
             entry = self._previous.pop(id(frame), None)

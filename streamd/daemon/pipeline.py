@@ -167,7 +167,14 @@ class Pipeline:
     def _process(self, detector: Detector, frames: list[Frame]) -> list[DetectionResult]:
         if self.max_batch == 1:
             return detector.submit(frames[0])
-        return detector.submit_batch(frames)
+        if len(frames) <= self.max_batch:
+            return detector.submit_batch(frames)
+        # A late batch catching up (streamd.daemon.batching): detector calls of at most max_batch, in
+        # order, so each source's frames still reach the detector in frame order.
+        results: list[DetectionResult] = []
+        for start in range(0, len(frames), self.max_batch):
+            results.extend(detector.submit_batch(frames[start:start + self.max_batch]))
+        return results
 
     # -- publishing ----------------------------------------------------------------------------
     def _complete(self, ticket: int | None, results: list[DetectionResult]) -> None:

@@ -127,19 +127,31 @@ def test_a_missed_period_gives_the_frame_before_the_newest_too_in_order() -> Non
     assert source.slot.dropped == 1  # the frame before both: replaced, counted
 
 
-def test_the_frame_before_the_newest_only_fills_room_left_by_every_source() -> None:
+def test_where_max_batch_holds_every_source_a_late_batch_takes_every_waiting_frame() -> None:
     clock = FakeTime()
     sources = [FakeSource(f"s{i}", clock) for i in range(3)]
+    firsts = [source.deliver() for source in sources]
+    latest = [source.deliver() for source in sources]
+    batch = collector(sources, clock, max_batch=3).next_batch()
+    # Twice max_batch at most: the pipeline runs it as two detector calls, each source in frame order.
+    assert batch == [firsts[0], latest[0], firsts[1], latest[1], firsts[2], latest[2]]
+    assert all(source.slot.dropped == 0 for source in sources)
+
+
+def test_with_more_sources_than_max_batch_the_frame_before_the_newest_only_fills_room() -> None:
+    clock = FakeTime()
+    sources = [FakeSource(f"s{i}", clock) for i in range(4)]
     sources[0].deliver()
     previous, newest = sources[1].deliver(), sources[1].deliver()
     sources[2].deliver()
-    batch = collector(sources, clock, max_batch=3).next_batch()
+    collector_ = collector(sources, clock, max_batch=3)
+    batch = collector_.next_batch()
     assert sources_of(batch) == ["s0", "s1", "s2"] and batch[1] is newest  # no room: newest frames first
     assert sources[1].slot.dropped == 1 and previous not in batch
     sources[0].deliver()
     previous, newest = sources[1].deliver(), sources[1].deliver()
-    # s2 has no frame: its place takes s1's frame before the newest, just before it.
-    assert collector(sources, clock, max_batch=3).next_batch() == [sources[0].last_delivered, previous, newest]
+    # s2 and s3 have no frame: the room left takes s1's frame before the newest, just before it.
+    assert collector_.next_batch() == [sources[0].last_delivered, previous, newest]
 
 
 def test_max_batch_1_takes_the_newest_frame_only() -> None:

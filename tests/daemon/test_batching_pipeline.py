@@ -189,12 +189,13 @@ class StallingDetector(BatchingDetector):
         return super().submit_batch(frames)
 
 
-def test_a_batch_one_period_late_loses_no_frame_where_the_batch_has_room() -> None:
+def test_a_batch_two_periods_late_loses_no_frame_where_max_batch_holds_every_camera() -> None:
     """3 cameras at 10 fps; one batch takes 2.5 frame periods, so two frames of each camera wait. With
-    room for two frames a camera, the older goes into the next batch just before its successor: every
-    frame is published, in order. Without room (max batch = cameras) those frames are superseded,
-    counted."""
-    for max_batch, loses_frames in ((6, False), (3, True)):
+    max_batch at least the cameras, the older frames go in too, each just before its successor, run as
+    detector calls of at most max_batch (the detector refuses more): every frame is published, in
+    order. With fewer (max_batch 2) only room left after the newest frames takes them: frames are
+    superseded, counted, and the rest stay in order."""
+    for max_batch, loses_frames in ((3, False), (6, False), (2, True)):
         detector = StallingDetector(max_batch, stall_at_batch=8, stall_seconds=0.25)
         harness = Harness(synthetic(3, "native", frames=30, fps=10), [detector])
         try:
@@ -205,14 +206,14 @@ def test_a_batch_one_period_late_loses_no_frame_where_the_batch_has_room() -> No
             "streamd_frames_dropped_total", {"source": f"cam{i}", "reason": "superseded"}) for i in range(3))
         doubled = [batch for batch in detector.batches if len({source for source, _ in batch}) < len(batch)]
         if loses_frames:
-            assert dropped > 0 and not doubled
+            assert dropped > 0, detector.batches
             for indices in harness.indices_by_source().values():
                 assert indices == sorted(indices)
         else:
-            assert doubled, detector.batches  # the stall left two frames waiting somewhere
+            assert doubled or max_batch < 6, detector.batches  # the stall left two frames waiting somewhere
             for batch in doubled:  # a camera's two frames in frame order, next to each other
                 for source in {source for source, _ in batch}:
                     mine = [index for name, index in batch if name == source]
                     assert mine == sorted(mine)
             check_every_frame_in_order(harness, 3, 30)
-            assert dropped == 0
+            assert dropped == 0, (max_batch, detector.batches)
