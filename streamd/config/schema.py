@@ -222,16 +222,16 @@ class ModelConfig:
     fold_preprocessing: bool = setting(True, "ONNX Runtime: run cast, HWC→CHW, channel swap and normalisation inside "
                                              "the model graph (same outputs, less host time); only the letterbox "
                                              "stays on the host")
-    max_batch: int = setting(1, "cross-stream batching: up to this many frames, the newest of different sources, "
-                                "per detector call; 1 runs one frame at a time. At least the cameras a worker serves "
-                                "lets a batch one frame period late lose nothing: the frames it left waiting go "
-                                "in too, each just before its successor, as one more detector call (below that, "
-                                "only into room left after every camera's newest frame). ONNX Runtime gives a model "
-                                "exported with a fixed batch of 1 a dynamic batch (a graph edit, refused naming the "
-                                "node where it cannot be proven safe) and checks at start-up that a batch gives the outputs of "
+    max_batch: int = setting(1, "cross-stream batching: up to this many frames, the newest of different sources, per "
+                                "detector call; 1 runs one frame at a time. At least the cameras a worker serves lets"
+                                " a batch one frame period late lose nothing: the frames it left waiting go in too, "
+                                "each just before its successor, as one more detector call (below that, only into "
+                                "room left after every camera's newest frame). ONNX Runtime gives a model exported "
+                                "with a fixed batch of 1 a dynamic batch (a graph edit, refused naming the node where"
+                                " it cannot be proven safe) and checks at start-up that a batch gives the outputs of "
                                 "single frames. Raise it on the GPU, where a call for several frames costs little "
-                                "more than one; on the CPU a batch is no faster than its frames one by one, so "
-                                "keep 1 there (see [Benchmarks](benchmarks.md))")
+                                "more than one; on the CPU a batch is no faster than its frames one by one, so keep 1"
+                                " there (see [Benchmarks](benchmarks.md))")
     # 20 ms: one 50 fps period; at 30 fps cameras the derived window is usually the shorter.
     batch_window_seconds: float = setting(DEFAULT_BATCH_WINDOW_SECONDS,
                                           "the longest a batch waits for more frames after its first one. The "
